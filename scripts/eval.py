@@ -1,0 +1,113 @@
+"""Evaluate a checkpoint: accuracy, MACs/FLOPs, params, sparsity, size, and optionally latency.
+
+    uv run python -m scripts.eval --checkpoint results/train/quickstart/best_model.pth
+    uv run python -m scripts.eval --checkpoint pruned_model.pth --measure-latency \
+        --baseline-metrics results/train/quickstart/eval_metrics.yaml
+
+The data set and model come from the config stored in the checkpoint; --config / --set override
+it. Writes eval_metrics.yaml next to the checkpoint (or into --save-dir).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from datasets import build_data
+from tools.checkpoint import checkpoint_config, load_model, read_checkpoint
+from tools.cli import base_parser, resolve_config
+from tools.engine import evaluate, resolve_device
+from tools.errors import UserError, run_cli
+from tools.evaluation import describe_model, latency_table
+from tools.io import atomic_write_yaml
+from tools.metrics import format_count, normalize_metrics
+
+
+def parse_args(argv):
+    parser = base_parser(__doc__)
+    parser.add_argument("--checkpoint", required=True, help="a .pth written by train or a pruning script")
+    parser.add_argument("--measure-latency", action="store_true", help="time inference at profile.batch_sizes")
+    parser.add_argument("--batch-sizes", help="comma-separated batch sizes for latency, e.g. 1,64 (overrides profile.batch_sizes)")
+    parser.add_argument("--baseline-metrics", help="eval_metrics.yaml of the baseline: adds drop / reduction / speed-up")
+    return parser.parse_args(argv)
+
+
+def parse_batch_sizes(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        sizes = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"--batch-sizes must be comma-separated integers like 1,32,256, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise UserError(f"--batch-sizes must be positive integers like 1,32,256, got {text!r}")
+    return sizes
+
+
+def read_baseline(path: str) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"baseline metrics {p} not found; pass the eval_metrics.yaml written by eval for the baseline")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError:
+        data = None
+    if not isinstance(data, dict):
+        raise UserError(f"baseline metrics {p} is not a YAML mapping of metrics; pass an eval_metrics.yaml")
+    return data
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    ckpt = read_checkpoint(args.checkpoint)
+    stored = checkpoint_config(ckpt)
+    if stored is None and not args.config:
+        raise UserError(f"{args.checkpoint} carries no config; pass --config with the model and data set it was trained on")
+    cfg = resolve_config(args, flags={"profile.batch_sizes": parse_batch_sizes(args.batch_sizes)},
+                         base=(stored, f"checkpoint {args.checkpoint}") if stored else None)
+    baseline = read_baseline(args.baseline_metrics) if args.baseline_metrics else None
+    device = resolve_device(cfg.train.device)
+
+    data = build_data(cfg.data, seed=cfg.train.seed, device=device)
+    model, _ = load_model(args.checkpoint, model_name=cfg.model.name, num_classes=data.num_classes,
+                          input_shape=data.input_shape, stem=cfg.model.stem, ckpt=ckpt)
+    report = {"checkpoint": str(args.checkpoint), "model": cfg.model.name, "data": cfg.data.name}
+    report |= describe_model(model, data.input_shape, checkpoint_path=args.checkpoint)
+    model.to(device)
+    test = evaluate(model, data.test, device=device)
+    report |= {"top1": test["top1"], "top5": test["top5"], "loss": test["loss"], "num_samples": test["num_samples"],
+               "device": str(device)}
+    if args.measure_latency:
+        prof = cfg.profile
+        report["latency"] = latency_table(model, data.input_shape, batch_sizes=prof.batch_sizes, device=device,
+                                          warmup=prof.warmup, repeats=prof.repeats, num_threads=prof.num_threads)
+        # The smallest batch stands for "the" latency in comparisons.
+        report["latency_ms"] = report["latency"][min(prof.batch_sizes)]["median_ms"]
+    if baseline is not None:
+        report["vs_baseline"] = normalize_metrics(baseline, report)
+
+    out_dir = Path(args.save_dir) if args.save_dir else Path(args.checkpoint).parent
+    atomic_write_yaml(out_dir / "eval_metrics.yaml", report)
+    print_report(report)
+    print(f"wrote {out_dir / 'eval_metrics.yaml'}")
+
+
+def print_report(report: dict) -> None:
+    print(f"top1 {report['top1']:.2f}%  top5 {report['top5']:.2f}%  loss {report['loss']:.4f}  "
+          f"({report['num_samples']} test images, {report['device']})")
+    print(f"MACs {format_count(report['macs'])}  FLOPs {format_count(report['flops'])} (FLOPs = 2 x MACs)  "
+          f"params {format_count(report['params'])}")
+    print(f"non-zero MACs {format_count(report['nonzero_macs'])}  non-zero params {format_count(report['nonzero_params'])}  "
+          f"weight sparsity {100 * report['weight_sparsity']:.2f}%")
+    print(f"model size {report['model_size_bytes'] / 2**20:.2f} MiB (state dict), "
+          f"checkpoint file {report['checkpoint_size_bytes'] / 2**20:.2f} MiB")
+    for bs, stats in report.get("latency", {}).items():
+        print(f"latency batch {bs}: median {stats['median_ms']:.3f} ms  p90 {stats['p90_ms']:.3f} ms  "
+              f"throughput {stats['throughput_ips']:.0f} img/s  ({stats['num_threads']} threads)")
+    for key, value in report.get("vs_baseline", {}).items():
+        print(f"vs baseline: {key} {value:.2f}" if isinstance(value, float) else f"vs baseline: {key} {value}")
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,122 @@
+"""Train a model from a YAML config.
+
+    uv run python -m scripts.train --config cfgs/quickstart.yaml
+    uv run python -m scripts.train --config cfgs/cifar10_resnet20.yaml --set train.epochs=30
+    uv run python -m scripts.train --resume results/train/cifar10_resnet20/last.pth
+    torchrun --nproc_per_node=4 -m scripts.train --config cfgs/cifar10_resnet18.yaml   # DDP
+
+Writes into the run folder (results/train/<config name>/ unless --save-dir): config.yaml,
+log.csv, logs/ (TensorBoard), last.pth, best_model.pth and metrics.yaml.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from datasets import build_data
+from tools.checkpoint import read_checkpoint, unwrap
+from tools.cli import base_parser, resolve_config, run_name
+from tools.config import config_to_dict, save_config
+from tools.distributed import cleanup_distributed, setup_distributed, wrap_ddp
+from tools.engine import evaluate, seed_everything
+from tools.errors import UserError, run_cli
+from tools.io import atomic_write_yaml, make_run_dir
+from tools.metrics import count_macs_params, flops_from_macs, format_count
+from tools.models import build_model, extract_state_dict, load_state_into
+from tools.training import BEST, LAST, fit
+
+
+def parse_args(argv):
+    parser = base_parser(__doc__)
+    parser.add_argument("--resume", help="last.pth (or its run folder) of a run to continue")
+    parser.add_argument("--epochs", type=int, help="overrides train.epochs")
+    parser.add_argument("--lr", type=float, help="overrides train.lr")
+    parser.add_argument("--batch-size", type=int, help="overrides data.batch_size")
+    parser.add_argument("--seed", type=int, help="overrides train.seed")
+    parser.add_argument("--model", help="overrides model.name")
+    args = parser.parse_args(argv)
+    if not args.config and not args.resume:
+        parser.error("pass --config cfgs/<name>.yaml (or --resume a run)")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    resume = None
+    if args.resume:
+        path = Path(args.resume)
+        path = path / LAST if path.is_dir() else path
+        resume = read_checkpoint(path)
+        if not isinstance(resume, dict) or "optimizer" not in resume or "config" not in resume:
+            raise UserError(f"{path} is not a training checkpoint (last.pth) of this project; --resume needs one")
+    cfg = resolve_config(
+        args,
+        flags={"train.epochs": args.epochs, "train.lr": args.lr, "data.batch_size": args.batch_size,
+               "train.seed": args.seed, "model.name": args.model},
+        base=(resume["config"], f"checkpoint {args.resume}") if resume else None,
+    )
+    dist = setup_distributed(cfg.train.device)
+    seed_everything(cfg.train.seed + dist.rank, cfg.train.deterministic)
+
+    data = build_data(cfg.data, seed=cfg.train.seed, device=dist.device, rank=dist.rank, world_size=dist.world_size)
+    model = build_model(cfg.model.name, num_classes=data.num_classes, in_channels=data.input_shape[0],
+                        image_size=data.input_shape[1], stem=cfg.model.stem)
+    if cfg.model.weights and resume is None:
+        load_state_into(model, extract_state_dict(read_checkpoint(cfg.model.weights)), source=cfg.model.weights)
+    macs, params = count_macs_params(model, (1, *data.input_shape))
+    model.to(dist.device)
+
+    if resume is not None:
+        run_dir = Path(args.save_dir) if args.save_dir else path.parent
+    else:
+        run_dir = make_run_dir(cfg.output.root, "train", run_name(cfg, args.config, cfg.model.name),
+                               args.save_dir) if dist.is_main else None
+    if dist.is_main:
+        cfg.output.name = run_dir.name
+        save_config(cfg, run_dir / "config.yaml")
+        print(f"run folder: {run_dir}")
+        print(f"model {cfg.model.name} on {cfg.data.name} {data.input_shape}, {data.num_classes} classes, "
+              f"device {dist.device}, world size {dist.world_size}")
+        print(f"MACs {format_count(macs)}  FLOPs {format_count(flops_from_macs(macs))} (FLOPs = 2 x MACs)  "
+              f"params {format_count(params)}")
+
+    summary = fit(wrap_ddp(model, dist), data, train_cfg=cfg.train, run_dir=run_dir, config=config_to_dict(cfg),
+                  device=dist.device, resume=resume, is_main=dist.is_main)
+
+    if dist.is_main:
+        metrics = final_metrics(unwrap(model), data, run_dir, dist.device, summary, macs=macs, params=params)
+        atomic_write_yaml(run_dir / "metrics.yaml", metrics)
+        print(f"best val top1 {metrics['best_val_top1']:.2f}% (epoch {metrics['best_epoch']}), "
+              f"test top1 {metrics['test_top1']:.2f}% top5 {metrics['test_top5']:.2f}% with the best checkpoint; "
+              f"wall time {metrics['wall_time_s']:.1f}s")
+        print(f"checkpoints: {run_dir / BEST}, {run_dir / LAST}")
+        print(f"metrics:     {run_dir / 'metrics.yaml'}  (per-epoch log: {run_dir / 'log.csv'})")
+        print(f"TensorBoard: uv run tensorboard --logdir {run_dir / 'logs'}")
+    cleanup_distributed(dist)
+
+
+def final_metrics(model, data, run_dir: Path, device, summary: dict, *, macs: int, params: int) -> dict:
+    """Test-set figures of the best checkpoint plus the run's bookkeeping."""
+    history = summary["history"]
+    best = read_checkpoint(run_dir / BEST)
+    model.load_state_dict(best["model"])
+    test = evaluate(model, data.test, device=device)
+    return {
+        "best_val_top1": summary["best_top1"],
+        "best_epoch": summary["best_epoch"],
+        "final_val_top1": history[-1]["val_top1"] if history else None,
+        "test_top1": test["top1"],
+        "test_top5": test["top5"],
+        "test_loss": test["loss"],
+        "macs": macs,
+        "flops": flops_from_macs(macs),
+        "params": params,
+        "epochs": summary["epochs_run"],
+        "wall_time_s": summary["wall_time_s"],
+        "train_images_per_s": history[-1]["train_images_per_s"] if history else None,
+        "device": str(device),
+    }
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,301 @@
+"""Typed run configuration: dataclass defaults < YAML file (may extend a base) < CLI flags.
+
+    cfg, sources = load_config("cfgs/quickstart.yaml", overrides=["train.epochs=3"])
+    save_config(cfg, run_dir / "config.yaml")   # feeding this file back reproduces the run
+
+A YAML file is a mapping of sections (`data`, `model`, `train`, ...). `base: other.yaml`
+(relative to the file) pulls in another file first, so variants stay short. Every layer is
+checked on its own against the schema, so an unknown key or a wrong type is reported with the
+file (or `--set`) it came from, e.g.
+
+    unknown key train.epoch in cfgs/x.yaml; did you mean train.epochs?
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tools.errors import UserError
+
+
+# ----------------------------------------------------------------------------- schema
+@dataclass
+class SyntheticConfig:
+    num_classes: int = 10  # classes of the procedurally generated data set
+    train_size: int = 5000
+    test_size: int = 1000
+    resolution: int = 32  # images are resolution x resolution RGB
+    seed: int = 0  # the data set is a pure function of this seed
+
+
+@dataclass
+class DataConfig:
+    name: str = "cifar10"  # cifar10 | cifar100 | mnist | fashionmnist | imagefolder | synthetic
+    root: str = "./data"  # data set folder (imagefolder: holds train/ and val/ or test/)
+    download: bool = True  # torchvision sets: download when missing
+    batch_size: int = 128  # training batch size (per process under torchrun)
+    eval_batch_size: int = 512
+    num_workers: int = 2  # DataLoader path only
+    val_split: float = 0.0  # fraction of train held out for validation; 0 -> validate on test
+    augment: bool = True  # the data set's standard augmentation (crop + flip for CIFAR)
+    image_size: int = 0  # 0 -> native (32 CIFAR/synthetic, 28 MNIST, 224 imagefolder)
+    fast_path: bool = True  # small sets: uint8 tensors in memory, batched tensor augmentation
+    cache_dir: str = "~/.cache/pruning-bootcamp"  # decoded imagefolder tensors are cached here
+    train_subset: int = 0  # 0 = all; else a fixed seeded subset of N training images
+    test_subset: int = 0  # 0 = all; else a fixed seeded subset of N test images
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass
+class ModelConfig:
+    name: str = "resnet18"  # see tools.models.MODEL_NAMES
+    stem: str = "auto"  # auto | cifar | imagenet (auto: CIFAR stem for inputs <= 64 px)
+    weights: str = ""  # optional external weights to start from (state dict or pickled model)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100
+    optimizer: str = "sgd"  # sgd | adamw
+    lr: float = 0.1
+    momentum: float = 0.9  # sgd only
+    nesterov: bool = False  # sgd only
+    weight_decay: float = 5e-4
+    scheduler: str = "multistep"  # multistep | cosine | onecycle | constant
+    milestones: list[int] = field(default_factory=lambda: [50, 75])  # multistep, in epochs
+    gamma: float = 0.1  # multistep decay factor
+    warmup_epochs: int = 0  # linear warm-up before multistep/cosine
+    label_smoothing: float = 0.0
+    grad_clip_norm: float = 0.0  # 0 disables gradient clipping
+    amp: str = "none"  # none | bf16 | fp16 (CUDA only; ignored with a warning on CPU)
+    channels_last: bool = False  # CUDA only
+    patience: int = 0  # early stopping after this many epochs without val improvement; 0 = off
+    seed: int = 0
+    deterministic: bool = False  # deterministic algorithms (bit-exact resume on CPU)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+
+
+@dataclass
+class ProfileConfig:
+    warmup: int = 10  # untimed iterations before timing
+    repeats: int = 50  # timed iterations; median and p90 come from these
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 32, 256])
+    num_threads: int = 0  # CPU threads for timing; 0 = torch's default
+
+
+@dataclass
+class OutputConfig:
+    root: str = "results"  # run folders are created under <root>/<script>/
+    name: str = ""  # run folder name; "" -> the config file's stem
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+# ----------------------------------------------------------------------------- loading
+BASE_KEY = "base"
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    flags: dict[str, Any] | None = None,
+    base: tuple[dict, str] | None = None,
+) -> Config:
+    """Defaults < `base` (a config dict and where it came from, e.g. a checkpoint's) < YAML at
+    `path` (and its bases) < `overrides` ("a.b=value") < `flags` (dotted key -> value, from a
+    script's own options; None values are ignored)."""
+    layers: list[tuple[dict, str]] = [base] if base else []
+    if path is not None:
+        layers += _read_yaml_chain(Path(path))
+    for item in overrides or []:
+        layers.append((_parse_override(item), "--set"))
+    flag_tree: dict = {}
+    for key, value in (flags or {}).items():
+        if value is not None:
+            _set_dotted(flag_tree, key, value)
+    if flag_tree:
+        layers.append((flag_tree, "command-line flags"))
+
+    merged: dict = {}
+    for tree, source in layers:
+        _check_tree(tree, Config, source, prefix="")
+        _deep_merge(merged, tree)
+    return _build(Config, merged, prefix="")
+
+
+def config_to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def config_from_dict(tree: dict, source: str = "checkpoint") -> Config:
+    _check_tree(tree, Config, source, prefix="")
+    return _build(Config, tree, prefix="")
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    from tools.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+def _read_yaml_chain(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[dict, str]]:
+    if not path.is_file():
+        raise UserError(f"config file {path} not found; pass an existing file, e.g. --config cfgs/quickstart.yaml")
+    resolved = path.resolve()
+    if resolved in seen:
+        raise UserError(f"config {path} extends itself through 'base:'; remove the cycle")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise UserError(f"YAML syntax error in {path}{where}: {problem}; fix the file") from None
+    if not isinstance(tree, dict):
+        raise UserError(f"config {path} must be a mapping of sections (data:, model:, train:, ...)")
+    layers: list[tuple[dict, str]] = []
+    base = tree.pop(BASE_KEY, None)
+    if base is not None:
+        if not isinstance(base, str):
+            raise UserError(f"'base' in {path} must be a file name, got {base!r}")
+        layers += _read_yaml_chain(path.parent / base, seen + (resolved,))
+    layers.append((tree, str(path)))
+    return layers
+
+
+def _parse_override(item: str) -> dict:
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"--set expects key=value (e.g. train.epochs=3), got {item!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw  # an unparsable value stays a string; the type check will judge it
+    tree: dict = {}
+    _set_dotted(tree, key.strip(), value)
+    return tree
+
+
+def _set_dotted(tree: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+def _deep_merge(dst: dict, src: dict) -> None:
+    for key, value in src.items():
+        if isinstance(value, dict) and isinstance(dst.get(key), dict):
+            _deep_merge(dst[key], value)
+        else:
+            dst[key] = value
+
+
+# ----------------------------------------------------------------------------- checking
+def _all_keys(cls: type, prefix: str = "") -> list[str]:
+    keys = []
+    for f in dataclasses.fields(cls):
+        name = prefix + f.name
+        keys.append(name)
+        hint = _hints(cls)[f.name]
+        if dataclasses.is_dataclass(hint):
+            keys += _all_keys(hint, name + ".")
+    return keys
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _check_tree(tree: dict, cls: type, source: str, prefix: str) -> None:
+    hints = _hints(cls)
+    for key, value in tree.items():
+        full = prefix + str(key)
+        if key not in hints:
+            raise UserError(f"unknown key {full} in {source}{_suggest(full)}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise UserError(f"key {full} in {source} must be a section (a mapping), got {value!r}")
+            _check_tree(value, hint, source, full + ".")
+        else:
+            _coerce(value, hint, full, source)
+
+
+def _suggest(full: str) -> str:
+    close = difflib.get_close_matches(full, _all_keys(Config), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else "; see the config reference in README.md"
+
+
+def _type_name(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(hint)[0])}"
+    return {int: "an integer", float: "a number", bool: "true/false", str: "a string"}.get(hint, str(hint))
+
+
+def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
+    def bad() -> UserError:
+        return UserError(f"key {key} in {source} must be {_type_name(hint)}, got {value!r}")
+
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], key, source)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise bad()
+        return [_coerce(v, item, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad()
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise bad()
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # PyYAML reads 5e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                raise bad() from None
+        raise bad()
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise bad()
+    raise TypeError(f"unsupported config type {hint!r} for {key}")  # a schema bug, not user input
+
+
+def _build(cls: type, tree: dict, prefix: str) -> Any:
+    hints = _hints(cls)
+    kwargs = {}
+    for key, value in tree.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, prefix + key + ".")
+        else:
+            kwargs[key] = _coerce(value, hint, prefix + key, "config")
+    return cls(**kwargs)

@@ -1,0 +1,210 @@
+"""The epoch loop with logging, checkpoints, exact resume and early stopping.
+
+    summary = fit(model, data, train_cfg=cfg.train, run_dir=run_dir, config=config_to_dict(cfg),
+                  device=device)
+    summary["best_top1"], summary["history"]
+
+Each epoch appends a row to `<run_dir>/log.csv`, writes TensorBoard scalars to `<run_dir>/logs`,
+and saves `last.pth` (everything needed to resume) and, on a new best validation accuracy,
+`best_model.pth`, both atomically. Loaders reshuffle as a pure function of (seed, epoch) and the
+RNG state is checkpointed, so a killed-and-resumed run ends with the same weights as an
+uninterrupted one (CPU, deterministic mode).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from tools.checkpoint import save_checkpoint, unwrap
+from tools.config import TrainConfig
+from tools.engine import (
+    LossFn,
+    build_optimizer,
+    build_scheduler,
+    check_amp,
+    cross_entropy,
+    evaluate,
+    train_one_epoch,
+)
+from tools.io import atomic_write_csv
+
+LAST = "last.pth"
+BEST = "best_model.pth"
+
+
+@dataclass
+class FitState:
+    """What, beyond model and optimizer, a resumed run needs to continue exactly."""
+
+    epoch: int = 0  # epochs completed
+    best_top1: float = -1.0
+    best_epoch: int = -1
+    epochs_since_best: int = 0
+    wall_time_s: float = 0.0  # training + validation time summed over epochs, across resumes
+    history: list[dict] = field(default_factory=list)
+
+
+def fit(
+    model: nn.Module,
+    data,
+    *,
+    train_cfg: TrainConfig,
+    run_dir: Path,
+    config: dict,
+    device: torch.device,
+    resume: dict | None = None,
+    loss_fn: LossFn | None = None,
+    after_step: Callable[[], None] | None = None,
+    is_main: bool = True,
+    tag: str = "train",
+    save_full_module: bool = False,
+) -> dict:
+    """Train `model` on `data.train` for `train_cfg.epochs`, validating on `data.val`.
+    `resume` is a `last.pth` dict. Only the main process (`is_main`) writes files."""
+    amp = check_amp(train_cfg.amp, device)
+    channels_last = train_cfg.channels_last and device.type == "cuda"
+    optimizer = build_optimizer(
+        model.parameters(), name=train_cfg.optimizer, lr=train_cfg.lr, momentum=train_cfg.momentum,
+        nesterov=train_cfg.nesterov, weight_decay=train_cfg.weight_decay,
+    )
+    scheduler = build_scheduler(
+        optimizer, name=train_cfg.scheduler, epochs=train_cfg.epochs, steps_per_epoch=len(data.train),
+        milestones=train_cfg.milestones, gamma=train_cfg.gamma, warmup_epochs=train_cfg.warmup_epochs,
+    )
+    scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+    state = FitState()
+    if resume is not None:
+        state = _restore(resume, model, optimizer, scheduler, scaler)
+    loss_fn = loss_fn or cross_entropy(train_cfg.label_smoothing)
+    writer = _writer(run_dir, state.epoch) if is_main else None
+
+    def checkpoint(path: Path, metrics: dict) -> None:
+        save_checkpoint(
+            path, model=model, config=config, epoch=state.epoch, metrics=metrics, optimizer=optimizer,
+            scheduler=scheduler, scaler=scaler, full_module=save_full_module,
+            extra={"fit_state": _state_dict(state), "rng": _rng_state()},
+        )
+
+    try:
+        while state.epoch < train_cfg.epochs:
+            if _should_stop(state, train_cfg.patience):
+                print(f"early stopping: no val improvement for {state.epochs_since_best} epochs")
+                break
+            epoch = state.epoch
+            data.train.set_epoch(epoch)
+            lr = optimizer.param_groups[0]["lr"]
+            train_stats = train_one_epoch(
+                model, data.train, optimizer, scheduler, device=device, loss_fn=loss_fn, amp=amp,
+                scaler=scaler, grad_clip_norm=train_cfg.grad_clip_norm, channels_last=channels_last,
+                after_step=after_step, desc=f"{tag} {epoch + 1}/{train_cfg.epochs}",
+            )
+            val_stats = evaluate(unwrap(model), data.val, device=device, amp=amp, channels_last=channels_last)
+            row = _epoch_row(epoch + 1, lr, train_stats, val_stats)
+            state.epoch = epoch + 1
+            state.wall_time_s += row["epoch_time_s"]
+            state.history.append(row)
+            improved = val_stats["top1"] > state.best_top1
+            if improved:
+                state.best_top1, state.best_epoch, state.epochs_since_best = val_stats["top1"], epoch + 1, 0
+            else:
+                state.epochs_since_best += 1
+            if is_main:
+                print(_format_row(row, train_cfg.epochs, improved), flush=True)
+                _log(writer, row, tag)
+                atomic_write_csv(run_dir / "log.csv", state.history)
+                if improved:
+                    checkpoint(run_dir / BEST, row)
+                checkpoint(run_dir / LAST, row)
+    finally:
+        if writer is not None:
+            writer.close()
+    return {
+        "best_top1": state.best_top1,
+        "best_epoch": state.best_epoch,
+        "epochs_run": state.epoch,
+        "wall_time_s": state.wall_time_s,
+        "history": state.history,
+    }
+
+
+def _should_stop(state: FitState, patience: int) -> bool:
+    return patience > 0 and state.epochs_since_best >= patience
+
+
+def _epoch_row(epoch: int, lr: float, train: dict, val: dict) -> dict:
+    return {
+        "epoch": epoch,
+        "lr": lr,
+        "train_loss": train["loss"],
+        "train_top1": train["top1"],
+        "val_loss": val["loss"],
+        "val_top1": val["top1"],
+        "val_top5": val["top5"],
+        "epoch_time_s": train["time_s"] + val["time_s"],
+        "train_images_per_s": train["images_per_s"],
+    }
+
+
+def _format_row(row: dict, epochs: int, improved: bool) -> str:
+    star = " *" if improved else ""
+    return (
+        f"epoch {row['epoch']:>3}/{epochs}  lr {row['lr']:.4g}  "
+        f"train loss {row['train_loss']:.4f} top1 {row['train_top1']:6.2f}%  "
+        f"val loss {row['val_loss']:.4f} top1 {row['val_top1']:6.2f}% top5 {row['val_top5']:6.2f}%  "
+        f"{row['epoch_time_s']:.1f}s  {row['train_images_per_s']:.0f} img/s{star}"
+    )
+
+
+def _writer(run_dir: Path, start_epoch: int):
+    from torch.utils.tensorboard import SummaryWriter
+
+    # purge_step drops events a killed run wrote after its last checkpoint, so curves don't fork.
+    return SummaryWriter(log_dir=str(run_dir / "logs"), purge_step=start_epoch + 1 if start_epoch else None)
+
+
+def _log(writer, row: dict, tag: str) -> None:
+    step = row["epoch"]
+    for key, value in row.items():
+        if key != "epoch":
+            split, _, name = key.partition("_")
+            writer.add_scalar(f"{tag}/{split}/{name}" if name else f"{tag}/{key}", value, step)
+    writer.flush()
+
+
+def _state_dict(state: FitState) -> dict:
+    return {
+        "epoch": state.epoch,
+        "best_top1": state.best_top1,
+        "best_epoch": state.best_epoch,
+        "epochs_since_best": state.epochs_since_best,
+        "wall_time_s": state.wall_time_s,
+        "history": state.history,
+    }
+
+
+def _rng_state() -> dict:
+    rng = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
+
+
+def _restore(ckpt: dict, model: nn.Module, optimizer, scheduler, scaler) -> FitState:
+    unwrap(model).load_state_dict(ckpt["model"] if isinstance(ckpt["model"], dict) else ckpt["model"].state_dict())
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    if scaler is not None and ckpt.get("scaler"):
+        scaler.load_state_dict(ckpt["scaler"])
+    rng = ckpt.get("rng") or {}
+    if "cpu" in rng:
+        torch.set_rng_state(rng["cpu"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    fs = ckpt.get("fit_state") or {"epoch": ckpt.get("epoch", 0)}
+    return FitState(**fs)
+
