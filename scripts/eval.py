@@ -14,10 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from datasets import build_data
-from tools.checkpoint import checkpoint_config, load_model, read_checkpoint
-from tools.cli import base_parser, resolve_config
-from tools.engine import evaluate, resolve_device
+from tools.cli import base_parser, load_checkpoint_run
+from tools.engine import evaluate
 from tools.errors import UserError, run_cli
 from tools.evaluation import describe_model, latency_table
 from tools.io import atomic_write_yaml
@@ -60,21 +58,11 @@ def read_baseline(path: str) -> dict:
 
 def main(argv=None):
     args = parse_args(argv)
-    ckpt = read_checkpoint(args.checkpoint)
-    stored = checkpoint_config(ckpt)
-    if stored is None and not args.config:
-        raise UserError(f"{args.checkpoint} carries no config; pass --config with the model and data set it was trained on")
-    cfg = resolve_config(args, flags={"profile.batch_sizes": parse_batch_sizes(args.batch_sizes)},
-                         base=(stored, f"checkpoint {args.checkpoint}") if stored else None)
     baseline = read_baseline(args.baseline_metrics) if args.baseline_metrics else None
-    device = resolve_device(cfg.train.device)
-
-    data = build_data(cfg.data, seed=cfg.train.seed, device=device)
-    model, _ = load_model(args.checkpoint, model_name=cfg.model.name, num_classes=data.num_classes,
-                          input_shape=data.input_shape, stem=cfg.model.stem, ckpt=ckpt)
+    cfg, _, data, model, device = load_checkpoint_run(
+        args, flags={"profile.batch_sizes": parse_batch_sizes(args.batch_sizes)})
     report = {"checkpoint": str(args.checkpoint), "model": cfg.model.name, "data": cfg.data.name}
     report |= describe_model(model, data.input_shape, checkpoint_path=args.checkpoint)
-    model.to(device)
     test = evaluate(model, data.test, device=device)
     report |= {"top1": test["top1"], "top5": test["top5"], "loss": test["loss"], "num_samples": test["num_samples"],
                "device": str(device)}
@@ -100,7 +88,7 @@ def print_report(report: dict) -> None:
           f"params {format_count(report['params'])}")
     print(f"non-zero MACs {format_count(report['nonzero_macs'])}  non-zero params {format_count(report['nonzero_params'])}  "
           f"weight sparsity {100 * report['weight_sparsity']:.2f}%")
-    print(f"model size {report['model_size_bytes'] / 2**20:.2f} MiB (state dict), "
+    print(f"model size {report['size_bytes'] / 2**20:.2f} MiB (state dict), "
           f"checkpoint file {report['checkpoint_size_bytes'] / 2**20:.2f} MiB")
     for bs, stats in report.get("latency", {}).items():
         print(f"latency batch {bs}: median {stats['median_ms']:.3f} ms  p90 {stats['p90_ms']:.3f} ms  "

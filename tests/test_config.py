@@ -102,3 +102,12 @@ def test_round_trip(tmp_path):
 @pytest.mark.parametrize("path", sorted(CFGS.glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_load(path):
     load_config(path)
+
+
+def test_readme_documents_every_key():
+    from tools.config import _all_keys
+
+    readme = (CFGS.parent / "README.md").read_text()
+    leaves = [k for k in _all_keys(Config) if not any(o.startswith(k + ".") for o in _all_keys(Config))]
+    missing = [k for k in leaves if f"`{k}`" not in readme]
+    assert not missing, f"README config reference lacks {missing}"

@@ -40,3 +40,26 @@ def run_name(cfg: Config, config_path: str | None, fallback: str) -> str:
     if cfg.output.name:
         return cfg.output.name
     return Path(config_path).stem if config_path else fallback
+
+
+def load_checkpoint_run(args: argparse.Namespace, flags: dict | None = None):
+    """The common start of every script that works on a trained model (`args.checkpoint`): the
+    config stored in the checkpoint < --config < --set < flags, then data, model and device.
+
+    Returns (cfg, ckpt, data, model, device); the model is on `device`, in eval mode."""
+    from datasets import build_data
+    from tools.checkpoint import checkpoint_config, load_model, read_checkpoint
+    from tools.engine import resolve_device, seed_everything
+    from tools.errors import UserError
+
+    ckpt = read_checkpoint(args.checkpoint)
+    stored = checkpoint_config(ckpt)
+    if stored is None and not args.config:
+        raise UserError(f"{args.checkpoint} carries no config; pass --config with the model and data set it was trained on")
+    cfg = resolve_config(args, flags=flags, base=(stored, f"checkpoint {args.checkpoint}") if stored else None)
+    device = resolve_device(cfg.train.device)
+    seed_everything(cfg.train.seed, cfg.train.deterministic)
+    data = build_data(cfg.data, seed=cfg.train.seed, device=device)
+    model, _ = load_model(args.checkpoint, model_name=cfg.model.name, num_classes=data.num_classes,
+                          input_shape=data.input_shape, stem=cfg.model.stem, ckpt=ckpt)
+    return cfg, ckpt, data, model.to(device), device

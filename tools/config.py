@@ -84,6 +84,43 @@ class TrainConfig:
 
 
 @dataclass
+class KDConfig:
+    alpha: float = 0.0  # weight of the distillation loss from the unpruned model; 0 = off
+    temperature: float = 4.0  # softmax temperature of teacher and student
+
+
+@dataclass
+class FinetuneConfig:
+    """Optimisation after pruning; device, seed, amp and determinism come from `train`."""
+
+    epochs: int = 10
+    optimizer: str = "sgd"  # sgd | adamw
+    lr: float = 0.0  # 0 -> one tenth of train.lr
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    scheduler: str = "cosine"  # multistep | cosine | onecycle | constant
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.1
+    warmup_epochs: int = 0
+    label_smoothing: float = 0.0
+    grad_clip_norm: float = 0.0
+    patience: int = 0
+    kd: KDConfig = field(default_factory=KDConfig)
+
+
+# Pruning sections: each pruning script owns its own section.
+@dataclass
+class UnstructuredConfig:
+    method: str = "global"  # see tools.pruning_utils
+
+
+@dataclass
+class StructuredConfig:
+    method: str = "l2"  # see tools.pruning_utils
+
+
+@dataclass
 class ProfileConfig:
     warmup: int = 10  # untimed iterations before timing
     repeats: int = 50  # timed iterations; median and p90 come from these
@@ -102,6 +139,9 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    unstructured: UnstructuredConfig = field(default_factory=UnstructuredConfig)
+    structured: StructuredConfig = field(default_factory=StructuredConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
@@ -247,6 +287,8 @@ def _type_name(hint: Any) -> str:
     origin = typing.get_origin(hint)
     if origin is list:
         return f"a list of {_type_name(typing.get_args(hint)[0])}"
+    if origin is dict:
+        return f"a mapping of names to {_type_name(typing.get_args(hint)[1])}"
     return {int: "an integer", float: "a number", bool: "true/false", str: "a string"}.get(hint, str(hint))
 
 
@@ -265,6 +307,11 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
         if not isinstance(value, list):
             raise bad()
         return [_coerce(v, item, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if origin is dict:
+        key_type, item = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise bad()
+        return {_coerce(k, key_type, key, source): _coerce(v, item, f"{key}.{k}", source) for k, v in value.items()}
     if hint is bool:
         if isinstance(value, bool):
             return value

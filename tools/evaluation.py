@@ -34,7 +34,7 @@ def describe_model(model: nn.Module, input_shape: tuple[int, int, int], checkpoi
         "nonzero_flops": flops_from_macs(nz_macs),
         "nonzero_params": nz_params,
         "weight_sparsity": weight_sparsity(model),
-        "model_size_bytes": model_size_bytes(model),
+        "size_bytes": model_size_bytes(model),  # serialized state dict
     }
     if checkpoint_path is not None:
         report["checkpoint_size_bytes"] = file_size_bytes(checkpoint_path)

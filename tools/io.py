@@ -62,7 +62,7 @@ def atomic_write_csv(path: str | Path, rows: list[dict]) -> None:
 def to_yaml_safe(obj: Any) -> Any:
     """Tensors, numpy scalars, tuples and paths become plain YAML types."""
     if isinstance(obj, dict):
-        return {str(k): to_yaml_safe(v) for k, v in obj.items()}
+        return {k if isinstance(k, (str, int, float, bool)) else str(k): to_yaml_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [to_yaml_safe(v) for v in obj]
     if isinstance(obj, torch.Tensor):

@@ -215,13 +215,31 @@ def _torchvision_resnet(depth: int, num_classes: int, in_channels: int, stem: st
     return model
 
 
+# torchvision's configuration "D"; "M" is a 2x2 max-pool.
+_VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+def _vgg16_features(in_channels: int) -> nn.Sequential:
+    """Same layers and indices as torchvision's vgg16_bn().features, so weights transfer."""
+    layers: list[nn.Module] = []
+    for item in _VGG16_CFG:
+        if item == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            continue
+        layers += [nn.Conv2d(in_channels, item, 3, padding=1), nn.BatchNorm2d(item), nn.ReLU(inplace=True)]
+        in_channels = item
+    return nn.Sequential(*layers)
+
+
 def _vgg16(num_classes: int, in_channels: int, stem: str) -> nn.Module:
+    if stem == "cifar":
+        # Built directly: torchvision's 4096-wide ImageNet head takes seconds to initialise.
+        model = CifarVGG(_vgg16_features(in_channels), num_classes)
+        _kaiming_init(model)
+        return model
     model = torchvision.models.vgg16_bn(weights=None, num_classes=num_classes)
     if in_channels != 3:
         model.features[0] = _conv_like(model.features[0], in_channels=in_channels)
-    if stem == "cifar":
-        model = CifarVGG(model.features, num_classes)
-        _kaiming_init(model.classifier)
     return model
 
 
@@ -297,12 +315,17 @@ def build_model(
     image_size: int = 32,
     stem: str = "auto",
 ) -> nn.Module:
-    """A randomly initialised registry model; see the module docstring for the stems."""
+    """A randomly initialised registry model, tagged with `model.registry_name`; see the
+    module docstring for the stems."""
     key = _check_name(name)
     _check_sizes(num_classes, in_channels, image_size)
     stems, builder = _builders()[key]
     resolved = _resolve_stem(key, stem, image_size, stems)
-    return builder(num_classes, in_channels, image_size, resolved)
+    model = builder(num_classes, in_channels, image_size, resolved)
+    # A plain attribute (not in the state dict) so error messages can say "resnet20"
+    # rather than the shared class name CifarResNet; it survives pickling and deepcopy.
+    model.registry_name = key
+    return model
 
 
 # ------------------------------------------------------------ external weights
@@ -393,13 +416,14 @@ def load_state_into(
 ) -> None:
     """Strict load; any missing/unexpected key or shape difference is a one-line UserError.
 
-    `model_name` (e.g. the registry name) is only used in the message.
+    `model_name` is only used in the message; it defaults to the `registry_name` that
+    build_model sets, else the class name.
     """
     model_state = model.state_dict()
     missing = [k for k in model_state if k not in state_dict]
     unexpected = [k for k in state_dict if k not in model_state]
     shapes = _shape_mismatches(model_state, state_dict)
-    name = model_name or type(model).__name__
+    name = model_name or getattr(model, "registry_name", None) or type(model).__name__
     if missing or unexpected or shapes:
         raise UserError(_mismatch_message(source, name, missing, unexpected, shapes))
     try:

@@ -208,3 +208,13 @@ def _restore(ckpt: dict, model: nn.Module, optimizer, scheduler, scaler) -> FitS
     fs = ckpt.get("fit_state") or {"epoch": ckpt.get("epoch", 0)}
     return FitState(**fs)
 
+
+
+def finetune_train_config(train: TrainConfig, finetune) -> TrainConfig:
+    """The TrainConfig `fit` runs for fine-tuning: optimisation from `finetune` (lr 0 -> train.lr / 10),
+    device, seed, amp and determinism from `train`."""
+    from dataclasses import fields, replace
+
+    values = {f.name: getattr(finetune, f.name) for f in fields(finetune) if f.name in {g.name for g in fields(train)}}
+    values["lr"] = finetune.lr or train.lr / 10
+    return replace(train, **values)

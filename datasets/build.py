@@ -1,0 +1,301 @@
+"""Train/val/test loaders for every supported data set, from one DataConfig.
+
+    from datasets import build_data
+    data = build_data(cfg.data, seed=cfg.seed, device="cuda")
+    model = make_model(num_classes=data.num_classes, input_shape=data.input_shape)
+    for epoch in range(start_epoch, epochs):
+        data.train.set_epoch(epoch)            # order + augmentation = f(seed, epoch): resumable
+        for images, labels in data.train: ...  # float32 NCHW normalized, int64, already on device
+    accuracy = evaluate(model, data.val)       # held-out train part if val_split > 0, else test
+
+Two loader kinds share one protocol (iterate, len, set_epoch, batch_size, num_samples):
+the fast path keeps a whole split as a uint8 tensor on `device` and augments whole batches
+with tensor ops (torchvision sets, synthetic, image folders up to 64 px); the DataLoader path
+(`fast_path: false`, or larger image folders) decodes and transforms per sample in workers.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Union
+
+import torch
+
+from datasets import imagefolder, synthetic
+from datasets.augment import AugmentSpec
+from datasets.pixels import channel_stats, resize_images_u8
+from datasets.seeding import split_indices, subset_indices
+from datasets.tensor_loader import TensorLoader
+from datasets.torch_loader import TensorImages, TorchLoader
+from datasets.torchvision_sets import TORCHVISION_SETS, open_split, to_uint8_tensors
+from datasets.transforms import imagenet_transform, small_image_transform
+from tools.errors import UserError
+
+if TYPE_CHECKING:
+    from tools.config import DataConfig
+
+DATASET_NAMES = ("cifar10", "cifar100", "mnist", "fashionmnist", "imagefolder", "synthetic")
+FAST_PATH_MAX_IMAGEFOLDER_PX = 64  # above this a decoded folder stops fitting comfortably in memory
+IMAGEFOLDER_NATIVE_PX = 224
+
+Loader = Union[TensorLoader, TorchLoader]
+
+
+@dataclass
+class DataBundle:
+    """Loaders and the facts a model needs. `val` is the held-out part of the training set
+    (unaugmented) when data.val_split > 0; otherwise it is the test loader itself (for image
+    folders holding both val/ and test/: the val/ folder). Train batches keep the last partial
+    batch; with world_size > 1 every rank gets a disjoint shard (train padded to equal length,
+    eval unpadded so summed counts are exact)."""
+
+    train: Loader
+    val: Loader
+    test: Loader
+    num_classes: int
+    input_shape: tuple[int, int, int]  # C, H, W
+    classes: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+@dataclass
+class TensorSplit:
+    images_u8: torch.Tensor  # N x C x H x W
+    labels: torch.Tensor  # N int64
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class _Source:
+    """A data set before batching: splits ("train", "test", maybe "val") as TensorSplit
+    (fast path) or map-style datasets (DataLoader path), plus how to augment and normalize."""
+
+    splits: dict[str, Any]
+    classes: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    input_shape: tuple[int, int, int]
+    augment: AugmentSpec
+    train_transform: Any = None  # DataLoader path only
+    eval_transform: Any = None
+
+
+def build_data(
+    cfg: "DataConfig",
+    *,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    rank: int = 0,
+    world_size: int = 1,
+) -> DataBundle:
+    """Load `cfg.name` and wrap its splits in loaders; `seed` drives the val split, subsets,
+    shuffling and augmentation; fast-path tensors are moved to `device` once."""
+    name = resolve_name(cfg.name)
+    validate_config(cfg, name)
+    size_px = target_size_px(cfg, name)
+    fast = use_fast_path(cfg, name, size_px)
+    source = _load_source(cfg, name, size_px=size_px, fast=fast)
+    if fast:
+        source.splits = {k: TensorSplit(s.images_u8.to(device), s.labels.to(device)) for k, s in source.splits.items()}
+    make = dict(cfg=cfg, source=source, seed=seed, device=device, rank=rank, world_size=world_size)
+    train_idx, val_idx = _train_val_indices(len(source.splits["train"]), cfg, seed)
+    train = _loader("train", subset_indices(train_idx, size=cfg.train_subset, seed=seed, stream="train"), train=True, **make)
+    test = _loader("test", _eval_indices(source, "test", cfg, seed), train=False, **make)
+    if val_idx is not None:
+        val = _loader("train", val_idx, train=False, **make)
+    elif "val" in source.splits:
+        val = _loader("val", _eval_indices(source, "val", cfg, seed), train=False, **make)
+    else:
+        val = test
+    return DataBundle(
+        train, val, test, len(source.classes), source.input_shape, source.classes, source.mean, source.std
+    )
+
+
+def resolve_name(name: str) -> str:
+    """The canonical data set name, or UserError naming the closest valid one."""
+    key = name.lower()
+    if key in DATASET_NAMES:
+        return key
+    closest = difflib.get_close_matches(key.replace("-", "").replace("_", ""), DATASET_NAMES, n=1, cutoff=0.0)
+    raise UserError(
+        f"unknown data set '{name}'; did you mean '{closest[0]}'? (valid: {', '.join(DATASET_NAMES)})"
+    )
+
+
+def validate_config(cfg: "DataConfig", name: str) -> None:
+    problems = [
+        (cfg.batch_size < 1, f"data.batch_size={cfg.batch_size} must be at least 1"),
+        (cfg.eval_batch_size < 1, f"data.eval_batch_size={cfg.eval_batch_size} must be at least 1"),
+        (cfg.num_workers < 0, f"data.num_workers={cfg.num_workers} must be 0 or more"),
+        (not 0.0 <= cfg.val_split < 1.0, f"data.val_split={cfg.val_split} must be in [0, 1), e.g. 0.1"),
+        (cfg.image_size < 0, f"data.image_size={cfg.image_size} must be 0 (native) or a size in pixels"),
+        (cfg.train_subset < 0, f"data.train_subset={cfg.train_subset} must be 0 (all) or a count"),
+        (cfg.test_subset < 0, f"data.test_subset={cfg.test_subset} must be 0 (all) or a count"),
+    ]
+    if name == "synthetic":
+        syn = cfg.synthetic
+        problems += [
+            (not 2 <= syn.num_classes <= synthetic.MAX_CLASSES,
+             f"data.synthetic.num_classes={syn.num_classes} must be in 2..{synthetic.MAX_CLASSES}"),
+            (syn.train_size < 1, f"data.synthetic.train_size={syn.train_size} must be at least 1"),
+            (syn.test_size < 1, f"data.synthetic.test_size={syn.test_size} must be at least 1"),
+            (syn.resolution < 8, f"data.synthetic.resolution={syn.resolution} must be at least 8 pixels"),
+        ]
+    for bad, message in problems:
+        if bad:
+            raise UserError(message)
+
+
+def target_size_px(cfg: "DataConfig", name: str) -> int:
+    """cfg.image_size, or the data set's native size when it is 0."""
+    if cfg.image_size > 0:
+        return cfg.image_size
+    if name in TORCHVISION_SETS:
+        return TORCHVISION_SETS[name].native_px
+    return cfg.synthetic.resolution if name == "synthetic" else IMAGEFOLDER_NATIVE_PX
+
+
+def use_fast_path(cfg: "DataConfig", name: str, size_px: int) -> bool:
+    if not cfg.fast_path:
+        return False
+    return name != "imagefolder" or size_px <= FAST_PATH_MAX_IMAGEFOLDER_PX
+
+
+def _load_source(cfg: "DataConfig", name: str, *, size_px: int, fast: bool) -> _Source:
+    if name in TORCHVISION_SETS:
+        return _torchvision_source(cfg, name, size_px=size_px, fast=fast)
+    if name == "synthetic":
+        return _synthetic_source(cfg, size_px=size_px, fast=fast)
+    return _imagefolder_source(cfg, size_px=size_px, fast=fast)
+
+
+def _torchvision_source(cfg: "DataConfig", name: str, *, size_px: int, fast: bool) -> _Source:
+    spec = TORCHVISION_SETS[name]
+    raw = {
+        split: open_split(name, root=cfg.root, train=split == "train", download=cfg.download)
+        for split in ("train", "test")
+    }
+    augment = AugmentSpec(max(1, round(spec.augment.pad_px * size_px / spec.native_px)), spec.augment.flip)
+    channels = 1 if name in ("mnist", "fashionmnist") else 3
+    source = _Source({}, list(raw["train"].classes), spec.mean, spec.std, (channels, size_px, size_px), augment)
+    if fast:
+        source.splits = {split: _resized_tensor_split(ds, size_px) for split, ds in raw.items()}
+        return source
+    source.splits = raw
+    return _with_small_transforms(source, resize=size_px != spec.native_px)
+
+
+def _resized_tensor_split(dataset: Any, size_px: int) -> TensorSplit:
+    images_u8, labels = to_uint8_tensors(dataset)
+    return TensorSplit(resize_images_u8(images_u8, size_px=size_px), labels)
+
+
+def _synthetic_source(cfg: "DataConfig", *, size_px: int, fast: bool) -> _Source:
+    syn = cfg.synthetic
+    splits = {}
+    for split, count in (("train", syn.train_size), ("test", syn.test_size)):
+        images, labels = synthetic.generate_synthetic(
+            num_classes=syn.num_classes, num_images=count, resolution_px=syn.resolution, seed=syn.seed, split=split
+        )
+        splits[split] = TensorSplit(resize_images_u8(images, size_px=size_px), labels)
+    mean, std = channel_stats(splits["train"].images_u8)
+    source = _Source(
+        splits, synthetic.class_names(syn.num_classes), mean, std, (3, size_px, size_px), _small_augment(size_px)
+    )
+    if fast:
+        return source
+    source.splits = {split: TensorImages(s.images_u8, s.labels) for split, s in splits.items()}
+    return _with_small_transforms(source, resize=False)
+
+
+def _imagefolder_source(cfg: "DataConfig", *, size_px: int, fast: bool) -> _Source:
+    split_dirs = imagefolder.find_splits(cfg.root)
+    classes, train_files = imagefolder.list_split(split_dirs["train"], classes=None)
+    files = {"train": train_files}
+    for split in ("val", "test"):
+        if split in split_dirs:
+            files[split] = imagefolder.list_split(split_dirs[split], classes=classes)[1]
+    if "test" not in files:  # only val/ on disk: it is the test split too
+        files["test"] = files.pop("val")
+    shape = (3, size_px, size_px)
+    if fast:
+        decoded = {
+            split: imagefolder.load_decoded(
+                split_files, root=cfg.root, split=split, size_px=size_px,
+                cache_dir=cfg.cache_dir, num_workers=cfg.num_workers,
+            )
+            for split, split_files in files.items()
+        }
+        splits = {split: TensorSplit(d.images_u8, d.labels) for split, d in decoded.items()}
+        return _Source(splits, classes, decoded["train"].mean, decoded["train"].std, shape, _small_augment(size_px))
+    splits = {split: imagefolder.ImageFiles(split_files) for split, split_files in files.items()}
+    source = _Source(splits, classes, imagefolder.IMAGENET_MEAN, imagefolder.IMAGENET_STD, shape, _small_augment(size_px))
+    if size_px <= FAST_PATH_MAX_IMAGEFOLDER_PX:  # same recipe as the fast path would use
+        return _with_small_transforms(source, resize=True)
+    source.train_transform = imagenet_transform(size_px=size_px, train=True, mean=source.mean, std=source.std)
+    source.eval_transform = imagenet_transform(size_px=size_px, train=False, mean=source.mean, std=source.std)
+    return source
+
+
+def _small_augment(size_px: int) -> AugmentSpec:
+    """CIFAR's recipe scaled to the image size: pad by 1/8 of the side (4 px at 32 px) + flip."""
+    return AugmentSpec(pad_px=max(1, size_px // 8), flip=True)
+
+
+def _with_small_transforms(source: _Source, *, resize: bool) -> _Source:
+    size_px = source.input_shape[-1]
+    common = dict(size_px=size_px, resize=resize, mean=source.mean, std=source.std)
+    source.train_transform = small_image_transform(augment=source.augment, **common)
+    source.eval_transform = small_image_transform(augment=None, **common)
+    return source
+
+
+def _train_val_indices(num_train: int, cfg: "DataConfig", seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """All training indices, or a seeded (train, val) split when val_split > 0. The split is
+    made before train_subset, so the validation set does not change with the subset size."""
+    if cfg.val_split == 0:
+        return torch.arange(num_train), None
+    train_idx, val_idx = split_indices(num_train, val_fraction=cfg.val_split, seed=seed)
+    if len(val_idx) == 0 or len(train_idx) == 0:
+        raise UserError(
+            f"data.val_split={cfg.val_split} of {num_train} training images leaves an empty split; choose a value "
+            f"between {1 / num_train:.3g} and {1 - 1 / num_train:.3g}"
+        )
+    return train_idx, val_idx
+
+
+def _eval_indices(source: _Source, split: str, cfg: "DataConfig", seed: int) -> torch.Tensor:
+    return subset_indices(torch.arange(len(source.splits[split])), size=cfg.test_subset, seed=seed, stream=split)
+
+
+def _loader(
+    split: str,
+    indices: torch.Tensor,
+    *,
+    train: bool,
+    cfg: "DataConfig",
+    source: _Source,
+    seed: int,
+    device: torch.device | str,
+    rank: int,
+    world_size: int,
+) -> Loader:
+    """Train loaders shuffle and (if cfg.augment) augment; eval loaders do neither."""
+    data = source.splits[split]
+    augmented = train and cfg.augment
+    common = dict(
+        batch_size=cfg.batch_size if train else cfg.eval_batch_size,
+        shuffle=train, seed=seed, rank=rank, world_size=world_size,
+    )
+    if isinstance(data, TensorSplit):
+        return TensorLoader(
+            data.images_u8, data.labels, indices, augment=source.augment if augmented else None,
+            mean=source.mean, std=source.std, **common,
+        )
+    transform = source.train_transform if augmented else source.eval_transform
+    return TorchLoader(data, transform, indices, num_workers=cfg.num_workers, device=device, **common)

@@ -1,0 +1,198 @@
+"""Image folders (`root/train/<class>/*.jpg`, `root/val/...` or `root/test/...`).
+
+    from datasets.imagefolder import find_splits, list_split, load_decoded
+    splits = find_splits("/data/cifar10-jpeg")                 # {"train": ..., "test": ...}
+    classes, train_files = list_split(splits["train"], classes=None)
+    _, test_files = list_split(splits["test"], classes=classes)
+    decoded = load_decoded(train_files, root=..., split="train", size_px=32,
+                           cache_dir="~/.cache/pruning-bootcamp", num_workers=2)
+
+Small images (the fast path) are decoded once into a uint8 tensor and cached as a .pt file
+keyed by the folder's absolute path, the split, the size and a fingerprint of the file list
+(paths, labels, byte sizes, mtimes), so any change to the folder triggers a fresh decode and
+a second run loads in seconds. Large images stay on disk and go through `ImageFiles`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import multiprocessing
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+from datasets.pixels import channel_stats
+from tools.errors import UserError
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_CACHE_FORMAT = 1  # bump when the cached layout or the decode recipe changes
+_EVAL_SPLIT_NAMES = ("val", "test")
+_DECODE_CHUNK_FILES = 1024  # per pool task: large enough to amortize pickling, small enough to balance
+
+
+@dataclass
+class DecodedSplit:
+    images_u8: torch.Tensor  # N x 3 x size x size
+    labels: torch.Tensor  # N int64
+    mean: tuple[float, ...]  # per channel, [0, 1] units
+    std: tuple[float, ...]
+
+
+def find_splits(root: str) -> dict[str, Path]:
+    """`train` plus whichever of `val`, `test` exist under root; UserError when train or
+    both eval folders are missing."""
+    root_abs = Path(root).expanduser().resolve()
+    if not root_abs.is_dir():
+        raise UserError(f"imagefolder root {root_abs} does not exist: set data.root to a folder holding train/ and val/ (or test/)")
+    splits = {name: root_abs / name for name in ("train", *_EVAL_SPLIT_NAMES) if (root_abs / name).is_dir()}
+    if "train" not in splits or len(splits) < 2:
+        found = ", ".join(sorted(p.name + "/" for p in root_abs.iterdir() if p.is_dir())) or "no folders"
+        raise UserError(
+            f"imagefolder root {root_abs} needs train/ and val/ (or test/) with one sub-folder per class; found {found}"
+        )
+    return splits
+
+
+def list_split(split_dir: Path, *, classes: list[str] | None) -> tuple[list[str], list[tuple[str, int]]]:
+    """(class names, [(path, label)]) for a split. Pass the train split's `classes` for eval
+    splits so labels agree; eval splits may lack a class but may not add one."""
+    own_classes, _ = find_classes(str(split_dir)) if any(p.is_dir() for p in split_dir.iterdir()) else ([], {})
+    if classes is None:
+        classes = own_classes
+    extra = sorted(set(own_classes) - set(classes))
+    if extra:
+        raise UserError(f"{split_dir} has class folders that train/ lacks: {', '.join(extra[:5])}; make the class folders match")
+    try:
+        files = make_dataset(
+            str(split_dir), {c: i for i, c in enumerate(classes)}, extensions=IMG_EXTENSIONS, allow_empty=split_dir.name != "train"
+        )
+    except FileNotFoundError as err:
+        raise UserError(f"{split_dir}: {' '.join(str(err).split())[:200]}; every class folder needs at least one image") from None
+    if not files:
+        raise UserError(f"{split_dir} holds no images ({', '.join(IMG_EXTENSIONS)}) in class sub-folders")
+    return classes, files
+
+
+class ImageFiles(Dataset):
+    """(PIL RGB image, label) per file, for the DataLoader path."""
+
+    def __init__(self, files: list[tuple[str, int]]):
+        self.files = files
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[Image.Image, int]:
+        path, label = self.files[index]
+        return _open_rgb(path), label
+
+
+def load_decoded(
+    files: list[tuple[str, int]], *, root: str, split: str, size_px: int, cache_dir: str, num_workers: int
+) -> DecodedSplit:
+    """The split as uint8 tensors plus its channel statistics, from the cache when the folder
+    is unchanged, else decoded (with `num_workers` processes) and cached."""
+    cache_path = cache_file(files, root=root, split=split, size_px=size_px, cache_dir=cache_dir)
+    cached = _read_cache(cache_path)
+    if cached is not None:
+        return cached
+    started = time.perf_counter()
+    log.info("decoding %d images of %s/%s to %dpx (cached afterwards in %s)", len(files), root, split, size_px, cache_path)
+    images_u8 = decode_files([path for path, _ in files], size_px=size_px, num_workers=num_workers)
+    mean, std = channel_stats(images_u8)
+    decoded = DecodedSplit(images_u8, torch.tensor([label for _, label in files], dtype=torch.int64), mean, std)
+    _write_cache(cache_path, decoded)
+    log.info("decoded %d images in %.1f s", len(files), time.perf_counter() - started)
+    return decoded
+
+
+def cache_file(files: list[tuple[str, int]], *, root: str, split: str, size_px: int, cache_dir: str) -> Path:
+    """Cache path whose name changes with any added, removed, relabelled or rewritten file."""
+    fingerprint = hashlib.sha256(f"{_CACHE_FORMAT}|{Path(root).expanduser().resolve()}|{split}|{size_px}".encode())
+    for path, label in files:
+        stat = os.stat(path)
+        fingerprint.update(f"|{path}|{label}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    return Path(cache_dir).expanduser() / f"imagefolder-{split}-{size_px}px-{fingerprint.hexdigest()[:20]}.pt"
+
+
+def decode_files(paths: list[str], *, size_px: int, num_workers: int) -> torch.Tensor:
+    """N x 3 x size_px x size_px uint8: shorter side resized to size_px, then centre crop.
+    Chunks of files go to a process pool; workers use only PIL and numpy."""
+    chunks = [paths[i : i + _DECODE_CHUNK_FILES] for i in range(0, len(paths), _DECODE_CHUNK_FILES)]
+    decode = functools.partial(_decode_chunk, size_px=size_px)
+    if num_workers > 0 and len(chunks) > 1:
+        with _process_context().Pool(min(num_workers, len(chunks))) as pool:
+            arrays = pool.map(decode, chunks)
+    else:
+        arrays = [decode(chunk) for chunk in chunks]
+    if not arrays:
+        return torch.zeros(0, 3, size_px, size_px, dtype=torch.uint8)
+    return torch.from_numpy(np.concatenate(arrays))
+
+
+def _process_context() -> multiprocessing.context.BaseContext:
+    """fork on Linux, as DataLoader workers do: no re-import of torch or of the caller's
+    script per worker (children only run PIL and numpy, so forking a threaded parent is safe)."""
+    return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
+
+
+def _decode_chunk(paths: list[str], *, size_px: int) -> np.ndarray:
+    out = np.empty((len(paths), 3, size_px, size_px), dtype=np.uint8)
+    for i, path in enumerate(paths):
+        out[i] = np.asarray(_square_resize(_open_rgb(path), size_px)).transpose(2, 0, 1)
+    return out
+
+
+def _square_resize(image: Image.Image, size_px: int) -> Image.Image:
+    width, height = image.size
+    if (width, height) == (size_px, size_px):
+        return image
+    scale = size_px / min(width, height)
+    resized = image.resize((max(size_px, round(width * scale)), max(size_px, round(height * scale))), Image.BILINEAR)
+    left = (resized.width - size_px) // 2
+    top = (resized.height - size_px) // 2
+    return resized.crop((left, top, left + size_px, top + size_px))
+
+
+def _open_rgb(path: str) -> Image.Image:
+    try:
+        with open(path, "rb") as f:
+            return Image.open(f).convert("RGB")
+    except OSError as err:  # includes PIL.UnidentifiedImageError
+        raise UserError(f"cannot read image {path} ({err.__class__.__name__}); remove or replace the file") from None
+
+
+def _read_cache(path: Path) -> DecodedSplit | None:
+    if not path.is_file():
+        return None
+    try:
+        payload = torch.load(path, weights_only=True)
+        return DecodedSplit(payload["images_u8"], payload["labels"], tuple(payload["mean"]), tuple(payload["std"]))
+    except Exception as err:  # a truncated or foreign file is only a cache miss
+        log.warning("ignoring unreadable cache %s (%s); decoding again", path, err)
+        return None
+
+
+def _write_cache(path: Path, decoded: DecodedSplit) -> None:
+    """Write-then-rename so a concurrent reader (another rank, another run) never sees half a file."""
+    partial = path.with_suffix(f".{os.getpid()}.partial")
+    payload = {"images_u8": decoded.images_u8, "labels": decoded.labels, "mean": list(decoded.mean), "std": list(decoded.std)}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(payload, partial)
+        os.replace(partial, path)
+    except OSError as err:  # an unwritable cache costs a re-decode next time, not this run
+        log.warning("could not write cache %s (%s); set data.cache_dir to a writable folder", path, err)

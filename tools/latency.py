@@ -1,0 +1,212 @@
+"""Inference latency: whole-model statistics and a per-layer breakdown.
+
+    from tools.latency import measure_latency, per_layer_latency
+    stats = measure_latency(model, (3, 32, 32), batch_size=1, device="cpu", num_threads=1)
+    print(f"{stats['median_ms']:.2f} ms, {stats['throughput_ips']:.0f} img/s")
+    for row in per_layer_latency(model, (3, 32, 32), batch_size=1, device="cpu")[:10]:
+        print(row["name"], row["type"], f"{row['time_ms']:.3f} ms", f"{row['share_pct']:.1f}%")
+
+`input_shape` is one sample's shape (C, H, W); the batch dimension comes from
+`batch_size`. Both functions time a deep copy of the model moved to `device` in eval mode
+under torch.inference_mode, so the caller's model keeps its device, dtype, mode and hooks.
+
+Timers: CUDA uses one pair of CUDA events per iteration (GPU time, not launch time); CPU
+uses time.perf_counter; MPS synchronizes then uses perf_counter, as it has no usable
+per-iteration events.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from tools.errors import UserError
+
+
+def _check_positive(label: str, value: int, minimum: int = 1) -> None:
+    if not isinstance(value, int) or value < minimum:
+        raise UserError(f"{label} must be an integer >= {minimum}, got {value!r}")
+
+
+def _prepared(model: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:
+    return copy.deepcopy(model).to(device=device, dtype=dtype).eval()
+
+
+def _example(input_shape: tuple, batch_size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return torch.randn((batch_size, *input_shape), device=device).to(dtype)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def _cuda_times_ms(run: Callable[[], object], repeats: int) -> list[float]:
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)]
+    for start, end in events:
+        start.record()
+        run()
+        end.record()
+    torch.cuda.synchronize()
+    return [start.elapsed_time(end) for start, end in events]
+
+
+def _host_times_ms(run: Callable[[], object], repeats: int, device: torch.device) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        _synchronize(device)
+        start = time.perf_counter()
+        run()
+        _synchronize(device)
+        times.append(1000.0 * (time.perf_counter() - start))
+    return times
+
+
+def _summary(times_ms: list[float], batch_size: int) -> dict:
+    arr = np.asarray(times_ms, dtype=np.float64)
+    median_ms = float(np.median(arr))
+    return {
+        "mean_ms": float(arr.mean()),
+        "std_ms": statistics.stdev(times_ms) if len(times_ms) > 1 else 0.0,
+        "median_ms": median_ms,
+        "p90_ms": float(np.percentile(arr, 90)),
+        "p99_ms": float(np.percentile(arr, 99)),
+        "min_ms": float(arr.min()),
+        "throughput_ips": batch_size * 1000.0 / median_ms if median_ms > 0 else float("inf"),
+    }
+
+
+class _threads:
+    """Temporarily set torch's intra-op thread count (None: leave it alone)."""
+
+    def __init__(self, num_threads: int | None) -> None:
+        self.num_threads = num_threads
+
+    def __enter__(self) -> int:
+        self.saved = torch.get_num_threads()
+        if self.num_threads is not None:
+            torch.set_num_threads(self.num_threads)
+        return torch.get_num_threads()
+
+    def __exit__(self, *exc) -> None:
+        torch.set_num_threads(self.saved)
+
+
+def measure_latency(
+    model: nn.Module,
+    input_shape: tuple,
+    *,
+    batch_size: int,
+    device: str | torch.device,
+    warmup: int = 10,
+    repeats: int = 50,
+    dtype: torch.dtype = torch.float32,
+    num_threads: int | None = None,
+) -> dict:
+    """Per-batch forward latency stats (ms) and throughput (images/s, from the median)."""
+    _check_positive("batch_size", batch_size)
+    _check_positive("repeats", repeats)
+    _check_positive("warmup", warmup, minimum=0)
+    if num_threads is not None:
+        _check_positive("num_threads", num_threads)
+    device = torch.device(device)
+    net = _prepared(model, device, dtype)
+    x = _example(input_shape, batch_size, device, dtype)
+    with _threads(num_threads) as threads_used, torch.inference_mode():
+        for _ in range(warmup):
+            net(x)
+        _synchronize(device)
+        if device.type == "cuda":
+            times_ms = _cuda_times_ms(lambda: net(x), repeats)
+        else:
+            times_ms = _host_times_ms(lambda: net(x), repeats, device)
+    stats = _summary(times_ms, batch_size)
+    stats.update(
+        device=str(device),
+        batch_size=batch_size,
+        dtype=str(dtype).removeprefix("torch."),
+        num_threads=threads_used,
+        warmup=warmup,
+        repeats=repeats,
+    )
+    return stats
+
+
+def _leaves(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    for name, module in model.named_modules():
+        if next(module.children(), None) is None:
+            yield name, module
+
+
+def _timing_hooks(model: nn.Module, device: torch.device, totals_ms: dict, calls: dict) -> list:
+    """Pre/post forward hooks adding each leaf's wall time (synchronized) into totals_ms."""
+    handles = []
+    for name, module in _leaves(model):
+
+        def pre(m, inputs, name=name):
+            _synchronize(device)
+            calls[name] = time.perf_counter()
+
+        def post(m, inputs, output, name=name):
+            _synchronize(device)
+            totals_ms[name] += 1000.0 * (time.perf_counter() - calls[name])
+
+        handles.append(module.register_forward_pre_hook(pre))
+        handles.append(module.register_forward_hook(post))
+    return handles
+
+
+def _layer_rows(model: nn.Module, totals_ms: dict, repeats: int) -> list[dict]:
+    types = {name: type(module).__name__ for name, module in _leaves(model)}
+    grand_ms = sum(totals_ms.values())
+    rows = [
+        {
+            "name": name,
+            "type": types[name],
+            "time_ms": total / repeats,
+            "share_pct": 100.0 * total / grand_ms if grand_ms > 0 else 0.0,
+        }
+        for name, total in totals_ms.items()
+    ]
+    return sorted(rows, key=lambda r: r["time_ms"], reverse=True)
+
+
+def per_layer_latency(
+    model: nn.Module,
+    input_shape: tuple,
+    *,
+    batch_size: int,
+    device: str | torch.device,
+    repeats: int = 10,
+) -> list[dict]:
+    """Rows {name, type, time_ms, share_pct} per leaf module that ran, slowest first.
+
+    time_ms is the mean per forward (a module called twice, like torchvision's shared
+    ResNet ReLU, sums both calls); share_pct is of the leaves' total. Synchronizing around
+    every layer removes GPU overlap, so the sum exceeds measure_latency's figure.
+    """
+    _check_positive("batch_size", batch_size)
+    _check_positive("repeats", repeats)
+    device = torch.device(device)
+    net = _prepared(model, device, torch.float32)
+    x = _example(input_shape, batch_size, device, torch.float32)
+    totals_ms: dict[str, float] = defaultdict(float)
+    with torch.inference_mode():
+        net(x)  # warm-up outside the measurement: first calls allocate and pick kernels
+        handles = _timing_hooks(net, device, totals_ms, {})
+        try:
+            for _ in range(repeats):
+                net(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+    return _layer_rows(net, totals_ms, repeats)
