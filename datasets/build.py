@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -39,7 +39,7 @@ DATASET_NAMES = ("cifar10", "cifar100", "mnist", "fashionmnist", "imagefolder", 
 FAST_PATH_MAX_IMAGEFOLDER_PX = 64  # above this a decoded folder stops fitting comfortably in memory
 IMAGEFOLDER_NATIVE_PX = 224
 
-Loader = Union[TensorLoader, TorchLoader]
+Loader = TensorLoader | TorchLoader
 
 
 @dataclass
@@ -47,8 +47,9 @@ class DataBundle:
     """Loaders and the facts a model needs. `val` is the held-out part of the training set
     (unaugmented) when data.val_split > 0; otherwise it is the test loader itself (for image
     folders holding both val/ and test/: the val/ folder). Train batches keep the last partial
-    batch; with world_size > 1 every rank gets a disjoint shard (train padded to equal length,
-    eval unpadded so summed counts are exact)."""
+    batch; with world_size > 1 every rank gets a disjoint shard of the shuffled training set
+    (padded to equal length, as DistributedSampler), while eval loaders give every rank the
+    whole split."""
 
     train: Loader
     val: Loader
@@ -99,11 +100,20 @@ def build_data(
     size_px = target_size_px(cfg, name)
     fast = use_fast_path(cfg, name, size_px)
     source = _load_source(cfg, name, size_px=size_px, fast=fast)
-    if fast:
+    if fast:  # once, up front: batches are then cut on the device (GPU-resident when on CUDA)
         source.splits = {k: TensorSplit(s.images_u8.to(device), s.labels.to(device)) for k, s in source.splits.items()}
+    train, val, test = _make_loaders(source, cfg, seed=seed, device=device, rank=rank, world_size=world_size)
+    return DataBundle(train, val, test, len(source.classes), source.input_shape, source.classes, source.mean, source.std)
+
+
+def _make_loaders(
+    source: "_Source", cfg: "DataConfig", *, seed: int, device: torch.device | str, rank: int, world_size: int
+) -> tuple[Loader, Loader, Loader]:
+    """(train, val, test); val is the held-out train part, else an explicit val/ folder, else test."""
     make = dict(cfg=cfg, source=source, seed=seed, device=device, rank=rank, world_size=world_size)
     train_idx, val_idx = _train_val_indices(len(source.splits["train"]), cfg, seed)
-    train = _loader("train", subset_indices(train_idx, size=cfg.train_subset, seed=seed, stream="train"), train=True, **make)
+    train_idx = subset_indices(train_idx, size=cfg.train_subset, seed=seed, stream="train")
+    train = _loader("train", train_idx, train=True, **make)
     test = _loader("test", _eval_indices(source, "test", cfg, seed), train=False, **make)
     if val_idx is not None:
         val = _loader("train", val_idx, train=False, **make)
@@ -111,9 +121,7 @@ def build_data(
         val = _loader("val", _eval_indices(source, "val", cfg, seed), train=False, **make)
     else:
         val = test
-    return DataBundle(
-        train, val, test, len(source.classes), source.input_shape, source.classes, source.mean, source.std
-    )
+    return train, val, test
 
 
 def resolve_name(name: str) -> str:
@@ -285,9 +293,13 @@ def _loader(
     rank: int,
     world_size: int,
 ) -> Loader:
-    """Train loaders shuffle and (if cfg.augment) augment; eval loaders do neither."""
+    """Train loaders shuffle, augment (if cfg.augment) and take this rank's shard; eval loaders
+    do none of these: every rank sees the whole split, so all ranks compute the same metrics
+    (and take the same early-stopping decisions) without a collective."""
     data = source.splits[split]
     augmented = train and cfg.augment
+    if not train:
+        rank, world_size = 0, 1
     common = dict(
         batch_size=cfg.batch_size if train else cfg.eval_batch_size,
         shuffle=train, seed=seed, rank=rank, world_size=world_size,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import logging
 import multiprocessing
 import os
 import sys
@@ -33,8 +32,6 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_datas
 
 from datasets.pixels import channel_stats
 from tools.errors import UserError
-
-log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -110,12 +107,12 @@ def load_decoded(
     if cached is not None:
         return cached
     started = time.perf_counter()
-    log.info("decoding %d images of %s/%s to %dpx (cached afterwards in %s)", len(files), root, split, size_px, cache_path)
+    _note(f"decoding {len(files)} images of {root}/{split} to {size_px}px once (cache: {cache_path})")
     images_u8 = decode_files([path for path, _ in files], size_px=size_px, num_workers=num_workers)
     mean, std = channel_stats(images_u8)
     decoded = DecodedSplit(images_u8, torch.tensor([label for _, label in files], dtype=torch.int64), mean, std)
     _write_cache(cache_path, decoded)
-    log.info("decoded %d images in %.1f s", len(files), time.perf_counter() - started)
+    _note(f"decoded {len(files)} images in {time.perf_counter() - started:.1f} s")
     return decoded
 
 
@@ -161,7 +158,7 @@ def _square_resize(image: Image.Image, size_px: int) -> Image.Image:
     if (width, height) == (size_px, size_px):
         return image
     scale = size_px / min(width, height)
-    resized = image.resize((max(size_px, round(width * scale)), max(size_px, round(height * scale))), Image.BILINEAR)
+    resized = image.resize((max(size_px, round(width * scale)), max(size_px, round(height * scale))), Image.Resampling.BILINEAR)
     left = (resized.width - size_px) // 2
     top = (resized.height - size_px) // 2
     return resized.crop((left, top, left + size_px, top + size_px))
@@ -175,6 +172,12 @@ def _open_rgb(path: str) -> Image.Image:
         raise UserError(f"cannot read image {path} ({err.__class__.__name__}); remove or replace the file") from None
 
 
+def _note(message: str) -> None:
+    # stderr, not logging: a first decode can take a minute and must not look like a hang
+    # in scripts that never configure logging.
+    print(f"[datasets] {message}", file=sys.stderr, flush=True)
+
+
 def _read_cache(path: Path) -> DecodedSplit | None:
     if not path.is_file():
         return None
@@ -182,7 +185,7 @@ def _read_cache(path: Path) -> DecodedSplit | None:
         payload = torch.load(path, weights_only=True)
         return DecodedSplit(payload["images_u8"], payload["labels"], tuple(payload["mean"]), tuple(payload["std"]))
     except Exception as err:  # a truncated or foreign file is only a cache miss
-        log.warning("ignoring unreadable cache %s (%s); decoding again", path, err)
+        _note(f"ignoring unreadable cache {path} ({type(err).__name__}); decoding again")
         return None
 
 
@@ -195,4 +198,4 @@ def _write_cache(path: Path, decoded: DecodedSplit) -> None:
         torch.save(payload, partial)
         os.replace(partial, path)
     except OSError as err:  # an unwritable cache costs a re-decode next time, not this run
-        log.warning("could not write cache %s (%s); set data.cache_dir to a writable folder", path, err)
+        _note(f"could not write cache {path} ({err}); set data.cache_dir to a writable folder")

@@ -24,7 +24,7 @@ from torchvision import datasets as tv_datasets
 from datasets.augment import AugmentSpec
 from tools.errors import UserError
 
-DOWNLOAD_SOCKET_TIMEOUT_S = 15.0
+DOWNLOAD_SOCKET_TIMEOUT_S = 10.0
 _FIX = "set data.root to a folder that holds an existing copy (e.g. --set data.root=/path) or run once with internet access"
 
 
@@ -69,14 +69,13 @@ def open_split(name: str, *, root: str, train: bool, download: bool) -> torch.ut
         return spec.factory(str(root_abs), train=train, download=False)
     except (RuntimeError, OSError):
         if not download:
-            raise UserError(f"{spec.title} not found in {where} and data.download is false: {_FIX}") from None
+            raise UserError(f"{spec.title} not found in {where} and data.download is false: {_FIX} and data.download=true") from None
     try:
         with _socket_timeout(DOWNLOAD_SOCKET_TIMEOUT_S):
             return spec.factory(str(root_abs), train=train, download=True)
     except (URLError, RuntimeError, OSError, ValueError) as err:
-        reason = " ".join(str(err).split())[:160]
         raise UserError(
-            f"{spec.title} not found in {where} and the download failed ({type(err).__name__}: {reason}): {_FIX}"
+            f"{spec.title} not found in {where} and the download failed ({_one_line(err)}): {_FIX}"
         ) from None
 
 
@@ -89,6 +88,13 @@ def to_uint8_tensors(dataset: torch.utils.data.Dataset) -> tuple[torch.Tensor, t
     else:  # CIFAR family: N x H x W x C numpy array
         images = torch.from_numpy(data).permute(0, 3, 1, 2).contiguous()
     return images, torch.as_tensor(dataset.targets, dtype=torch.int64)
+
+
+def _one_line(err: Exception) -> str:
+    """The most specific line of a possibly multi-line error (torchvision's mirror loop lists
+    every mirror, then the underlying urlopen error last)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[-1] if lines else ''}"[:200]
 
 
 @contextmanager

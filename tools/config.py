@@ -112,12 +112,79 @@ class FinetuneConfig:
 # Pruning sections: each pruning script owns its own section.
 @dataclass
 class UnstructuredConfig:
-    method: str = "global"  # see tools.pruning_utils
+    method: str = "global"  # l1 | global | random | taylor | movement | lamp | nm (see tools.unstructured)
+    mode: str = "auto"  # auto (the method's own) | layerwise | global allocation of the sparsity
+    sparsity: float = 0.5  # target fraction of pruned weights, in [0, 1); nm: fixed at 1 - n/m
+    layer_sparsity: dict[str, float] = field(default_factory=dict)  # module name or prefix -> sparsity (layerwise)
+    sparsity_file: str = ""  # YAML mapping like layer_sparsity (e.g. from scripts.sensitivity); layer_sparsity wins
+    iterative: bool = False  # prune in num_iterations steps with fine-tuning between them
+    num_iterations: int = 5  # iterative steps
+    schedule: str = "cubic"  # linear | exponential | cubic (Zhu & Gupta) sparsity per step
+    step_epochs: int = 1  # fine-tune epochs after each intermediate step; the last one runs finetune.epochs
+    score_batches: int = 16  # taylor: batches of gradients summed; movement: steps before the first prune
+    n: int = 2  # nm: weights kept in every group of m (along the input dimension)
+    m: int = 4  # nm: group size
+    keep_first_conv_dense: bool = False  # never prune the first conv
+    keep_classifier_dense: bool = False  # never prune the last linear layer
+    prune_biases: bool = False  # also prune conv/linear biases
+    prune_bn: bool = False  # also prune BatchNorm scales (gamma)
+    save_compressed: bool = False  # also write pruned_model_compressed.pth (sparse storage)
+    compressed_format: str = "auto"  # auto (smallest per tensor) | bitmask | csr
+    semi_structured: bool = True  # nm on CUDA: convert eligible linear layers to 2:4 kernels and time them
+
+
+@dataclass
+class SensitivityConfig:
+    sparsities: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+    method: str = "l1"  # how each layer is pruned alone: l1 | random | taylor
+    num_images: int = 1000  # validation images per measurement; 0 = the whole validation split
+    max_drop: float = 1.0  # derived dict: per layer, the largest sparsity costing at most this many top-1 points
+    target_sparsity: float = 0.0  # > 0: derive the dict meeting this total sparsity instead (equal-drop allocation)
+
+
+@dataclass
+class BNScaleConfig:
+    """Network Slimming's sparsity phase, run before pruning when structured.method is bn_scale."""
+
+    reg: float = 1e-4  # L1 penalty on BatchNorm scales (Liu et al. 2017 use 1e-4 on CIFAR)
+    epochs: int = 5  # sparsity-training epochs (finetune.* optimiser settings); 0 = prune the scales as they are
+
+
+@dataclass
+class GoalConfig:
+    """The pass/fail line printed at the end of scripts.prune_structured."""
+
+    min_flops_reduction_pct: float = 40.0  # FLOPs (= 2 x MACs) removed, in percent, at least
+    max_accuracy_drop: float = 1.5  # top-1 points lost vs the baseline, at most
 
 
 @dataclass
 class StructuredConfig:
-    method: str = "l2"  # see tools.pruning_utils
+    method: str = "l2"  # importance: l1 | l2 | bn_scale | taylor | lamp | fpgm | random (see tools.structured)
+    granularity: str = "channel"  # channel (physically smaller) | kernel | intra_kernel (masks, see tools.kernel_pruning)
+    pruning_ratio: float = 0.3  # fraction of channels (kernels) removed; used when target_macs_reduction is 0
+    target_macs_reduction: float = 0.0  # > 0: search the ratio removing this fraction of MACs instead, e.g. 0.5
+    target_tolerance: float = 0.01  # the search lands within this of the target (fraction of MACs: 0.01 = 1 pt)
+    global_pruning: bool = True  # rank channels across layers (false: the same ratio in every layer)
+    max_pruning_ratio: float = 0.8  # no layer loses more than this fraction of its original channels
+    round_to: int = 8  # remaining channel counts are multiples of this (hardware-friendly); 1 = off
+    ignored_layers: list[str] = field(default_factory=list)  # module names whose outputs are kept (the classifier always is)
+    layer_ratios: dict[str, float] = field(default_factory=dict)  # module name -> its own ratio (overrides pruning_ratio)
+    iterative_steps: int = 1  # prune-finetune rounds toward the ratio / target
+    step_epochs: int = 1  # fine-tune epochs after each intermediate round; the last round runs finetune.epochs
+    calibration_batches: int = 8  # taylor: training batches whose loss gradients are summed
+    pattern_size: int = 4  # intra_kernel: entries kept in each 3x3 kernel (centre included)
+    num_patterns: int = 8  # intra_kernel: distinct patterns allowed across the model
+    bn_scale: BNScaleConfig = field(default_factory=BNScaleConfig)
+    goal: GoalConfig = field(default_factory=GoalConfig)
+
+
+@dataclass
+class ExportConfig:
+    format: str = "both"  # onnx | torchscript | both
+    opset: int = 17  # ONNX opset (the TorchScript-based exporter supports 7-20)
+    tolerance: float = 1e-4  # --verify fails when any max |PyTorch - exported| exceeds this
+    verify_batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
 
 
 @dataclass
@@ -142,6 +209,8 @@ class Config:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     unstructured: UnstructuredConfig = field(default_factory=UnstructuredConfig)
     structured: StructuredConfig = field(default_factory=StructuredConfig)
+    sensitivity: SensitivityConfig = field(default_factory=SensitivityConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 

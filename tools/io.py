@@ -18,7 +18,7 @@ import torch
 import yaml
 
 
-def _atomic_write_bytes(path: str | Path, data: bytes) -> None:
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # The temp file lives in the target folder so the rename never crosses file systems.
@@ -35,7 +35,7 @@ def _atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    _atomic_write_bytes(path, text.encode())
+    atomic_write_bytes(path, text.encode())
 
 
 def atomic_write_yaml(path: str | Path, obj: Any) -> None:
@@ -45,7 +45,7 @@ def atomic_write_yaml(path: str | Path, obj: Any) -> None:
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    _atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def atomic_write_csv(path: str | Path, rows: list[dict]) -> None:

@@ -1,0 +1,87 @@
+"""Export a checkpoint to ONNX and/or TorchScript, optionally verified against PyTorch.
+
+    uv run python -m scripts.export_onnx --checkpoint results/train/quickstart/best_model.pth --verify
+    uv run python -m scripts.export_onnx --checkpoint pruned_model.pth --format onnx --opset 13
+
+Writes model.onnx / model.torchscript.pt and export.yaml (file sizes, opset, max abs differences)
+into <checkpoint folder>/export/ unless --save-dir. --verify runs ONNX Runtime and TorchScript on
+random and real test inputs at export.verify_batch_sizes and exits 1 when any difference exceeds
+export.tolerance.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tools.cli import base_parser, load_checkpoint_run
+from tools.errors import UserError, run_cli
+from tools.export import (
+    FORMATS,
+    export_onnx,
+    export_torchscript,
+    make_onnx_runner,
+    make_torchscript_runner,
+    max_abs_diffs,
+    verification_inputs,
+)
+from tools.io import atomic_write_yaml
+from tools.metrics import file_size_bytes
+
+
+def parse_args(argv):
+    parser = base_parser(__doc__)
+    parser.add_argument("--checkpoint", required=True, help="a .pth written by train or a pruning script")
+    parser.add_argument("--format", choices=FORMATS, help="overrides export.format")
+    parser.add_argument("--opset", type=int, help="overrides export.opset")
+    parser.add_argument("--tolerance", type=float, help="overrides export.tolerance")
+    parser.add_argument("--verify", action="store_true", help="compare ONNX Runtime / TorchScript outputs with PyTorch")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg, _, data, model, _ = load_checkpoint_run(
+        args, flags={"export.format": args.format, "export.opset": args.opset, "export.tolerance": args.tolerance,
+                     "train.device": "cpu"})
+    if cfg.export.format not in FORMATS:
+        raise UserError(f"unknown export.format {cfg.export.format!r}; choose one of: {', '.join(FORMATS)}")
+    model = model.cpu().eval()
+    out_dir = Path(args.save_dir) if args.save_dir else Path(args.checkpoint).parent / "export"
+    shape = data.input_shape
+    report: dict = {"checkpoint": str(args.checkpoint), "model": cfg.model.name, "input_shape": list(shape)}
+    runners = {}
+    if cfg.export.format in ("onnx", "both"):
+        path = export_onnx(model, shape, out_dir / "model.onnx", opset=cfg.export.opset)
+        report["onnx"] = {"path": str(path), "opset": cfg.export.opset, "size_bytes": file_size_bytes(path)}
+        runners["onnx"] = lambda path=path: make_onnx_runner(path)
+        print(f"ONNX (opset {cfg.export.opset}, dynamic batch): {path}  {file_size_bytes(path) / 2**20:.2f} MiB")
+    if cfg.export.format in ("torchscript", "both"):
+        path, scripted = export_torchscript(model, shape, out_dir / "model.torchscript.pt")
+        report["torchscript"] = {"path": str(path), "method": "script" if scripted else "trace",
+                                 "size_bytes": file_size_bytes(path)}
+        runners["torchscript"] = lambda path=path: make_torchscript_runner(path)
+        print(f"TorchScript ({'scripted' if scripted else 'traced'}): {path}  {file_size_bytes(path) / 2**20:.2f} MiB")
+
+    failed = []
+    if args.verify:
+        real_batch = next(iter(data.test))[0]
+        inputs = verification_inputs(shape, real_batch, cfg.export.verify_batch_sizes)
+        for fmt, make_runner in runners.items():
+            diffs = max_abs_diffs(model, make_runner(), inputs)
+            ok = max(diffs.values()) <= cfg.export.tolerance
+            report[fmt] |= {"max_abs_diff": diffs, "verified": ok}
+            for name, diff in diffs.items():
+                print(f"verify {fmt:<11} {name:<10} max |diff| {diff:.3e}  {'ok' if diff <= cfg.export.tolerance else 'FAIL'}")
+            if not ok:
+                failed.append(fmt)
+        report["tolerance"] = cfg.export.tolerance
+    atomic_write_yaml(out_dir / "export.yaml", report)
+    print(f"wrote {out_dir / 'export.yaml'}")
+    if failed:
+        print(f"verification FAILED for {', '.join(failed)}: outputs differ from PyTorch by more than "
+              f"{cfg.export.tolerance:g} (see {out_dir / 'export.yaml'})")
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    run_cli(main)

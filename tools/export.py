@@ -1,0 +1,114 @@
+"""Export a model to ONNX (dynamic batch axis) and TorchScript, and check both against PyTorch.
+
+    uv run python -m scripts.export_onnx --checkpoint results/train/quickstart/best_model.pth --verify
+
+    onnx_path = export_onnx(model, (3, 32, 32), out_dir / "model.onnx", opset=17)
+    diffs = max_abs_diffs(model, make_onnx_runner(onnx_path), inputs)   # {"random_bs1": 2e-7, ...}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from tools.errors import UserError
+from tools.io import atomic_write_bytes
+
+FORMATS = ("onnx", "torchscript", "both")
+Runner = Callable[[torch.Tensor], np.ndarray]
+
+
+def export_onnx(model: nn.Module, input_shape: tuple[int, int, int], path: Path, *, opset: int) -> Path:
+    """Writes `path` with a dynamic batch axis and validates it with onnx.checker. The file is
+    written to a temporary name first, so a failed export leaves nothing that looks complete."""
+    import onnx
+
+    model = model.eval().cpu()
+    example = torch.zeros(1, *input_shape)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")  # the TorchScript-based exporter is chatty about deprecations
+            # dynamo=False: the TorchScript-based exporter covers opsets 7-20 and needs no onnxscript.
+            torch.onnx.export(
+                model, (example,), str(tmp), dynamo=False, opset_version=opset, input_names=["input"],
+                output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                do_constant_folding=True,
+            )
+        onnx.checker.check_model(onnx.load(str(tmp)), full_check=True)
+    except UserError:
+        raise
+    except Exception as e:  # the exporter raises many types; any of them means "cannot export"
+        tmp.unlink(missing_ok=True)
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"model cannot be exported to ONNX with opset {opset} ({reason}); try another --opset (e.g. 17)") from None
+    tmp.replace(path)
+    return path
+
+
+def export_torchscript(model: nn.Module, input_shape: tuple[int, int, int], path: Path) -> tuple[Path, bool]:
+    """Saves a traced module; also tries scripting, which keeps control flow but fails on some
+    models. Returns (path, whether scripting worked); the scripted module is preferred when it does."""
+    model = model.eval().cpu()
+    example = torch.zeros(1, *input_shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchScript is deprecated upstream but still what many runtimes load
+        try:
+            module = torch.jit.script(model)
+            scripted = True
+        except Exception:  # scripting rejects much valid Python; tracing is the fallback
+            module = torch.jit.trace(model, example, check_trace=False)
+            scripted = False
+        buffer = io.BytesIO()
+        torch.jit.save(module, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path, scripted
+
+
+def make_onnx_runner(path: Path, num_threads: int = 0) -> Runner:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if num_threads:
+        options.intra_op_num_threads = num_threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x.numpy()})[0]
+
+
+def make_torchscript_runner(path: Path) -> Runner:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
+        module = torch.jit.load(str(path), map_location="cpu").eval()
+
+    def run(x: torch.Tensor) -> np.ndarray:
+        with torch.inference_mode():
+            return module(x).numpy()
+
+    return run
+
+
+def verification_inputs(input_shape: tuple[int, int, int], real_batch: torch.Tensor | None,
+                        batch_sizes: list[int], seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random normal inputs and slices of a real test batch at each batch size."""
+    generator = torch.Generator().manual_seed(seed)
+    inputs = {f"random_bs{bs}": torch.randn(bs, *input_shape, generator=generator) for bs in batch_sizes}
+    if real_batch is not None:
+        for bs in batch_sizes:
+            if real_batch.size(0) >= bs:
+                inputs[f"real_bs{bs}"] = real_batch[:bs].cpu().float()
+    return inputs
+
+
+@torch.inference_mode()
+def max_abs_diffs(model: nn.Module, runner: Runner, inputs: dict[str, torch.Tensor]) -> dict[str, float]:
+    model = model.eval().cpu()
+    return {name: float(np.abs(model(x).numpy() - runner(x)).max()) for name, x in inputs.items()}
