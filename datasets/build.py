@@ -86,7 +86,7 @@ class _Source:
 
 
 def build_data(
-    cfg: "DataConfig",
+    cfg: DataConfig,
     *,
     seed: int = 0,
     device: torch.device | str = "cpu",
@@ -94,7 +94,8 @@ def build_data(
     world_size: int = 1,
 ) -> DataBundle:
     """Load `cfg.name` and wrap its splits in loaders; `seed` drives the val split, subsets,
-    shuffling and augmentation; fast-path tensors are moved to `device` once."""
+    shuffling and augmentation (every rank must pass the same seed, or the shards overlap);
+    fast-path tensors are moved to `device` once."""
     name = resolve_name(cfg.name)
     validate_config(cfg, name)
     size_px = target_size_px(cfg, name)
@@ -103,11 +104,13 @@ def build_data(
     if fast:  # once, up front: batches are then cut on the device (GPU-resident when on CUDA)
         source.splits = {k: TensorSplit(s.images_u8.to(device), s.labels.to(device)) for k, s in source.splits.items()}
     train, val, test = _make_loaders(source, cfg, seed=seed, device=device, rank=rank, world_size=world_size)
-    return DataBundle(train, val, test, len(source.classes), source.input_shape, source.classes, source.mean, source.std)
+    return DataBundle(
+        train, val, test, len(source.classes), source.input_shape, source.classes, source.mean, source.std
+    )
 
 
 def _make_loaders(
-    source: "_Source", cfg: "DataConfig", *, seed: int, device: torch.device | str, rank: int, world_size: int
+    source: _Source, cfg: DataConfig, *, seed: int, device: torch.device | str, rank: int, world_size: int
 ) -> tuple[Loader, Loader, Loader]:
     """(train, val, test); val is the held-out train part, else an explicit val/ folder, else test."""
     make = dict(cfg=cfg, source=source, seed=seed, device=device, rank=rank, world_size=world_size)
@@ -135,7 +138,7 @@ def resolve_name(name: str) -> str:
     )
 
 
-def validate_config(cfg: "DataConfig", name: str) -> None:
+def validate_config(cfg: DataConfig, name: str) -> None:
     problems = [
         (cfg.batch_size < 1, f"data.batch_size={cfg.batch_size} must be at least 1"),
         (cfg.eval_batch_size < 1, f"data.eval_batch_size={cfg.eval_batch_size} must be at least 1"),
@@ -159,7 +162,7 @@ def validate_config(cfg: "DataConfig", name: str) -> None:
             raise UserError(message)
 
 
-def target_size_px(cfg: "DataConfig", name: str) -> int:
+def target_size_px(cfg: DataConfig, name: str) -> int:
     """cfg.image_size, or the data set's native size when it is 0."""
     if cfg.image_size > 0:
         return cfg.image_size
@@ -168,13 +171,13 @@ def target_size_px(cfg: "DataConfig", name: str) -> int:
     return cfg.synthetic.resolution if name == "synthetic" else IMAGEFOLDER_NATIVE_PX
 
 
-def use_fast_path(cfg: "DataConfig", name: str, size_px: int) -> bool:
+def use_fast_path(cfg: DataConfig, name: str, size_px: int) -> bool:
     if not cfg.fast_path:
         return False
     return name != "imagefolder" or size_px <= FAST_PATH_MAX_IMAGEFOLDER_PX
 
 
-def _load_source(cfg: "DataConfig", name: str, *, size_px: int, fast: bool) -> _Source:
+def _load_source(cfg: DataConfig, name: str, *, size_px: int, fast: bool) -> _Source:
     if name in TORCHVISION_SETS:
         return _torchvision_source(cfg, name, size_px=size_px, fast=fast)
     if name == "synthetic":
@@ -182,7 +185,7 @@ def _load_source(cfg: "DataConfig", name: str, *, size_px: int, fast: bool) -> _
     return _imagefolder_source(cfg, size_px=size_px, fast=fast)
 
 
-def _torchvision_source(cfg: "DataConfig", name: str, *, size_px: int, fast: bool) -> _Source:
+def _torchvision_source(cfg: DataConfig, name: str, *, size_px: int, fast: bool) -> _Source:
     spec = TORCHVISION_SETS[name]
     raw = {
         split: open_split(name, root=cfg.root, train=split == "train", download=cfg.download)
@@ -203,7 +206,7 @@ def _resized_tensor_split(dataset: Any, size_px: int) -> TensorSplit:
     return TensorSplit(resize_images_u8(images_u8, size_px=size_px), labels)
 
 
-def _synthetic_source(cfg: "DataConfig", *, size_px: int, fast: bool) -> _Source:
+def _synthetic_source(cfg: DataConfig, *, size_px: int, fast: bool) -> _Source:
     syn = cfg.synthetic
     splits = {}
     for split, count in (("train", syn.train_size), ("test", syn.test_size)):
@@ -221,7 +224,7 @@ def _synthetic_source(cfg: "DataConfig", *, size_px: int, fast: bool) -> _Source
     return _with_small_transforms(source, resize=False)
 
 
-def _imagefolder_source(cfg: "DataConfig", *, size_px: int, fast: bool) -> _Source:
+def _imagefolder_source(cfg: DataConfig, *, size_px: int, fast: bool) -> _Source:
     split_dirs = imagefolder.find_splits(cfg.root)
     classes, train_files = imagefolder.list_split(split_dirs["train"], classes=None)
     files = {"train": train_files}
@@ -242,7 +245,8 @@ def _imagefolder_source(cfg: "DataConfig", *, size_px: int, fast: bool) -> _Sour
         splits = {split: TensorSplit(d.images_u8, d.labels) for split, d in decoded.items()}
         return _Source(splits, classes, decoded["train"].mean, decoded["train"].std, shape, _small_augment(size_px))
     splits = {split: imagefolder.ImageFiles(split_files) for split, split_files in files.items()}
-    source = _Source(splits, classes, imagefolder.IMAGENET_MEAN, imagefolder.IMAGENET_STD, shape, _small_augment(size_px))
+    mean, std = imagefolder.IMAGENET_MEAN, imagefolder.IMAGENET_STD  # computing them would mean decoding everything
+    source = _Source(splits, classes, mean, std, shape, _small_augment(size_px))
     if size_px <= FAST_PATH_MAX_IMAGEFOLDER_PX:  # same recipe as the fast path would use
         return _with_small_transforms(source, resize=True)
     source.train_transform = imagenet_transform(size_px=size_px, train=True, mean=source.mean, std=source.std)
@@ -263,7 +267,7 @@ def _with_small_transforms(source: _Source, *, resize: bool) -> _Source:
     return source
 
 
-def _train_val_indices(num_train: int, cfg: "DataConfig", seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _train_val_indices(num_train: int, cfg: DataConfig, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """All training indices, or a seeded (train, val) split when val_split > 0. The split is
     made before train_subset, so the validation set does not change with the subset size."""
     if cfg.val_split == 0:
@@ -277,7 +281,7 @@ def _train_val_indices(num_train: int, cfg: "DataConfig", seed: int) -> tuple[to
     return train_idx, val_idx
 
 
-def _eval_indices(source: _Source, split: str, cfg: "DataConfig", seed: int) -> torch.Tensor:
+def _eval_indices(source: _Source, split: str, cfg: DataConfig, seed: int) -> torch.Tensor:
     return subset_indices(torch.arange(len(source.splits[split])), size=cfg.test_subset, seed=seed, stream=split)
 
 
@@ -286,7 +290,7 @@ def _loader(
     indices: torch.Tensor,
     *,
     train: bool,
-    cfg: "DataConfig",
+    cfg: DataConfig,
     source: _Source,
     seed: int,
     device: torch.device | str,

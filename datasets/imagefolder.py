@@ -53,12 +53,14 @@ def find_splits(root: str) -> dict[str, Path]:
     both eval folders are missing."""
     root_abs = Path(root).expanduser().resolve()
     if not root_abs.is_dir():
-        raise UserError(f"imagefolder root {root_abs} does not exist: set data.root to a folder holding train/ and val/ (or test/)")
+        raise UserError(
+            f"imagefolder root {root_abs} does not exist: set data.root to a folder holding train/ and val/ (or test/)"
+        )
     splits = {name: root_abs / name for name in ("train", *_EVAL_SPLIT_NAMES) if (root_abs / name).is_dir()}
     if "train" not in splits or len(splits) < 2:
         found = ", ".join(sorted(p.name + "/" for p in root_abs.iterdir() if p.is_dir())) or "no folders"
         raise UserError(
-            f"imagefolder root {root_abs} needs train/ and val/ (or test/) with one sub-folder per class; found {found}"
+            f"imagefolder root {root_abs} needs train/ and val/ (or test/), one sub-folder per class; found {found}"
         )
     return splits
 
@@ -71,13 +73,14 @@ def list_split(split_dir: Path, *, classes: list[str] | None) -> tuple[list[str]
         classes = own_classes
     extra = sorted(set(own_classes) - set(classes))
     if extra:
-        raise UserError(f"{split_dir} has class folders that train/ lacks: {', '.join(extra[:5])}; make the class folders match")
+        raise UserError(f"{split_dir} has class folders that train/ lacks: {', '.join(extra[:5])}; make them match")
     try:
-        files = make_dataset(
-            str(split_dir), {c: i for i, c in enumerate(classes)}, extensions=IMG_EXTENSIONS, allow_empty=split_dir.name != "train"
-        )
+        class_to_idx = {c: i for i, c in enumerate(classes)}
+        allow_empty = split_dir.name != "train"
+        files = make_dataset(str(split_dir), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=allow_empty)
     except FileNotFoundError as err:
-        raise UserError(f"{split_dir}: {' '.join(str(err).split())[:200]}; every class folder needs at least one image") from None
+        reason = " ".join(str(err).split())[:200]
+        raise UserError(f"{split_dir}: {reason}; every class folder needs at least one image") from None
     if not files:
         raise UserError(f"{split_dir} holds no images ({', '.join(IMG_EXTENSIONS)}) in class sub-folders")
     return classes, files
@@ -158,7 +161,8 @@ def _square_resize(image: Image.Image, size_px: int) -> Image.Image:
     if (width, height) == (size_px, size_px):
         return image
     scale = size_px / min(width, height)
-    resized = image.resize((max(size_px, round(width * scale)), max(size_px, round(height * scale))), Image.Resampling.BILINEAR)
+    new_size = (max(size_px, round(width * scale)), max(size_px, round(height * scale)))
+    resized = image.resize(new_size, Image.Resampling.BILINEAR)
     left = (resized.width - size_px) // 2
     top = (resized.height - size_px) // 2
     return resized.crop((left, top, left + size_px, top + size_px))
@@ -192,7 +196,9 @@ def _read_cache(path: Path) -> DecodedSplit | None:
 def _write_cache(path: Path, decoded: DecodedSplit) -> None:
     """Write-then-rename so a concurrent reader (another rank, another run) never sees half a file."""
     partial = path.with_suffix(f".{os.getpid()}.partial")
-    payload = {"images_u8": decoded.images_u8, "labels": decoded.labels, "mean": list(decoded.mean), "std": list(decoded.std)}
+    payload = {
+        "images_u8": decoded.images_u8, "labels": decoded.labels, "mean": list(decoded.mean), "std": list(decoded.std)
+    }
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(payload, partial)

@@ -79,11 +79,10 @@ def generate_synthetic(
     labels = (torch.arange(num_images) % num_classes)[torch.randperm(num_images, generator=label_gen)]
     attributes = class_attributes(num_classes)
     # One generator per chunk: the result does not depend on how many chunks came before.
+    starts = range(0, num_images, _CHUNK_IMAGES)
     chunks = [
-        _render(
-            attributes[labels[start : start + _CHUNK_IMAGES]], resolution_px, generator_for(seed, "synthetic", split, start)
-        )
-        for start in range(0, num_images, _CHUNK_IMAGES)
+        _render(attributes[labels[s : s + _CHUNK_IMAGES]], resolution_px, generator_for(seed, "synthetic", split, i))
+        for i, s in enumerate(starts)
     ]
     images = torch.cat(chunks) if chunks else torch.zeros(0, 3, resolution_px, resolution_px, dtype=torch.uint8)
     return images, labels
@@ -100,13 +99,17 @@ def _render(attrs: torch.Tensor, res_px: int, gen: torch.Generator) -> torch.Ten
     return (image.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
-def _draw_shapes(image: torch.Tensor, attrs: torch.Tensor, coords: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def _draw_shapes(
+    image: torch.Tensor, attrs: torch.Tensor, coords: torch.Tensor, gen: torch.Generator
+) -> torch.Tensor:
     """The class object: shape at a random position and scale, jittered colour, texture."""
     n, res_px = len(attrs), len(coords)
     shape_ids, colour_ids, texture_ids = attrs.unbind(1)
     scale = _uniform(gen, n, 0.28, 0.60).view(-1, 1, 1)
     centre = ((torch.rand(2, n, generator=gen) * 2 - 1) * (1 - scale.view(1, -1)) * 0.85).view(2, -1, 1, 1)
-    u, v = torch.broadcast_tensors((coords.view(1, 1, -1) - centre[0]) / scale, (coords.view(1, -1, 1) - centre[1]) / scale)
+    u, v = torch.broadcast_tensors(
+        (coords.view(1, 1, -1) - centre[0]) / scale, (coords.view(1, -1, 1) - centre[1]) / scale
+    )
     u, v = u.contiguous(), v.contiguous()  # n x H x W, shape-local units
     pixel_units = (2 / res_px) / scale
     mask = (0.5 - _shape_distance(shape_ids, u, v) / pixel_units).clamp(0, 1)  # ~1 px anti-aliased edge
@@ -119,7 +122,8 @@ def _draw_distractors(image: torch.Tensor, coords: torch.Tensor, gen: torch.Gene
     n, res_px = len(image), len(coords)
     radius = _uniform(gen, n, 0.10, 0.22).view(-1, 1, 1)
     centre = (torch.rand(2, n, generator=gen) * 1.8 - 0.9).view(2, -1, 1, 1)
-    distance = torch.sqrt((coords.view(1, 1, -1) - centre[0]) ** 2 + (coords.view(1, -1, 1) - centre[1]) ** 2) - radius
+    dx, dy = coords.view(1, 1, -1) - centre[0], coords.view(1, -1, 1) - centre[1]
+    distance = torch.sqrt(dx * dx + dy * dy) - radius
     mask = (0.5 - distance * res_px / 2).clamp(0, 1)
     colour = torch.rand(n, 3, 1, 1, generator=gen)
     return torch.lerp(image, colour, mask.unsqueeze(1))

@@ -25,7 +25,10 @@ from datasets.augment import AugmentSpec
 from tools.errors import UserError
 
 DOWNLOAD_SOCKET_TIMEOUT_S = 10.0
-_FIX = "set data.root to a folder that holds an existing copy (e.g. --set data.root=/path) or run once with internet access"
+_FIX = (
+    "set data.root to a folder that holds an existing copy (e.g. --set data.root=/path) "
+    "or run once with internet access"
+)
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,8 @@ def open_split(name: str, *, root: str, train: bool, download: bool) -> torch.ut
         return spec.factory(str(root_abs), train=train, download=False)
     except (RuntimeError, OSError):
         if not download:
-            raise UserError(f"{spec.title} not found in {where} and data.download is false: {_FIX} and data.download=true") from None
+            message = f"{spec.title} not found in {where} and data.download is false: {_FIX} and data.download=true"
+            raise UserError(message) from None
     try:
         with _socket_timeout(DOWNLOAD_SOCKET_TIMEOUT_S):
             return spec.factory(str(root_abs), train=train, download=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from tools.cli import base_parser, load_checkpoint_run
+from tools.cli import base_parser, load_checkpoint_run, parse_batch_sizes
 from tools.engine import evaluate
 from tools.errors import UserError, run_cli
 from tools.evaluation import describe_model, latency_table
@@ -29,18 +29,6 @@ def parse_args(argv):
     parser.add_argument("--batch-sizes", help="comma-separated batch sizes for latency, e.g. 1,64 (overrides profile.batch_sizes)")
     parser.add_argument("--baseline-metrics", help="eval_metrics.yaml of the baseline: adds drop / reduction / speed-up")
     return parser.parse_args(argv)
-
-
-def parse_batch_sizes(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        sizes = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise UserError(f"--batch-sizes must be comma-separated integers like 1,32,256, got {text!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise UserError(f"--batch-sizes must be positive integers like 1,32,256, got {text!r}")
-    return sizes
 
 
 def read_baseline(path: str) -> dict:

@@ -103,6 +103,7 @@ def main(argv=None):
     targets = prunable_targets(model, keep_first_conv_dense=ucfg.keep_first_conv_dense,
                                keep_classifier_dense=ucfg.keep_classifier_dense, prune_biases=ucfg.prune_biases,
                                prune_bn=ucfg.prune_bn)
+    plan.check_targets(targets)
     run_dir = make_run_dir(cfg.output.root, "unstructured", plan.run_name, args.save_dir)
     cfg.output.name = run_dir.name
     save_config(cfg, run_dir / "config.yaml")

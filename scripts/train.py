@@ -18,7 +18,7 @@ from tools.checkpoint import read_checkpoint, unwrap
 from tools.cli import base_parser, resolve_config, run_name
 from tools.config import config_to_dict, save_config
 from tools.distributed import cleanup_distributed, setup_distributed, wrap_ddp
-from tools.engine import evaluate, seed_everything
+from tools.engine import evaluate, seed_everything, set_num_threads
 from tools.errors import UserError, run_cli
 from tools.io import atomic_write_yaml, make_run_dir
 from tools.metrics import count_macs_params, flops_from_macs, format_count
@@ -55,6 +55,7 @@ def main(argv=None):
                "train.seed": args.seed, "model.name": args.model},
         base=(resume["config"], f"checkpoint {args.resume}") if resume else None,
     )
+    set_num_threads(cfg.train.num_threads)
     dist = setup_distributed(cfg.train.device)
     seed_everything(cfg.train.seed + dist.rank, cfg.train.deterministic)
 

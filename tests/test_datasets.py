@@ -24,9 +24,8 @@ from datasets.augment import AugmentSpec, crop_flip, draw_params
 from datasets.seeding import generator_for, shard
 from datasets.synthetic import generate_synthetic
 from datasets.tensor_loader import TensorLoader
-from tools.errors import UserError
-
 from tools.config import DataConfig, SyntheticConfig
+from tools.errors import UserError
 
 
 @pytest.fixture(autouse=True)
@@ -98,7 +97,7 @@ def test_last_partial_batch_is_kept():
 def test_set_epoch_makes_batches_a_function_of_seed_and_epoch():
     first, resumed = build_data(synthetic_cfg(), seed=5), build_data(synthetic_cfg(), seed=5)
     first.train.set_epoch(0)
-    epoch0_images, epoch0_labels = collect(first.train)
+    _, epoch0_labels = collect(first.train)
     first.train.set_epoch(3)
     uninterrupted = collect(first.train)
     resumed.train.set_epoch(3)  # a fresh process resuming at epoch 3
@@ -143,7 +142,8 @@ def test_eval_loader_is_ordered_and_unaugmented():
     data = build_data(synthetic_cfg())
     syn = synthetic_cfg().synthetic
     raw, raw_labels = generate_synthetic(
-        num_classes=syn.num_classes, num_images=syn.test_size, resolution_px=syn.resolution, seed=syn.seed, split="test"
+        num_classes=syn.num_classes, num_images=syn.test_size, resolution_px=syn.resolution, seed=syn.seed,
+        split="test",
     )
     images, labels = collect(data.test)
     assert torch.equal(labels, raw_labels)
@@ -343,7 +343,8 @@ def write_fake_mnist(root: Path, count: int = 20) -> None:
     gen = torch.Generator().manual_seed(0)
     for prefix in ("train", "t10k"):
         images = torch.randint(0, 256, (count, 28, 28), dtype=torch.uint8, generator=gen)
-        (folder / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 0x0803, count, 28, 28) + images.numpy().tobytes())
+        header = struct.pack(">IIII", 0x0803, count, 28, 28)
+        (folder / f"{prefix}-images-idx3-ubyte").write_bytes(header + images.numpy().tobytes())
         labels = bytes(i % 10 for i in range(count))
         (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 0x0801, count) + labels)
 
@@ -418,7 +419,9 @@ def test_synthetic_is_learnable_by_a_tiny_cnn():
     def block(c_in: int, c_out: int) -> nn.Module:
         return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(2))
 
-    model = nn.Sequential(block(3, 16), block(16, 32), block(32, 64), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+    model = nn.Sequential(
+        block(3, 16), block(16, 32), block(32, 64), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10)
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     for epoch in range(3):
         data.train.set_epoch(epoch)

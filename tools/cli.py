@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from tools.config import Config, load_config
+from tools.errors import UserError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,24 +43,37 @@ def run_name(cfg: Config, config_path: str | None, fallback: str) -> str:
     return Path(config_path).stem if config_path else fallback
 
 
-def load_checkpoint_run(args: argparse.Namespace, flags: dict | None = None):
-    """The common start of every script that works on a trained model (`args.checkpoint`): the
-    config stored in the checkpoint < --config < --set < flags, then data, model and device.
+def parse_batch_sizes(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        sizes = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"--batch-sizes must be comma-separated integers like 1,32,256, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise UserError(f"--batch-sizes must be positive integers like 1,32,256, got {text!r}")
+    return sizes
+
+
+def load_checkpoint_run(args: argparse.Namespace, flags: dict | None = None, checkpoint: str | None = None):
+    """The common start of every script that works on a trained model (`checkpoint`, default
+    `args.checkpoint`): the config stored in it < --config < --set < flags, then data, model, device.
 
     Returns (cfg, ckpt, data, model, device); the model is on `device`, in eval mode."""
     from datasets import build_data
     from tools.checkpoint import checkpoint_config, load_model, read_checkpoint
-    from tools.engine import resolve_device, seed_everything
-    from tools.errors import UserError
+    from tools.engine import resolve_device, seed_everything, set_num_threads
 
-    ckpt = read_checkpoint(args.checkpoint)
+    checkpoint = checkpoint or args.checkpoint
+    ckpt = read_checkpoint(checkpoint)
     stored = checkpoint_config(ckpt)
     if stored is None and not args.config:
-        raise UserError(f"{args.checkpoint} carries no config; pass --config with the model and data set it was trained on")
-    cfg = resolve_config(args, flags=flags, base=(stored, f"checkpoint {args.checkpoint}") if stored else None)
+        raise UserError(f"{checkpoint} carries no config; pass --config with the model and data set it was trained on")
+    cfg = resolve_config(args, flags=flags, base=(stored, f"checkpoint {checkpoint}") if stored else None)
+    set_num_threads(cfg.train.num_threads)
     device = resolve_device(cfg.train.device)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     data = build_data(cfg.data, seed=cfg.train.seed, device=device)
-    model, _ = load_model(args.checkpoint, model_name=cfg.model.name, num_classes=data.num_classes,
+    model, _ = load_model(checkpoint, model_name=cfg.model.name, num_classes=data.num_classes,
                           input_shape=data.input_shape, stem=cfg.model.stem, ckpt=ckpt)
     return cfg, ckpt, data, model.to(device), device

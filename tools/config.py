@@ -81,6 +81,7 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False  # deterministic algorithms (bit-exact resume on CPU)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    num_threads: int = 0  # CPU intra-op threads; 0 = torch's default (1 is fastest on a busy machine)
 
 
 @dataclass

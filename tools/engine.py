@@ -52,6 +52,15 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def set_num_threads(num_threads: int) -> None:
+    """0 keeps torch's default. Fewer threads than cores is often faster on a shared machine:
+    OpenMP threads wait for each other at every op, so one descheduled thread stalls them all."""
+    if num_threads < 0:
+        raise UserError(f"train.num_threads must be >= 0 (0 = torch's default), got {num_threads}")
+    if num_threads:
+        torch.set_num_threads(num_threads)
+
+
 def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     torch.manual_seed(seed)

@@ -141,6 +141,38 @@ def measure_latency(
     return stats
 
 
+def measure_onnx_latency(
+    onnx_path: str,
+    input_shape: tuple,
+    *,
+    batch_size: int,
+    warmup: int = 10,
+    repeats: int = 50,
+    num_threads: int | None = None,
+) -> dict:
+    """The same statistics for an ONNX file run by ONNX Runtime's CPU provider; `num_threads`
+    sets intra-op threads (None: ONNX Runtime's default, one per physical core)."""
+    import onnxruntime as ort
+
+    _check_positive("batch_size", batch_size)
+    _check_positive("repeats", repeats)
+    _check_positive("warmup", warmup, minimum=0)
+    options = ort.SessionOptions()
+    if num_threads is not None:
+        _check_positive("num_threads", num_threads)
+        options.intra_op_num_threads = num_threads
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: np.random.default_rng(0).standard_normal((batch_size, *input_shape), dtype=np.float32)}
+    for _ in range(warmup):
+        session.run(None, feed)
+    times_ms = _host_times_ms(lambda: session.run(None, feed), repeats, torch.device("cpu"))
+    stats = _summary(times_ms, batch_size)
+    stats.update(device="cpu", backend="onnxruntime", batch_size=batch_size, dtype="float32",
+                 num_threads=session.get_session_options().intra_op_num_threads or None,
+                 warmup=warmup, repeats=repeats)
+    return stats
+
+
 def _leaves(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
     for name, module in model.named_modules():
         if next(module.children(), None) is None:

@@ -150,12 +150,16 @@ def _check_shape(input_shape: tuple) -> None:
 
 
 @torch.no_grad()
-def _forward_macs(model: nn.Module, input_shape: tuple, weights: WeightCounter, device) -> int:
+def _forward_macs(model: nn.Module, input_shape: tuple, weights: WeightCounter, device,
+                  per_module: dict | None = None) -> int:
     rules = _rules()
     total = [0]
 
     def hook(m: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        total[0] += int(rules[type(m)](m, inputs, output, weights))
+        macs = int(rules[type(m)](m, inputs, output, weights))
+        total[0] += macs
+        if per_module is not None:
+            per_module[m] = per_module.get(m, 0) + macs
 
     _check_shape(input_shape)
     device, dtype = _model_device_dtype(model, device)
@@ -191,6 +195,14 @@ def count_nonzero_macs_params(model: nn.Module, input_shape: tuple, device=None)
     macs = _forward_macs(model, input_shape, _nonzero_weights, device)
     params = sum(_nonzero_weights(p) for p in _effective_parameters(model))
     return macs, params
+
+
+def per_layer_macs(model: nn.Module, input_shape: tuple, device=None) -> dict[str, int]:
+    """Dense MACs of each charged module by qualified name; they sum to count_macs_params."""
+    per_module: dict = {}
+    _forward_macs(model, input_shape, _dense_weights, device, per_module)
+    names = {m: name for name, m in model.named_modules()}
+    return {names[m]: macs for m, macs in per_module.items()}
 
 
 def flops_from_macs(macs: int) -> int:

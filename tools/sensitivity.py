@@ -69,6 +69,21 @@ def check_sparsities(values: list[float]) -> list[float]:
     return sorted({validate_sparsity(v, "sensitivity sparsity") for v in values})
 
 
+def check_scan_config(*, sparsities: list[float], method: str, num_images: int, max_drop: float,
+                      target_sparsity: float) -> list[float]:
+    """Validate a sensitivity section up front (before minutes of scanning); returns the
+    sorted sparsities."""
+    if method not in SCAN_METHODS:
+        raise UserError(f"unknown sensitivity method {method!r}; choose one of: {', '.join(SCAN_METHODS)}")
+    if num_images < 0:
+        raise UserError(f"sensitivity.num_images must be >= 0 (0 = all), got {num_images}")
+    if max_drop < 0:
+        raise UserError(f"sensitivity.max_drop must be >= 0 top-1 points, got {max_drop}")
+    if target_sparsity:
+        validate_sparsity(target_sparsity, "sensitivity.target_sparsity")
+    return check_sparsities(sparsities)
+
+
 def _scores(targets: list[Target], method: str, gradient_scores: dict | None, seed: int) -> dict[str, torch.Tensor]:
     if method not in SCAN_METHODS:
         raise UserError(f"unknown sensitivity method {method!r}; choose one of: {', '.join(SCAN_METHODS)}")

@@ -79,17 +79,6 @@ def build_importance(method: str) -> tp.importance.Importance:
     return builders[method]()
 
 
-class _TableImportance(tp.importance.Importance):
-    """Serves precomputed scores by the group's root layer name (the same names in any copy)."""
-
-    def __init__(self, table: dict[str, torch.Tensor | None], names: dict[nn.Module, str]):
-        self.table, self.names = table, names
-
-    def __call__(self, group) -> torch.Tensor | None:
-        scores = self.table.get(self.names[group[0].dep.target.module])
-        return None if scores is None else scores.clone()
-
-
 # ----------------------------------------------------------------------------- tracing
 def check_traceable(model: nn.Module, example_inputs: torch.Tensor) -> None:
     """One line of UserError unless every conv/linear that runs reaches the output through
@@ -136,11 +125,11 @@ def _build_graph(model: nn.Module, example_inputs: torch.Tensor) -> tp.Dependenc
 def output_layer_names(model: nn.Module, example_inputs: torch.Tensor) -> list[str]:
     """The layer(s) producing the logits: pruning their outputs would change the class count.
     The module whose output tensor is the model output, else the last conv/linear that ran."""
-    outputs: dict[nn.Module, int] = {}
+    outputs: dict[nn.Module, object] = {}  # the tensors themselves: ids of freed ones get reused
     order: list[nn.Module] = []
 
     def hook(m, inputs, out):
-        outputs[m] = id(out)
+        outputs[m] = out
         order.append(m)
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, ROOT_TYPES)]
@@ -151,7 +140,7 @@ def output_layer_names(model: nn.Module, example_inputs: torch.Tensor) -> list[s
         for h in handles:
             h.remove()
     names = {m: n for n, m in model.named_modules()}
-    exact = [names[m] for m, ident in outputs.items() if ident == id(out)]
+    exact = [names[m] for m, produced in outputs.items() if produced is out]
     return exact or ([names[order[-1]]] if order else [])
 
 
@@ -210,55 +199,119 @@ def accumulate_gradients(model: nn.Module, loader, *, batches: int, device: torc
 
 
 # ----------------------------------------------------------------------------- pruning
+@dataclass
+class _Group:
+    """One prunable group: its root layer, how to prune it, and one score per channel."""
+
+    root: nn.Module
+    handler: Callable
+    scores: torch.Tensor  # per channel of one channel group (grouped convs repeat the pattern)
+    channel_groups: int
+    original: int  # the root's channels per channel group before any pruning
+    ratio: float | None  # from layer_ratios; None = the default ratio
+
+
 def prune_channels(model: nn.Module, example_inputs: torch.Tensor, *, ratio: float,
                    table: dict[str, torch.Tensor | None], global_pruning: bool = True,
                    max_pruning_ratio: float = 1.0, round_to: int = 1, ignored_layers: list[str] = (),
                    layer_ratios: dict[str, float] | None = None,
                    original_channels: dict[str, int] | None = None) -> int:
-    """Remove channels in place, one shot: `ratio` of the prunable channels (globally ranked,
-    or per layer), `layer_ratios` overriding it for the named modules. `original_channels`
-    (name -> out channels before any pruning) anchors max_pruning_ratio across iterative
-    rounds; default: the current counts. Returns the number of groups pruned."""
-    modules = dict(model.named_modules())
-    names = {m: n for n, m in modules.items()}
-    ignored = _expand(resolve_names(model, list(ignored_layers), "structured.ignored_layers").values())
-    per_layer = {m: r for m, r in zip(resolve_names(model, list(layer_ratios or {}), "structured.layer_ratios").values(),
-                                     (layer_ratios or {}).values())}
-    pruner = tp.pruner.BasePruner(
-        model, example_inputs, importance=_TableImportance(table, names), global_pruning=global_pruning,
-        pruning_ratio=ratio, pruning_ratio_dict=per_layer or None, max_pruning_ratio=max_pruning_ratio,
-        ignored_layers=ignored, round_to=round_to if round_to > 1 else None, root_module_types=list(ROOT_TYPES),
-    )
-    original = original_channels or channel_counts(model)
+    """Remove channels in place, one shot, from the groups of torch-pruning's dependency graph:
+    `ratio` of the prunable channels (the lowest `table` scores across all groups when
+    `global_pruning`, else in each group), `layer_ratios` giving the named modules their own
+    ratio. A group's root keeps at least (1 - max_pruning_ratio) of its `original_channels`
+    (name -> count before any pruning; default: now), and what remains is rounded down to a
+    multiple of `round_to`, as torch-pruning does. Returns the number of groups pruned.
+
+    torch-pruning's BasePruner is not used for this step: one shot, it applies
+    max_pruning_ratio only between iterative steps and silently skips a group whose every
+    channel falls under the global threshold, so the MACs removed would not grow
+    monotonically with the ratio, which the target search relies on."""
+    graph = _build_graph(model, example_inputs)
+    groups = _scored_groups(model, graph, table, ignored_layers, layer_ratios or {},
+                            original_channels or channel_counts(model))
     pruned = 0
-    for group in pruner.step(interactive=True):
-        group = _capped(group, pruner, names, table, original, max_pruning_ratio, round_to)
-        if group is not None:
-            group.prune()
+    for group, n in zip(groups, _prune_counts(groups, ratio, global_pruning)):
+        n = _capped_count(n, group, max_pruning_ratio, round_to)
+        if n <= 0:
+            continue
+        idxs = torch.argsort(group.scores, stable=True)[:n]
+        size = len(group.scores)
+        idxs = torch.cat([idxs + g * size for g in range(group.channel_groups)]).tolist()
+        tp_group = graph.get_pruning_group(group.root, group.handler, sorted(idxs))
+        if graph.check_pruning_group(tp_group):
+            tp_group.prune()
             pruned += 1
     return pruned
 
 
-def _capped(group, pruner, names, table, original, max_pruning_ratio: float, round_to: int):
-    """`group` with its pruned channels cut back so its root layer keeps at least
-    (1 - max_pruning_ratio) of its original channels (rounded up to round_to); None if it
-    may lose none. The least important channels are the ones still pruned."""
-    graph = pruner.DG
-    root, handler, idxs = group[0].dep.target.module, group[0].dep.handler, list(group[0].idxs)
-    if not graph.is_out_channel_pruning_fn(handler) or pruner._get_channel_groups(group) > 1:
-        return group
-    current = graph.get_out_channels(root)
-    name = names[root]
-    keep = max(1, math.ceil(original.get(name, current) * (1 - max_pruning_ratio) - 1e-9))
-    keep = min(current, _round_up(keep, round_to))
-    allowed = current - keep
-    if len(idxs) <= allowed:
-        return group
-    if allowed <= 0:
-        return None
-    scores = table[name]
-    kept = sorted(idxs, key=lambda i: float(scores[i]))[:allowed]
-    return graph.get_pruning_group(root, handler, kept)
+def _scored_groups(model, graph, table, ignored_layers, layer_ratios, original_channels) -> list[_Group]:
+    names = {m: n for n, m in model.named_modules()}
+    ignored = _expand(resolve_names(model, list(ignored_layers), "structured.ignored_layers").values())
+    per_module = {}
+    for module, r in zip(resolve_names(model, list(layer_ratios), "structured.layer_ratios").values(),
+                         layer_ratios.values()):
+        for sub in module.modules():
+            per_module.setdefault(sub, r)
+    groups = []
+    for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=ROOT_TYPES):
+        root, handler = group[0].dep.target.module, group[0].dep.handler
+        scores = table.get(names[root])
+        if scores is None:
+            continue
+        channel_groups = _channel_groups(graph, group)
+        scores = scores.view(channel_groups, -1).mean(0) if channel_groups > 1 else scores
+        outputs = [dep.target.module for dep, _ in group if graph.is_out_channel_pruning_fn(dep.handler)]
+        ratio = next((per_module[m] for m in outputs if m in per_module), None)
+        original = original_channels.get(names[root], graph.get_out_channels(root)) // channel_groups
+        groups.append(_Group(root, handler, scores, channel_groups, original, ratio))
+    return groups
+
+
+def _channel_groups(graph, group) -> int:
+    """How many equal channel groups a grouped conv (or GroupNorm) in `group` imposes; a
+    depthwise conv is handled by the graph itself (torch-pruning's rule)."""
+    counts = [1]
+    for dep, _ in group:
+        m = dep.target.module
+        if not isinstance(m, nn.Module) or (isinstance(m, tp.ops.TORCH_CONV) and m.groups == m.out_channels):
+            continue
+        pruner = graph.get_pruner_of_module(m)
+        if pruner is not None and graph.is_out_channel_pruning_fn(dep.handler):
+            counts.append(pruner.get_out_channel_groups(m))
+        elif pruner is not None and graph.is_in_channel_pruning_fn(dep.handler):
+            counts.append(pruner.get_in_channel_groups(m))
+    return max(counts)
+
+
+def _prune_counts(groups: list[_Group], ratio: float, global_pruning: bool) -> list[int]:
+    """Channels to remove per group before caps: local, C - int(C * (1 - r)) per group;
+    global, the groups' share of the lowest scores over all groups without their own ratio."""
+    counts = [len(g.scores) - int(len(g.scores) * (1 - (ratio if g.ratio is None else g.ratio))) for g in groups]
+    pooled = [i for i, g in enumerate(groups) if g.ratio is None]
+    if not global_pruning or not pooled:
+        return counts
+    scores = torch.cat([groups[i].scores for i in pooled])
+    owner = torch.cat([torch.full((len(groups[i].scores),), i) for i in pooled])
+    n = len(scores) - int(len(scores) * (1 - ratio))
+    chosen = torch.bincount(owner[torch.argsort(scores, stable=True)[:n]], minlength=len(groups))
+    for i in pooled:
+        counts[i] = int(chosen[i])
+    return counts
+
+
+def _capped_count(n: int, group: _Group, max_pruning_ratio: float, round_to: int) -> int:
+    """`n` after rounding the remaining channels down to a multiple of round_to and keeping at
+    least (1 - max_pruning_ratio) of the original ones (itself rounded up to round_to)."""
+    size = len(group.scores)
+    if n <= 0:
+        return 0
+    keep = max(1, math.ceil(group.original * (1 - max_pruning_ratio) - 1e-9))
+    keep = min(size, _round_up(keep, round_to))
+    remaining = size - n
+    if round_to > 1:
+        remaining -= remaining % round_to
+    return size - max(remaining, keep)
 
 
 def _round_up(n: int, multiple: int) -> int:
@@ -282,61 +335,95 @@ class SearchResult:
     probes: int  # pruned copies tried
 
 
+@dataclass
+class _Probe:
+    ratio: float
+    reduction: float
+    model: nn.Module | None = None  # None: the unpruned model (ratio 0, nothing fixed)
+
+
 def search_ratio(model: nn.Module, *, target: float, tolerance: float,
                  prune: Callable[[nn.Module, float], None], reduction_of: Callable[[nn.Module], float],
-                 max_ratio: float = 1.0, max_probes: int = 40, what: str = "channel") -> SearchResult:
-    """Find a ratio whose pruned copy of `model` reaches `target` reduction (a fraction):
-    preferably in [target, target + tolerance], else in [target - tolerance, target). `prune`
-    prunes a copy in place; `reduction_of` measures it. `model` itself is left untouched.
-    Interpolation guesses, safeguarded by bisection, on a reduction that grows with the ratio.
-    Unreachable targets and targets that fall between two coarse steps are UserErrors."""
-    def probe(ratio: float) -> tuple[float, nn.Module, float]:
+                 max_ratio: float = 1.0, fixed_part: bool = False, max_probes: int = 40,
+                 what: str = "channel") -> SearchResult:
+    """Find a ratio whose pruned copy of `model` removes `target` (a fraction of MACs):
+    preferably in [target, target + tolerance], else in [target - tolerance, target).
+    `prune(copy, ratio)` prunes a deep copy in place, `reduction_of(copy)` measures it;
+    `model` itself is left untouched. `fixed_part`: ratio 0 already removes something (e.g.
+    intra-kernel patterns), so it is measured rather than assumed to be 0.
+
+    The reduction grows with the ratio in steps. Guesses interpolate in 1 - sqrt(1 - reduction),
+    which is about linear in the channel ratio (MACs of a conv scale with in x out channels),
+    so 2-5 probes usually land; every third probe bisects, so the bracket always shrinks.
+    An unreachable target, or one falling between two coarse steps, is a UserError."""
+    probes = [0]
+
+    def probe(ratio: float) -> _Probe:
         pruned = copy.deepcopy(model)
         prune(pruned, ratio)
-        return ratio, pruned, reduction_of(pruned)
+        probes[0] += 1
+        return _Probe(ratio, reduction_of(pruned), pruned)
 
-    lo, hi = probe(0.0), probe(max_ratio)
-    probes = 2
-    if lo[2] > target + tolerance:
-        raise UserError(f"the fixed part of {what} pruning already removes {100 * lo[2]:.1f}% of MACs, beyond the "
-                        f"target {100 * target:.1f}% + {100 * tolerance:.1f} pts; lower the fixed part or raise the target")
-    if hi[2] < target - tolerance:
-        raise UserError(f"target MACs reduction {100 * target:.1f}% is unreachable: pruning every {what} group as far as "
-                        f"max_pruning_ratio={max_ratio:g} allows removes only {100 * hi[2]:.1f}%; "
-                        "lower the target or raise structured.max_pruning_ratio")
-    if hi[2] < target:  # the most that can be removed is just short of the target, within tolerance
-        return SearchResult(hi[1], hi[0], hi[2], probes)
-    goal = target + tolerance / 2
+    def result(p: _Probe) -> SearchResult:
+        kept = p.model if p.model is not None else copy.deepcopy(model)
+        return SearchResult(kept, p.ratio, p.reduction, probes[0])
+
+    lo, hi, top = (probe(0.0) if fixed_part else _Probe(0.0, 0.0)), None, None
+    if lo.reduction > target + tolerance:
+        raise UserError(f"the fixed part of {what} pruning already removes {100 * lo.reduction:.1f}% of MACs, beyond the "
+                        f"target {100 * target:.1f}% + {100 * tolerance:.1f} pts; raise the target or keep more (e.g. a "
+                        "larger structured.pattern_size)")
     for i in range(max_probes):
-        if target <= lo[2] <= target + tolerance:
-            return SearchResult(lo[1], lo[0], lo[2], probes)
-        if target <= hi[2] <= target + tolerance:
-            return SearchResult(hi[1], hi[0], hi[2], probes)
-        if hi[0] - lo[0] < 1e-4:
+        if target <= lo.reduction <= target + tolerance:
+            return result(lo)
+        if hi is not None and (target <= hi.reduction <= target + tolerance or hi.ratio - lo.ratio < 1e-4):
             break
-        ratio = _next_guess(lo, hi, goal, bisect=i % 3 == 2)
-        mid = probe(ratio)
-        probes += 1
-        if mid[2] < target:
-            lo = mid
+        ratio = _next_guess(lo, hi, target + tolerance / 2, max_ratio, bisect=hi is not None and i % 3 == 2)
+        p = top = probe(max_ratio) if ratio >= max_ratio else probe(ratio)
+        if p.ratio >= max_ratio and p.reduction < target:
+            _check_reachable(p, target, tolerance, what)
+            return result(p)  # the most that can be removed, short of the target by less than the tolerance
+        if p.reduction < target:
+            lo = p
         else:
-            hi = mid
-    if target - tolerance <= lo[2] < target:
-        return SearchResult(lo[1], lo[0], lo[2], probes)
+            hi = p
+    if hi is not None and target <= hi.reduction <= target + tolerance:
+        return result(hi)
+    if target - tolerance <= lo.reduction < target:
+        return result(lo)
+    reach = f"{100 * lo.reduction:.1f}% and {100 * hi.reduction:.1f}%" if hi else f"{100 * lo.reduction:.1f}%"
     raise UserError(f"cannot land within {100 * tolerance:.1f} pts of the target MACs reduction {100 * target:.1f}%: the "
-                    f"nearest reachable are {100 * lo[2]:.1f}% and {100 * hi[2]:.1f}% ({what} steps are coarse on this "
-                    "model); lower structured.round_to, raise structured.target_tolerance or move the target")
+                    f"nearest reachable are {reach} ({what} steps are coarse on this model); lower structured.round_to, "
+                    "raise structured.target_tolerance or move the target")
 
 
-def _next_guess(lo: tuple, hi: tuple, goal: float, bisect: bool) -> float:
-    """Linear interpolation of ratio vs reduction inside the bracket, kept off its ends;
-    plain bisection every third probe guarantees the bracket keeps shrinking."""
-    (r0, _, f0), (r1, _, f1) = lo, hi
-    if bisect or f1 <= f0:
-        return (r0 + r1) / 2
-    guess = r0 + (goal - f0) * (r1 - r0) / (f1 - f0)
-    margin = 0.02 * (r1 - r0)
-    return min(max(guess, r0 + margin), r1 - margin)
+def _check_reachable(p: _Probe, target: float, tolerance: float, what: str) -> None:
+    if p.reduction < target - tolerance:
+        raise UserError(f"target MACs reduction {100 * target:.1f}% is unreachable: pruning every {what} group as far as "
+                        f"max_pruning_ratio allows removes only {100 * p.reduction:.1f}%; lower the target or raise "
+                        "structured.max_pruning_ratio (or ignore fewer layers)")
+
+
+def _linearised(reduction: float) -> float:
+    """1 - sqrt(1 - reduction): equals the channel ratio r when every layer keeps (1 - r) of
+    its inputs and outputs, i.e. MACs shrink by (1 - r)^2."""
+    return 1 - math.sqrt(max(0.0, 1 - min(reduction, 1.0)))
+
+
+def _next_guess(lo: _Probe, hi: _Probe | None, goal: float, max_ratio: float, bisect: bool) -> float:
+    """The next ratio: extrapolated from `lo` (through the origin) until something reaches the
+    goal, then interpolated inside [lo, hi] away from its ends, or bisected."""
+    g = _linearised(goal)
+    if hi is None:
+        g_lo = _linearised(lo.reduction)
+        guess = g if g_lo <= 0 else lo.ratio * g / g_lo
+        return min(max_ratio, max(guess, lo.ratio + 1e-3))
+    if bisect:
+        return (lo.ratio + hi.ratio) / 2
+    g0, g1 = _linearised(lo.reduction), _linearised(hi.reduction)
+    guess = (lo.ratio + hi.ratio) / 2 if g1 <= g0 else lo.ratio + (g - g0) * (hi.ratio - lo.ratio) / (g1 - g0)
+    margin = 0.02 * (hi.ratio - lo.ratio)
+    return min(max(guess, lo.ratio + margin), hi.ratio - margin)
 
 
 # ----------------------------------------------------------------------------- checks and tables

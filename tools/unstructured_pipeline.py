@@ -72,6 +72,10 @@ class PrunePlan:
     def step_layer_sparsity(self, step: int) -> dict[str, float]:
         return {k: schedule_sparsity(v, step, self.num_steps, self.schedule) for k, v in self.layer_sparsity.items()}
 
+    def check_targets(self, targets: list[Target]) -> None:
+        """Every per-layer key must name a prunable layer (UserError otherwise)."""
+        resolve_layer_sparsities(targets, self.sparsity, self.layer_sparsity)
+
     def describe(self, targets: list[Target], finetune_lr: float, final_epochs: int) -> str:
         weights = sum(t.numel() for t in targets)
         what = f"N:M {self.n}:{self.m} along the input dimension" if self.method == "nm" else (

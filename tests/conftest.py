@@ -1,0 +1,49 @@
+"""Shared fixtures: a tiny trained checkpoint and a structurally pruned copy of it."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_TRAIN = [
+    "--config", str(ROOT / "cfgs" / "quickstart.yaml"), "--set", "data.synthetic.train_size=128",
+    "data.synthetic.test_size=64", "data.synthetic.resolution=16", "data.synthetic.num_classes=4",
+    "model.name=resnet20", "train.epochs=1", "train.device=cpu",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """best_model.pth of a one-epoch resnet20 on 16 px synthetic data (4 classes)."""
+    import scripts.train as train_script
+
+    run_dir = tmp_path_factory.mktemp("tiny") / "dense"
+    train_script.main(TINY_TRAIN + ["--save-dir", str(run_dir)])
+    return run_dir / "best_model.pth"
+
+
+def save_variant(checkpoint: Path, path: Path, transform) -> Path:
+    """Rebuild the tiny model, apply `transform` and save it as a full-module checkpoint."""
+    from tools.checkpoint import save_checkpoint
+    from tools.models import build_model
+
+    ckpt = torch.load(checkpoint, weights_only=False)
+    model = build_model("resnet20", num_classes=4, image_size=16)
+    model.load_state_dict(ckpt["model"])
+    save_checkpoint(path, model=transform(model.eval()), config=ckpt["config"], full_module=True)
+    return path
+
+
+def channel_pruned(model, ratio: float = 0.5):
+    import torch_pruning as tp
+
+    pruner = tp.pruner.MagnitudePruner(model, torch.zeros(1, 3, 16, 16), importance=tp.importance.MagnitudeImportance(p=2),
+                                       pruning_ratio=ratio, ignored_layers=[model.fc])
+    pruner.step()
+    return model
+
+
+@pytest.fixture(scope="session")
+def pruned_checkpoint(tiny_checkpoint, tmp_path_factory) -> Path:
+    return save_variant(tiny_checkpoint, tmp_path_factory.mktemp("tiny") / "pruned.pth", channel_pruned)

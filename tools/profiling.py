@@ -1,0 +1,180 @@
+"""Cost and latency profiles of several models, and the FLOPs-vs-latency comparison.
+
+    uv run python -m scripts.profile --baseline base.pth --pruned pruned.pth --measure-latency
+
+    entry = profile_model("pruned", model, (3, 32, 32), batch_sizes=[1, 64], backends=["torch"],
+                          device=torch.device("cpu"), warmup=10, repeats=50, num_threads=2)
+    rows = flops_vs_latency(baseline_entry, entry)   # one row per backend and batch size
+
+Latency figures are the median of `repeats` timed runs after `warmup` untimed ones, with the
+thread count recorded; p90/median is reported as the noise.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from tools.errors import UserError
+from tools.metrics import count_macs_params, flops_from_macs, model_size_bytes, per_layer_macs
+
+BACKENDS = ("torch", "onnxruntime", "both")
+SMALL_BATCH = 8  # at or below this, fixed per-layer costs dominate on most hardware
+DIVERGENCE = 0.8  # latency reduction below this fraction of the FLOPs reduction needs explaining
+
+
+def backend_list(backend: str) -> list[str]:
+    if backend not in BACKENDS:
+        raise UserError(f"unknown --backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    return ["torch", "onnxruntime"] if backend == "both" else [backend]
+
+
+def profile_model(label: str, model: nn.Module, input_shape: tuple[int, int, int], *, batch_sizes: list[int],
+                  backends: list[str], device: torch.device, warmup: int, repeats: int,
+                  num_threads: int | None, measure: bool = True) -> dict:
+    """Cost (MACs, FLOPs, params, size) and, when `measure`, latency per backend and batch size."""
+    model = model.eval()
+    macs, params = count_macs_params(model, (1, *input_shape), device=next(model.parameters()).device)
+    entry = {
+        "label": label,
+        "macs": macs,
+        "flops": flops_from_macs(macs),
+        "params": params,
+        "size_bytes": model_size_bytes(model),
+        "channels_not_multiple_of_8": channels_not_multiple_of(model, 8),
+        "latency": {},
+    }
+    if measure:
+        entry["latency"] = measure_backends(model, input_shape, batch_sizes=batch_sizes, backends=backends,
+                                            device=device, warmup=warmup, repeats=repeats, num_threads=num_threads)
+    return entry
+
+
+def measure_backends(model: nn.Module, input_shape: tuple[int, int, int], *, batch_sizes: list[int],
+                     backends: list[str], device: torch.device, warmup: int, repeats: int,
+                     num_threads: int | None) -> dict[str, dict[int, dict]]:
+    from tools.latency import measure_latency, measure_onnx_latency
+
+    results: dict[str, dict[int, dict]] = {}
+    if "torch" in backends:
+        results["torch"] = {bs: measure_latency(model, input_shape, batch_size=bs, device=device, warmup=warmup,
+                                                repeats=repeats, num_threads=num_threads) for bs in batch_sizes}
+    if "onnxruntime" in backends:
+        from tools.export import export_onnx
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = export_onnx(model.cpu(), input_shape, Path(tmp) / "model.onnx", opset=17)
+            model.to(device)
+            results["onnxruntime"] = {bs: measure_onnx_latency(str(path), input_shape, batch_size=bs, warmup=warmup,
+                                                               repeats=repeats, num_threads=num_threads)
+                                      for bs in batch_sizes}
+    return results
+
+
+def channels_not_multiple_of(model: nn.Module, multiple: int) -> list[str]:
+    """Conv layers whose output channels are not a multiple of `multiple`: vectorised kernels
+    pad such layers, so their latency shrinks less than their FLOPs."""
+    return [name for name, m in model.named_modules()
+            if isinstance(m, nn.Conv2d) and m.out_channels % multiple and m.groups == 1]
+
+
+def slowest_layers(model: nn.Module, input_shape: tuple[int, int, int], *, batch_size: int, device: torch.device,
+                   repeats: int, top: int = 10) -> list[dict]:
+    """Per-layer time share (hooks) joined with each layer's MACs, slowest first."""
+    from tools.latency import per_layer_latency
+
+    macs = per_layer_macs(model, (batch_size, *input_shape), device=next(model.parameters()).device)
+    rows = per_layer_latency(model, input_shape, batch_size=batch_size, device=device, repeats=repeats)
+    total_macs = max(sum(macs.values()), 1)
+    return [row | {"macs": macs.get(row["name"], 0), "macs_share_pct": 100.0 * macs.get(row["name"], 0) / total_macs}
+            for row in rows[:top]]
+
+
+def reduction_pct(baseline: float, current: float) -> float:
+    return 100.0 * (1.0 - current / baseline) if baseline else 0.0
+
+
+def flops_vs_latency(baseline: dict, pruned: dict) -> list[dict]:
+    """Per backend and batch size: FLOPs reduction, latency reduction, their ratio, noise and
+    a plain explanation when latency falls much less than FLOPs."""
+    flops_red = reduction_pct(baseline["flops"], pruned["flops"])
+    rows = []
+    for backend, by_batch in pruned["latency"].items():
+        for bs, stats in by_batch.items():
+            base = baseline["latency"].get(backend, {}).get(bs)
+            if base is None:
+                continue
+            lat_red = reduction_pct(base["median_ms"], stats["median_ms"])
+            ratio = lat_red / flops_red if flops_red > 0 else None
+            rows.append({
+                "model": pruned["label"],
+                "backend": backend,
+                "batch_size": bs,
+                "flops_reduction_pct": flops_red,
+                "latency_reduction_pct": lat_red,
+                "speedup": base["median_ms"] / stats["median_ms"],
+                "latency_over_flops_reduction": ratio,
+                "noise_p90_over_median": max(s["p90_ms"] / s["median_ms"] for s in (base, stats)),
+                "explanation": explain(flops_red, lat_red, batch_size=bs, device=stats["device"],
+                                       odd_channels=pruned["channels_not_multiple_of_8"],
+                                       noise=max(s["p90_ms"] / s["median_ms"] for s in (base, stats))),
+            })
+    return rows
+
+
+def explain(flops_red: float, lat_red: float, *, batch_size: int, device: str, odd_channels: list[str],
+            noise: float) -> str:
+    """Why the measured latency did (not) follow the FLOPs, in words a practitioner can act on."""
+    if flops_red <= 0:
+        return "no FLOPs reduction: latency can only change by noise or by unstructured sparsity the dense kernels ignore"
+    if lat_red >= DIVERGENCE * flops_red:
+        return "latency follows FLOPs: the model is compute bound here"
+    reasons = []
+    if noise > 1.2:
+        reasons.append(f"timings are noisy (p90/median {noise:.2f}); re-run with more repeats on an idle machine")
+    if batch_size <= SMALL_BATCH:
+        reasons.append(f"at batch {batch_size} each layer's fixed cost (dispatch, kernel launch, thread sync) "
+                       "is a large share of its time and does not shrink with channels")
+    if device.startswith("cuda"):
+        reasons.append("on the GPU small kernels are launch bound: fewer channels leave the launch count unchanged")
+    if odd_channels:
+        reasons.append(f"{len(odd_channels)} conv layers have channel counts that are not multiples of 8 "
+                       f"(e.g. {odd_channels[0]}), which vectorised kernels pad; use round_to=8")
+    reasons.append("memory-bound layers (BN, activations, pooling, depthwise convs, residual adds) move "
+                   "data rather than compute and shrink less than the FLOPs")
+    return "; ".join(reasons)
+
+
+def plot_latency_vs_macs(entries: list[dict], path: Path) -> Path | None:
+    """One scatter per batch size: median latency against MACs, a marker per backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    batch_sizes = sorted({bs for e in entries for by in e["latency"].values() for bs in by})
+    if not batch_sizes:
+        return None
+    fig, axes = plt.subplots(1, len(batch_sizes), figsize=(4.5 * len(batch_sizes), 4), squeeze=False)
+    markers = {"torch": "o", "onnxruntime": "s"}
+    for ax, bs in zip(axes[0], batch_sizes):
+        for backend, marker in markers.items():
+            points = [(e["macs"] / 1e6, e["latency"][backend][bs]["median_ms"], e["label"])
+                      for e in entries if bs in e["latency"].get(backend, {})]
+            if points:
+                ax.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, label=backend)
+                for x, y, label in points:
+                    ax.annotate(label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set(title=f"batch {bs}", xlabel="MACs per image (M)", ylabel="median latency (ms)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
