@@ -163,3 +163,11 @@ def test_cli_entry_point_exits_2_without_traceback(tmp_path):
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: config file") and "Traceback" not in proc.stderr
+
+
+def test_loader_speed_smoke(capsys):
+    import scripts.loader_speed as loader_speed
+
+    loader_speed.main(TINY + ["--batches", "1"])
+    out = capsys.readouterr().out
+    assert "loader only" in out and "training step" in out and "ratio" in out

@@ -269,3 +269,28 @@ def evaluate(model: nn.Module, loader, *, device: torch.device, amp: str = "none
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def train_step_throughput(model: nn.Module, loader, *, device: torch.device, num_batches: int, lr: float = 0.01) -> float:
+    """Images/s of full training steps (forward, backward, SGD update) on `num_batches` batches
+    of `loader`, after one untimed warm-up step. Trains a throwaway copy, not `model`."""
+    import copy
+    import itertools
+
+    net = copy.deepcopy(model).to(device).train()
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
+    batches = list(itertools.islice(iter(loader), num_batches + 1))
+
+    def step(images: torch.Tensor, targets: torch.Tensor) -> None:
+        loss = F.cross_entropy(net(images.to(device)), targets.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step(*batches[0])
+    _sync(device)
+    start = time.perf_counter()
+    for images, targets in batches[1:]:
+        step(images, targets)
+    _sync(device)
+    return sum(len(t) for _, t in batches[1:]) / (time.perf_counter() - start)

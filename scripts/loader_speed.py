@@ -1,0 +1,38 @@
+"""Is the data loader or the model the bottleneck? Loader-only images/s vs training-step images/s.
+
+    uv run python -m scripts.loader_speed --config cfgs/cifar10jpeg_resnet20.yaml --batches 20
+
+Uses the training loader of the config (with its augmentation) and the config's model; prints
+both rates and their ratio. A ratio well above 1 means the loader keeps the model fed.
+"""
+
+from __future__ import annotations
+
+from datasets import benchmark_loader, build_data
+from tools.cli import base_parser, resolve_config
+from tools.engine import resolve_device, set_num_threads, train_step_throughput
+from tools.errors import UserError, run_cli
+from tools.models import build_model
+
+
+def main(argv=None):
+    parser = base_parser(__doc__, config_required=True)
+    parser.add_argument("--batches", type=int, default=20, help="timed batches for each measurement")
+    args = parser.parse_args(argv)
+    if args.batches < 1:
+        raise UserError(f"--batches must be >= 1, got {args.batches}")
+    cfg = resolve_config(args)
+    set_num_threads(cfg.train.num_threads)
+    device = resolve_device(cfg.train.device)
+    data = build_data(cfg.data, seed=cfg.train.seed, device=device)
+    data.train.set_epoch(0)
+    loader_ips = benchmark_loader(data.train, num_batches=max(args.batches, 50))
+    model = build_model(cfg.model.name, num_classes=data.num_classes, in_channels=data.input_shape[0],
+                        image_size=data.input_shape[1], stem=cfg.model.stem)
+    step_ips = train_step_throughput(model, data.train, device=device, num_batches=args.batches)
+    print(f"{cfg.data.name} batch {cfg.data.batch_size} on {device}: loader only {loader_ips:,.0f} images/s, "
+          f"{cfg.model.name} training step {step_ips:,.0f} images/s, loader/step ratio {loader_ips / step_ips:,.1f}x")
+
+
+if __name__ == "__main__":
+    run_cli(main)
