@@ -18,12 +18,12 @@ from tools.checkpoint import read_checkpoint, unwrap
 from tools.cli import base_parser, resolve_config, run_name
 from tools.config import config_to_dict, save_config
 from tools.distributed import cleanup_distributed, setup_distributed, wrap_ddp
-from tools.engine import evaluate, seed_everything, set_num_threads
+from tools.engine import seed_everything, set_num_threads
 from tools.errors import UserError, run_cli
 from tools.io import atomic_write_yaml, make_run_dir
 from tools.metrics import count_macs_params, flops_from_macs, format_count
 from tools.models import build_model, extract_state_dict, load_state_into
-from tools.training import BEST, LAST, fit
+from tools.training import BEST, LAST, fit, test_best_checkpoint
 
 
 def parse_args(argv):
@@ -85,7 +85,7 @@ def main(argv=None):
                   device=dist.device, resume=resume, is_main=dist.is_main)
 
     if dist.is_main:
-        metrics = final_metrics(unwrap(model), data, run_dir, dist.device, summary, macs=macs, params=params)
+        metrics = test_best_checkpoint(unwrap(model), data, run_dir, dist.device, summary, macs=macs, params=params)
         atomic_write_yaml(run_dir / "metrics.yaml", metrics)
         print(f"best val top1 {metrics['best_val_top1']:.2f}% (epoch {metrics['best_epoch']}), "
               f"test top1 {metrics['test_top1']:.2f}% top5 {metrics['test_top5']:.2f}% with the best checkpoint; "
@@ -94,29 +94,6 @@ def main(argv=None):
         print(f"metrics:     {run_dir / 'metrics.yaml'}  (per-epoch log: {run_dir / 'log.csv'})")
         print(f"TensorBoard: uv run tensorboard --logdir {run_dir / 'logs'}")
     cleanup_distributed(dist)
-
-
-def final_metrics(model, data, run_dir: Path, device, summary: dict, *, macs: int, params: int) -> dict:
-    """Test-set figures of the best checkpoint plus the run's bookkeeping."""
-    history = summary["history"]
-    best = read_checkpoint(run_dir / BEST)
-    model.load_state_dict(best["model"])
-    test = evaluate(model, data.test, device=device)
-    return {
-        "best_val_top1": summary["best_top1"],
-        "best_epoch": summary["best_epoch"],
-        "final_val_top1": history[-1]["val_top1"] if history else None,
-        "test_top1": test["top1"],
-        "test_top5": test["top5"],
-        "test_loss": test["loss"],
-        "macs": macs,
-        "flops": flops_from_macs(macs),
-        "params": params,
-        "epochs": summary["epochs_run"],
-        "wall_time_s": summary["wall_time_s"],
-        "train_images_per_s": history[-1]["train_images_per_s"] if history else None,
-        "device": str(device),
-    }
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from tools.engine import (
     train_one_epoch,
 )
 from tools.io import atomic_write_csv
+from tools.metrics import flops_from_macs
 
 LAST = "last.pth"
 BEST = "best_model.pth"
@@ -218,3 +219,27 @@ def finetune_train_config(train: TrainConfig, finetune) -> TrainConfig:
     values = {f.name: getattr(finetune, f.name) for f in fields(finetune) if f.name in {g.name for g in fields(train)}}
     values["lr"] = finetune.lr or train.lr / 10
     return replace(train, **values)
+
+
+def test_best_checkpoint(model: nn.Module, data, run_dir: Path, device: torch.device, summary: dict, *, macs: int,
+                         params: int) -> dict:
+    """Test-set figures of the best checkpoint plus the run's bookkeeping."""
+    history = summary["history"]
+    best = torch.load(run_dir / BEST, map_location="cpu", weights_only=False)
+    unwrap(model).load_state_dict(best["model"] if isinstance(best["model"], dict) else best["model"].state_dict())
+    test = evaluate(model, data.test, device=device)
+    return {
+        "best_val_top1": summary["best_top1"],
+        "best_epoch": summary["best_epoch"],
+        "final_val_top1": history[-1]["val_top1"] if history else None,
+        "test_top1": test["top1"],
+        "test_top5": test["top5"],
+        "test_loss": test["loss"],
+        "macs": macs,
+        "flops": flops_from_macs(macs),
+        "params": params,
+        "epochs": summary["epochs_run"],
+        "wall_time_s": summary["wall_time_s"],
+        "train_images_per_s": history[-1]["train_images_per_s"] if history else None,
+        "device": str(device),
+    }
