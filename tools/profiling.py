@@ -150,11 +150,9 @@ def explain(flops_red: float, lat_red: float, *, batch_size: int, device: str, o
 
 def plot_latency_vs_macs(entries: list[dict], path: Path) -> Path | None:
     """One scatter per batch size: median latency against MACs, a marker per backend."""
-    import matplotlib
+    from tools.report import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     batch_sizes = sorted({bs for e in entries for by in e["latency"].values() for bs in by})
     if not batch_sizes:
         return None
@@ -172,9 +170,4 @@ def plot_latency_vs_macs(entries: list[dict], path: Path) -> Path | None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)

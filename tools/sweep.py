@@ -1,0 +1,90 @@
+"""Sweep grids and Pareto frontiers.
+
+    uv run python -m scripts.sweep --sweep cfgs/sweeps/quickstart_unstructured.yaml --workers 2
+
+    points = expand_grid({"unstructured.sparsity": [0.5, 0.8], "finetune.epochs": [1, 2]})
+    # [{"unstructured.sparsity": 0.5, "finetune.epochs": 1}, ...]  (4 points, stable order)
+    front = pareto_front(rows, maximize="top1", minimize="macs")
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tools.errors import UserError
+
+SCRIPTS = ("train", "prune_unstructured", "prune_structured")
+
+
+@dataclass
+class SweepSpec:
+    script: str  # which script runs each point
+    config: str  # base config (relative to the sweep file)
+    grid: dict[str, list]  # dotted config key -> values
+    checkpoint: str = ""  # trained model the pruning scripts start from
+    name: str = ""  # sweep folder name; default: the sweep file's stem
+    metric: str = "top1"  # accuracy key maximised on the frontier
+    cost: str = "macs"  # cost key minimised on the frontier
+    args: list[str] = field(default_factory=list)  # extra command-line flags for every point
+
+
+def read_sweep(path: str | Path) -> SweepSpec:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"sweep file {path} not found; pass a YAML with script, config and grid (see cfgs/sweeps/)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"YAML syntax error in {path}: {getattr(e, 'problem', e)}; fix the file") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"sweep file {path} must be a mapping with script, config and grid")
+    known = set(SweepSpec.__dataclass_fields__)
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise UserError(f"unknown key {unknown[0]} in sweep file {path}; valid keys: {', '.join(sorted(known))}")
+    for key in ("script", "config", "grid"):
+        if key not in raw:
+            raise UserError(f"sweep file {path} lacks '{key}'")
+    spec = SweepSpec(**raw)
+    if spec.script not in SCRIPTS:
+        raise UserError(f"unknown script {spec.script!r} in {path}; choose one of: {', '.join(SCRIPTS)}")
+    if not isinstance(spec.grid, dict) or not spec.grid or not all(isinstance(v, list) and v for v in spec.grid.values()):
+        raise UserError(f"grid in {path} must map config keys to non-empty lists of values")
+    spec.config = str((path.parent / spec.config).resolve()) if not Path(spec.config).is_absolute() else spec.config
+    if spec.checkpoint and not Path(spec.checkpoint).is_absolute():
+        spec.checkpoint = str(Path(spec.checkpoint))  # relative to the working directory, like every CLI path
+    spec.name = spec.name or path.stem
+    return spec
+
+
+def expand_grid(grid: dict[str, list]) -> list[dict[str, Any]]:
+    """Cartesian product in the order the keys and values are written."""
+    keys = list(grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def point_name(point: dict[str, Any]) -> str:
+    """A readable, file-system-safe folder name: 'sparsity0.5_epochs1'."""
+    parts = [f"{key.rsplit('.', 1)[-1]}{value}" for key, value in point.items()]
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", "_".join(parts))
+
+
+def pareto_front(rows: list[dict], *, maximize: str, minimize: str) -> list[dict]:
+    """Rows not dominated by any other (at least as good on both keys, better on one), sorted
+    by cost. Rows lacking either key are ignored."""
+    usable = [r for r in rows if r.get(maximize) is not None and r.get(minimize) is not None]
+    front = [
+        r for r in usable
+        if not any(
+            o[maximize] >= r[maximize] and o[minimize] <= r[minimize]
+            and (o[maximize] > r[maximize] or o[minimize] < r[minimize])
+            for o in usable
+        )
+    ]
+    return sorted(front, key=lambda r: (r[minimize], -r[maximize]))
