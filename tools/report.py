@@ -202,3 +202,64 @@ def plot_layer_bars(series: dict[str, dict[str, float]], *, ylabel: str, title: 
     ax.set(title=title, ylabel=ylabel)
     ax.legend(fontsize=7)
     return save_figure(fig, path)
+
+
+# ----------------------------------------------------------------------------- the report
+def write_report(roots: list[Path], out: Path) -> Path:
+    from tools.errors import UserError
+    from tools.io import atomic_write_text
+
+    rows, profiles = collect_runs(roots)
+    if not rows and not profiles:
+        raise UserError(f"no run results (metrics.yaml / profile.yaml) under {', '.join(map(str, roots))}; run a script first")
+    out.mkdir(parents=True, exist_ok=True)
+    parts = ["# Pruning report", "", f"Runs collected from: {', '.join(f'`{r}`' for r in roots)}. "
+             "Accuracies are test top-1 (%); FLOPs = 2 x MACs; a reduction's basis says whether it is of dense "
+             "FLOPs (a physically smaller model) or of non-zero FLOPs (theoretical, needs sparse kernels).", ""]
+    parts += _section("Method comparison", comparison_table(rows) if any(r["kind"] != "train" for r in rows) else None)
+    parts += _section("Ablation by sparsity (accuracy drop, points)", ablation_table(rows, "sparsity", "sparsity"))
+    parts += _section("Ablation by fine-tune budget (accuracy drop, points)",
+                     ablation_table(rows, "finetune_epochs", "epochs"))
+    parts += _section("FLOPs vs measured latency", latency_table(profiles))
+    parts += _figures(rows, roots, out)
+    report = out / "report.md"
+    atomic_write_text(report, "\n".join(parts) + "\n")
+    return report
+
+
+def _section(title: str, body: str | None) -> list[str]:
+    return [f"## {title}", "", body if body else "_No results for this section yet._", ""]
+
+
+def _figures(rows: list[dict], roots: list[Path], out: Path) -> list[str]:
+    lines = ["## Figures", ""]
+    from tools.sweep import pareto_front
+
+    usable = [r | {"point": Path(r["run"]).name} for r in rows if r.get("macs") and r.get("top1") is not None]
+    if usable:
+        front = pareto_front(usable, maximize="top1", minimize="macs")
+        png = plot_pareto(usable, front, x="macs", y="top1", path=out / "pareto.png",
+                          title="accuracy vs MACs (non-zero MACs for unstructured runs)")
+        lines += [f"![Pareto]({png.name})", ""]
+    logs = [(str(log.parent.relative_to(root)), log) for root in roots for log in sorted(root.rglob("log.csv"))]
+    png = plot_curves(logs, out / "curves.png")
+    if png:
+        lines += [f"![training and fine-tuning curves]({png.name})", ""]
+    sparsity = {Path(r["run"]).name: (read_yaml(Path(r["run"]) / "metrics.yaml") or {}).get("layer_sparsity", {})
+                for r in rows if r["kind"] == "unstructured"}
+    png = plot_layer_bars({k: v for k, v in sparsity.items() if v}, ylabel="sparsity", title="per-layer sparsity",
+                          path=out / "layer_sparsity.png")
+    if png:
+        lines += [f"![per-layer sparsity]({png.name})", ""]
+    channels = {}
+    for r in rows:
+        if r["kind"] == "structured":
+            table = (read_yaml(Path(r["run"]) / "metrics.yaml") or {}).get("channels", {})
+            channels[Path(r["run"]).name] = {n: c["after"] / c["before"] for n, c in table.items() if c.get("before")}
+    png = plot_layer_bars({k: v for k, v in channels.items() if v}, ylabel="fraction of channels kept",
+                          title="per-layer channels kept", path=out / "channels.png")
+    if png:
+        lines += [f"![per-layer channels kept]({png.name})", ""]
+    for hist in sorted(p for root in roots for p in root.rglob("layer_weights.png")):
+        lines += [f"Weight histograms and sparsity of `{hist.parent.name}`: `{hist}`", ""]
+    return lines

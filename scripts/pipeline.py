@@ -1,0 +1,69 @@
+"""The whole bootcamp in one command: train -> eval -> unstructured prune + fine-tune ->
+structured prune to the goal + fine-tune -> export (verified) -> profile -> report.
+
+    uv run python -m scripts.pipeline --config cfgs/quickstart.yaml
+    uv run python -m scripts.pipeline --config cfgs/quickstart.yaml --force      # redo every step
+
+Everything lands in one run folder (results/pipeline/<config name>/ unless --save-dir), one
+sub-folder per step. Steps whose result already exists are skipped, so re-running resumes; a
+failed step stops the pipeline with its error and leaves the earlier steps' outputs intact.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import yaml
+
+from tools.cli import base_parser, resolve_config, run_name
+from tools.errors import UserError, run_cli
+from tools.pipeline import pipeline_steps
+
+
+def parse_args(argv):
+    parser = base_parser(__doc__, config_required=True)
+    parser.add_argument("--force", action="store_true", help="redo every step, discarding earlier outputs")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = resolve_config(args)  # fail fast on a bad config, before any step runs
+    run_dir = Path(args.save_dir) if args.save_dir else Path(cfg.output.root) / "pipeline" / run_name(cfg, args.config, "pipeline")
+    steps = pipeline_steps(config=args.config, run_dir=run_dir, sets=args.set)
+    start = time.perf_counter()
+    for i, step in enumerate(steps, 1):
+        if args.force and step.result.exists():
+            folder = step.result.parent
+            shutil.rmtree(folder) if folder != run_dir else step.result.unlink()
+        if step.done():
+            print(f"== step {i}/{len(steps)} {step.name}: done earlier ({step.result}), skipped")
+            continue
+        print(f"\n== step {i}/{len(steps)} {step.name}", flush=True)
+        try:
+            step.run()
+        except SystemExit as e:  # a script's own failure exit (e.g. export verification)
+            if e.code:
+                raise UserError(f"step {step.name} failed (exit {e.code}); earlier steps' outputs in {run_dir} are intact, "
+                                f"fix the cause and re-run to resume") from None
+        if not step.done():
+            raise UserError(f"step {step.name} finished without writing {step.result}; re-run with --force")
+    print_verdict(run_dir, time.perf_counter() - start)
+
+
+def print_verdict(run_dir: Path, elapsed_s: float) -> None:
+    metrics_path = run_dir / "structured" / "metrics.yaml"
+    metrics = yaml.safe_load(metrics_path.read_text()) if metrics_path.is_file() else {}
+    goal = metrics.get("goal", {})
+    verdict = "MET" if metrics.get("goal_met") else "NOT MET"
+    print(f"\npipeline finished in {elapsed_s:.0f} s: structured {metrics.get('method')} pruning removed "
+          f"{metrics.get('flops_reduction_pct', 0):.1f}% of FLOPs (FLOPs = 2 x MACs) for a "
+          f"{metrics.get('accuracy_drop', 0):.2f}-point top-1 drop: goal {verdict} "
+          f"(>={goal.get('min_flops_reduction_pct')}% FLOPs, <={goal.get('max_accuracy_drop')} pts drop)")
+    print(f"report: {run_dir / 'report.md'}")
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,65 @@
+"""pipeline: every artifact and the report on tiny synthetic data; a re-run skips every step."""
+
+import pytest
+import yaml
+
+import scripts.pipeline as pipeline_script
+from conftest import ROOT
+from tools.errors import run_cli
+
+TINY = [
+    "--config", str(ROOT / "cfgs" / "quickstart.yaml"), "--set", "data.synthetic.train_size=96",
+    "data.synthetic.test_size=48", "data.synthetic.resolution=16", "data.synthetic.num_classes=4",
+    "train.epochs=1", "finetune.epochs=1", "train.device=cpu", "train.num_threads=1",
+    "profile.batch_sizes=[1,2]", "profile.repeats=2", "profile.warmup=1", "export.verify_batch_sizes=[1,2]",
+]
+
+ARTIFACTS = [
+    "train/best_model.pth", "train/metrics.yaml", "train/config.yaml", "eval/eval_metrics.yaml",
+    "unstructured/pruned_model.pth", "unstructured/metrics.yaml", "structured/pruned_model.pth",
+    "structured/metrics.yaml", "export/model.onnx", "export/model.torchscript.pt", "export/export.yaml",
+    "profile/profile.yaml", "profile/latency_vs_macs.png", "report.md",
+]
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("pipeline") / "tiny"
+    pipeline_script.main(TINY + ["--save-dir", str(run_dir)])
+    return run_dir
+
+
+def test_every_artifact_and_the_report(pipeline_run, capsys):
+    for rel in ARTIFACTS:
+        assert (pipeline_run / rel).is_file(), rel
+    report = (pipeline_run / "report.md").read_text()
+    assert "## Method comparison" in report and "| structured | l2 |" in report and "| unstructured |" in report
+    assert "## FLOPs vs measured latency" in report and "_No results" not in report.split("## Figures")[0]
+    export = yaml.safe_load((pipeline_run / "export" / "export.yaml").read_text())
+    assert export["onnx"]["verified"] and export["torchscript"]["verified"]
+
+
+def test_rerun_skips_every_step(pipeline_run, capsys):
+    before = {rel: (pipeline_run / rel).stat().st_mtime_ns for rel in ARTIFACTS}
+    pipeline_script.main(TINY + ["--save-dir", str(pipeline_run)])
+    out = capsys.readouterr().out
+    assert out.count("skipped") == 7 and "goal" in out
+    assert before == {rel: (pipeline_run / rel).stat().st_mtime_ns for rel in ARTIFACTS}
+
+
+def test_failed_step_stops_and_keeps_earlier_outputs(pipeline_run, tmp_path, capsys):
+    import shutil
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(pipeline_run, run_dir)
+    shutil.rmtree(run_dir / "structured")  # from here on the pipeline must redo work
+    for later in ("export", "profile"):
+        shutil.rmtree(run_dir / later)
+    (run_dir / "report.md").unlink()
+    with pytest.raises(SystemExit) as exc:  # an impossible target fails the structured step
+        run_cli(pipeline_script.main, TINY + ["structured.target_macs_reduction=0.999", "--save-dir", str(run_dir)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("error:")
+    assert (run_dir / "train" / "best_model.pth").is_file() and (run_dir / "unstructured" / "metrics.yaml").is_file()
+    assert not (run_dir / "structured" / "metrics.yaml").exists() and not (run_dir / "report.md").exists()
