@@ -85,7 +85,7 @@ def summarize_run(run_dir: Path, metrics: dict, config: dict | None) -> dict:
     if kind == "unstructured":
         dense, nonzero = metrics["dense_macs"], metrics["nonzero_macs"]
         return row | {
-            "method": f"{metrics['method']} ({metrics['mode']})", "sparsity": metrics["actual_sparsity"],
+            "method": f"{metrics['method']} ({metrics['mode']})", "sparsity": round(metrics["actual_sparsity"], 3),
             "flops_reduction_pct": 100.0 * (1 - nonzero / dense), "basis": "non-zero (theoretical)",
             "baseline_top1": metrics["baseline_top1"], "top1": metrics["finetuned_top1"],
             "accuracy_drop": metrics["accuracy_drop"], "macs": nonzero,
