@@ -166,6 +166,14 @@ def progress_bar(iterable, total: int, desc: str):
     return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True, disable=not sys.stderr.isatty())
 
 
+def _on_device(images: torch.Tensor, targets: torch.Tensor, device: torch.device,
+               channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    images = images.to(device, non_blocking=True)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, targets.to(device, non_blocking=True)
+
+
 def train_one_epoch(
     model: nn.Module,
     loader,
@@ -190,10 +198,7 @@ def train_one_epoch(
     seen = 0
     start = time.perf_counter()
     for images, targets in progress_bar(loader, len(loader), desc):
-        images = images.to(device, non_blocking=True)
-        targets = targets.to(device, non_blocking=True)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images, targets = _on_device(images, targets, device, channels_last)
         with amp_context(device, amp):
             logits = model(images)
             loss = loss_fn(logits, targets, images)
@@ -242,10 +247,7 @@ def evaluate(model: nn.Module, loader, *, device: torch.device, amp: str = "none
     seen = 0
     start = time.perf_counter()
     for images, targets in progress_bar(loader, len(loader), desc):
-        images = images.to(device, non_blocking=True)
-        targets = targets.to(device, non_blocking=True)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images, targets = _on_device(images, targets, device, channels_last)
         with amp_context(device, amp):
             logits = model(images)
         logits = logits.float()
