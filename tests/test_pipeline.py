@@ -34,7 +34,8 @@ def test_every_artifact_and_the_report(pipeline_run, capsys):
         assert (pipeline_run / rel).is_file(), rel
     report = (pipeline_run / "report.md").read_text()
     assert "## Method comparison" in report and "| structured | l2 |" in report and "| unstructured |" in report
-    assert "## FLOPs vs measured latency" in report and "_No results" not in report.split("## Figures")[0]
+    latency = report.split("## FLOPs vs measured latency")[1].split("## Figures")[0]
+    assert "| structured/pruned_model | onnxruntime | 1 |" in latency and "_No results" not in latency
     export = yaml.safe_load((pipeline_run / "export" / "export.yaml").read_text())
     assert export["onnx"]["verified"] and export["torchscript"]["verified"]
 

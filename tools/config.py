@@ -189,6 +189,29 @@ class ExportConfig:
 
 
 @dataclass
+class PruneAtInitConfig:
+    """Pruning at initialization (scripts.prune_at_init), the Synaptic-Flow protocol. Density =
+    fraction of prunable weights kept = 10^-compression; sparsity = 1 - density."""
+
+    experiment: str = "singleshot"  # singleshot | multishot (prune-train-rewind levels, lottery style)
+    pruners: list[str] = field(default_factory=lambda: ["synflow"])  # rand | mag | snip | grasp | synflow; several = a grid
+    compressions: list[float] = field(default_factory=lambda: [1.0])  # density = 10^-compression (1 keeps 10%)
+    levels: list[int] = field(default_factory=lambda: [1, 2, 3])  # multishot: prune-train-rewind rounds per compression
+    scope: str = "global"  # global (one ranking over all layers) | local (every layer at the density)
+    schedule: str = "exponential"  # density per prune iteration: exponential (d^(t/T)) | linear
+    prune_epochs: int = 100  # synflow: score-prune iterations
+    prune_epochs_others: int = 1  # rand, mag, snip, grasp: score-prune iterations (1 = one shot, as in their papers)
+    prune_images: int = 0  # snip/grasp: training images the scores are summed over; 0 = 10 per class
+    pre_epochs: int = 0  # training before pruning (multishot: before every level's prune)
+    post_epochs: int = 10  # training after pruning, masks held (train.* optimiser and schedule)
+    keep_classifier_dense: bool = False  # never prune the last linear layer
+    prune_biases: bool = False  # also prune conv/linear biases
+    prune_bn: bool = False  # also prune BatchNorm scales
+    grasp_temperature: float = 200.0  # GraSP divides the logits by this
+    save_trace: bool = False  # Chrome trace of one inference step per run, with its convolution time
+
+
+@dataclass
 class ProfileConfig:
     warmup: int = 10  # untimed iterations before timing
     repeats: int = 50  # timed iterations; median and p90 come from these
@@ -212,6 +235,7 @@ class Config:
     structured: StructuredConfig = field(default_factory=StructuredConfig)
     sensitivity: SensitivityConfig = field(default_factory=SensitivityConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    pai: PruneAtInitConfig = field(default_factory=PruneAtInitConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 

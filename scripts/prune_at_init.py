@@ -1,0 +1,109 @@
+"""Pruning at initialization (SNIP, GraSP, SynFlow vs random and magnitude), the Synaptic-Flow protocol.
+
+    uv run python -m scripts.prune_at_init --config cfgs/pai_quickstart.yaml --pruner-list rand,mag,snip,grasp,synflow --compression-list 0.5,1
+    uv run python -m scripts.prune_at_init --config cfgs/pai_cifar10jpeg_resnet20.yaml --expid resnet20_grid --pruner-list rand,mag,snip,grasp,synflow --compression-list 0.2,0.5,1
+    uv run python -m scripts.prune_at_init --config cfgs/pai_quickstart.yaml --experiment multishot --pruner mag --compression-list 1 --level-list 1,2 --pre-epochs 1
+    uv run python -m scripts.prune_at_init --config cfgs/pai_quickstart.yaml --pruner synflow --save-trace --amp
+
+Compression c keeps density 10^-c of the prunable weights (c = 1 keeps 10%, sparsity 90%); every
+output names both numbers, as the original code calls the density "sparsity".
+
+singleshot: optional pre-training (`--pre-epochs`; magnitude needs a trained net), prune every
+pruner to every compression from the same start, train `--post-epochs` with the masks held.
+multishot: for each compression and level count L, L rounds of train / prune / rewind to the
+initial weights (masks kept), then post-training.
+
+Writes results/prune_at_init/<expid>/ (or --save-dir): config.yaml, start_model.pth, results.csv
+and results.yaml (one row per run: density and sparsity, test top-1/top-5, test-set inference
+time, dense and non-zero FLOPs and MACs, collapsed layers, training wall time and peak memory,
+per-layer densities), accuracy/inference_time/flops_vs_compression.png, report.md, and per run
+<pruner>_c<compression>[_L<levels>]/ with log.csv, TensorBoard logs, checkpoints,
+layer_density.csv, pruned_model.pth and with --save-trace trace.json (Chrome trace).
+Tables and weight histograms: `uv run python -m scripts.pai_report <run folder> --histogram synflow:1`.
+"""
+
+from __future__ import annotations
+
+from datasets import build_data
+from tools.cli import base_parser, resolve_config
+from tools.config import config_to_dict, save_config
+from tools.engine import resolve_device, seed_everything, set_num_threads
+from tools.errors import UserError, run_cli
+from tools.io import atomic_write_text, make_run_dir
+from tools.pai_report import load_run, plot_curves, run_report
+from tools.pai_run import EXPERIMENTS, RunContext, make_plan, run_experiment
+from tools.prune_at_init import PRUNERS, SCHEDULES, SCOPES
+
+
+def _list(text: str | None, cast, flag: str) -> list | None:
+    if text is None:
+        return None
+    try:
+        values = [cast(v.strip()) for v in text.replace(" ", ",").split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"{flag} must be a comma-separated list, e.g. {flag} 0.2,0.5,1; got {text!r}") from None
+    if not values:
+        raise UserError(f"{flag} is empty; give at least one value")
+    return values
+
+
+def parse_args(argv):
+    parser = base_parser(__doc__)
+    parser.add_argument("--experiment", choices=EXPERIMENTS, help="overrides pai.experiment")
+    parser.add_argument("--expid", help="run folder name under results/prune_at_init/ (overrides output.name)")
+    parser.add_argument("--pruner", help=f"one pruner: {', '.join(PRUNERS)}")
+    parser.add_argument("--pruner-list", help="comma-separated pruners, run as a grid")
+    parser.add_argument("--compression", type=float, help="one compression c: density 10^-c kept")
+    parser.add_argument("--compression-list", help="comma-separated compressions, e.g. 0.2,0.5,1")
+    parser.add_argument("--level-list", help="multishot: comma-separated prune-train-rewind level counts")
+    parser.add_argument("--pre-epochs", type=int, help="overrides pai.pre_epochs")
+    parser.add_argument("--post-epochs", type=int, help="overrides pai.post_epochs")
+    parser.add_argument("--prune-epochs", type=int, help="overrides pai.prune_epochs (synflow iterations)")
+    parser.add_argument("--scope", choices=SCOPES, help="overrides pai.scope")
+    parser.add_argument("--schedule", choices=SCHEDULES, help="overrides pai.schedule")
+    parser.add_argument("--model", help="overrides model.name")
+    parser.add_argument("--save-trace", action="store_true", default=None, help="Chrome trace of one inference step per run")
+    parser.add_argument("--amp", nargs="?", const="bf16", choices=("bf16", "fp16"),
+                        help="mixed-precision training (train.amp; bf16 when given alone; CUDA only)")
+    return parser.parse_args(argv)
+
+
+def cli_flags(args) -> dict:
+    pruners = _list(args.pruner_list, str, "--pruner-list") or ([args.pruner] if args.pruner else None)
+    compressions = _list(args.compression_list, float, "--compression-list") or (
+        [args.compression] if args.compression is not None else None)
+    return {"pai.experiment": args.experiment, "pai.pruners": pruners, "pai.compressions": compressions,
+            "pai.levels": _list(args.level_list, int, "--level-list"), "pai.pre_epochs": args.pre_epochs,
+            "pai.post_epochs": args.post_epochs, "pai.prune_epochs": args.prune_epochs, "pai.scope": args.scope,
+            "pai.schedule": args.schedule, "pai.save_trace": args.save_trace, "train.amp": args.amp,
+            "model.name": args.model, "output.name": args.expid}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = resolve_config(args, flags=cli_flags(args))
+    plan = make_plan(cfg.pai)  # bad pai.* values fail before any data is loaded
+    set_num_threads(cfg.train.num_threads)
+    device = resolve_device(cfg.train.device)
+    seed_everything(cfg.train.seed, cfg.train.deterministic)
+    data = build_data(cfg.data, seed=cfg.train.seed, device=device)
+    name = cfg.output.name or f"{cfg.data.name}_{cfg.model.name}_{plan.experiment}"
+    run_dir = make_run_dir(cfg.output.root, "prune_at_init", name, args.save_dir)
+    cfg.output.name = run_dir.name
+    save_config(cfg, run_dir / "config.yaml")
+    print(f"run folder: {run_dir}\nmodel {cfg.model.name} on {cfg.data.name} {data.input_shape}, "
+          f"{data.train.num_samples} training / {data.test.num_samples} test images, device {device}")
+    print(plan.describe())
+    ctx = RunContext(cfg=cfg, data=data, device=device, run_dir=run_dir, config=config_to_dict(cfg))
+    rows = run_experiment(ctx, plan)
+    plot_curves(rows, run_dir)
+    report = run_report(load_run(run_dir))
+    atomic_write_text(run_dir / "report.md", report + "\n")
+    print("\n" + report)
+    print(f"\nwrote {run_dir / 'results.csv'}, {run_dir / 'results.yaml'}, {run_dir / 'report.md'}, *_vs_compression.png")
+    print(f"tables across runs and weight histograms: uv run python -m scripts.pai_report {run_dir} --histogram "
+          f"{plan.pruners[-1]}:{plan.compressions[-1]:g}")
+
+
+if __name__ == "__main__":
+    run_cli(main)
