@@ -1,9 +1,15 @@
 """Shared fixtures: a tiny trained checkpoint and a structurally pruned copy of it."""
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
+
+# One thread for the whole suite, subprocesses included: on a small shared machine two OpenMP
+# threads stall each other at every op, and the tiny test models gain nothing from a second one.
+os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_TRAIN = [
