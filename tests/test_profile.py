@@ -48,6 +48,8 @@ def test_flops_vs_latency_on_crafted_entries():
     (row,) = flops_vs_latency(entry("b", 100, 10.0), entry("p", 40, 9.0, odd=["layer1.0.conv1"]))
     assert row["latency_over_flops_reduction"] == pytest.approx(10 / 60)
     assert "batch 1" in row["explanation"] and "multiples of 8" in row["explanation"]
+    (row,) = flops_vs_latency(entry("b", 100, 10.0), entry("p", 50, 2.0))
+    assert "fell more than FLOPs" in row["explanation"]
 
 
 def test_explain_mentions_noise_and_gpu_launches():

@@ -130,6 +130,9 @@ def explain(flops_red: float, lat_red: float, *, batch_size: int, device: str, o
     """Why the measured latency did (not) follow the FLOPs, in words a practitioner can act on."""
     if flops_red <= 0:
         return "no FLOPs reduction: latency can only change by noise or by unstructured sparsity the dense kernels ignore"
+    if lat_red > 1.2 * flops_red:
+        return ("latency fell more than FLOPs: smaller layers now fit in cache, or the baseline was timed "
+                "while the machine was busier; re-measure on an idle machine before trusting the ratio")
     if lat_red >= DIVERGENCE * flops_red:
         return "latency follows FLOPs: the model is compute bound here"
     reasons = []
