@@ -74,10 +74,17 @@ def read_checkpoint(path: str | Path) -> Any:
         raise UserError(f"checkpoint {path} pickles a class this project cannot import ({e}); save a state dict instead") from None
 
 
+# A bare pickled module (e.g. structured pruning's pruned_model.pth, which third-party tools
+# load with plain torch.load) carries its run's config as this plain-dict attribute.
+MODULE_CONFIG_ATTR = "run_config"
+
+
 def checkpoint_config(ckpt: Any) -> dict | None:
     """The resolved config a checkpoint was trained with, if it carries one."""
     if isinstance(ckpt, dict) and isinstance(ckpt.get("config"), dict):
         return ckpt["config"]
+    if isinstance(ckpt, nn.Module) and isinstance(getattr(ckpt, MODULE_CONFIG_ATTR, None), dict):
+        return getattr(ckpt, MODULE_CONFIG_ATTR)
     return None
 
 

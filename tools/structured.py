@@ -5,12 +5,15 @@
 
     from tools import pruning_utils as pu
     example = torch.zeros(1, 3, 32, 32)
-    table = pu.importance_table(model, example, method="l2", ignored_layers=pu.output_layer_names(model, example))
-    pu.prune_channels(model, example, ratio=0.3, table=table, round_to=8)       # in place, physically smaller
-    found = pu.search_ratio(model, target=0.5, tolerance=0.01, prune=..., reduction_of=...)  # MACs target
+    ignored = pu.output_layer_names(model, example)            # the classifier keeps its classes
+    table = pu.importance_table(model, example, method="l2", ignored_layers=ignored)
+    plan = pu.ChannelPlan(model, example, table=table, round_to=8, max_pruning_ratio=0.8, ignored_layers=ignored)
+    pu.apply_plan(model, example, plan, plan.counts(0.3))     # in place: physically smaller
+    found = pu.search_channels(model, example, plan, target=0.5, tolerance=0.01,
+                               reduction_of=lambda m: 1 - count_macs_params(m, (1, 3, 32, 32))[0] / base_macs)
 
-Importance (`STRUCTURED_METHODS`), each a torch-pruning group importance, so coupled layers (a residual
-sum, a depthwise conv and its BN, a concatenation) are scored and removed together:
+Importance (`STRUCTURED_METHODS`), each a torch-pruning group importance, so coupled layers (a
+residual sum, a depthwise conv and its BN, a concatenation) are scored and removed together:
 
 - l1 / l2: group L1 / L2 norm of every weight the channel touches (GroupMagnitudeImportance).
 - bn_scale: |gamma| of the group's BatchNorms, un-normalised, ranked globally as in Network
@@ -21,21 +24,25 @@ sum, a depthwise conv and its BN, a concatenation) are scored and removed togeth
 - fpgm: distance to the geometric median of the layer's filters (He et al. 2019).
 - random: a control; seeded.
 
-Importance is computed once per pruning (`importance_table`) and looked up by layer name, so
-the MACs-target search can prune many copies of a model cheaply and consistently: reductions
-then grow monotonically with the ratio, and bisection between two ratios is well defined.
+Scores are computed once per pruning (`importance_table`) and looked up by root layer name, so
+the MACs-target search prunes many deep copies cheaply and consistently: the channels removed
+only grow with the ratio, so the search can bracket the target.
 
-Allocation follows torch-pruning (global ranking or one ratio per layer, `layer_ratios` per
-module, `round_to`), plus a per-layer cap that torch-pruning applies only between iterative
-steps: no layer keeps fewer than (1 - max_pruning_ratio) of its original channels.
+Allocation (`ChannelPlan`) follows torch-pruning's rules (global ranking or one ratio per
+group, `layer_ratios` per module, remaining channels rounded down to `round_to`) and adds what
+its BasePruner only applies between iterative steps: no layer keeps fewer than
+(1 - max_pruning_ratio) of its original channels. Physical removal is torch-pruning's
+(`Group.prune`), so every coupled layer shrinks together and the result is a smaller dense model.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import difflib
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Hashable
 
 import torch
 import torch_pruning as tp
@@ -48,9 +55,9 @@ from tools.kernel_pruning import *  # noqa: F401,F403  (the mask granularities, 
 
 __all__ = [
     "STRUCTURED_METHODS", "GRANULARITIES", "build_importance", "check_traceable", "output_layer_names",
-    "resolve_names", "importance_table", "accumulate_gradients", "prune_channels", "round_ratio",
-    "SearchResult", "search_ratio", "verify_forward", "channel_counts", "channel_changes",
-    "batchnorm_layers", "bn_l1_loss", "goal_met", "goal_line",
+    "resolve_names", "importance_table", "accumulate_gradients", "ChannelPlan", "apply_plan", "prune_channels",
+    "round_ratio", "SearchResult", "search_ratio", "search_channels", "verify_forward", "channel_counts",
+    "channel_changes", "batchnorm_layers", "bn_l1_loss", "goal_met", "goal_line",
     *kernel_pruning.__all__,
 ]
 
@@ -84,22 +91,22 @@ def check_traceable(model: nn.Module, example_inputs: torch.Tensor) -> None:
     """One line of UserError unless every conv/linear that runs reaches the output through
     autograd: torch-pruning's graph is traced from autograd, and a layer cut off from it (a
     numpy round trip, a .detach()) would be pruned without its neighbours."""
-    ran: list[nn.Module] = []
-    handles = [m.register_forward_hook(lambda m, i, o: ran.append(m))
-               for m in model.modules() if isinstance(m, ROOT_TYPES)]
+    called: list[nn.Module] = []
+    handles = [m.register_forward_hook(lambda m, i, o: called.append(m))
+               for m in model.modules() if isinstance(m, (tp.ops.TORCH_CONV, nn.Linear))]
     try:
         with torch.enable_grad():
             out = _forward(model, example_inputs)
-            weights = [m.weight for m in dict.fromkeys(ran)]
             if not isinstance(out, torch.Tensor) or not out.requires_grad:
                 raise UserError(f"cannot trace {_model_name(model)}: its forward returns {type(out).__name__} without an "
                                 "autograd graph; structured pruning needs a model whose output tensor is computed by torch ops")
-            grads = torch.autograd.grad(out.float().sum(), weights, allow_unused=True)
+            ran = [m for m in dict.fromkeys(called) if m.weight.requires_grad]  # frozen layers cannot be asked
+            grads = torch.autograd.grad(out.float().sum(), [m.weight for m in ran], allow_unused=True) if ran else []
     finally:
         for h in handles:
             h.remove()
     names = {m: n for n, m in model.named_modules()}
-    cut = [names[m] for m, g in zip(dict.fromkeys(ran), grads) if g is None]
+    cut = [names[m] for m, g in zip(ran, grads) if g is None]
     if cut:
         raise UserError(f"cannot trace {_model_name(model)}: the output does not depend through autograd on "
                         f"{', '.join(cut[:3])} (non-torch code such as numpy or .detach() in forward); "
@@ -146,8 +153,6 @@ def output_layer_names(model: nn.Module, example_inputs: torch.Tensor) -> list[s
 
 def resolve_names(model: nn.Module, names: list[str] | dict, key: str) -> dict[str, nn.Module]:
     """name -> module for config entries naming modules; an unknown name is a UserError."""
-    import difflib
-
     modules = dict(model.named_modules())
     out = {}
     for name in names:
@@ -201,71 +206,134 @@ def accumulate_gradients(model: nn.Module, loader, *, batches: int, device: torc
 # ----------------------------------------------------------------------------- pruning
 @dataclass
 class _Group:
-    """One prunable group: its root layer, how to prune it, and one score per channel."""
+    """One prunable group: its root layer and one score per channel."""
 
-    root: nn.Module
-    handler: Callable
     scores: torch.Tensor  # per channel of one channel group (grouped convs repeat the pattern)
     channel_groups: int
-    original: int  # the root's channels per channel group before any pruning
+    keep: int  # channels per channel group that must remain (max_pruning_ratio, round_to)
     ratio: float | None  # from layer_ratios; None = the default ratio
 
 
-def prune_channels(model: nn.Module, example_inputs: torch.Tensor, *, ratio: float,
-                   table: dict[str, torch.Tensor | None], global_pruning: bool = True,
-                   max_pruning_ratio: float = 1.0, round_to: int = 1, ignored_layers: list[str] = (),
-                   layer_ratios: dict[str, float] | None = None,
-                   original_channels: dict[str, int] | None = None) -> int:
-    """Remove channels in place, one shot, from the groups of torch-pruning's dependency graph:
-    `ratio` of the prunable channels (the lowest `table` scores across all groups when
-    `global_pruning`, else in each group), `layer_ratios` giving the named modules their own
-    ratio. A group's root keeps at least (1 - max_pruning_ratio) of its `original_channels`
-    (name -> count before any pruning; default: now), and what remains is rounded down to a
-    multiple of `round_to`, as torch-pruning does. Returns the number of groups pruned.
+class ChannelPlan:
+    """Which channels to remove, for any ratio, from one state of a model: torch-pruning's
+    dependency groups and an importance `table`, read once.
 
-    torch-pruning's BasePruner is not used for this step: one shot, it applies
-    max_pruning_ratio only between iterative steps and silently skips a group whose every
-    channel falls under the global threshold, so the MACs removed would not grow
-    monotonically with the ratio, which the target search relies on."""
+    `counts(ratio)` gives, per group (by root layer name), how many channels go: `ratio` of
+    the prunable channels with the lowest scores across all groups (`global_pruning`), or in
+    each group, `layer_ratios` giving the named modules their own ratio. A group keeps at least
+    (1 - max_pruning_ratio) of its `original_channels` (name -> count before any pruning;
+    default: the current counts) and what remains is rounded down to a multiple of `round_to`,
+    as torch-pruning rounds. `apply_plan` then removes them.
+
+    torch-pruning's BasePruner is not used to allocate: one shot, it applies max_pruning_ratio
+    only between iterative steps and silently skips a group whose every channel falls under the
+    global threshold, so the MACs removed would not grow monotonically with the ratio, which
+    the target search relies on."""
+
+    def __init__(self, model: nn.Module, example_inputs: torch.Tensor, *, table: dict[str, torch.Tensor | None],
+                 global_pruning: bool = True, max_pruning_ratio: float = 1.0, round_to: int = 1,
+                 ignored_layers: list[str] = (), layer_ratios: dict[str, float] | None = None,
+                 original_channels: dict[str, int] | None = None):
+        self.global_pruning, self.round_to = global_pruning, max(1, round_to)
+        self.groups: dict[str, _Group] = {}
+        graph = _build_graph(model, example_inputs)
+        names = {m: n for n, m in model.named_modules()}
+        ignored = _expand(resolve_names(model, list(ignored_layers), "structured.ignored_layers").values())
+        per_module = _per_module_ratios(model, layer_ratios or {})
+        original_channels = original_channels or channel_counts(model)
+        for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=ROOT_TYPES):
+            root = group[0].dep.target.module
+            scores = table.get(names[root])
+            if scores is None:
+                continue
+            ch_groups = _channel_groups(graph, group)
+            scores = scores.view(ch_groups, -1).mean(0) if ch_groups > 1 else scores
+            outputs = [dep.target.module for dep, _ in group if graph.is_out_channel_pruning_fn(dep.handler)]
+            ratio = next((per_module[m] for m in outputs if m in per_module), None)
+            original = original_channels.get(names[root], graph.get_out_channels(root)) // ch_groups
+            keep = max(1, math.ceil(original * (1 - max_pruning_ratio) - 1e-9))
+            keep = min(len(scores), _round_up(keep, self.round_to))
+            self.groups[names[root]] = _Group(scores, ch_groups, keep, ratio)
+        self._order = {name: torch.argsort(g.scores, stable=True) for name, g in self.groups.items()}
+
+    def counts(self, ratio: float) -> dict[str, int]:
+        """Root layer name -> channels (per channel group) to remove at `ratio`."""
+        raw = {name: _local_count(len(g.scores), ratio if g.ratio is None else g.ratio) for name, g in self.groups.items()}
+        pooled = [name for name, g in self.groups.items() if g.ratio is None]
+        if self.global_pruning and pooled:
+            raw.update(_global_counts({name: self.groups[name].scores for name in pooled}, ratio))
+        return {name: self._limited(name, n) for name, n in raw.items()}
+
+    def next_count(self, name: str, n: int) -> int | None:
+        """The count that removes one more round_to block from group `name`; None at its floor
+        or for groups with their own layer ratio."""
+        group = self.groups[name]
+        remaining = len(group.scores) - n
+        step = remaining % self.round_to or self.round_to
+        if group.ratio is not None or remaining - step < group.keep:
+            return None
+        return n + step
+
+    def block_score(self, name: str, n: int, n_next: int) -> float:
+        """Mean score of the channels that going from n to n_next removed would remove."""
+        order = self._order[name][n:n_next]
+        return float(self.groups[name].scores[order].mean())
+
+    def indices(self, name: str, n: int) -> list[int]:
+        """The root-layer channel indices removed by count `n`, repeated over channel groups."""
+        group = self.groups[name]
+        idxs = self._order[name][:n]
+        size = len(group.scores)
+        return sorted(torch.cat([idxs + g * size for g in range(group.channel_groups)]).tolist())
+
+    def _limited(self, name: str, n: int) -> int:
+        group = self.groups[name]
+        if n <= 0:
+            return 0
+        size = len(group.scores)
+        remaining = size - n
+        remaining -= remaining % self.round_to
+        return size - max(remaining, group.keep)
+
+
+def apply_plan(model: nn.Module, example_inputs: torch.Tensor, plan: ChannelPlan, counts: dict[str, int]) -> int:
+    """Remove `counts` channels (see ChannelPlan) from `model` or a deep copy of the model the
+    plan was made on, in place. Returns the number of groups pruned."""
     graph = _build_graph(model, example_inputs)
-    groups = _scored_groups(model, graph, table, ignored_layers, layer_ratios or {},
-                            original_channels or channel_counts(model))
+    modules = dict(model.named_modules())
     pruned = 0
-    for group, n in zip(groups, _prune_counts(groups, ratio, global_pruning)):
-        n = _capped_count(n, group, max_pruning_ratio, round_to)
+    for name, n in counts.items():
         if n <= 0:
             continue
-        idxs = torch.argsort(group.scores, stable=True)[:n]
-        size = len(group.scores)
-        idxs = torch.cat([idxs + g * size for g in range(group.channel_groups)]).tolist()
-        tp_group = graph.get_pruning_group(group.root, group.handler, sorted(idxs))
-        if graph.check_pruning_group(tp_group):
-            tp_group.prune()
+        root = modules[name]
+        group = graph.get_pruning_group(root, graph.get_pruner_of_module(root).prune_out_channels, plan.indices(name, n))
+        if graph.check_pruning_group(group):
+            try:
+                group.prune()
+            except (RuntimeError, IndexError) as e:  # e.g. a concatenation feeding a grouped conv
+                raise UserError(f"torch-pruning cannot prune the channel group of {name} ({_first_line(e)}); "
+                                f"add {name!r} to structured.ignored_layers") from None
             pruned += 1
     return pruned
 
 
-def _scored_groups(model, graph, table, ignored_layers, layer_ratios, original_channels) -> list[_Group]:
-    names = {m: n for n, m in model.named_modules()}
-    ignored = _expand(resolve_names(model, list(ignored_layers), "structured.ignored_layers").values())
-    per_module = {}
+def prune_channels(model: nn.Module, example_inputs: torch.Tensor, *, ratio: float,
+                   table: dict[str, torch.Tensor | None], **limits) -> dict[str, int]:
+    """One-shot channel pruning in place at `ratio`; `limits` are ChannelPlan's keywords.
+    Returns the counts removed per group."""
+    plan = ChannelPlan(model, example_inputs, table=table, **limits)
+    counts = plan.counts(ratio)
+    apply_plan(model, example_inputs, plan, counts)
+    return counts
+
+
+def _per_module_ratios(model: nn.Module, layer_ratios: dict[str, float]) -> dict[nn.Module, float]:
+    out: dict[nn.Module, float] = {}
     for module, r in zip(resolve_names(model, list(layer_ratios), "structured.layer_ratios").values(),
                          layer_ratios.values()):
         for sub in module.modules():
-            per_module.setdefault(sub, r)
-    groups = []
-    for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=ROOT_TYPES):
-        root, handler = group[0].dep.target.module, group[0].dep.handler
-        scores = table.get(names[root])
-        if scores is None:
-            continue
-        channel_groups = _channel_groups(graph, group)
-        scores = scores.view(channel_groups, -1).mean(0) if channel_groups > 1 else scores
-        outputs = [dep.target.module for dep, _ in group if graph.is_out_channel_pruning_fn(dep.handler)]
-        ratio = next((per_module[m] for m in outputs if m in per_module), None)
-        original = original_channels.get(names[root], graph.get_out_channels(root)) // channel_groups
-        groups.append(_Group(root, handler, scores, channel_groups, original, ratio))
-    return groups
+            out.setdefault(sub, r)
+    return out
 
 
 def _channel_groups(graph, group) -> int:
@@ -284,34 +352,18 @@ def _channel_groups(graph, group) -> int:
     return max(counts)
 
 
-def _prune_counts(groups: list[_Group], ratio: float, global_pruning: bool) -> list[int]:
-    """Channels to remove per group before caps: local, C - int(C * (1 - r)) per group;
-    global, the groups' share of the lowest scores over all groups without their own ratio."""
-    counts = [len(g.scores) - int(len(g.scores) * (1 - (ratio if g.ratio is None else g.ratio))) for g in groups]
-    pooled = [i for i, g in enumerate(groups) if g.ratio is None]
-    if not global_pruning or not pooled:
-        return counts
-    scores = torch.cat([groups[i].scores for i in pooled])
-    owner = torch.cat([torch.full((len(groups[i].scores),), i) for i in pooled])
-    n = len(scores) - int(len(scores) * (1 - ratio))
-    chosen = torch.bincount(owner[torch.argsort(scores, stable=True)[:n]], minlength=len(groups))
-    for i in pooled:
-        counts[i] = int(chosen[i])
-    return counts
+def _local_count(size: int, ratio: float) -> int:
+    return size - int(size * (1 - ratio))  # torch-pruning's rule
 
 
-def _capped_count(n: int, group: _Group, max_pruning_ratio: float, round_to: int) -> int:
-    """`n` after rounding the remaining channels down to a multiple of round_to and keeping at
-    least (1 - max_pruning_ratio) of the original ones (itself rounded up to round_to)."""
-    size = len(group.scores)
-    if n <= 0:
-        return 0
-    keep = max(1, math.ceil(group.original * (1 - max_pruning_ratio) - 1e-9))
-    keep = min(size, _round_up(keep, round_to))
-    remaining = size - n
-    if round_to > 1:
-        remaining -= remaining % round_to
-    return size - max(remaining, keep)
+def _global_counts(scores: dict[str, torch.Tensor], ratio: float) -> dict[str, int]:
+    """Each group's share of the `ratio` lowest scores over all of them together."""
+    names = list(scores)
+    flat = torch.cat([scores[n] for n in names])
+    owner = torch.cat([torch.full((len(scores[n]),), i) for i, n in enumerate(names)])
+    chosen = torch.bincount(owner[torch.argsort(flat, stable=True)[:_local_count(len(flat), ratio)]],
+                            minlength=len(names))
+    return {n: int(c) for n, c in zip(names, chosen)}
 
 
 def _round_up(n: int, multiple: int) -> int:
@@ -333,6 +385,8 @@ class SearchResult:
     ratio: float  # the ratio that produced it
     reduction: float  # its MACs reduction, a fraction of the reference MACs
     probes: int  # pruned copies tried
+    counts: dict[str, int] | None = None  # channel search: channels removed per group (root layer name)
+    refinements: int = 0  # channel search: round_to blocks added beyond the ratio to land on the target
 
 
 @dataclass
@@ -344,31 +398,39 @@ class _Probe:
 
 def search_ratio(model: nn.Module, *, target: float, tolerance: float,
                  prune: Callable[[nn.Module, float], None], reduction_of: Callable[[nn.Module], float],
-                 max_ratio: float = 1.0, fixed_part: bool = False, max_probes: int = 40,
-                 what: str = "channel") -> SearchResult:
+                 max_ratio: float = 1.0, fixed_part: bool = False, max_probes: int = 40, what: str = "channel",
+                 config_of: Callable[[float], Hashable] | None = None,
+                 refine: Callable[[_Probe], SearchResult | None] | None = None) -> SearchResult:
     """Find a ratio whose pruned copy of `model` removes `target` (a fraction of MACs):
     preferably in [target, target + tolerance], else in [target - tolerance, target).
     `prune(copy, ratio)` prunes a deep copy in place, `reduction_of(copy)` measures it;
     `model` itself is left untouched. `fixed_part`: ratio 0 already removes something (e.g.
-    intra-kernel patterns), so it is measured rather than assumed to be 0.
+    intra-kernel patterns), so it is measured rather than assumed to be 0. `config_of(ratio)`,
+    if given, names what a ratio prunes, so ratios pruning the same are measured once.
 
     The reduction grows with the ratio in steps. Guesses interpolate in 1 - sqrt(1 - reduction),
     which is about linear in the channel ratio (MACs of a conv scale with in x out channels),
     so 2-5 probes usually land; every third probe bisects, so the bracket always shrinks.
-    An unreachable target, or one falling between two coarse steps, is a UserError."""
-    probes = [0]
+    When the target falls inside one step, `refine(highest probe below it)` may still reach it;
+    otherwise that, like an unreachable target, is a UserError."""
+    probes, seen = [0], {}
 
     def probe(ratio: float) -> _Probe:
-        pruned = copy.deepcopy(model)
-        prune(pruned, ratio)
-        probes[0] += 1
-        return _Probe(ratio, reduction_of(pruned), pruned)
+        key = config_of(ratio) if config_of is not None else ratio
+        if key not in seen:
+            with _one_thread():
+                pruned = copy.deepcopy(model)
+                prune(pruned, ratio)
+                probes[0] += 1
+                seen[key] = (reduction_of(pruned), pruned)
+        reduction, pruned = seen[key]
+        return _Probe(ratio, reduction, pruned)
 
     def result(p: _Probe) -> SearchResult:
         kept = p.model if p.model is not None else copy.deepcopy(model)
         return SearchResult(kept, p.ratio, p.reduction, probes[0])
 
-    lo, hi, top = (probe(0.0) if fixed_part else _Probe(0.0, 0.0)), None, None
+    lo, hi = (probe(0.0) if fixed_part else _Probe(0.0, 0.0)), None
     if lo.reduction > target + tolerance:
         raise UserError(f"the fixed part of {what} pruning already removes {100 * lo.reduction:.1f}% of MACs, beyond the "
                         f"target {100 * target:.1f}% + {100 * tolerance:.1f} pts; raise the target or keep more (e.g. a "
@@ -379,7 +441,7 @@ def search_ratio(model: nn.Module, *, target: float, tolerance: float,
         if hi is not None and (target <= hi.reduction <= target + tolerance or hi.ratio - lo.ratio < 1e-4):
             break
         ratio = _next_guess(lo, hi, target + tolerance / 2, max_ratio, bisect=hi is not None and i % 3 == 2)
-        p = top = probe(max_ratio) if ratio >= max_ratio else probe(ratio)
+        p = probe(min(ratio, max_ratio))
         if p.ratio >= max_ratio and p.reduction < target:
             _check_reachable(p, target, tolerance, what)
             return result(p)  # the most that can be removed, short of the target by less than the tolerance
@@ -389,12 +451,64 @@ def search_ratio(model: nn.Module, *, target: float, tolerance: float,
             hi = p
     if hi is not None and target <= hi.reduction <= target + tolerance:
         return result(hi)
+    refined = refine(lo) if refine is not None else None
+    if refined is not None:
+        refined.probes += probes[0]
+        return refined
     if target - tolerance <= lo.reduction < target:
         return result(lo)
     reach = f"{100 * lo.reduction:.1f}% and {100 * hi.reduction:.1f}%" if hi else f"{100 * lo.reduction:.1f}%"
     raise UserError(f"cannot land within {100 * tolerance:.1f} pts of the target MACs reduction {100 * target:.1f}%: the "
                     f"nearest reachable are {reach} ({what} steps are coarse on this model); lower structured.round_to, "
                     "raise structured.target_tolerance or move the target")
+
+
+def search_channels(model: nn.Module, example_inputs: torch.Tensor, plan: ChannelPlan, *, target: float,
+                    tolerance: float, reduction_of: Callable[[nn.Module], float]) -> SearchResult:
+    """search_ratio over `plan`'s ratio; when a single group's round_to step jumps over the
+    target window (a 16-channel layer losing 8 channels at once), it fills the gap greedily
+    from the last ratio below the target with the lowest-scored round_to blocks of other
+    groups, skipping any block that would overshoot."""
+    def prune(pruned: nn.Module, ratio: float) -> None:
+        apply_plan(pruned, example_inputs, plan, plan.counts(ratio))
+
+    def refine(lo: _Probe) -> SearchResult | None:
+        return _fill_to_target(model, example_inputs, plan, lo, target=target, tolerance=tolerance,
+                               reduction_of=reduction_of)
+
+    found = search_ratio(model, target=target, tolerance=tolerance, prune=prune, reduction_of=reduction_of,
+                         config_of=lambda ratio: tuple(sorted(plan.counts(ratio).items())), refine=refine)
+    if found.counts is None:
+        found.counts = plan.counts(found.ratio)
+    return found
+
+
+def _fill_to_target(model: nn.Module, example_inputs: torch.Tensor, plan: ChannelPlan, start: _Probe, *,
+                    target: float, tolerance: float, reduction_of) -> SearchResult | None:
+    counts, reduction, best = plan.counts(start.ratio), start.reduction, start.model
+    frozen: set[str] = set()  # groups whose next block overshoots
+    probes = added = 0
+    while reduction < target:
+        moves = []
+        for name in plan.groups:
+            n = counts.get(name, 0)
+            n_next = None if name in frozen else plan.next_count(name, n)
+            if n_next is not None:
+                moves.append((plan.block_score(name, n, n_next), name, n_next))
+        if not moves:
+            return None
+        _, name, n_next = min(moves)
+        trial = {**counts, name: n_next}
+        with _one_thread():
+            pruned = copy.deepcopy(model)
+            apply_plan(pruned, example_inputs, plan, trial)
+            probes += 1
+            f = reduction_of(pruned)
+        if f > target + tolerance:
+            frozen.add(name)
+            continue
+        counts, reduction, best, added = trial, f, pruned, added + 1
+    return SearchResult(best, start.ratio, reduction, probes, counts, added)
 
 
 def _check_reachable(p: _Probe, target: float, tolerance: float, what: str) -> None:
@@ -491,6 +605,18 @@ def goal_line(met: bool, *, min_flops_reduction_pct: float, max_accuracy_drop: f
 
 
 # ----------------------------------------------------------------------------- helpers
+@contextlib.contextmanager
+def _one_thread():
+    """Probes run batch-1 forwards of tiny tensors: intra-op threads only add synchronisation,
+    which costs 10-100x on a loaded CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _expand(modules) -> list[nn.Module]:
     """Modules and all their submodules, as torch-pruning treats ignored layers."""
     return [sub for m in modules for sub in m.modules()]
