@@ -4,7 +4,7 @@
     uv run python -m scripts.sensitivity --checkpoint best_model.pth --target-sparsity 0.8 --sparsities 0.3,0.5,0.7,0.8,0.9,0.95
     uv run python -m scripts.prune_unstructured --checkpoint best_model.pth --method l1 --sparsity-file results/sensitivity/resnet20_l1/layer_sparsity.yaml
 
-Accuracy is measured on the first sensitivity.num_images validation images. The derived dict
+Accuracy is measured on a seeded random sample of sensitivity.num_images validation images. The derived dict
 either keeps every layer, pruned alone, within sensitivity.max_drop top-1 points, or (with
 --target-sparsity) meets that total sparsity at an equal per-layer drop; see tools.sensitivity.
 Which layers are scanned follows the unstructured.keep_* / prune_* keys.
@@ -16,11 +16,20 @@ prune_unstructured --sparsity-file accepts), metrics.yaml and config.yaml.
 
 from __future__ import annotations
 
+import time
+
 from tools.cli import base_parser, load_checkpoint_run
 from tools.config import save_config
 from tools.errors import UserError, run_cli
 from tools.io import atomic_write_csv, atomic_write_yaml, make_run_dir
-from tools.sensitivity import check_scan_config, check_sparsities, derive_layer_sparsity, limit_loader, sensitivity_scan, total_sparsity
+from tools.sensitivity import (
+    check_scan_config,
+    check_sparsities,
+    derive_layer_sparsity,
+    sample_eval_subset,
+    sensitivity_scan,
+    total_sparsity,
+)
 from tools.sparsity_plots import plot_sensitivity
 from tools.unstructured import accumulate_taylor_scores, prunable_targets
 
@@ -55,7 +64,7 @@ def main(argv=None):
     scfg, ucfg = cfg.sensitivity, cfg.unstructured
     sparsities = check_scan_config(sparsities=scfg.sparsities, method=scfg.method, num_images=scfg.num_images,
                                    max_drop=scfg.max_drop, target_sparsity=scfg.target_sparsity)
-    loader = limit_loader(data.val, scfg.num_images)
+    loader = sample_eval_subset(data.val, scfg.num_images, seed=cfg.train.seed)
     targets = prunable_targets(model, keep_first_conv_dense=ucfg.keep_first_conv_dense,
                                keep_classifier_dense=ucfg.keep_classifier_dense, prune_biases=ucfg.prune_biases,
                                prune_bn=ucfg.prune_bn)
@@ -65,6 +74,7 @@ def main(argv=None):
     print(f"run folder: {run_dir}\nscanning {len(targets)} layers x {len(sparsities)} sparsities "
           f"({scfg.method}, {scfg.num_images or 'all'} validation images per point)")
 
+    start = time.perf_counter()
     grads = None
     if scfg.method == "taylor":
         data.train.set_epoch(0)
@@ -81,7 +91,8 @@ def main(argv=None):
     atomic_write_yaml(run_dir / "metrics.yaml", {
         "checkpoint": str(args.checkpoint), "model": cfg.model.name, "method": scfg.method,
         "num_images": baseline["num_samples"], "baseline_top1": baseline["top1"], "sparsities": sparsities,
-        "rule": rule, "total_sparsity": total, "layer_sparsity": per_layer})
+        "rule": rule, "total_sparsity": total, "layer_sparsity": per_layer, "device": str(device),
+        "wall_time_s": time.perf_counter() - start})
     print(f"baseline top1 {baseline['top1']:.2f}% on {baseline['num_samples']} validation images")
     print(f"per-layer sparsities ({rule}): total {100 * total:.2f}% of {sum(params.values()):,} weights")
     for name, value in per_layer.items():

@@ -317,3 +317,32 @@ def test_semi_structured_conversion_and_timing_on_cuda():
     (timing,) = report["timings"]
     assert timing["layer"] == "0" and timing["dense_ms"] > 0 and timing["sparse_ms"] > 0
     assert timing["max_abs_diff"] < 1e-2  # same fp16 GEMM, sparse kernel
+
+
+def test_distillation_loss_from_the_unpruned_model():
+    from tools.unstructured_pipeline import finetune_loss
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    x, y = torch.randn(4, 3, 2, 2), torch.tensor([0, 1, 2, 0])
+    plain = finetune_loss(model, kd_alpha=0.0, kd_temperature=4.0, label_smoothing=0.0)
+    pure_kd = finetune_loss(model, kd_alpha=1.0, kd_temperature=4.0, label_smoothing=0.0)
+    with torch.no_grad():
+        logits = model(x)
+    assert float(plain(logits, y, x)) == pytest.approx(float(nn.functional.cross_entropy(logits, y)))
+    assert float(pure_kd(logits, y, x)) == pytest.approx(0.0, abs=1e-6)  # student == teacher
+    assert float(pure_kd(logits * 0, y, x)) > 0
+
+
+def test_sensitivity_samples_a_seeded_random_subset_not_the_first_images():
+    from tools.sensitivity import sample_eval_subset
+
+    images = torch.arange(100.0).view(100, 1)
+    labels = torch.arange(100) // 10  # class-sorted, like an image folder in index order
+    loader = type("Loader", (), {"num_samples": 100, "batch_size": 32, "__len__": lambda self: 4,
+                                 "__iter__": lambda self: ((images[i:i + 32], labels[i:i + 32]) for i in range(0, 100, 32))})()
+    subset = sample_eval_subset(loader, 20, seed=0)
+    picked = torch.cat([x for x, _ in subset]).flatten()
+    assert len(subset) == 1 and picked.numel() == 20 and len(set(picked.tolist())) == 20
+    assert len(set((picked // 10).tolist())) >= 6  # spread over the classes
+    again = torch.cat([x for x, _ in sample_eval_subset(loader, 20, seed=0)]).flatten()
+    assert torch.equal(picked, again) and sample_eval_subset(loader, 0) is loader

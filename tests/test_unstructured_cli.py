@@ -10,26 +10,14 @@ import yaml
 import scripts.eval as eval_script
 import scripts.prune_unstructured as prune_script
 import scripts.sensitivity as sensitivity_script
-import scripts.train as train_script
 from tools import pruning_utils as pu
 from tools.errors import run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
-
-TINY = [
-    "--config", str(ROOT / "cfgs" / "quickstart.yaml"), "--set", "data.name=synthetic",
-    "data.synthetic.train_size=128", "data.synthetic.test_size=64", "data.synthetic.resolution=16",
-    "data.synthetic.num_classes=4", "data.batch_size=32", "data.eval_batch_size=64", "model.name=resnet20",
-    "train.epochs=1", "train.lr=0.05", "train.scheduler=cosine", "train.deterministic=true", "train.device=cpu",
-    "data.num_workers=0",
-]
-
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("unstructured") / "base"
-    train_script.main(TINY + ["--save-dir", str(run_dir)])
-    return run_dir / "best_model.pth"
+def checkpoint(tiny_checkpoint) -> Path:
+    """conftest's one-epoch resnet20 on 16 px synthetic data (4 classes, 128 training images)."""
+    return tiny_checkpoint
 
 
 def prune(checkpoint: Path, out: Path, *extra: str) -> dict:
@@ -67,12 +55,13 @@ def test_one_shot_writes_everything_and_the_pruned_model_loads_in_eval(checkpoin
 def test_iterative_movement_follows_the_schedule(checkpoint, tmp_path):
     out = tmp_path / "movement"
     metrics = prune(checkpoint, out, "--method", "movement", "--sparsity", "0.6", "--num-iterations", "2",
-                    "--schedule", "linear", "--epochs", "1", "--set", "unstructured.score_batches=2")
+                    "--schedule", "linear", "--epochs", "0", "--set", "unstructured.score_batches=2")
     steps = metrics["steps"]
     assert [s["target_sparsity"] for s in steps] == pytest.approx([0.3, 0.6])
     for s in steps:
         assert abs(s["actual_sparsity"] - s["target_sparsity"]) * metrics["prunable_weights"] <= 0.5
-    assert (out / "finetune_step1" / "log.csv").is_file() and (out / "finetune_step2" / "log.csv").is_file()
+    assert (out / "finetune_step1" / "log.csv").is_file()  # step_epochs (1) between steps
+    assert not (out / "finetune_step2").exists() and steps[1]["finetune_epochs"] == 0  # --epochs 0 after the last
     assert metrics["iterative"] is True and metrics["mode"] == "global"
 
 

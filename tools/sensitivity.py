@@ -3,12 +3,13 @@
     uv run python -m scripts.sensitivity --checkpoint results/train/quickstart/best_model.pth --max-drop 1.0
 
     baseline, rows = sensitivity_scan(model, targets, sparsities=[0.1, 0.5, 0.9], method="l1",
-                                      loader=limit_loader(data.val, 1000), device=device)
+                                      loader=sample_eval_subset(data.val, 1000), device=device)
     per_layer = sparsities_for_drop(rows, max_drop=1.0)              # each layer alone within 1 point
     per_layer = sparsities_for_total(rows, params, target_total=0.8) # meets 80% overall
 
 Each measurement prunes a single layer (others dense) to one sparsity with the layerwise mask of
-`method` and evaluates on a fixed validation subset; the weights are restored afterwards.
+`method` and evaluates on a fixed seeded random sample of the validation split (held in
+memory); the weights are restored afterwards.
 
 Deriving a dict: a layer's drop-vs-sparsity curve starts at (0, 0), is made non-decreasing
 (measurement noise can make a sparser layer look better) and strictly so by a negligible slope,
@@ -36,31 +37,40 @@ _SLOPE = 1e-6  # top-1 points per unit sparsity: makes flat curve segments stric
 
 
 # ----------------------------------------------------------------------------- scanning
-class LimitedLoader:
-    """The first `num_images` samples of an evaluation loader (0 = all), in its fixed order."""
+class EvalSubset:
+    """Evaluation batches held in memory, iterable like a loader (len = number of batches)."""
 
-    def __init__(self, loader, num_images: int) -> None:
-        self.loader, self.num_images = loader, num_images
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> None:
+        self.images, self.labels, self.batch_size = images, labels, batch_size
+        self.num_samples = labels.shape[0]
 
     def __len__(self) -> int:
-        if self.num_images <= 0:
-            return len(self.loader)
-        return min(len(self.loader), math.ceil(self.num_images / self.loader.batch_size))
+        return math.ceil(self.num_samples / self.batch_size)
 
     def __iter__(self):
-        seen = 0
-        for images, labels in self.loader:
-            if 0 < self.num_images <= seen:
-                break
-            keep = labels.shape[0] if self.num_images <= 0 else min(labels.shape[0], self.num_images - seen)
-            seen += keep
-            yield images[:keep], labels[:keep]
+        for start in range(0, self.num_samples, self.batch_size):
+            yield self.images[start:start + self.batch_size], self.labels[start:start + self.batch_size]
 
 
-def limit_loader(loader, num_images: int) -> LimitedLoader:
+def sample_eval_subset(loader, num_images: int, seed: int = 0):
+    """A seeded random sample of `num_images` images of an evaluation loader, kept in memory so
+    the scan's hundreds of evaluations neither decode nor transform again. A random sample,
+    not the first N: evaluation loaders run in index order, which is class order for image
+    folders. 0 (or more than the split holds) = the loader itself."""
     if num_images < 0:
         raise UserError(f"sensitivity.num_images must be >= 0 (0 = all), got {num_images}")
-    return LimitedLoader(loader, num_images)
+    if num_images == 0 or num_images >= loader.num_samples:
+        return loader
+    generator = torch.Generator().manual_seed(seed)
+    chosen = torch.randperm(loader.num_samples, generator=generator)[:num_images].sort().values
+    images, labels, position = [], [], 0
+    for batch_images, batch_labels in loader:
+        size = batch_labels.shape[0]
+        local = chosen[(chosen >= position) & (chosen < position + size)] - position
+        images.append(batch_images[local.to(batch_images.device)])
+        labels.append(batch_labels[local.to(batch_labels.device)])
+        position += size
+    return EvalSubset(torch.cat(images), torch.cat(labels), loader.batch_size)
 
 
 def check_sparsities(values: list[float]) -> list[float]:

@@ -341,7 +341,11 @@ def compute_masks(
     scores = _scores(targets, method, gradient_scores, generator)
     previous = current_masks(targets)
     if mode == "global":
+        if layer_sparsity:
+            raise UserError("per-layer sparsities need layerwise allocation; use mode layerwise")
         return global_masks(scores, sparsity, previous)
+    if mode != "layerwise":
+        raise UserError(f"mode must be resolved to layerwise or global here, got {mode!r}; see resolve_mode")
     return layerwise_masks(scores, resolve_layer_sparsities(targets, sparsity, layer_sparsity), previous)
 
 
