@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 import yaml
 from torch import nn
 
 from tools.checkpoint import read_checkpoint
 from tools.config import TrainConfig, UnstructuredConfig
+from tools.distill import distillation_loss
 from tools.engine import LossFn, build_optimizer, cross_entropy, evaluate
 from tools.errors import UserError
 from tools.metrics import count_macs_params, count_nonzero_macs_params, flops_from_macs, format_count
@@ -142,28 +142,10 @@ def _check_counts(ucfg: UnstructuredConfig) -> None:
 
 
 # ----------------------------------------------------------------------------- losses
-def distillation_loss(teacher: nn.Module, *, alpha: float, temperature: float, label_smoothing: float = 0.0) -> LossFn:
-    """(1 - alpha) * cross-entropy + alpha * T^2 * KL(teacher || student) at temperature T
-    (Hinton et al. 2015); the teacher is the unpruned model, frozen in eval mode."""
-    teacher.eval().requires_grad_(False)
-
-    def loss_fn(logits: torch.Tensor, targets: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            teacher_logits = teacher(images)
-        ce = F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
-        kd = F.kl_div(F.log_softmax(logits / temperature, 1), F.log_softmax(teacher_logits.float() / temperature, 1),
-                      reduction="batchmean", log_target=True)
-        return (1 - alpha) * ce + alpha * temperature**2 * kd
-
-    return loss_fn
-
-
 def finetune_loss(model: nn.Module, *, kd_alpha: float, kd_temperature: float, label_smoothing: float) -> LossFn:
     """Cross-entropy, or distillation from a frozen copy of `model` (call before pruning)."""
     if kd_alpha <= 0:
         return cross_entropy(label_smoothing)
-    if kd_alpha > 1:
-        raise UserError(f"finetune.kd.alpha must be in [0, 1], got {kd_alpha}")
     return distillation_loss(copy.deepcopy(model), alpha=kd_alpha, temperature=kd_temperature,
                              label_smoothing=label_smoothing)
 
