@@ -23,7 +23,7 @@ def test_defaults_without_file():
 
 
 def test_precedence_defaults_yaml_set_flags(tmp_path):
-    base = write(tmp_path / "base.yaml", "train:\n  epochs: 7\n  lr: 0.05\nmodel:\n  name: resnet20\n")
+    write(tmp_path / "base.yaml", "train:\n  epochs: 7\n  lr: 0.05\nmodel:\n  name: resnet20\n")
     child = write(tmp_path / "child.yaml", "base: base.yaml\ntrain:\n  lr: 0.02\n")
     cfg = load_config(child)
     assert (cfg.train.epochs, cfg.train.lr, cfg.model.name) == (7, 0.02, "resnet20")

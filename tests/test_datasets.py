@@ -28,16 +28,6 @@ from tools.config import DataConfig, SyntheticConfig
 from tools.errors import UserError
 
 
-@pytest.fixture(autouse=True)
-def single_intra_op_thread():
-    """One torch thread: these tensors are small, and on a shared CPU an OpenMP team whose
-    second thread is descheduled stalls every op (seen: 10x slower tests under load)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def synthetic_cfg(**overrides) -> DataConfig:
     """Small and fast: 300 train / 100 test images at 16 px, batches of 64, no workers."""
     settings = dict(name="synthetic", batch_size=64, eval_batch_size=64, num_workers=0,

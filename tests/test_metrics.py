@@ -32,16 +32,6 @@ from tools.metrics import (
 )
 from tools.models import MODEL_NAMES, build_model
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These forwards are tiny: on a shared 2-core box, intra-op threads waiting for a
-    # busy core made the file 2-3x slower than running single-threaded.
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
 DEFAULT_INPUT = {name: (3, 32) for name in MODEL_NAMES} | {"fc": (1, 28)}
 
 # thop charges BatchNorm 4 ops per element (tp: 2) and activations nothing (tp: 1 per

@@ -12,16 +12,6 @@ import torch.nn as nn
 from tools.errors import UserError
 from tools.models import MODEL_NAMES, build_model, extract_state_dict, load_state_into
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These forwards are tiny: on a shared 2-core box, intra-op threads waiting for a
-    # busy core made the file 2-3x slower than running single-threaded.
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
 # (in_channels, image_size) each model is normally trained at.
 DEFAULT_INPUT = {name: (3, 32) for name in MODEL_NAMES} | {"fc": (1, 28)}
 
