@@ -25,26 +25,14 @@ Tables and weight histograms: `uv run python -m scripts.pai_report <run folder> 
 from __future__ import annotations
 
 from datasets import build_data
-from tools.cli import base_parser, resolve_config
+from tools.cli import base_parser, parse_list, resolve_config
 from tools.config import config_to_dict, save_config
 from tools.engine import resolve_device, seed_everything, set_num_threads
-from tools.errors import UserError, run_cli
+from tools.errors import run_cli
 from tools.io import atomic_write_text, make_run_dir
 from tools.pai_report import load_run, plot_curves, run_report
 from tools.pai_run import EXPERIMENTS, RunContext, make_plan, run_experiment
 from tools.prune_at_init import PRUNERS, SCHEDULES, SCOPES
-
-
-def _list(text: str | None, cast, flag: str) -> list | None:
-    if text is None:
-        return None
-    try:
-        values = [cast(v.strip()) for v in text.replace(" ", ",").split(",") if v.strip()]
-    except ValueError:
-        raise UserError(f"{flag} must be a comma-separated list, e.g. {flag} 0.2,0.5,1; got {text!r}") from None
-    if not values:
-        raise UserError(f"{flag} is empty; give at least one value")
-    return values
 
 
 def parse_args(argv):
@@ -69,11 +57,11 @@ def parse_args(argv):
 
 
 def cli_flags(args) -> dict:
-    pruners = _list(args.pruner_list, str, "--pruner-list") or ([args.pruner] if args.pruner else None)
-    compressions = _list(args.compression_list, float, "--compression-list") or (
+    pruners = parse_list(args.pruner_list, str, "--pruner-list", "rand,synflow") or ([args.pruner] if args.pruner else None)
+    compressions = parse_list(args.compression_list, float, "--compression-list", "0.2,0.5,1") or (
         [args.compression] if args.compression is not None else None)
     return {"pai.experiment": args.experiment, "pai.pruners": pruners, "pai.compressions": compressions,
-            "pai.levels": _list(args.level_list, int, "--level-list"), "pai.pre_epochs": args.pre_epochs,
+            "pai.levels": parse_list(args.level_list, int, "--level-list", "1,2,3"), "pai.pre_epochs": args.pre_epochs,
             "pai.post_epochs": args.post_epochs, "pai.prune_epochs": args.prune_epochs, "pai.scope": args.scope,
             "pai.schedule": args.schedule, "pai.save_trace": args.save_trace, "train.amp": args.amp,
             "model.name": args.model, "output.name": args.expid}

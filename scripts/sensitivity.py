@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import time
 
-from tools.cli import base_parser, load_checkpoint_run
+from tools.cli import base_parser, load_checkpoint_run, parse_list
 from tools.config import save_config
-from tools.errors import UserError, run_cli
+from tools.errors import run_cli
 from tools.io import atomic_write_csv, atomic_write_yaml, make_run_dir
 from tools.sensitivity import (
     check_scan_config,
@@ -46,13 +46,8 @@ def parse_args(argv):
 
 
 def parse_sparsities(text: str | None) -> list[float] | None:
-    if text is None:
-        return None
-    try:
-        values = [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise UserError(f"--sparsities must be comma-separated numbers like 0.1,0.5,0.9, got {text!r}") from None
-    return check_sparsities(values)
+    values = parse_list(text, float, "--sparsities", "0.1,0.5,0.9")
+    return None if values is None else check_sparsities(values)
 
 
 def main(argv=None):

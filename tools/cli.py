@@ -43,14 +43,22 @@ def run_name(cfg: Config, config_path: str | None, fallback: str) -> str:
     return Path(config_path).stem if config_path else fallback
 
 
-def parse_batch_sizes(text: str | None) -> list[int] | None:
+def parse_list(text: str | None, cast, flag: str, example: str) -> list | None:
+    """A comma- (or space-) separated command-line list; None when the flag was not given."""
     if text is None:
         return None
     try:
-        sizes = [int(x) for x in text.split(",") if x.strip()]
+        values = [cast(v) for v in text.replace(" ", ",").split(",") if v]
     except ValueError:
-        raise UserError(f"--batch-sizes must be comma-separated integers like 1,32,256, got {text!r}") from None
-    if not sizes or min(sizes) < 1:
+        raise UserError(f"{flag} must be a comma-separated list like {example}, got {text!r}") from None
+    if not values:
+        raise UserError(f"{flag} is empty; give at least one value, e.g. {example}")
+    return values
+
+
+def parse_batch_sizes(text: str | None) -> list[int] | None:
+    sizes = parse_list(text, int, "--batch-sizes", "1,32,256")
+    if sizes is not None and min(sizes) < 1:
         raise UserError(f"--batch-sizes must be positive integers like 1,32,256, got {text!r}")
     return sizes
 
