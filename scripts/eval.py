@@ -12,13 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from tools.cli import base_parser, load_checkpoint_run, parse_batch_sizes
 from tools.engine import evaluate
 from tools.errors import UserError, run_cli
 from tools.evaluation import describe_model, latency_table
-from tools.io import atomic_write_yaml
+from tools.io import atomic_write_yaml, read_yaml_mapping
 from tools.metrics import format_count, normalize_metrics
 
 
@@ -35,11 +33,8 @@ def read_baseline(path: str) -> dict:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"baseline metrics {p} not found; pass the eval_metrics.yaml written by eval for the baseline")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError:
-        data = None
-    if not isinstance(data, dict):
+    data = read_yaml_mapping(p)
+    if data is None:
         raise UserError(f"baseline metrics {p} is not a YAML mapping of metrics; pass an eval_metrics.yaml")
     return data
 

@@ -59,6 +59,16 @@ def atomic_write_csv(path: str | Path, rows: list[dict]) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
+def read_yaml_mapping(path: str | Path) -> dict | None:
+    """The YAML mapping in `path`; None when the file is missing, unreadable, not YAML or not a
+    mapping, so callers can raise the one-line error that fits their use."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def to_yaml_safe(obj: Any) -> Any:
     """Tensors, numpy scalars, tuples and paths become plain YAML types."""
     if isinstance(obj, dict):

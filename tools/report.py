@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tools.io import read_yaml_mapping
+
 
 def pyplot():
     import matplotlib
@@ -46,16 +48,6 @@ def plot_pareto(rows: list[dict], front: list[dict], *, x: str, y: str, path: Pa
 
 
 # ----------------------------------------------------------------------------- collecting runs
-def read_yaml(path: Path) -> dict | None:
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def find_run_dirs(roots: list[Path]) -> list[Path]:
     """Every folder under `roots` holding a metrics.yaml, or a profile.yaml."""
     found = set()
@@ -109,12 +101,12 @@ def collect_runs(roots: list[Path]) -> tuple[list[dict], list[dict]]:
     """(run rows, profile results) from every run folder under `roots`; unreadable files are skipped."""
     rows, profiles = [], []
     for run_dir in find_run_dirs(roots):
-        metrics = read_yaml(run_dir / "metrics.yaml")
+        metrics = read_yaml_mapping(run_dir / "metrics.yaml")
         if metrics:
-            row = summarize_run(run_dir, metrics, read_yaml(run_dir / "config.yaml"))
+            row = summarize_run(run_dir, metrics, read_yaml_mapping(run_dir / "config.yaml"))
             if row["kind"] != "other":
                 rows.append(row)
-        profile = read_yaml(run_dir / "profile.yaml")
+        profile = read_yaml_mapping(run_dir / "profile.yaml")
         if profile and profile.get("models"):
             profiles.append(profile | {"run": str(run_dir)})
     return rows, profiles
@@ -245,7 +237,7 @@ def _figures(rows: list[dict], roots: list[Path], out: Path) -> list[str]:
     png = plot_curves(logs, out / "curves.png")
     if png:
         lines += [f"![training and fine-tuning curves]({png.name})", ""]
-    sparsity = {Path(r["run"]).name: (read_yaml(Path(r["run"]) / "metrics.yaml") or {}).get("layer_sparsity", {})
+    sparsity = {Path(r["run"]).name: (read_yaml_mapping(Path(r["run"]) / "metrics.yaml") or {}).get("layer_sparsity", {})
                 for r in rows if r["kind"] == "unstructured"}
     png = plot_layer_bars({k: v for k, v in sparsity.items() if v}, ylabel="sparsity", title="per-layer sparsity",
                           path=out / "layer_sparsity.png")
@@ -254,7 +246,7 @@ def _figures(rows: list[dict], roots: list[Path], out: Path) -> list[str]:
     channels = {}
     for r in rows:
         if r["kind"] == "structured":
-            table = (read_yaml(Path(r["run"]) / "metrics.yaml") or {}).get("channels", {})
+            table = (read_yaml_mapping(Path(r["run"]) / "metrics.yaml") or {}).get("channels", {})
             channels[Path(r["run"]).name] = {n: c["after"] / c["before"] for n, c in table.items() if c.get("before")}
     png = plot_layer_bars({k: v for k, v in channels.items() if v}, ylabel="fraction of channels kept",
                           title="per-layer channels kept", path=out / "channels.png")

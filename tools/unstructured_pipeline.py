@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import yaml
 from torch import nn
 
 from tools.checkpoint import read_checkpoint
@@ -31,6 +30,7 @@ from tools.config import TrainConfig, UnstructuredConfig
 from tools.distill import distillation_loss
 from tools.engine import LossFn, build_optimizer, cross_entropy, evaluate
 from tools.errors import UserError
+from tools.io import read_yaml_mapping
 from tools.metrics import count_macs_params, count_nonzero_macs_params, flops_from_macs, format_count
 from tools.training import BEST, fit
 from tools.unstructured import (
@@ -101,11 +101,8 @@ def load_sparsity_file(path: str) -> dict[str, float]:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"sparsity file {p} not found; pass the layer_sparsity.yaml written by scripts.sensitivity")
-    try:
-        tree = yaml.safe_load(p.read_text())
-    except yaml.YAMLError:
-        tree = None
-    if not isinstance(tree, dict) or not all(isinstance(k, str) for k in tree):
+    tree = read_yaml_mapping(p)
+    if tree is None or not all(isinstance(k, str) for k in tree):
         raise UserError(f"sparsity file {p} must be a YAML mapping of layer names to sparsities, e.g. 'layer1.0.conv1: 0.5'")
     for key, value in tree.items():
         validate_sparsity(value, f"sparsity of layer {key!r} in {p}")
