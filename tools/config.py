@@ -220,6 +220,18 @@ class ProfileConfig:
 
 
 @dataclass
+class BenchConfig:
+    # Read by scripts.benchmark only: a file in cfgs/bench/ is both a run's recipe and one row of
+    # docs/benchmarks.md. Every other script ignores this section.
+    script: str = ""  # train | prune_structured | prune_unstructured | profile | loader_speed
+    needs: list[str] = field(default_factory=list)  # benchmarks whose models this row uses (profile: baseline first)
+    table: str = ""  # the docs/benchmarks.md table the row belongs to
+    device: str = "cpu"  # cpu | cuda: the device the row is defined for (cuda rows stay pending without a GPU)
+    args: list[str] = field(default_factory=list)  # extra flags for the script, e.g. ["--backend", "both"]
+    targets: dict[str, float] = field(default_factory=dict)  # e.g. {max_drop: 1.0}; see tools.benchmark.TARGETS
+
+
+@dataclass
 class OutputConfig:
     root: str = "results"  # run folders are created under <root>/<script>/
     name: str = ""  # run folder name; "" -> the config file's stem
@@ -238,6 +250,7 @@ class Config:
     pai: PruneAtInitConfig = field(default_factory=PruneAtInitConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
 
 
 # ----------------------------------------------------------------------------- loading

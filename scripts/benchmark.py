@@ -1,0 +1,72 @@
+"""Run the benchmarks of cfgs/bench/ and rebuild the tables of docs/benchmarks.md from their run folders.
+
+    uv run python -m scripts.benchmark --list
+    uv run python -m scripts.benchmark --run resnet20_l2_macs50_ft6     # its baseline first, if not done
+    uv run python -m scripts.benchmark --run all                         # every row this machine can run
+    uv run python -m scripts.benchmark --run all --device cuda           # the GPU rows only
+    uv run python -m scripts.benchmark --doc-only                        # just regenerate the doc
+
+Each benchmark writes into results/bench/<name>/ (its log beside it, <name>.log). Finished rows
+are skipped, so re-running resumes where it stopped; a train row continues from its last.pth.
+Rows defined for CUDA stay "pending" in the doc until they have run on a GPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tools.benchmark import COMMAND, cuda_available, discover, plan, run_benchmark, script_argv, write_doc
+from tools.cli import _Parser
+from tools.errors import UserError, run_cli
+
+
+def parse_args(argv):
+    parser = _Parser(description=__doc__.split("\n\n")[0])
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--list", action="store_true", help="list the benchmarks and their state")
+    action.add_argument("--run", nargs="+", metavar="NAME", help="benchmarks to run (with what they need), or all")
+    action.add_argument("--doc-only", action="store_true", help="only regenerate the doc's tables")
+    parser.add_argument("--device", choices=["cpu", "cuda"], help="with --run all: only the rows defined for this device")
+    parser.add_argument("--bench-dir", default="cfgs/bench", help="folder of benchmark YAMLs (default cfgs/bench)")
+    parser.add_argument("--results", default="results/bench", help="run folders go here (default results/bench)")
+    parser.add_argument("--doc", default="docs/benchmarks.md", help="markdown file whose tables are regenerated")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    benchmarks = discover(Path(args.bench_dir))
+    results = Path(args.results)
+    cuda = cuda_available()
+    if args.list:
+        for b in benchmarks.values():
+            state = "done" if b.done(results) else "partial" if b.run_dir(results).exists() else "pending"
+            needs = f", needs {', '.join(b.cfg.bench.needs)}" if b.cfg.bench.needs else ""
+            print(f"{b.name:32s} {state:8s} {b.cfg.bench.device:5s} {b.script} -> table {b.cfg.bench.table}{needs}")
+            print(f"    {b.description}" if b.description else "", end="\n" if b.description else "")
+            print(f"    {COMMAND.format(name=b.name)}\n    = python -m scripts.{b.script} "
+                  f"{' '.join(script_argv(b, benchmarks, results))}")
+        return
+    if args.run:
+        names = args.run
+        if names == ["all"]:
+            names = [n for n, b in benchmarks.items() if args.device in (None, b.cfg.bench.device)]
+        elif args.device:
+            raise UserError("--device filters --run all only; name the benchmarks or drop --device")
+        for b in plan(benchmarks, names):
+            if b.done(results):
+                print(f"== {b.name}: done earlier ({b.result_path(results)}), skipped")
+                continue
+            if b.cfg.bench.device == "cuda" and not cuda:
+                if args.run == ["all"]:
+                    print(f"== {b.name}: needs a CUDA GPU and none is visible, left pending")
+                    continue
+                raise UserError(f"benchmark {b.name} is defined for a CUDA GPU and torch sees none; "
+                                f"run it on a GPU machine (or --run all to skip GPU rows)")
+            print(f"\n== {b.name}", flush=True)
+            print(f"== {b.name}: finished in {run_benchmark(b, benchmarks, results) / 60:.1f} min")
+    print(f"wrote {write_doc(benchmarks, results_root=results, doc=Path(args.doc), cuda=cuda)}")
+
+
+if __name__ == "__main__":
+    run_cli(main)
