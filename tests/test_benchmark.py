@@ -24,6 +24,15 @@ bench:
 finetune: {epochs: 1}
 structured: {target_macs_reduction: 0.3}
 """
+LATENCY = """bench:
+  script: profile
+  needs: [tiny_train, tiny_prune]
+  table: latency
+  args: ["--backend", "both"]
+  targets: {min_latency_ratio: 0.0}
+profile: {batch_sizes: [2], repeats: 2, warmup: 1, num_threads: 1}
+"""
+LOADER = TRAIN.replace("script: train, table: baselines", "script: loader_speed, table: loader, args: [--batches, '2']")
 
 
 def write_bench(folder, **files):
@@ -37,20 +46,20 @@ def write_bench(folder, **files):
 def tiny_bench(tmp_path_factory):
     """tiny_train -> tiny_prune run through the runner, plus a GPU row that stays pending."""
     root = tmp_path_factory.mktemp("bench")
-    bench = write_bench(root / "cfgs", tiny_train=TRAIN, tiny_prune=PRUNE,
+    bench = write_bench(root / "cfgs", tiny_train=TRAIN, tiny_prune=PRUNE, tiny_latency=LATENCY, tiny_loader=LOADER,
                         tiny_gpu=TRAIN.replace("table: baselines", "table: baselines, device: cuda"),
                         shared_base="finetune: {epochs: 2}\n")  # no bench section: a base, not a row
     doc = root / "benchmarks.md"
     doc.write_text(f"# Benchmarks\n\nProse kept.\n\n{marker('pruning')[0]}\nold rows\n{marker('pruning')[1]}\n\nMore prose.\n")
     argv = ["--bench-dir", str(bench), "--results", str(root / "results"), "--doc", str(doc)]
-    benchmark_script.main(["--run", "tiny_prune"] + argv)
+    benchmark_script.main(["--run", "tiny_prune", "tiny_latency", "tiny_loader"] + argv)
     return root, argv
 
 
 def test_discovery_skips_bases_and_plans_dependencies_first(tiny_bench):
     root, _ = tiny_bench
     benchmarks = discover(root / "cfgs")
-    assert sorted(benchmarks) == ["tiny_gpu", "tiny_prune", "tiny_train"]
+    assert sorted(benchmarks) == ["tiny_gpu", "tiny_latency", "tiny_loader", "tiny_prune", "tiny_train"]
     assert [b.name for b in plan(benchmarks, ["tiny_prune"])] == ["tiny_train", "tiny_prune"]
     assert benchmarks["tiny_prune"].description == "Structured pruning of tiny_train."
 
@@ -74,12 +83,27 @@ def test_run_writes_results_record_and_doc(tiny_bench):
     assert "| tiny_train |" in baselines and "| tiny_gpu |" in baselines and "pending: needs a CUDA GPU" in baselines
 
 
+
+def test_latency_and_loader_rows(tiny_bench):
+    root, _ = tiny_bench
+    doc = (root / "benchmarks.md").read_text()
+    latency = [line for line in doc.split("## latency")[1].splitlines() if line.startswith("| tiny_latency |")]
+    assert len(latency) == 2  # one pruned model x two backends x one batch size
+    assert any("| torch | 2 |" in line for line in latency) and any("| onnxruntime | 2 |" in line for line in latency)
+    assert all("| tiny_train | tiny_prune |" in line for line in latency)
+    result = yaml.safe_load((root / "results" / "tiny_loader" / "loader_speed.yaml").read_text())
+    assert result["loader_images_per_s"] > 0 and result["step_images_per_s"] > 0
+    ratio = result["loader_images_per_s"] / result["step_images_per_s"]
+    loader = next(line for line in doc.split("## loader")[1].splitlines() if line.startswith("| tiny_loader |"))
+    assert f"{ratio:,.1f}x" in loader and "| 1 fine-tune" not in loader
+
+
 def test_rerun_skips_finished_rows(tiny_bench, capsys):
     root, argv = tiny_bench
     before = (root / "results" / "tiny_prune" / "metrics.yaml").stat().st_mtime_ns
     benchmark_script.main(["--run", "tiny_prune"] + argv)
     out = capsys.readouterr().out
-    assert out.count("done earlier") == 2
+    assert out.count("done earlier") == 2 and "tiny_latency" not in out
     assert (root / "results" / "tiny_prune" / "metrics.yaml").stat().st_mtime_ns == before
 
 

@@ -301,7 +301,7 @@ def wall_text(run: Run) -> str:
     return "-" if wall_s is None else f"{wall_s / 60:.1f} min"
 
 
-def common_columns(run: Run, benchmarks: dict[str, Benchmark], results_root: Path, epochs: str) -> dict:
+def common_columns(run: Run, epochs: str) -> dict:
     return {"model": run.config.get("model", {}).get("name", "-"), "data": data_text(run.config), "epochs": epochs,
             "seed": str(run.config.get("train", {}).get("seed", "-")), "device": device_text(run),
             "wall time": wall_text(run)}
@@ -313,12 +313,14 @@ def baseline_of(run: Run, benchmarks: dict[str, Benchmark], results_root: Path) 
 
 def train_rows(run: Run, benchmarks, results_root) -> list[dict]:
     r, t = run.result, run.config["train"]
-    schedule = f"{t['scheduler']}, lr {t['lr']:g}, batch {run.config['data']['batch_size']}"
+    schedule = f"{t['scheduler']}, lr {t['lr']:g}, batch {run.config['data']['batch_size']}" + \
+        (f", label smoothing {t['label_smoothing']:g}" if t["label_smoothing"] else "") + \
+        (f", {t['amp']} autocast" if t["amp"] != "none" else "")
     values = {"wall_min": r["wall_time_s"] / 60}
     return [{"test top-1": fmt(r.get("test_top1"), ".2f", "%"), "test top-5": fmt(r.get("test_top5"), ".2f", "%"),
              "MACs (FLOPs = 2 x MACs)": f"{r['macs'] / 1e6:.2f}M ({r['flops'] / 1e6:.2f}M)",
              "schedule": schedule, "target": check_targets(run.b.cfg.bench.targets, values),
-             **common_columns(run, benchmarks, results_root, f"{r['epochs']} (of {t['epochs']})")}]
+             **common_columns(run, f"{r['epochs']} (of {t['epochs']})")}]
 
 
 def prune_columns(run: Run, benchmarks, results_root) -> tuple[dict, dict]:
@@ -331,7 +333,7 @@ def prune_columns(run: Run, benchmarks, results_root) -> tuple[dict, dict]:
     kd = run.config["finetune"]["kd"]["alpha"]
     cols = {"starts from": f"{base.b.name} ({fmt(run.result.get('baseline_top1'))}%)",
             "KD alpha": f"{kd:g}" if kd else "off",
-            **common_columns(run, benchmarks, results_root, f"{ft} fine-tune (baseline {base_epochs})")}
+            **common_columns(run, f"{ft} fine-tune (baseline {base_epochs})")}
     return cols, values
 
 
@@ -368,19 +370,21 @@ def profile_rows(run: Run, benchmarks, results_root) -> list[dict]:
     models = {m["label"]: m for m in run.result["models"]}
     base_label = run.result["models"][0]["label"]
     names = dict(zip((m["label"] for m in run.result["models"][1:]), run.b.cfg.bench.needs[1:]))
+    baseline = baseline_of(run, benchmarks, results_root)
     rows = []
     for row in run.result["flops_vs_latency"]:
         base_ms = models[base_label]["latency"][row["backend"]][row["batch_size"]]["median_ms"]
         stats = models[row["model"]]["latency"][row["backend"]][row["batch_size"]]
         values = {"latency_ratio": row["latency_over_flops_reduction"]}
-        rows.append({"pruned model": names.get(row["model"], row["model"]), "backend": row["backend"],
+        rows.append({"baseline": baseline.b.name, "pruned model": names.get(row["model"], row["model"]),
+                     "backend": row["backend"],
                      "batch": str(row["batch_size"]), "MACs reduction": fmt(row["flops_reduction_pct"], ".1f", "%"),
                      "median latency ms: baseline -> pruned": f"{base_ms:.2f} -> {stats['median_ms']:.2f}",
                      "latency reduction": fmt(row["latency_reduction_pct"], ".1f", "%"),
                      "latency / MACs reduction": fmt(row["latency_over_flops_reduction"], ".2f"),
                      "noise (p90 / median)": fmt(row["noise_p90_over_median"], ".2f"),
                      "target": check_targets(run.b.cfg.bench.targets, values),
-                     "model": benchmarks[run.b.cfg.bench.needs[0]].name, "data": "random inputs", "epochs": "-",
+                     "model": baseline.config.get("model", {}).get("name", "-"), "data": "random inputs", "epochs": "-",
                      "seed": "-", "device": device_text(run, stats["device"], stats.get("num_threads")),
                      "wall time": wall_text(run)})
     return rows
@@ -392,7 +396,7 @@ def loader_rows(run: Run, benchmarks, results_root) -> list[dict]:
     return [{"batch": str(r["batch_size"]), "loader only": f"{r['loader_images_per_s']:,.0f} images/s",
              "training step": f"{r['step_images_per_s']:,.0f} images/s ({r['model']})",
              "ratio": f"{values['loader_ratio']:,.1f}x", "target": check_targets(run.b.cfg.bench.targets, values),
-             **common_columns(run, benchmarks, results_root, "-")}]
+             **common_columns(run, "-")}]
 
 
 ROWS = {"train": train_rows, "prune_structured": structured_rows, "prune_unstructured": unstructured_rows,

@@ -275,13 +275,19 @@ def _sync(device: torch.device) -> None:
 
 def train_step_throughput(model: nn.Module, loader, *, device: torch.device, num_batches: int, lr: float = 0.01) -> float:
     """Images/s of full training steps (forward, backward, SGD update) on `num_batches` batches
-    of `loader`, after one untimed warm-up step. Trains a throwaway copy, not `model`."""
+    of `loader` (passes over it again when it is shorter), after one untimed warm-up step.
+    Trains a throwaway copy, not `model`."""
     import copy
     import itertools
 
     net = copy.deepcopy(model).to(device).train()
     optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
-    batches = list(itertools.islice(iter(loader), num_batches + 1))
+    batches: list = []
+    while len(batches) < num_batches + 1:
+        more = list(itertools.islice(iter(loader), num_batches + 1 - len(batches)))
+        if not more:
+            raise ValueError("the loader yields no batches")
+        batches += more
 
     def step(images: torch.Tensor, targets: torch.Tensor) -> None:
         loss = F.cross_entropy(net(images.to(device)), targets.to(device))
