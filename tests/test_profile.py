@@ -72,3 +72,11 @@ def test_missing_checkpoint_exits_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         run_cli(profile_script.main, ["--baseline", str(tmp_path / "nope.pth")])
     assert exc.value.code == 2 and "nope.pth not found" in capsys.readouterr().err
+
+
+def test_explain_points_onnxruntime_at_its_16_channel_blocks():
+    text = explain(50, 10, batch_size=64, device="cpu", odd_channels=[], noise=1.0, backend="onnxruntime",
+                   odd_channels_16=["layer2.0.conv1"])
+    assert "blocks of 16 channels" in text and "layer2.0.conv1" in text and "round_to=16" in text
+    assert "blocks of 16" not in explain(50, 10, batch_size=64, device="cpu", odd_channels=[], noise=1.0,
+                                         odd_channels_16=["layer2.0.conv1"])  # eager torch: not this cause

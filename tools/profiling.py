@@ -45,6 +45,7 @@ def profile_model(label: str, model: nn.Module, input_shape: tuple[int, int, int
         "params": params,
         "size_bytes": model_size_bytes(model),
         "channels_not_multiple_of_8": channels_not_multiple_of(model, 8),
+        "channels_not_multiple_of_16": channels_not_multiple_of(model, 16),
         "latency": {},
     }
     if measure:
@@ -118,15 +119,16 @@ def flops_vs_latency(baseline: dict, pruned: dict) -> list[dict]:
                 "speedup": base["median_ms"] / stats["median_ms"],
                 "latency_over_flops_reduction": ratio,
                 "noise_p90_over_median": max(s["p90_ms"] / s["median_ms"] for s in (base, stats)),
-                "explanation": explain(flops_red, lat_red, batch_size=bs, device=stats["device"],
+                "explanation": explain(flops_red, lat_red, batch_size=bs, device=stats["device"], backend=backend,
                                        odd_channels=pruned["channels_not_multiple_of_8"],
+                                       odd_channels_16=pruned.get("channels_not_multiple_of_16", []),
                                        noise=max(s["p90_ms"] / s["median_ms"] for s in (base, stats))),
             })
     return rows
 
 
 def explain(flops_red: float, lat_red: float, *, batch_size: int, device: str, odd_channels: list[str],
-            noise: float) -> str:
+            noise: float, backend: str = "torch", odd_channels_16: list[str] | None = None) -> str:
     """Why the measured latency did (not) follow the FLOPs, in words a practitioner can act on."""
     if flops_red <= 0:
         return "no FLOPs reduction: latency can only change by noise or by unstructured sparsity the dense kernels ignore"
@@ -146,6 +148,10 @@ def explain(flops_red: float, lat_red: float, *, batch_size: int, device: str, o
     if odd_channels:
         reasons.append(f"{len(odd_channels)} conv layers have channel counts that are not multiples of 8 "
                        f"(e.g. {odd_channels[0]}), which vectorised kernels pad; use round_to=8")
+    if backend == "onnxruntime" and device == "cpu" and odd_channels_16:
+        reasons.append(f"ONNX Runtime's CPU convolutions compute in blocks of 16 channels on AVX-512 (8 on AVX2), "
+                       f"so {len(odd_channels_16)} conv layers with counts between blocks (e.g. {odd_channels_16[0]}) "
+                       f"cost as much as the next multiple of 16; try structured.round_to=16")
     reasons.append("memory-bound layers (BN, activations, pooling, depthwise convs, residual adds) move "
                    "data rather than compute and shrink less than the FLOPs")
     return "; ".join(reasons)
