@@ -5,6 +5,7 @@ really made the model faster.
         --pruned results/structured/l2_macs0.5/pruned_model.pth --measure-latency --batch-sizes 1,64 --backend both
 
 Run it as a module (python -m scripts.profile): as a file it would shadow Python's own `profile`.
+On a machine other jobs share, `--set profile.rounds=5` times the models in turns (interleaved).
 Writes the results YAML (--save-results, default results/profile/<baseline run>/profile.yaml)
 and latency_vs_macs.png beside it.
 """
@@ -14,11 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from tools.cli import base_parser, load_checkpoint_run, parse_batch_sizes
-from tools.engine import resolve_device
 from tools.errors import run_cli
 from tools.io import atomic_write_yaml
 from tools.metrics import compare_metrics, format_comparison, format_count
-from tools.profiling import backend_list, flops_vs_latency, plot_latency_vs_macs, profile_model, slowest_layers
+from tools.profiling import (backend_list, flops_vs_latency, measure_models, plot_latency_vs_macs, profile_model,
+                             slowest_layers)
 
 
 def parse_args(argv):
@@ -47,20 +48,23 @@ def main(argv=None):
     backends = backend_list(args.backend)
     flags = {"profile.batch_sizes": parse_batch_sizes(args.batch_sizes)}
     taken: set[str] = set()
-    entries, layers = [], {}
+    entries, models, layers = [], {}, {}
     for path in [args.baseline, *args.pruned]:
-        cfg, _, data, model, _ = load_checkpoint_run(args, flags=flags, checkpoint=path)
-        device = resolve_device(cfg.train.device)
-        prof = cfg.profile
+        cfg, _, data, model, device = load_checkpoint_run(args, flags=flags, checkpoint=path)
         label = label_for(path, taken)
-        entry = profile_model(label, model, data.input_shape, batch_sizes=prof.batch_sizes, backends=backends,
-                              device=device, warmup=prof.warmup, repeats=prof.repeats,
-                              num_threads=prof.num_threads or None, measure=args.measure_latency)
-        entry["checkpoint"] = str(path)
-        entries.append(entry)
-        if args.measure_latency:
-            layers[label] = slowest_layers(model, data.input_shape, batch_size=min(prof.batch_sizes), device=device,
-                                           repeats=max(3, prof.repeats // 5), top=args.top_layers)
+        entries.append(profile_model(label, model, data.input_shape) | {"checkpoint": str(path)})
+        models[label] = model
+    prof = cfg.profile
+    if args.measure_latency:
+        latency = measure_models(models, data.input_shape, batch_sizes=prof.batch_sizes, backends=backends,
+                                 device=device, warmup=prof.warmup, repeats=prof.repeats,
+                                 num_threads=prof.num_threads or None, rounds=prof.rounds)
+        for entry in entries:
+            entry["latency"] = latency[entry["label"]]
+            layers[entry["label"]] = slowest_layers(models[entry["label"]], data.input_shape,
+                                                    batch_size=min(prof.batch_sizes), device=device,
+                                                    repeats=max(3, prof.repeats // 5), top=args.top_layers)
+    for entry in entries:
         print_entry(entry)
 
     baseline = entries[0]

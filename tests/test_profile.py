@@ -7,7 +7,7 @@ import yaml
 
 import scripts.profile as profile_script
 from tools.errors import run_cli
-from tools.profiling import explain, flops_vs_latency
+from tools.profiling import explain, flops_vs_latency, merge_rounds
 
 
 def test_profile_two_checkpoints_writes_every_key_and_the_plot(tiny_checkpoint, pruned_checkpoint, tmp_path):
@@ -80,3 +80,25 @@ def test_explain_points_onnxruntime_at_its_16_channel_blocks():
     assert "blocks of 16 channels" in text and "layer2.0.conv1" in text and "round_to=16" in text
     assert "blocks of 16" not in explain(50, 10, batch_size=64, device="cpu", odd_channels=[], noise=1.0,
                                          odd_channels_16=["layer2.0.conv1"])  # eager torch: not this cause
+
+
+def test_interleaved_rounds(tiny_checkpoint, pruned_checkpoint, tmp_path):
+    out = tmp_path / "profile.yaml"
+    profile_script.main(["--baseline", str(tiny_checkpoint), "--pruned", str(pruned_checkpoint), "--measure-latency",
+                         "--batch-sizes", "2", "--backend", "both", "--save-results", str(out), "--set",
+                         "profile.repeats=6", "profile.warmup=1", "profile.num_threads=1", "profile.rounds=3"])
+    for entry in yaml.safe_load(out.read_text())["models"]:
+        for backend in ("torch", "onnxruntime"):
+            stats = entry["latency"][backend][2]
+            assert stats["rounds"] == 3 and stats["repeats"] == 6 and len(stats["round_medians_ms"]) == 3
+            assert stats["median_ms"] == sorted(stats["round_medians_ms"])[1]
+
+
+def test_merge_rounds_uses_the_round_medians():
+    rounds = [{"mean_ms": m + 0.5, "median_ms": m, "p90_ms": m + 1, "p99_ms": m + 2, "min_ms": m - 0.5,
+               "batch_size": 4, "repeats": 10} for m in (3.0, 1.0, 2.0)]
+    merged = merge_rounds(rounds)
+    assert merged["median_ms"] == 2.0 and merged["min_ms"] == 0.5 and merged["p99_ms"] == 5.0
+    assert merged["round_medians_ms"] == [3.0, 1.0, 2.0] and merged["repeats"] == 30 and merged["rounds"] == 3
+    assert merged["throughput_ips"] == 4 * 1000.0 / 2.0 and merged["p90_ms"] == pytest.approx(2.8)
+    assert merge_rounds(rounds[:1]) is rounds[0]

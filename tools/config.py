@@ -217,6 +217,7 @@ class ProfileConfig:
     repeats: int = 50  # timed iterations; median and p90 come from these
     batch_sizes: list[int] = field(default_factory=lambda: [1, 32, 256])
     num_threads: int = 0  # CPU threads for timing; 0 = torch's default
+    rounds: int = 1  # > 1: models take turns, repeats / rounds runs each per round (fair on a shared machine)
 
 
 @dataclass

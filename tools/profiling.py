@@ -2,19 +2,24 @@
 
     uv run python -m scripts.profile --baseline base.pth --pruned pruned.pth --measure-latency
 
-    entry = profile_model("pruned", model, (3, 32, 32), batch_sizes=[1, 64], backends=["torch"],
-                          device=torch.device("cpu"), warmup=10, repeats=50, num_threads=2)
+    entry = profile_model("pruned", model, (3, 32, 32))          # MACs, FLOPs, params, size
+    entry["latency"] = measure_models({"pruned": model}, (3, 32, 32), batch_sizes=[1, 64], backends=["torch"],
+                                      device=torch.device("cpu"), warmup=10, repeats=50, num_threads=1)["pruned"]
     rows = flops_vs_latency(baseline_entry, entry)   # one row per backend and batch size
 
 Latency figures are the median of `repeats` timed runs after `warmup` untimed ones, with the
-thread count recorded; p90/median is reported as the noise.
+thread count recorded; p90/median is reported as the noise. With several rounds the models are
+timed in turns (interleaved), which keeps comparisons fair on a machine other jobs share.
 """
 
 from __future__ import annotations
 
+import copy
+import statistics
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -32,13 +37,11 @@ def backend_list(backend: str) -> list[str]:
     return ["torch", "onnxruntime"] if backend == "both" else [backend]
 
 
-def profile_model(label: str, model: nn.Module, input_shape: tuple[int, int, int], *, batch_sizes: list[int],
-                  backends: list[str], device: torch.device, warmup: int, repeats: int,
-                  num_threads: int | None, measure: bool = True) -> dict:
-    """Cost (MACs, FLOPs, params, size) and, when `measure`, latency per backend and batch size."""
+def profile_model(label: str, model: nn.Module, input_shape: tuple[int, int, int]) -> dict:
+    """Cost figures (MACs, FLOPs, params, size); `measure_models` adds the latency."""
     model = model.eval()
     macs, params = count_macs_params(model, (1, *input_shape), device=next(model.parameters()).device)
-    entry = {
+    return {
         "label": label,
         "macs": macs,
         "flops": flops_from_macs(macs),
@@ -48,15 +51,59 @@ def profile_model(label: str, model: nn.Module, input_shape: tuple[int, int, int
         "channels_not_multiple_of_16": channels_not_multiple_of(model, 16),
         "latency": {},
     }
-    if measure:
-        entry["latency"] = measure_backends(model, input_shape, batch_sizes=batch_sizes, backends=backends,
-                                            device=device, warmup=warmup, repeats=repeats, num_threads=num_threads)
-    return entry
+
+
+def measure_models(models: dict[str, nn.Module], input_shape: tuple[int, int, int], *, batch_sizes: list[int],
+                   backends: list[str], device: torch.device, warmup: int, repeats: int, num_threads: int | None,
+                   rounds: int = 1) -> dict[str, dict[str, dict[int, dict]]]:
+    """Latency per model, backend and batch size. With `rounds` > 1 the models take turns: every
+    round times each of them with repeats / rounds runs, so a burst of load from another process
+    hits all models alike instead of whichever was being timed; the figures are then those of
+    the round medians (see merge_rounds)."""
+    if rounds < 1:
+        raise UserError(f"profile.rounds must be >= 1, got {rounds}")
+    per_round = -(-repeats // rounds)
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx = {}
+        if "onnxruntime" in backends:
+            from tools.export import export_onnx
+
+            for i, (label, model) in enumerate(models.items()):
+                onnx[label] = export_onnx(copy.deepcopy(model).cpu(), input_shape, Path(tmp) / f"{i}.onnx", opset=17)
+        timed = [{label: measure_backends(model, input_shape, batch_sizes=batch_sizes, backends=backends, device=device,
+                                          warmup=warmup if r == 0 else max(1, warmup // rounds),
+                                          repeats=per_round if rounds > 1 else repeats, num_threads=num_threads,
+                                          onnx_path=onnx.get(label))
+                  for label, model in models.items()} for r in range(rounds)]
+    return {label: {backend: {bs: merge_rounds([t[label][backend][bs] for t in timed]) for bs in by_batch}
+                    for backend, by_batch in timed[0][label].items()} for label in models}
+
+
+def merge_rounds(stats: list[dict]) -> dict:
+    """One set of statistics from several rounds' (one round: unchanged). The median, p90 and
+    spread are over the round medians, so p90/median measures how much the rounds disagree."""
+    if len(stats) == 1:
+        return stats[0]
+    medians = [s["median_ms"] for s in stats]
+    median_ms = statistics.median(medians)
+    return stats[0] | {
+        "mean_ms": statistics.fmean(s["mean_ms"] for s in stats),
+        "std_ms": statistics.stdev(medians),
+        "median_ms": median_ms,
+        "p90_ms": float(np.percentile(medians, 90)),
+        "p99_ms": max(s["p99_ms"] for s in stats),
+        "min_ms": min(s["min_ms"] for s in stats),
+        "throughput_ips": stats[0]["batch_size"] * 1000.0 / median_ms,
+        "repeats": sum(s["repeats"] for s in stats),
+        "rounds": len(stats),
+        "round_medians_ms": medians,
+    }
 
 
 def measure_backends(model: nn.Module, input_shape: tuple[int, int, int], *, batch_sizes: list[int],
                      backends: list[str], device: torch.device, warmup: int, repeats: int,
-                     num_threads: int | None) -> dict[str, dict[int, dict]]:
+                     num_threads: int | None, onnx_path: Path | None = None) -> dict[str, dict[int, dict]]:
+    """One model's latency per backend and batch size; onnxruntime times the ONNX file at `onnx_path`."""
     from tools.latency import measure_latency, measure_onnx_latency
 
     results: dict[str, dict[int, dict]] = {}
@@ -64,14 +111,9 @@ def measure_backends(model: nn.Module, input_shape: tuple[int, int, int], *, bat
         results["torch"] = {bs: measure_latency(model, input_shape, batch_size=bs, device=device, warmup=warmup,
                                                 repeats=repeats, num_threads=num_threads) for bs in batch_sizes}
     if "onnxruntime" in backends:
-        from tools.export import export_onnx
-
-        with tempfile.TemporaryDirectory() as tmp:
-            path = export_onnx(model.cpu(), input_shape, Path(tmp) / "model.onnx", opset=17)
-            model.to(device)
-            results["onnxruntime"] = {bs: measure_onnx_latency(str(path), input_shape, batch_size=bs, warmup=warmup,
-                                                               repeats=repeats, num_threads=num_threads)
-                                      for bs in batch_sizes}
+        results["onnxruntime"] = {bs: measure_onnx_latency(str(onnx_path), input_shape, batch_size=bs, warmup=warmup,
+                                                           repeats=repeats, num_threads=num_threads)
+                                  for bs in batch_sizes}
     return results
 
 
