@@ -16,6 +16,7 @@ folders only: a figure in a generated table is always one some run wrote.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import subprocess
@@ -136,7 +137,9 @@ def plan(benchmarks: dict[str, Benchmark], names: list[str]) -> list[Benchmark]:
         if name in chain:
             raise UserError(f"benchmarks depend on each other in a cycle: {' -> '.join(chain + (name,))}")
         if name not in benchmarks:
-            raise UserError(f"unknown benchmark {name!r}; see --list (known: {', '.join(benchmarks)})")
+            close = difflib.get_close_matches(name, benchmarks, n=3)
+            hint = f"did you mean {' or '.join(close)}? " if close else ""
+            raise UserError(f"unknown benchmark {name!r}; {hint}--list shows them all")
         for need in benchmarks[name].cfg.bench.needs:
             visit(need, chain + (name,))
         if benchmarks[name] not in order:
