@@ -398,7 +398,7 @@ def loader_rows(run: Run, benchmarks, results_root) -> list[dict]:
     values = {"loader_ratio": r["loader_images_per_s"] / r["step_images_per_s"]}
     return [{"batch": str(r["batch_size"]), "loader only": f"{r['loader_images_per_s']:,.0f} images/s",
              "training step": f"{r['step_images_per_s']:,.0f} images/s ({r['model']})",
-             "ratio": f"{values['loader_ratio']:,.1f}x", "target": check_targets(run.b.cfg.bench.targets, values),
+             "loader / step": f"{values['loader_ratio']:,.1f}x", "target": check_targets(run.b.cfg.bench.targets, values),
              **common_columns(run, "-")}]
 
 
@@ -437,10 +437,12 @@ def table_rows(benchmarks: dict[str, Benchmark], table: str, results_root: Path,
 LAST_COLUMNS = ["model", "data", "epochs", "seed", "device", "wall time", "target", "command"]
 
 
-def markdown_table(rows: list[dict]) -> str:
-    columns = [c for row in rows for c in row]
-    columns = list(dict.fromkeys(c for c in columns if c not in LAST_COLUMNS)) + \
-        [c for c in LAST_COLUMNS if any(c in row for row in rows)]
+def markdown_table(rows: list[dict], order: list[str] | None = None) -> str:
+    """Columns in order of first appearance (or of `order`), the LAST_COLUMNS at the end."""
+    columns = list(dict.fromkeys(c for row in rows for c in row if c not in LAST_COLUMNS))
+    if order:
+        columns.sort(key=order.index)
+    columns += [c for c in LAST_COLUMNS if any(c in row for row in rows)]
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     for row in rows:
         lines.append("| " + " | ".join(str(row.get(c, "-")).replace("|", "/") for c in columns) + " |")
@@ -449,7 +451,7 @@ def markdown_table(rows: list[dict]) -> str:
 
 SUMMARY = "summary"  # the block listing every row that has targets, and whether it met them
 SUMMARY_COLUMNS = ["benchmark", "pruned model", "backend", "batch", "MACs reduction", "sparsity", "drop (pts)",
-                   "latency / MACs reduction", "ratio", "epochs", "device", "wall time", "target"]
+                   "latency / MACs reduction", "loader / step", "epochs", "device", "wall time", "target"]  # what it shows, in order
 
 
 def summary_rows(benchmarks: dict[str, Benchmark], results_root: Path, cuda: bool, tables: list[str]) -> list[dict]:
@@ -476,7 +478,7 @@ def render_doc(text: str, benchmarks: dict[str, Benchmark], results_root: Path, 
         if table == SUMMARY:
             if start not in text:
                 continue
-            rows, about = markdown_table(summary_rows(benchmarks, results_root, cuda, tables)), ""
+            rows, about = markdown_table(summary_rows(benchmarks, results_root, cuda, tables), ["table"] + SUMMARY_COLUMNS), ""
         else:
             rows = markdown_table(table_rows(benchmarks, table, results_root, cuda))
             about = "\n".join(f"- `{b.name}`: {b.description}" for b in benchmarks.values()
