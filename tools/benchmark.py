@@ -333,8 +333,12 @@ def prune_columns(run: Run, benchmarks, results_root) -> tuple[dict, dict]:
     base_epochs = base.result.get("epochs")
     values = {"drop": run.result.get("accuracy_drop"),
               "finetune_fraction": ft / base_epochs if base_epochs else None}
-    kd = run.config["finetune"]["kd"]["alpha"]
+    f = run.config["finetune"]
+    lr = f["lr"] or run.config["train"]["lr"] / 10  # 0 means a tenth of the training lr
+    kd = f["kd"]["alpha"]
     cols = {"starts from": f"{base.b.name} ({fmt(run.result.get('baseline_top1'))}%)",
+            "fine-tuning": f"{f['scheduler']}, lr {lr:g}" + (f", label smoothing {f['label_smoothing']:g}"
+                                                             if f["label_smoothing"] else ""),
             "KD alpha": f"{kd:g}" if kd else "off",
             **common_columns(run, f"{ft} fine-tune (baseline {base_epochs})")}
     return cols, values
