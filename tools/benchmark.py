@@ -369,7 +369,24 @@ def unstructured_rows(run: Run, benchmarks, results_root) -> list[dict]:
                  f"{fmt(r.get('baseline_top1'))} -> {fmt(r.get('pruned_top1'))} -> {fmt(r.get('finetuned_top1'))}",
              "drop (pts)": fmt(r.get("accuracy_drop"), "+.2f"),
              "non-zero MACs (theoretical speed-up)": f"{r['nonzero_macs'] / 1e6:.2f}M ({r['theoretical_speedup']:.2f}x)",
+             "checkpoint MiB: dense -> compressed": f"{r['dense_size_bytes'] / 2**20:.2f} -> "
+                                                    f"{r['compressed_size_bytes'] / 2**20:.2f}" if "compressed_size_bytes" in r else "-",
+             "2:4 kernels": semi_structured_text(r.get("semi_structured")),
              "target": check_targets(run.b.cfg.bench.targets, values), **cols}]
+
+
+def semi_structured_text(section: dict | None) -> str:
+    """Measured 2:4 kernel speed-ups of an N:M run, or why there are none."""
+    if section is None:
+        return "-"
+    if section.get("timings"):
+        return "; ".join(f"{t['layer']} batch {t['batch_size']}: {t['speedup']:.2f}x" for t in section["timings"])
+    if "layers" not in section:
+        return "not timed (no CUDA)"
+    if any(row["eligible"] for row in section["layers"]):
+        return f"not timed ({section['device']})"
+    return "no eligible layer: " + "; ".join(f"{row['layer']} {row['reason']}" for row in section["layers"]) \
+        if section["layers"] else "no linear layer"
 
 
 def profile_rows(run: Run, benchmarks, results_root) -> list[dict]:
