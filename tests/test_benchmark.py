@@ -5,7 +5,8 @@ import yaml
 
 import scripts.benchmark as benchmark_script
 from conftest import ROOT
-from tools.benchmark import check_targets, discover, finetune_epochs, marker, plan, render_doc, script_argv
+from tools.benchmark import (check_targets, discover, finetune_epochs, marker, plan, render_doc, script_argv,
+                             semi_structured_text)
 from tools.config import config_to_dict, load_config
 from tools.errors import UserError, run_cli
 
@@ -192,3 +193,12 @@ def test_project_benchmarks_are_valid_and_have_doc_blocks():
     assert any(b.cfg.bench.device == "cuda" for b in benchmarks.values())
     for table in {b.cfg.bench.table for b in benchmarks.values()}:
         assert marker(table)[0] in doc and marker(table)[1] in doc, table
+
+
+def test_semi_structured_text():
+    timed = {"device": "cuda:0", "layers": [{"layer": "fc1", "eligible": True, "reason": "ok"}],
+             "timings": [{"layer": "fc1", "batch_size": 256, "speedup": 1.234}]}
+    assert semi_structured_text(timed) == "fc1 batch 256: 1.23x"
+    none = {"device": "cpu", "timings": [], "layers": [{"layer": "fc", "eligible": False, "reason": "weight 10x64"}]}
+    assert semi_structured_text(none) == "no eligible layer: fc weight 10x64"
+    assert semi_structured_text({"nm_layers": {}}) == "not timed (no CUDA)" and semi_structured_text(None) == "-"
