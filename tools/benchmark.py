@@ -208,9 +208,10 @@ def run_benchmark(b: Benchmark, benchmarks: dict[str, Benchmark], results_root: 
     log_path.parent.mkdir(parents=True, exist_ok=True)
     print(f"$ python -m scripts.{b.script} {' '.join(argv)}\n  (log: {log_path})", flush=True)
     start = time.perf_counter()
-    with open(log_path, "a") as log:
+    with open(log_path, "a", buffering=1) as log:  # line-buffered: the log can be followed live
         log.write(f"\n# {datetime.now(timezone.utc).isoformat()} python -m scripts.{b.script} {' '.join(argv)}\n")
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                env=os.environ | {"PYTHONUNBUFFERED": "1"})  # lines as they happen, not in blocks
         for line in proc.stdout:
             sys.stdout.write(line)
             log.write(line)
