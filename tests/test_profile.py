@@ -60,6 +60,7 @@ def test_explain_mentions_noise_and_gpu_launches():
 @pytest.mark.parametrize("extra,pattern", [
     (["--batch-sizes", "0"], r"--batch-sizes must be positive integers"),
     (["--backend", "tensorrt"], r"unknown --backend 'tensorrt'"),
+    (["--set", "profile.rounds=0"], r"profile.rounds must be >= 1, got 0"),
 ])
 def test_bad_inputs_exit_2(tiny_checkpoint, capsys, extra, pattern):
     with pytest.raises(SystemExit) as exc:

@@ -72,7 +72,7 @@ def measure_models(models: dict[str, nn.Module], input_shape: tuple[int, int, in
                 onnx[label] = export_onnx(copy.deepcopy(model).cpu(), input_shape, Path(tmp) / f"{i}.onnx", opset=17)
         timed = [{label: measure_backends(model, input_shape, batch_sizes=batch_sizes, backends=backends, device=device,
                                           warmup=warmup if r == 0 else max(1, warmup // rounds),
-                                          repeats=per_round if rounds > 1 else repeats, num_threads=num_threads,
+                                          repeats=per_round, num_threads=num_threads,
                                           onnx_path=onnx.get(label))
                   for label, model in models.items()} for r in range(rounds)]
     return {label: {backend: {bs: merge_rounds([t[label][backend][bs] for t in timed]) for bs in by_batch}
