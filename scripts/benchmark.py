@@ -40,7 +40,7 @@ def main(argv=None):
     cuda = cuda_available()
     if args.list:
         for b in benchmarks.values():
-            state = "done" if b.done(results) else "partial" if b.run_dir(results).exists() else "pending"
+            state = b.state(results)
             needs = f", needs {', '.join(b.cfg.bench.needs)}" if b.cfg.bench.needs else ""
             print(f"{b.name:32s} {state:8s} {b.cfg.bench.device:5s} {b.script} -> table {b.cfg.bench.table}{needs}")
             print(f"    {b.description}" if b.description else "", end="\n" if b.description else "")

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tools.config import Config, config_to_dict, load_config
+from tools.config import Config, config_from_dict, config_to_dict, load_config
 from tools.errors import UserError
 from tools.io import atomic_write_text, atomic_write_yaml, read_yaml_mapping
+from tools.training import finetune_train_config
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,10 @@ class Benchmark:
 
     def done(self, results_root: Path) -> bool:
         return self.result_path(results_root).is_file()
+
+    def state(self, results_root: Path) -> str:
+        """done | partial (its folder exists without the result: started, not finished) | pending"""
+        return "done" if self.done(results_root) else "partial" if self.run_dir(results_root).exists() else "pending"
 
 
 # ----------------------------------------------------------------------------- discovery
@@ -334,12 +339,12 @@ def prune_columns(run: Run, benchmarks, results_root) -> tuple[dict, dict]:
     base_epochs = base.result.get("epochs")
     values = {"drop": run.result.get("accuracy_drop"),
               "finetune_fraction": ft / base_epochs if base_epochs else None}
-    f = run.config["finetune"]
-    lr = f["lr"] or run.config["train"]["lr"] / 10  # 0 means a tenth of the training lr
-    kd = f["kd"]["alpha"]
+    cfg = config_from_dict(run.config, f"{run.b.run_dir(results_root)}/config.yaml")
+    f = finetune_train_config(cfg.train, cfg.finetune)  # what the fine-tuning really ran with
+    kd = cfg.finetune.kd.alpha
     cols = {"starts from": f"{base.b.name} ({fmt(run.result.get('baseline_top1'))}%)",
-            "fine-tuning": f"{f['scheduler']}, lr {lr:g}" + (f", label smoothing {f['label_smoothing']:g}"
-                                                             if f["label_smoothing"] else ""),
+            "fine-tuning": f"{f.scheduler}, lr {f.lr:g}" + (f", label smoothing {f.label_smoothing:g}"
+                                                           if f.label_smoothing else ""),
             "KD alpha": f"{kd:g}" if kd else "off",
             **common_columns(run, f"{ft} fine-tune (baseline {base_epochs})")}
     return cols, values
@@ -433,7 +438,7 @@ def pending_row(b: Benchmark, results_root: Path, cuda: bool) -> dict:
     if b.cfg.bench.device == "cuda" and not cuda:
         why = "needs a CUDA GPU"
     else:
-        why = "started, not finished" if b.run_dir(results_root).exists() else "not run yet"
+        why = "started, not finished" if b.state(results_root) == "partial" else "not run yet"
     cfg = config_to_dict(b.cfg)
     row = {"target": f"pending: {why}", "device": b.cfg.bench.device}
     if b.script in ("train", "loader_speed"):  # the YAML alone is the whole recipe
