@@ -230,6 +230,7 @@ class BenchConfig:
     device: str = "cpu"  # cpu | cuda: the device the row is defined for (cuda rows stay pending without a GPU)
     args: list[str] = field(default_factory=list)  # extra flags for the script, e.g. ["--backend", "both"]
     targets: dict[str, float] = field(default_factory=dict)  # e.g. {max_drop: 1.0}; see tools.benchmark.TARGETS
+    seeds: list[int] = field(default_factory=list)  # one run per seed (train.seed) in <row>/seed<k>/; [] -> one run
 
 
 @dataclass
