@@ -6,7 +6,8 @@
     uv run python -m scripts.benchmark --run all --device cuda           # the GPU rows only
     uv run python -m scripts.benchmark --doc-only                        # just regenerate the doc
 
-Each benchmark writes into results/bench/<name>/ (its log beside it, <name>.log). Finished rows
+Each benchmark writes into results/bench/<name>/ (its log beside it, <name>.log), a row with
+`bench.seeds` one folder per seed, results/bench/<name>/seed<k>/. Finished runs
 are skipped, so re-running resumes where it stopped; a train row continues from its last.pth.
 Rows defined for CUDA stay "pending" in the doc until they have run on a GPU.
 """
@@ -44,8 +45,10 @@ def main(argv=None):
             needs = f", needs {', '.join(b.cfg.bench.needs)}" if b.cfg.bench.needs else ""
             print(f"{b.name:32s} {state:8s} {b.cfg.bench.device:5s} {b.script} -> table {b.cfg.bench.table}{needs}")
             print(f"    {b.description}" if b.description else "", end="\n" if b.description else "")
+            seeds = f"\n      (one run per seed {', '.join(map(str, b.seeds))}; this is seed {b.seeds[0]}'s)" \
+                if b.cfg.bench.seeds else ""
             print(f"    {COMMAND.format(name=b.name)}\n    = python -m scripts.{b.script} "
-                  f"{' '.join(script_argv(b, benchmarks, results))}")
+                  f"{' '.join(script_argv(b, benchmarks, results))}{seeds}")
         return
     if args.run:
         names = args.run
@@ -55,7 +58,7 @@ def main(argv=None):
             raise UserError("--device filters --run all only; name the benchmarks or drop --device")
         for b in plan(benchmarks, names):
             if b.done(results):
-                print(f"== {b.name}: done earlier ({b.result_path(results)}), skipped")
+                print(f"== {b.name}: done earlier ({b.run_dir(results)}), skipped")
                 continue
             if b.cfg.bench.device == "cuda" and not cuda:
                 if args.run == ["all"]:

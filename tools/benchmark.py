@@ -8,10 +8,14 @@
     for b in plan(benchmarks, ["resnet20_l2_macs50_ft6"]): ...   # its baseline first
     write_doc(benchmarks, results_root=Path("results/bench"), doc=Path("docs/benchmarks.md"))
 
-A benchmark's run folder is results/bench/<name>/. It is done when its script's result file
-exists (each script writes it last, atomically), so re-running skips finished rows, and a train
-row that stopped mid-way resumes from its last.pth. The doc's tables are rebuilt from the run
-folders only: a figure in a generated table is always one some run wrote.
+A benchmark's run folder is results/bench/<name>/; a row with `bench.seeds: [0, 1, 2]` runs once
+per seed (`train.seed`, i.e. fine-tuning seed for a pruning row: same baseline) into
+results/bench/<name>/seed<k>/, and its table row shows the mean +- sample standard deviation over
+the finished seeds with n; targets are judged on the mean, and one whose margin is inside one
+standard deviation says "within noise". A run is done when its script's result file exists (each
+script writes it last, atomically), so re-running skips finished runs, and a train row that
+stopped mid-way resumes from its last.pth. The doc's tables are rebuilt from the run folders only:
+a figure in a generated table is always one some run wrote.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -70,18 +75,33 @@ class Benchmark:
     def script(self) -> str:
         return self.cfg.bench.script
 
-    def run_dir(self, results_root: Path) -> Path:
-        return results_root / self.name
+    @property
+    def seeds(self) -> list[int | None]:
+        """The row's runs: one per `bench.seeds` entry, or one unseeded run (None)."""
+        return list(self.cfg.bench.seeds) or [None]
 
-    def result_path(self, results_root: Path) -> Path:
-        return self.run_dir(results_root) / SCRIPTS[self.script].result
+    def run_dir(self, results_root: Path, seed: int | None = None) -> Path:
+        """The row's folder, or with a seed the folder of that seed's run."""
+        return results_root / self.name if seed is None else results_root / self.name / f"seed{seed}"
+
+    def result_path(self, results_root: Path, seed: int | None = None) -> Path:
+        return self.run_dir(results_root, seed) / SCRIPTS[self.script].result
+
+    def done_seeds(self, results_root: Path) -> list[int | None]:
+        return [s for s in self.seeds if self.result_path(results_root, s).is_file()]
 
     def done(self, results_root: Path) -> bool:
-        return self.result_path(results_root).is_file()
+        """Every run of the row has finished."""
+        return len(self.done_seeds(results_root)) == len(self.seeds)
 
     def state(self, results_root: Path) -> str:
-        """done | partial (its folder exists without the result: started, not finished) | pending"""
-        return "done" if self.done(results_root) else "partial" if self.run_dir(results_root).exists() else "pending"
+        """done | partial (started, not finished; with seeds: 'partial 1/3') | pending"""
+        if self.done(results_root):
+            return "done"
+        finished = len(self.done_seeds(results_root))
+        if finished:
+            return f"partial {finished}/{len(self.seeds)}"
+        return "partial" if self.run_dir(results_root).exists() else "pending"
 
 
 # ----------------------------------------------------------------------------- discovery
@@ -127,6 +147,8 @@ def validate(b: Benchmark, benchmarks: dict[str, Benchmark]) -> None:
     if wanted is not None and len(needs) != wanted or b.script == "profile" and len(needs) < 2:
         count = "a baseline and at least one pruned model" if b.script == "profile" else f"{wanted}"
         raise UserError(f"{where}.needs has {len(needs)} entries; {b.script} takes {count}")
+    if len(set(b.cfg.bench.seeds)) != len(b.cfg.bench.seeds):
+        raise UserError(f"{where}.seeds {b.cfg.bench.seeds} repeats a seed; list each seed once")
     for need in needs:
         if need not in benchmarks:
             raise UserError(f"{where}.needs names {need!r}, which is no benchmark in {b.path.parent}")
@@ -157,17 +179,21 @@ def plan(benchmarks: dict[str, Benchmark], names: list[str]) -> list[Benchmark]:
 
 # ----------------------------------------------------------------------------- running
 def model_path(b: Benchmark, results_root: Path) -> Path:
-    return b.run_dir(results_root) / SCRIPTS[b.script].model
+    """The model a dependent row starts from: a seeded row's first seed's."""
+    return b.run_dir(results_root, b.seeds[0]) / SCRIPTS[b.script].model
 
 
-def script_argv(b: Benchmark, benchmarks: dict[str, Benchmark], results_root: Path) -> list[str]:
-    """The script's command line for this benchmark (without `python -m scripts.<script>`)."""
-    run_dir = b.run_dir(results_root)
+def script_argv(b: Benchmark, benchmarks: dict[str, Benchmark], results_root: Path,
+                seed: int | None = None) -> list[str]:
+    """The script's command line for one run of this benchmark (without `python -m scripts.<script>`);
+    a seeded row's run sets `train.seed` (no seed given: its first seed's run)."""
+    seed = b.seeds[0] if seed is None else seed
+    run_dir = b.run_dir(results_root, seed)
     models = [str(model_path(benchmarks[n], results_root)) for n in b.cfg.bench.needs]
-    argv = ["--config", str(b.path)]
+    argv = ["--config", str(b.path)] + (["--set", f"train.seed={seed}"] if seed is not None else [])
     if b.script == "train":
         argv += ["--save-dir", str(run_dir)]
-        if (run_dir / "last.pth").is_file() and not b.done(results_root):
+        if (run_dir / "last.pth").is_file() and not b.result_path(results_root, seed).is_file():
             argv += ["--resume", str(run_dir / "last.pth")]
     elif b.script.startswith("prune_"):
         argv += ["--checkpoint", models[0], "--save-dir", str(run_dir)]
@@ -202,14 +228,20 @@ def host_description(device: str) -> str:
 
 
 def run_benchmark(b: Benchmark, benchmarks: dict[str, Benchmark], results_root: Path) -> float:
-    """Run one benchmark's script in a fresh process (clean threads, seeds and memory), its output
-    shown and kept in <run folder>.log; on success write the runner's record. Returns seconds."""
+    """Run every unfinished run of one benchmark (each seed in turn). Returns seconds."""
     for need in b.cfg.bench.needs:
         if not benchmarks[need].done(results_root):
             raise UserError(f"benchmark {b.name} needs {need}, which has not finished; run --run {need} first")
-    argv = script_argv(b, benchmarks, results_root)
+    todo = [s for s in b.seeds if s not in b.done_seeds(results_root)]
+    return sum(run_once(b, benchmarks, results_root, seed) for seed in todo)
+
+
+def run_once(b: Benchmark, benchmarks: dict[str, Benchmark], results_root: Path, seed: int | None) -> float:
+    """Run one benchmark run's script in a fresh process (clean threads, seeds and memory), its output
+    shown and kept in <run folder>.log; on success write the runner's record. Returns seconds."""
+    argv = script_argv(b, benchmarks, results_root, seed)
     command = [sys.executable, "-m", f"scripts.{b.script}", *argv]
-    log_path = b.run_dir(results_root).with_suffix(".log")
+    log_path = b.run_dir(results_root, seed).with_suffix(".log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     print(f"$ python -m scripts.{b.script} {' '.join(argv)}\n  (log: {log_path})", flush=True)
     start = time.perf_counter()
@@ -222,10 +254,10 @@ def run_benchmark(b: Benchmark, benchmarks: dict[str, Benchmark], results_root: 
             log.write(line)
         code = proc.wait()
     wall_s = time.perf_counter() - start
-    if code != 0 or not b.done(results_root):
-        raise UserError(f"benchmark {b.name} failed (exit {code}) without writing {b.result_path(results_root)}; "
+    if code != 0 or not b.result_path(results_root, seed).is_file():
+        raise UserError(f"benchmark {b.name} failed (exit {code}) without writing {b.result_path(results_root, seed)}; "
                         f"see {log_path}, fix the cause and re-run --run {b.name} to resume")
-    atomic_write_yaml(b.run_dir(results_root) / RECORD, {
+    atomic_write_yaml(b.run_dir(results_root, seed) / RECORD, {
         "benchmark": b.name, "config": str(b.path), "command": COMMAND.format(name=b.name),
         "script_command": f"python -m scripts.{b.script} {' '.join(argv)}", "wall_time_s": wall_s,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -235,21 +267,29 @@ def run_benchmark(b: Benchmark, benchmarks: dict[str, Benchmark], results_root: 
 
 
 # ----------------------------------------------------------------------------- targets
-def check_targets(targets: dict[str, float], values: dict) -> str:
-    """'met', or 'MISSED: <what> <op> <bound>; ...'; values that were not measured read 'n/a'."""
+def check_targets(targets: dict[str, float], values: dict, spreads: dict | None = None) -> str:
+    """'met', or 'MISSED: <what> <op> <bound>; ...'; values that were not measured read 'n/a'. With
+    `spreads` (standard deviations over seeds), a verdict whose margin to its bound is inside one
+    standard deviation says "within noise": another seed could have landed on the other side."""
     if not targets:
         return "-"
-    missed, unknown = [], []
+    missed, unknown, noisy = [], [], []
     for key, bound in targets.items():
         value_key, op, text = TARGETS[key]
-        value = values.get(value_key)
+        value, spread = values.get(value_key), (spreads or {}).get(value_key)
         if value is None:
             unknown.append(key)
-        elif not (value <= bound if op == "<=" else value >= bound):
-            missed.append(f"{text.format(value)} {'>' if op == '<=' else '<'} {bound:g}")
+            continue
+        noise = f"within noise, std {spread:.2f}" if spread and abs(value - bound) <= spread else ""
+        if not (value <= bound if op == "<=" else value >= bound):
+            missed.append(f"{text.format(value)} {'>' if op == '<=' else '<'} {bound:g}" + (f" ({noise})" if noise else ""))
+        elif noise:
+            noisy.append(f"{text.format(value)}, {noise.removeprefix('within noise, ')}")
     if missed:
         return "MISSED: " + "; ".join(missed)
-    return f"n/a ({', '.join(unknown)} not measured)" if unknown else "met"
+    if unknown:
+        return f"n/a ({', '.join(unknown)} not measured)"
+    return f"met, within noise ({'; '.join(noisy)})" if noisy else "met"
 
 
 def finetune_epochs(cfg: dict, script: str) -> int:
@@ -266,24 +306,62 @@ def finetune_epochs(cfg: dict, script: str) -> int:
 # ----------------------------------------------------------------------------- rows
 @dataclass
 class Run:
-    """What a finished benchmark left in its run folder."""
+    """What a finished benchmark left in its run folder; for a seeded row, its finished seeds together:
+    `result` holds their means and `spread` the sample standard deviations of the same keys."""
     b: Benchmark
-    config: dict  # the resolved config the script saved ({} when it saves none)
+    config: dict  # the resolved config the script saved ({} when it saves none); a seeded row: its first seed's
     result: dict
     record: dict  # the runner's record ({} for a run started by hand)
+    seeds: list[int] = field(default_factory=list)  # the seeds aggregated; [] for an unseeded row
+    spread: dict = field(default_factory=dict)
 
 
-def read_run(b: Benchmark, results_root: Path) -> Run:
-    run_dir = b.run_dir(results_root)
+def read_run(b: Benchmark, results_root: Path, seed: int | None = None) -> Run:
+    run_dir = b.run_dir(results_root, seed)
     config = read_yaml_mapping(run_dir / "config.yaml")
     if config is None and not b.cfg.bench.needs:  # a script that saves no config, run from the YAML alone
         config = config_to_dict(b.cfg)
-    return Run(b, config or {}, read_yaml_mapping(b.result_path(results_root)) or {},
+    return Run(b, config or {}, read_yaml_mapping(b.result_path(results_root, seed)) or {},
                read_yaml_mapping(run_dir / RECORD) or {})
+
+
+def read_row(b: Benchmark, results_root: Path) -> Run:
+    """The row's figures: its one run, or the mean and spread of its finished seeds."""
+    seeds = b.done_seeds(results_root)
+    if seeds == [None]:
+        return read_run(b, results_root)
+    runs = [read_run(b, results_root, s) for s in seeds]
+    mean, spread = mean_and_spread([r.result for r in runs])
+    return Run(b, runs[0].config, mean, runs[0].record, seeds=list(seeds), spread=spread)
+
+
+def mean_and_spread(results: list[dict]) -> tuple[dict, dict]:
+    """Per key of the first result: the mean and sample standard deviation of a number every result
+    has (mappings recursively; a number all results share stays as it is), else the first's value."""
+    mean, spread = {}, {}
+    for key, first in results[0].items():
+        values = [r.get(key) for r in results]
+        if all(isinstance(v, dict) for v in values):
+            mean[key], spread[key] = mean_and_spread(values)
+        elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            mean[key] = first if len(set(values)) == 1 else statistics.fmean(values)
+            spread[key] = statistics.stdev(values) if len(values) > 1 else 0.0
+        else:
+            mean[key] = first
+    return mean, spread
 
 
 def fmt(value, spec: str = ".2f", suffix: str = "") -> str:
     return "-" if value is None else f"{value:{spec}}{suffix}"
+
+
+def fmt_stat(run: Run, key: str, spec: str = ".2f", suffix: str = "", section: str | None = None) -> str:
+    """A figure of the row (`result[section][key]` with a section); over several seeds, mean ± std."""
+    result, spread = (run.result.get(section) or {}, run.spread.get(section) or {}) if section else (run.result, run.spread)
+    value = result.get(key)
+    if len(run.seeds) < 2 or value is None:
+        return fmt(value, spec, suffix)
+    return f"{value:{spec}} ± {spread.get(key, 0.0):.2f}{suffix}"
 
 
 def data_text(cfg: dict) -> str:
@@ -307,17 +385,23 @@ def device_text(run: Run, device: str | None = None, threads: int | None = None)
 
 def wall_text(run: Run) -> str:
     wall_s = run.result.get("wall_time_s") or run.record.get("wall_time_s")
-    return "-" if wall_s is None else f"{wall_s / 60:.1f} min"
+    return "-" if wall_s is None else f"{wall_s / 60:.1f} min" + (" per seed" if len(run.seeds) > 1 else "")
+
+
+def seed_text(run: Run) -> str:
+    if run.seeds:
+        return f"n={len(run.seeds)} ({', '.join(map(str, run.seeds))})"
+    return str(run.config.get("train", {}).get("seed", "-"))
 
 
 def common_columns(run: Run, epochs: str) -> dict:
     return {"model": run.config.get("model", {}).get("name", "-"), "data": data_text(run.config), "epochs": epochs,
-            "seed": str(run.config.get("train", {}).get("seed", "-")), "device": device_text(run),
-            "wall time": wall_text(run)}
+            "seed": seed_text(run), "device": device_text(run), "wall time": wall_text(run)}
 
 
 def baseline_of(run: Run, benchmarks: dict[str, Benchmark], results_root: Path) -> Run:
-    return read_run(benchmarks[run.b.cfg.bench.needs[0]], results_root)
+    need = benchmarks[run.b.cfg.bench.needs[0]]
+    return read_run(need, results_root, need.seeds[0])  # the run whose model this row started from
 
 
 def train_rows(run: Run, benchmarks, results_root) -> list[dict]:
@@ -339,6 +423,7 @@ def prune_columns(run: Run, benchmarks, results_root) -> tuple[dict, dict]:
     base_epochs = base.result.get("epochs")
     values = {"drop": run.result.get("accuracy_drop"),
               "finetune_fraction": ft / base_epochs if base_epochs else None}
+    spreads = {"drop": run.spread.get("accuracy_drop")}
     cfg = config_from_dict(run.config, f"{run.b.run_dir(results_root)}/config.yaml")
     f = finetune_train_config(cfg.train, cfg.finetune)  # what the fine-tuning really ran with
     kd = cfg.finetune.kd.alpha
@@ -347,38 +432,40 @@ def prune_columns(run: Run, benchmarks, results_root) -> tuple[dict, dict]:
                                                            if f.label_smoothing else ""),
             "KD alpha": f"{kd:g}" if kd else "off",
             **common_columns(run, f"{ft} fine-tune (baseline {base_epochs})")}
-    return cols, values
+    return cols, values, spreads
 
 
 def structured_rows(run: Run, benchmarks, results_root) -> list[dict]:
     r, s = run.result, run.config["structured"]
-    cols, values = prune_columns(run, benchmarks, results_root)
+    cols, values, spreads = prune_columns(run, benchmarks, results_root)
     values["macs_reduction_pct"] = r.get("macs_reduction_pct")
+    spreads["macs_reduction_pct"] = run.spread.get("macs_reduction_pct")
     steps = s["iterative_steps"]
     return [{"method": f"{s['method']} ({'global' if s['global_pruning'] else 'per-layer'}, round_to {s['round_to']})",
              "steps": "one-shot" if steps == 1 else f"{steps} rounds",
-             "MACs reduction": fmt(r.get("macs_reduction_pct"), ".1f", "%"),
+             "MACs reduction": fmt_stat(run, "macs_reduction_pct", ".1f", "%"),
              "params reduction": fmt(r.get("params_reduction_pct"), ".1f", "%"),
              "top-1 before -> after pruning -> fine-tuned":
-                 f"{fmt(r.get('baseline_top1'))} -> {fmt(r['pruned_before_finetune']['top1'])} -> {fmt(r.get('pruned_top1'))}",
-             "drop (pts)": fmt(r.get("accuracy_drop"), "+.2f"),
-             "target": check_targets(run.b.cfg.bench.targets, values), **cols}]
+                 f"{fmt(r.get('baseline_top1'))} -> {fmt_stat(run, 'top1', section='pruned_before_finetune')} -> "
+                 f"{fmt_stat(run, 'pruned_top1')}",
+             "drop (pts)": fmt_stat(run, "accuracy_drop", "+.2f"),
+             "target": check_targets(run.b.cfg.bench.targets, values, spreads), **cols}]
 
 
 def unstructured_rows(run: Run, benchmarks, results_root) -> list[dict]:
     r, u = run.result, run.config["unstructured"]
-    cols, values = prune_columns(run, benchmarks, results_root)
+    cols, values, spreads = prune_columns(run, benchmarks, results_root)
     steps = "one-shot" if not u["iterative"] else f"{u['num_iterations']} steps ({u['schedule']})"
     return [{"method": f"{r['method']} ({r['mode']})", "steps": steps,
              "sparsity": fmt(100 * r["actual_sparsity"], ".2f", "%"),
              "top-1 before -> after pruning -> fine-tuned":
-                 f"{fmt(r.get('baseline_top1'))} -> {fmt(r.get('pruned_top1'))} -> {fmt(r.get('finetuned_top1'))}",
-             "drop (pts)": fmt(r.get("accuracy_drop"), "+.2f"),
+                 f"{fmt(r.get('baseline_top1'))} -> {fmt_stat(run, 'pruned_top1')} -> {fmt_stat(run, 'finetuned_top1')}",
+             "drop (pts)": fmt_stat(run, "accuracy_drop", "+.2f"),
              "non-zero MACs (theoretical speed-up)": f"{r['nonzero_macs'] / 1e6:.2f}M ({r['theoretical_speedup']:.2f}x)",
              "checkpoint MiB: dense -> compressed": f"{r['dense_size_bytes'] / 2**20:.2f} -> "
                                                     f"{r['compressed_size_bytes'] / 2**20:.2f}" if "compressed_size_bytes" in r else "-",
              "2:4 kernels": semi_structured_text(r.get("semi_structured")),
-             "target": check_targets(run.b.cfg.bench.targets, values), **cols}]
+             "target": check_targets(run.b.cfg.bench.targets, values, spreads), **cols}]
 
 
 def semi_structured_text(section: dict | None) -> str:
@@ -439,6 +526,7 @@ def pending_row(b: Benchmark, results_root: Path, cuda: bool) -> dict:
         why = "needs a CUDA GPU"
     else:
         why = "started, not finished" if b.state(results_root) == "partial" else "not run yet"
+        why += f" ({len(b.seeds)} seeds)" if b.cfg.bench.seeds else ""
     cfg = config_to_dict(b.cfg)
     row = {"target": f"pending: {why}", "device": b.cfg.bench.device}
     if b.script in ("train", "loader_speed"):  # the YAML alone is the whole recipe
@@ -455,8 +543,11 @@ def table_rows(benchmarks: dict[str, Benchmark], table: str, results_root: Path,
     for b in benchmarks.values():
         if b.cfg.bench.table != table:
             continue
-        found = ROWS[b.script](read_run(b, results_root), benchmarks, results_root) if b.done(results_root) \
+        found = ROWS[b.script](read_row(b, results_root), benchmarks, results_root) if b.done_seeds(results_root) \
             else [pending_row(b, results_root, cuda)]
+        if b.done_seeds(results_root) and not b.done(results_root):  # some seeds finished: say the row is not whole
+            found = [row | {"target": f"partial, {len(b.done_seeds(results_root))} of {len(b.seeds)} seeds: {row['target']}"}
+                     for row in found]
         rows += [{"benchmark": b.name, **row, "command": f"`{COMMAND.format(name=b.name)}`"} for row in found]
     return rows
 

@@ -1,0 +1,79 @@
+"""benchmark seeds: a seeded row runs once per seed into <row>/seed<k>/ and its table row is the mean
++- std of the seeds' own result files; targets judged on the mean say when they are inside the noise."""
+
+import pytest
+import yaml
+
+import scripts.benchmark as benchmark_script
+from test_benchmark import PRUNE, TRAIN, write_bench
+from tools.benchmark import check_targets, discover, marker, mean_and_spread, read_row, script_argv
+from tools.errors import UserError
+
+SEEDED = PRUNE.replace("table: pruning", "table: pruning\n  seeds: [3, 5]")
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("seeds")
+    bench = write_bench(root / "cfgs", tiny_train=TRAIN, tiny_seeded=SEEDED)
+    doc = root / "benchmarks.md"
+    doc.write_text(f"# B\n\n{marker('pruning')[0]}\n{marker('pruning')[1]}\n")
+    argv = ["--bench-dir", str(bench), "--results", str(root / "results"), "--doc", str(doc)]
+    benchmark_script.main(["--run", "tiny_seeded"] + argv)
+    return root, argv
+
+
+def test_seeds_expand_into_one_run_each(seeded):
+    root, _ = seeded
+    for seed in (3, 5):
+        run = root / "results" / "tiny_seeded" / f"seed{seed}"
+        assert yaml.safe_load((run / "config.yaml").read_text())["train"]["seed"] == seed
+        assert (run / "metrics.yaml").is_file() and (run / "benchmark.yaml").is_file()
+    assert not (root / "results" / "tiny_seeded" / "metrics.yaml").exists()
+
+
+def test_table_row_is_mean_and_std_of_the_run_folders(seeded):
+    root, _ = seeded
+    drops = [yaml.safe_load((root / "results" / "tiny_seeded" / f"seed{s}" / "metrics.yaml").read_text())["accuracy_drop"]
+             for s in (3, 5)]
+    mean, std = sum(drops) / 2, abs(drops[0] - drops[1]) / 2 ** 0.5
+    doc = (root / "benchmarks.md").read_text()
+    assert f"{mean:+.2f} ± {std:.2f}" in doc and "n=2 (3, 5)" in doc
+    run = read_row(discover(root / "cfgs")["tiny_seeded"], root / "results")
+    assert run.seeds == [3, 5] and run.result["accuracy_drop"] == pytest.approx(mean)
+
+
+def test_partial_seeds_are_shown_as_partial(seeded, tmp_path):
+    root, argv = seeded
+    import shutil
+
+    results = tmp_path / "results"
+    shutil.copytree(root / "results", results)
+    shutil.rmtree(results / "tiny_seeded" / "seed5")
+    b = discover(root / "cfgs")["tiny_seeded"]
+    assert b.state(results) == "partial 1/2" and not b.done(results)
+    doc = tmp_path / "doc.md"
+    doc.write_text((root / "benchmarks.md").read_text())
+    benchmark_script.main(["--doc-only", "--bench-dir", str(root / "cfgs"), "--results", str(results), "--doc", str(doc)])
+    assert "partial, 1 of 2 seeds" in doc.read_text()
+    assert script_argv(b, discover(root / "cfgs"), results, 5)[:4] == ["--config", str(b.path), "--set", "train.seed=5"]
+
+
+def test_mean_and_spread_of_nested_results():
+    mean, spread = mean_and_spread([{"a": 1.0, "n": 4, "m": "x", "d": {"t": 2.0}},
+                                    {"a": 3.0, "n": 4, "m": "y", "d": {"t": 4.0}}])
+    assert mean == {"a": 2.0, "n": 4, "m": "x", "d": {"t": 3.0}}
+    assert spread["a"] == pytest.approx(2 ** 0.5) and spread["n"] == 0.0 and spread["d"]["t"] == pytest.approx(2 ** 0.5)
+
+
+def test_targets_on_the_mean_say_when_inside_the_noise():
+    targets = {"max_drop": 1.0}
+    assert check_targets(targets, {"drop": 0.5}, {"drop": 0.1}) == "met"
+    assert check_targets(targets, {"drop": 0.9}, {"drop": 0.3}) == "met, within noise (top-1 drop 0.90 pts, std 0.30)"
+    assert check_targets(targets, {"drop": 1.2}, {"drop": 0.3}) == "MISSED: top-1 drop 1.20 pts > 1 (within noise, std 0.30)"
+    assert check_targets(targets, {"drop": 1.2}, {"drop": 0.0}) == "MISSED: top-1 drop 1.20 pts > 1"
+
+
+def test_repeated_seed_is_refused(tmp_path):
+    with pytest.raises(UserError, match="repeats a seed"):
+        discover(write_bench(tmp_path, tiny_train=TRAIN, bad=SEEDED.replace("[3, 5]", "[1, 1]")))
