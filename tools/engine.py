@@ -202,8 +202,6 @@ def train_one_epoch(
         with amp_context(device, amp):
             logits = model(images)
             loss = loss_fn(logits, targets, images)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()}; lower train.lr or enable train.grad_clip_norm")
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -227,6 +225,10 @@ def train_one_epoch(
         seen += targets.size(0)
     _sync(device)
     elapsed = time.perf_counter() - start
+    # The running sum is the non-finite flag: checked once per epoch, not with a host sync per step.
+    if not torch.isfinite(total_loss):
+        raise UserError(f"{desc}: the loss became {total_loss.item()} during this epoch; lower the learning rate "
+                        "or set grad_clip_norm (last.pth still holds the previous epoch)")
     return {
         "loss": total_loss.item() / max(seen, 1),
         "top1": 100.0 * correct.item() / max(seen, 1),
