@@ -9,9 +9,11 @@
     write_doc(benchmarks, results_root=Path("results/bench"), doc=Path("docs/benchmarks.md"))
 
 A benchmark's run folder is results/bench/<name>/. It is done when its script's result file
-exists (each script writes it last, atomically), so re-running skips finished rows, and a train
-row that stopped mid-way resumes from its last.pth. The doc's tables are rebuilt from the run
-folders only: a figure in a generated table is always one some run wrote.
+exists (each script writes it last, atomically) and the runner's record says it ran from the
+recipe and needed rows as they are now (a fingerprint; records from before fingerprints are
+trusted), so re-running skips finished rows, re-runs changed ones (the old folder is kept as
+<name>.stale/), and a train row that stopped mid-way resumes from its last.pth. The doc's tables
+are rebuilt from the run folders only: a figure in a generated table is always one some run wrote.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -28,6 +31,7 @@ from pathlib import Path
 
 from tools.config import Config, config_from_dict, config_to_dict, load_config
 from tools.errors import UserError
+from tools.fingerprint import digest, fingerprint, stale_reason
 from tools.io import atomic_write_text, atomic_write_yaml, read_yaml_mapping
 from tools.training import finetune_train_config
 
@@ -77,11 +81,26 @@ class Benchmark:
         return self.run_dir(results_root) / SCRIPTS[self.script].result
 
     def done(self, results_root: Path) -> bool:
-        return self.result_path(results_root).is_file()
+        return self.result_path(results_root).is_file() and self.stale_reason(results_root) is None
+
+    def fingerprint(self, results_root: Path) -> dict:
+        """The recipe (less how the doc shows it) and the records of the rows it needs."""
+        recipe = config_to_dict(self.cfg)
+        recipe["bench"] = {k: v for k, v in recipe["bench"].items() if k not in ("table", "targets")}
+        needs = {n: digest(read_yaml_mapping(results_root / n / RECORD)) for n in self.cfg.bench.needs}
+        return fingerprint(config={"recipe": recipe, "needs": needs}, argv=[self.script])
+
+    def stale_reason(self, results_root: Path) -> str | None:
+        """Why the row's result no longer matches its recipe; None when it does or was recorded without a fingerprint."""
+        recorded = (read_yaml_mapping(self.run_dir(results_root) / RECORD) or {}).get("fingerprint")
+        return None if recorded is None else stale_reason(recorded, self.fingerprint(results_root))
 
     def state(self, results_root: Path) -> str:
-        """done | partial (its folder exists without the result: started, not finished) | pending"""
-        return "done" if self.done(results_root) else "partial" if self.run_dir(results_root).exists() else "pending"
+        """done | stale (its result is from another recipe or baseline) | partial (its folder exists
+        without the result: started, not finished) | pending"""
+        if self.result_path(results_root).is_file():
+            return "done" if self.done(results_root) else "stale"
+        return "partial" if self.run_dir(results_root).exists() else "pending"
 
 
 # ----------------------------------------------------------------------------- discovery
@@ -207,6 +226,12 @@ def run_benchmark(b: Benchmark, benchmarks: dict[str, Benchmark], results_root: 
     for need in b.cfg.bench.needs:
         if not benchmarks[need].done(results_root):
             raise UserError(f"benchmark {b.name} needs {need}, which has not finished; run --run {need} first")
+    if b.state(results_root) == "stale":  # nothing of the old run may be resumed or read as this one's
+        stale, reason = b.run_dir(results_root).with_name(f"{b.name}.stale"), b.stale_reason(results_root)
+        shutil.rmtree(stale, ignore_errors=True)
+        b.run_dir(results_root).rename(stale)
+        print(f"== {b.name}: stale ({reason}); the old run moved to {stale}")
+    fp = b.fingerprint(results_root)
     argv = script_argv(b, benchmarks, results_root)
     command = [sys.executable, "-m", f"scripts.{b.script}", *argv]
     log_path = b.run_dir(results_root).with_suffix(".log")
@@ -229,7 +254,7 @@ def run_benchmark(b: Benchmark, benchmarks: dict[str, Benchmark], results_root: 
         "benchmark": b.name, "config": str(b.path), "command": COMMAND.format(name=b.name),
         "script_command": f"python -m scripts.{b.script} {' '.join(argv)}", "wall_time_s": wall_s,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "host": host_description(b.cfg.bench.device),
+        "host": host_description(b.cfg.bench.device), "fingerprint": fp,
     })
     return wall_s
 
@@ -438,7 +463,8 @@ def pending_row(b: Benchmark, results_root: Path, cuda: bool) -> dict:
     if b.cfg.bench.device == "cuda" and not cuda:
         why = "needs a CUDA GPU"
     else:
-        why = "started, not finished" if b.state(results_root) == "partial" else "not run yet"
+        state = b.state(results_root)
+        why = {"partial": "started, not finished", "stale": f"stale, {b.stale_reason(results_root)}"}.get(state, "not run yet")
     cfg = config_to_dict(b.cfg)
     row = {"target": f"pending: {why}", "device": b.cfg.bench.device}
     if b.script in ("train", "loader_speed"):  # the YAML alone is the whole recipe
