@@ -84,6 +84,9 @@ def test_pipeline_reruns_every_step_after_a_config_change(fake_pipeline, capsys)
     pipeline_script.main(argv + ["--set", "train.epochs=4"])
     assert fake.calls == ["train", "eval", "prune_unstructured", "prune_structured", "export_onnx", "profile"]
     assert "(again: config changed)" in capsys.readouterr().out
+    fake.calls.clear()
+    pipeline_script.main(argv + ["--set", "train.epochs=4", "structured.target_macs_reduction=0.3"])
+    assert fake.calls == ["prune_structured", "export_onnx", "profile"]  # the baseline and other steps stand
 
 
 def test_killed_force_run_then_plain_rerun_reads_no_stale_figures(fake_pipeline):
@@ -160,10 +163,15 @@ def test_benchmark_row_is_stale_when_its_recipe_or_baseline_changes(tmp_path):
 
 # ----------------------------------------------------------------------------- one writer per folder
 def hold_lock(folder, command: str) -> subprocess.Popen:
-    """Another process holding `folder` (as a running train would)."""
-    code = ("import sys, time\nfrom tools.run_folder import RunLock\n"
-            f"with RunLock({str(folder)!r}, {command!r}):\n    print('held', flush=True)\n    time.sleep(60)\n")
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    """Another process holding `folder` as tools.run_folder documents it (as a running train would):
+    <folder>/.lock created with O_EXCL, naming PID, host and command, flock held while it runs."""
+    code = ("import fcntl, os, socket, sys, time\n"
+            f"os.makedirs({str(folder)!r}, exist_ok=True)\n"
+            f"fd = os.open(os.path.join({str(folder)!r}, '.lock'), os.O_CREAT | os.O_EXCL | os.O_RDWR)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            f"os.write(fd, f'pid: {{os.getpid()}}\\nhost: {{socket.gethostname()}}\\ncommand: {command}\\n'.encode())\n"
+            "print('held', flush=True)\ntime.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
     return proc
 

@@ -32,11 +32,14 @@ class Step:
     name: str
     result: Path  # written last by the step
     run: Callable[[], None]
-    argv: list[str] = field(default_factory=list)  # the script's command line (part of the fingerprint)
+    argv: list[str] = field(default_factory=list)  # the script's own flags (--config / --set count as resolved config)
     inputs: list[Path] = field(default_factory=list)  # files the step reads (their sha256 is part of it)
+    sections: tuple[str, ...] | None = None  # the config sections its script reads (None: all)
 
     def fingerprint(self, config: dict) -> dict:
-        return fingerprint(config=config, argv=[self.name, *self.argv], inputs=self.inputs)
+        """Only the sections the step reads count: a changed structured.* must not retrain the baseline."""
+        used = config if self.sections is None else {k: config.get(k) for k in self.sections}
+        return fingerprint(config=used, argv=[self.name, *self.argv], inputs=self.inputs)
 
     def clear(self, run_dir: Path) -> None:
         """Remove what an earlier run of this step left, so none of it is read as this run's result."""
@@ -85,8 +88,13 @@ def _script(name: str, argv: list[str]) -> Callable[[], None]:
     return run
 
 
-def _step(name: str, script: str, result: Path, argv: list[str], inputs: list[Path]) -> Step:
-    return Step(name, result, _script(script, argv), argv, inputs)
+BASE_SECTIONS = ("data", "model", "train")  # every script builds data and model from these
+SECTIONS = {"train": (), "eval": ("profile",), "prune_unstructured": ("finetune", "unstructured", "profile"),
+            "prune_structured": ("finetune", "structured"), "export": ("export",), "profile": ("profile",)}
+
+
+def _step(name: str, script: str, result: Path, argv: list[str], inputs: list[Path], common: list[str]) -> Step:
+    return Step(name, result, _script(script, argv + common), argv, inputs, BASE_SECTIONS + SECTIONS[name])
 
 
 def pipeline_steps(*, config: str, run_dir: Path, sets: list[str]) -> list[Step]:
@@ -102,20 +110,18 @@ def pipeline_steps(*, config: str, run_dir: Path, sets: list[str]) -> list[Step]
     results = [d["train"] / "metrics.yaml", d["eval"] / "eval_metrics.yaml", d["unstructured"] / "metrics.yaml",
                d["structured"] / "metrics.yaml", d["export"] / "export.yaml", d["profile"] / "profile.yaml"]
     return [
-        _step("train", "train", results[0], common + ["--save-dir", str(d["train"])], []),
-        _step("eval", "eval", results[1], ["--checkpoint", str(baseline), "--save-dir", str(d["eval"])] + common,
-              [baseline]),
+        _step("train", "train", results[0], ["--save-dir", str(d["train"])], [], common),
+        _step("eval", "eval", results[1], ["--checkpoint", str(baseline), "--save-dir", str(d["eval"])], [baseline], common),
         _step("prune_unstructured", "prune_unstructured", results[2],
-              ["--checkpoint", str(baseline), "--save-dir", str(d["unstructured"])] + common, [baseline]),
+              ["--checkpoint", str(baseline), "--save-dir", str(d["unstructured"])], [baseline], common),
         _step("prune_structured", "prune_structured", results[3],
-              ["--checkpoint", str(baseline), "--save-dir", str(d["structured"])] + common, [baseline]),
+              ["--checkpoint", str(baseline), "--save-dir", str(d["structured"])], [baseline], common),
         _step("export", "export_onnx", results[4],
-              ["--checkpoint", str(structured_model), "--verify", "--save-dir", str(d["export"])] + common,
-              [structured_model]),
+              ["--checkpoint", str(structured_model), "--verify", "--save-dir", str(d["export"])], [structured_model], common),
         _step("profile", "profile", results[5],
               ["--baseline", str(baseline), "--pruned", str(structured_model), str(unstructured_model),
-               "--measure-latency", "--backend", "both", "--save-dir", str(d["profile"])] + common,
-              [baseline, structured_model, unstructured_model]),
+               "--measure-latency", "--backend", "both", "--save-dir", str(d["profile"])],
+              [baseline, structured_model, unstructured_model], common),
         Step("report", run_dir / "report.md", lambda: print(f"wrote {write_report([run_dir], run_dir)}"),
              ["report"], results),
     ]
