@@ -5,9 +5,9 @@
 
 Writes model.onnx / model.torchscript.pt and export.yaml (file sizes, opset, max abs differences)
 into <checkpoint folder>/export/ unless --save-dir, then COMPLETE (FAILED with the error line when
-the export or its verification fails); a bad format or opset fails before any folder is made. --verify runs ONNX Runtime and TorchScript on
-random and real test inputs at export.verify_batch_sizes and exits 1 when any difference exceeds
-export.tolerance.
+the export or its verification fails); a bad format or opset fails before any folder is made.
+--verify runs ONNX Runtime and TorchScript on random and real test inputs at
+export.verify_batch_sizes and exits 1 when any difference exceeds export.tolerance.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def main(argv=None):
     start = time.perf_counter()
     with RunLock(run_dir):
         run_steps(steps, run_dir=run_dir, config=config_to_dict(cfg), force=args.force)
-    print_verdict(run_dir, time.perf_counter() - start)
+        print_verdict(run_dir, time.perf_counter() - start)  # every step's result is this run's or current
 
 
 def print_verdict(run_dir: Path, elapsed_s: float) -> None:

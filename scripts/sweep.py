@@ -6,8 +6,8 @@ A sweep YAML names the script, a base config, the grid (dotted config key -> lis
 the checkpoint to prune and the metric/cost keys of the frontier. Each point is a normal run
 folder under results/sweep/<name>/<point>/; a point is skipped when it finished from the same base
 config, grid values, --set, checkpoint and project version, so an interrupted sweep re-run finishes
-only what is missing and a changed one re-runs what changed. One sweep at a time per folder. Writes sweep.csv, sweep.yaml (rows and
-Pareto frontier) and pareto.png into results/sweep/<name>/.
+only what is missing and a changed one re-runs what changed. One sweep at a time per folder.
+Writes sweep.csv, sweep.yaml (rows and Pareto frontier) and pareto.png into results/sweep/<name>/.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from tools.config import Config, config_from_dict, config_to_dict, load_config
 from tools.errors import UserError
 from tools.fingerprint import digest, fingerprint, stale_reason
 from tools.io import atomic_write_text, atomic_write_yaml, read_yaml_mapping
+from tools.run_folder import LOCK
 from tools.training import finetune_train_config
 
 
@@ -229,7 +230,10 @@ def run_benchmark(b: Benchmark, benchmarks: dict[str, Benchmark], results_root: 
     if b.state(results_root) == "stale":  # nothing of the old run may be resumed or read as this one's
         stale, reason = b.run_dir(results_root).with_name(f"{b.name}.stale"), b.stale_reason(results_root)
         shutil.rmtree(stale, ignore_errors=True)
-        b.run_dir(results_root).rename(stale)
+        stale.mkdir()
+        for path in b.run_dir(results_root).iterdir():  # all but a runner's lock, which stays with the row
+            if path.name != LOCK:
+                path.rename(stale / path.name)
         print(f"== {b.name}: stale ({reason}); the old run moved to {stale}")
     fp = b.fingerprint(results_root)
     argv = script_argv(b, benchmarks, results_root)
