@@ -25,6 +25,7 @@ import fcntl
 import os
 import socket
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -43,6 +44,7 @@ PRUNED_MODEL = "pruned_model.pth"
 LOCK = ".lock"
 COMPLETE = "COMPLETE"
 FAILED = "FAILED"
+_ATTEMPTS = 5
 
 
 def _now() -> str:
@@ -71,21 +73,22 @@ class RunLock:
 
     def acquire(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        for _ in range(5):  # retried only when the lock file changes under us
+        for attempt in range(_ATTEMPTS):  # retried only while the lock file changes under us
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
             except FileExistsError:
-                if self._take_existing():
+                if self._take_existing(last=attempt == _ATTEMPTS - 1):
                     return
+                time.sleep(0.1)
                 continue
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a fresh file: nobody else can hold it
+            fcntl.flock(fd, fcntl.LOCK_EX)  # ours by O_EXCL; waits only for a prober that backs off
             self._own(fd)
             return
         raise UserError(f"could not take the lock {self.path}: it keeps changing; is another run starting there?")
 
-    def _take_existing(self) -> bool:
+    def _take_existing(self, last: bool) -> bool:
         """True when the existing lock is now ours (stale, or held by us or our parent); False to
-        retry (it vanished); UserError when a live process holds it."""
+        retry (it vanished, or is being written); UserError when a live process holds it."""
         try:
             fd = os.open(self.path, os.O_RDWR)
         except FileNotFoundError:
@@ -100,8 +103,8 @@ class RunLock:
             raise UserError(f"{self.folder} is in use by PID {holder.get('pid', '?')} on {holder.get('host', '?')} "
                             f"({holder.get('command', 'unknown command')}, since {holder.get('started_at', '?')}); "
                             f"wait for it to finish or pass another --save-dir") from None
-        if not _same_file(fd, self.path):  # released and replaced between our open and flock
-            os.close(fd)
+        if not _same_file(fd, self.path) or (not holder and not last):
+            os.close(fd)  # released and replaced meanwhile, or just created and not yet written: look again
             return False
         print(f"note: taking over the stale lock of {self.folder}: PID {holder.get('pid', '?')} "
               f"({holder.get('command', 'unknown command')}) is no longer running", file=sys.stderr)
