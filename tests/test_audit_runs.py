@@ -129,6 +129,7 @@ def test_sweep_reruns_points_when_the_base_config_changes(tmp_path, monkeypatch,
         return run_dir, 0
 
     monkeypatch.setattr(sweep_script, "run_point", fake_point)
+    monkeypatch.setattr(sweep_script, "plot_pareto", lambda *args, **kwargs: None)  # matplotlib: seconds, not tested here
     argv = ["--sweep", str(sweep), "--save-dir", str(tmp_path / "out")]
     sweep_script.main(argv)
     sweep_script.main(argv)
