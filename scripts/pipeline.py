@@ -8,8 +8,9 @@ Everything lands in one run folder (results/pipeline/<config name>/ unless --sav
 sub-folder per step. A step is skipped when steps.yaml records that it finished from the same
 resolved config, command line, input checkpoints and project version; otherwise it runs again,
 and so does every step after it (a changed `--set train.epochs=4` re-runs everything). A failed
-step stops the pipeline with its error and leaves the earlier steps' outputs intact. One pipeline
-at a time may write into a run folder (a second one exits 2 naming the first).
+step stops the pipeline with its error (also in <run folder>/FAILED) and leaves the earlier steps'
+outputs intact. One pipeline at a time may write into a run folder (a second one exits 2 naming
+the first).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from tools.cli import base_parser, resolve_config, run_name
 from tools.config import config_to_dict
 from tools.errors import run_cli
 from tools.pipeline import pipeline_steps, run_steps
-from tools.run_folder import RunLock
+from tools.run_folder import RunFolder
 
 
 def parse_args(argv):
@@ -38,7 +39,7 @@ def main(argv=None):
     run_dir = Path(args.save_dir) if args.save_dir else Path(cfg.output.root) / "pipeline" / run_name(cfg, args.config, "pipeline")
     steps = pipeline_steps(config=args.config, run_dir=run_dir, sets=args.set)
     start = time.perf_counter()
-    with RunLock(run_dir):
+    with RunFolder(run_dir):  # locked while it runs; COMPLETE at the end, FAILED with the failing step's error
         run_steps(steps, run_dir=run_dir, config=config_to_dict(cfg), force=args.force)
         print_verdict(run_dir, time.perf_counter() - start)  # every step's result is this run's or current
 
