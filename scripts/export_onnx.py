@@ -4,9 +4,10 @@
     uv run python -m scripts.export_onnx --checkpoint pruned_model.pth --format onnx --opset 13
 
 Writes model.onnx / model.torchscript.pt and export.yaml (file sizes, opset, max abs differences)
-into <checkpoint folder>/export/ unless --save-dir. --verify runs ONNX Runtime and TorchScript on
-random and real test inputs at export.verify_batch_sizes and exits 1 when any difference exceeds
-export.tolerance.
+into <checkpoint folder>/export/ unless --save-dir, then COMPLETE (FAILED with the error line when
+the export or its verification fails); a bad format or opset fails before any folder is made.
+--verify runs ONNX Runtime and TorchScript on random and real test inputs at
+export.verify_batch_sizes and exits 1 when any difference exceeds export.tolerance.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tools.cli import base_parser, load_checkpoint_run
 from tools.errors import UserError, run_cli
 from tools.export import (
     FORMATS,
+    check_opset,
     export_onnx,
     export_torchscript,
     make_onnx_runner,
@@ -26,6 +28,7 @@ from tools.export import (
 )
 from tools.io import atomic_write_yaml
 from tools.metrics import file_size_bytes
+from tools.run_folder import RunFolder
 
 
 def parse_args(argv):
@@ -45,8 +48,14 @@ def main(argv=None):
                      "train.device": "cpu"})
     if cfg.export.format not in FORMATS:
         raise UserError(f"unknown export.format {cfg.export.format!r}; choose one of: {', '.join(FORMATS)}")
+    if cfg.export.format in ("onnx", "both"):
+        check_opset(cfg.export.opset)
     model = model.cpu().eval()
-    out_dir = Path(args.save_dir) if args.save_dir else Path(args.checkpoint).parent / "export"
+    with RunFolder(args.save_dir or Path(args.checkpoint).parent / "export") as run:
+        export_in(run.path, args, cfg, data, model)
+
+
+def export_in(out_dir: Path, args, cfg, data, model) -> None:
     shape = data.input_shape
     report: dict = {"checkpoint": str(args.checkpoint), "model": cfg.model.name, "input_shape": list(shape)}
     runners = {}

@@ -5,21 +5,26 @@ structured prune to the goal + fine-tune -> export (verified) -> profile -> repo
     uv run python -m scripts.pipeline --config cfgs/quickstart.yaml --force      # redo every step
 
 Everything lands in one run folder (results/pipeline/<config name>/ unless --save-dir), one
-sub-folder per step. Steps whose result already exists are skipped, so re-running resumes; a
-failed step stops the pipeline with its error and leaves the earlier steps' outputs intact.
+sub-folder per step. A step is skipped when steps.yaml records that it finished from the same
+resolved config, command line, input checkpoints and project version; otherwise it runs again,
+and so does every step after it (a changed `--set train.epochs=4` re-runs everything). A failed
+step stops the pipeline with its error (also in <run folder>/FAILED) and leaves the earlier steps'
+outputs intact. One pipeline at a time may write into a run folder (a second one exits 2 naming
+the first).
 """
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
 import yaml
 
 from tools.cli import base_parser, resolve_config, run_name
-from tools.errors import UserError, run_cli
-from tools.pipeline import pipeline_steps
+from tools.config import config_to_dict
+from tools.errors import run_cli
+from tools.pipeline import pipeline_steps, run_steps
+from tools.run_folder import RunFolder
 
 
 def parse_args(argv):
@@ -34,23 +39,9 @@ def main(argv=None):
     run_dir = Path(args.save_dir) if args.save_dir else Path(cfg.output.root) / "pipeline" / run_name(cfg, args.config, "pipeline")
     steps = pipeline_steps(config=args.config, run_dir=run_dir, sets=args.set)
     start = time.perf_counter()
-    for i, step in enumerate(steps, 1):
-        if args.force and step.result.exists():
-            folder = step.result.parent
-            shutil.rmtree(folder) if folder != run_dir else step.result.unlink()
-        if step.done():
-            print(f"== step {i}/{len(steps)} {step.name}: done earlier ({step.result}), skipped")
-            continue
-        print(f"\n== step {i}/{len(steps)} {step.name}", flush=True)
-        try:
-            step.run()
-        except SystemExit as e:  # a script's own failure exit (e.g. export verification)
-            if e.code:
-                raise UserError(f"step {step.name} failed (exit {e.code}); earlier steps' outputs in {run_dir} are intact, "
-                                f"fix the cause and re-run to resume") from None
-        if not step.done():
-            raise UserError(f"step {step.name} finished without writing {step.result}; re-run with --force")
-    print_verdict(run_dir, time.perf_counter() - start)
+    with RunFolder(run_dir):  # locked while it runs; COMPLETE at the end, FAILED with the failing step's error
+        run_steps(steps, run_dir=run_dir, config=config_to_dict(cfg), force=args.force)
+        print_verdict(run_dir, time.perf_counter() - start)  # every step's result is this run's or current
 
 
 def print_verdict(run_dir: Path, elapsed_s: float) -> None:

@@ -6,8 +6,10 @@ really made the model faster.
 
 Run it as a module (python -m scripts.profile): as a file it would shadow Python's own `profile`.
 On a machine other jobs share, `--set profile.rounds=5` times the models in turns (interleaved).
-Writes the results YAML (--save-results, default results/profile/<baseline run>/profile.yaml)
-and latency_vs_macs.png beside it.
+Writes profile.yaml and latency_vs_macs.png into the run folder: --save-dir, or by default
+results/profile/<baseline run>/ (_2, _3, ... when taken); --save-results FILE names the YAML
+itself. An existing profile is never overwritten: a --save-dir or --save-results that already
+holds one is refused before any work.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from tools.cli import base_parser, load_checkpoint_run, parse_batch_sizes
-from tools.errors import run_cli
+from tools.errors import UserError, run_cli
 from tools.io import atomic_write_yaml
 from tools.metrics import compare_metrics, format_comparison, format_count
 from tools.profiling import (backend_list, flops_vs_latency, measure_models, plot_latency_vs_macs, profile_model,
                              slowest_layers)
+from tools.run_folder import RunFolder, RunLock
+
+PROFILE = "profile.yaml"
 
 
 def parse_args(argv):
@@ -29,9 +34,19 @@ def parse_args(argv):
     parser.add_argument("--measure-latency", action="store_true", help="time inference (else cost figures only)")
     parser.add_argument("--batch-sizes", help="comma-separated, e.g. 1,32,256 (overrides profile.batch_sizes)")
     parser.add_argument("--backend", default="torch", help="torch | onnxruntime | both (default torch)")
-    parser.add_argument("--save-results", help="YAML file for the results")
+    parser.add_argument("--save-results", help="YAML file for the results (instead of <run folder>/profile.yaml)")
     parser.add_argument("--top-layers", type=int, default=8, help="slowest layers to list per model")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.save_results and args.save_dir:
+        parser.error("pass --save-dir (a run folder) or --save-results (a file), not both")
+    return args
+
+
+def check_free(args) -> None:
+    """Refuse, before any work, to overwrite an earlier profile."""
+    path = Path(args.save_results) if args.save_results else Path(args.save_dir) / PROFILE if args.save_dir else None
+    if path is not None and path.exists():
+        raise UserError(f"{path} already holds a profile; pass another --save-dir / --save-results, or delete it")
 
 
 def label_for(path: str, taken: set[str]) -> str:
@@ -45,6 +60,7 @@ def label_for(path: str, taken: set[str]) -> str:
 
 def main(argv=None):
     args = parse_args(argv)
+    check_free(args)
     backends = backend_list(args.backend)
     flags = {"profile.batch_sizes": parse_batch_sizes(args.batch_sizes)}
     taken: set[str] = set()
@@ -76,13 +92,25 @@ def main(argv=None):
     for label, rows in layers.items():
         print_layers(label, rows)
 
-    out = Path(args.save_results) if args.save_results else Path("results/profile") / Path(args.baseline).parent.name / "profile.yaml"
     results = {"models": entries, "flops_vs_latency": analysis, "slowest_layers": layers,
                "note": "MACs are multiply-accumulates per image; FLOPs = 2 x MACs; latency is per batch (ms)"}
-    plot = plot_latency_vs_macs(entries, out.with_name("latency_vs_macs.png")) if args.measure_latency else None
-    results["plot"] = str(plot) if plot else None
-    atomic_write_yaml(out, results)
-    print(f"\nwrote {out}" + (f" and {plot}" if plot else ""))
+    write_results(args, cfg.output.root, results, plot=args.measure_latency)
+
+
+def write_results(args, root: str, results: dict, *, plot: bool) -> None:
+    """profile.yaml (and the plot) into a folder this process holds, never over an earlier profile."""
+    if args.save_results:
+        out = Path(args.save_results)
+        owner = RunLock(out.parent)
+    else:
+        owner = RunFolder.new(root, "profile", Path(args.baseline).parent.name, args.save_dir)
+        out = owner / PROFILE
+    with owner:
+        check_free(args)  # again: another run may have written it while this one measured
+        plot_path = plot_latency_vs_macs(results["models"], out.with_name("latency_vs_macs.png")) if plot else None
+        results["plot"] = str(plot_path) if plot_path else None
+        atomic_write_yaml(out, results)
+    print(f"\nwrote {out}" + (f" and {plot_path}" if plot_path else ""))
 
 
 def headline(entry: dict) -> dict:

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 from datasets import build_data
 from tools.cli import base_parser, parse_list, resolve_config
-from tools.config import config_to_dict, save_config
+from tools.config import config_to_dict
 from tools.engine import resolve_device, seed_everything, set_num_threads
 from tools.errors import run_cli
-from tools.io import atomic_write_text, make_run_dir
+from tools.io import atomic_write_text
 from tools.pai_report import load_run, plot_curves, run_report
 from tools.pai_run import EXPERIMENTS, RunContext, make_plan, run_experiment
 from tools.prune_at_init import PRUNERS, SCHEDULES, SCOPES
+from tools.run_folder import RunFolder
 
 
 def parse_args(argv):
@@ -76,9 +77,11 @@ def main(argv=None):
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     data = build_data(cfg.data, seed=cfg.train.seed, device=device)
     name = cfg.output.name or f"{cfg.data.name}_{cfg.model.name}_{plan.experiment}"
-    run_dir = make_run_dir(cfg.output.root, "prune_at_init", name, args.save_dir)
-    cfg.output.name = run_dir.name
-    save_config(cfg, run_dir / "config.yaml")
+    with RunFolder.new(cfg.output.root, "prune_at_init", name, args.save_dir).start(cfg) as run:
+        experiment_in(run.path, cfg, data, device, plan)
+
+
+def experiment_in(run_dir, cfg, data, device, plan) -> None:
     print(f"run folder: {run_dir}\nmodel {cfg.model.name} on {cfg.data.name} {data.input_shape}, "
           f"{data.train.num_samples} training / {data.test.num_samples} test images, device {device}")
     print(plan.describe())

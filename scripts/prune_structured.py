@@ -11,15 +11,17 @@ The model and data come from the config stored in the checkpoint; --config / --s
 override it (structured.*, finetune.*). Prints the baseline, each pruning round, the model after
 pruning, fine-tuning epochs and a final block ending in "Goal MET/NOT MET". Writes
 results/structured/<method>_sp<ratio>/ (or _macs<target>; --save-dir to choose): pruned_model.pth
-(a bare pickled module: plain torch.load returns it), metrics.yaml, config.yaml, log.csv, logs/.
+(a bare pickled module: plain torch.load returns it), metrics.yaml, config.yaml, log.csv, logs/,
+and last COMPLETE (or FAILED with the error line, e.g. for a MACs target it cannot reach).
+Re-pruning a pruned_model.pth reports against the original baseline as well as the parent, and
+judges the goal against the original (the lineage travels in the pruned model).
 """
 
 from __future__ import annotations
 
 from tools.cli import base_parser, load_checkpoint_run
-from tools.config import save_config
 from tools.errors import run_cli
-from tools.io import make_run_dir
+from tools.run_folder import RunFolder
 from tools.structured_run import (
     METRICS,
     PRUNED_MODEL,
@@ -57,18 +59,22 @@ def cli_flags(args) -> dict:
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg, _, data, model, device = load_checkpoint_run(args, flags=cli_flags(args))
+    cfg, ckpt, data, model, device = load_checkpoint_run(args, flags=cli_flags(args))
     check_structured_config(cfg)
-    run_dir = make_run_dir(cfg.output.root, "structured", structured_run_name(cfg.structured), args.save_dir)
-    cfg.output.name = run_dir.name
-    save_config(cfg, run_dir / "config.yaml")
+    run = RunFolder.new(cfg.output.root, "structured", structured_run_name(cfg.structured), args.save_dir).start(cfg)
+    with run:
+        prune_in(run.path, cfg, ckpt, data, model, device, checkpoint=str(args.checkpoint))
+
+
+def prune_in(run_dir, cfg, ckpt, data, model, device, *, checkpoint: str) -> None:
     print(f"run folder: {run_dir}")
     print(f"model {cfg.model.name} on {cfg.data.name} {data.input_shape}, device {device}; method {cfg.structured.method}, "
           f"granularity {cfg.structured.granularity}, " + (
               f"target MACs reduction {100 * cfg.structured.target_macs_reduction:g}% "
               f"(+-{100 * cfg.structured.target_tolerance:g} pts)" if cfg.structured.target_macs_reduction > 0
               else f"channel ratio {cfg.structured.pruning_ratio:g}"))
-    metrics = run_structured(model, data, cfg=cfg, run_dir=run_dir, device=device, checkpoint=str(args.checkpoint))
+    metrics = run_structured(model, data, cfg=cfg, run_dir=run_dir, device=device, checkpoint=checkpoint,
+                             parent=ckpt)
     print(final_block(metrics))
     print(f"pruned model: {run_dir / PRUNED_MODEL}  (plain torch.load(path, weights_only=False) returns the module)")
     print(f"metrics:      {run_dir / METRICS}")

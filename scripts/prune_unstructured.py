@@ -13,7 +13,9 @@ pruning keys and `finetune` the fine-tuning (learning rate 0 = one tenth of trai
 Writes results/unstructured/<method>_<mode>_sp<sparsity>/ (or --save-dir): pruned_model.pth (plain
 weights with exact zeros; loads in eval/export/profile), metrics.yaml, config.yaml, logs/ and
 finetune*/ (TensorBoard, log.csv), layer_weights.png, and with --save-compressed
-pruned_model_compressed.pth (bitmask/CSR sparse storage, loads the same way).
+pruned_model_compressed.pth (bitmask/CSR sparse storage, loads the same way), and last COMPLETE
+(FAILED with the error line when it fails). Re-pruning a pruned_model.pth also reports the drop
+against the original baseline (the lineage travels in the checkpoint).
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ import time
 
 from tools.checkpoint import save_checkpoint
 from tools.cli import base_parser, load_checkpoint_run
-from tools.config import config_to_dict, save_config
+from tools.config import config_to_dict
 from tools.errors import UserError, run_cli
-from tools.io import atomic_write_yaml, make_run_dir
+from tools.io import atomic_write_yaml
+from tools.lineage import LINEAGE, child_lineage, versus
 from tools.metrics import layer_sparsity_table
+from tools.run_folder import RunFolder
 from tools.sparsity_plots import plot_layer_weights
 from tools.training import finetune_train_config
 from tools.unstructured import (
@@ -97,22 +101,24 @@ def cli_flags(args) -> dict:
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg, _, data, model, device = load_checkpoint_run(args, flags=cli_flags(args))
+    cfg, ckpt, data, model, device = load_checkpoint_run(args, flags=cli_flags(args))
     ucfg = cfg.unstructured
     plan = make_plan(ucfg)
     targets = prunable_targets(model, keep_first_conv_dense=ucfg.keep_first_conv_dense,
                                keep_classifier_dense=ucfg.keep_classifier_dense, prune_biases=ucfg.prune_biases,
                                prune_bn=ucfg.prune_bn)
     plan.check_targets(targets)
-    run_dir = make_run_dir(cfg.output.root, "unstructured", plan.run_name, args.save_dir)
-    cfg.output.name = run_dir.name
-    save_config(cfg, run_dir / "config.yaml")
+    with RunFolder.new(cfg.output.root, "unstructured", plan.run_name, args.save_dir).start(cfg) as run:
+        prune_in(run.path, args, cfg, ckpt, data, model, device, plan=plan, targets=targets)
+
+
+def prune_in(run_dir, args, cfg, ckpt, data, model, device, *, plan, targets) -> None:
     config = config_to_dict(cfg)
     print(f"run folder: {run_dir}\nmodel {cfg.model.name} on {cfg.data.name} {data.input_shape}, device {device}")
-
     start = time.perf_counter()
     baseline = accuracy_and_cost(model, data, device)
     print(format_figures("baseline", baseline))
+    lineage = child_lineage(ckpt, checkpoint=args.checkpoint, figures=baseline)
     ft_cfg = finetune_train_config(cfg.train, cfg.finetune)
     loss_fn = finetune_loss(model, kd_alpha=cfg.finetune.kd.alpha, kd_temperature=cfg.finetune.kd.temperature,
                             label_smoothing=cfg.finetune.label_smoothing)
@@ -126,19 +132,19 @@ def main(argv=None):
     print_layerwise_sparsity(model)
 
     metrics = write_results(model, run_dir, checkpoint=args.checkpoint, cfg=cfg, config=config, plan=plan, targets=targets, baseline=baseline,
-                            final=final, history=history, data=data, device=device)
+                            final=final, history=history, data=data, device=device, lineage=lineage)
     metrics["wall_time_s"] = time.perf_counter() - start
     atomic_write_yaml(run_dir / "metrics.yaml", metrics)
     print_summary(metrics, run_dir)
 
 
 def write_results(model, run_dir, *, checkpoint, cfg, config, plan, targets, baseline, final, history, data,
-                  device) -> dict:
-    """pruned_model.pth, the compressed copy (if asked), layer_weights.png; returns metrics."""
+                  device, lineage) -> dict:
+    """pruned_model.pth (with its lineage), the compressed copy (if asked), layer_weights.png; returns metrics."""
     ucfg = cfg.unstructured
     summary = {"top1": final["top1"], "top5": final["top5"], "baseline_top1": baseline["top1"],
                "actual_sparsity": history[-1]["actual_sparsity"], "method": plan.method, "mode": plan.mode}
-    save_checkpoint(run_dir / "pruned_model.pth", model=model, config=config, metrics=summary)
+    save_checkpoint(run_dir / "pruned_model.pth", model=model, config=config, metrics=summary, extra={LINEAGE: lineage})
     images = next(iter(data.test))[0][:64].to(device)
     sizes = storage_sizes(model, run_dir, config=config, metrics=summary, fmt=ucfg.compressed_format,
                           save=ucfg.save_compressed, images=images)
@@ -149,7 +155,8 @@ def write_results(model, run_dir, *, checkpoint, cfg, config, plan, targets, bas
                                                              profile=cfg.profile, enabled=ucfg.semi_structured)
     metrics |= {"checkpoint": str(checkpoint), "model": cfg.model.name, "data": cfg.data.name,
                 "finetune_epochs": cfg.finetune.epochs, "finetune_lr": finetune_train_config(cfg.train, cfg.finetune).lr,
-                "seed": cfg.train.seed, "eval_split": "test", "device": str(device)}
+                "seed": cfg.train.seed, "eval_split": "test", "device": str(device),
+                "vs_original": versus(lineage[0], final, "nonzero_"), LINEAGE: lineage}
     plot_layer_weights(model, run_dir / "layer_weights.png")
     return metrics
 
@@ -160,6 +167,10 @@ def print_summary(metrics: dict, run_dir) -> None:
           f"of the prunable weights")
     print(f"top1: baseline {metrics['baseline_top1']:.2f}%  right after pruning {metrics['pruned_top1']:.2f}%  "
           f"after fine-tuning {metrics['finetuned_top1']:.2f}%  drop {metrics['accuracy_drop']:+.2f} pts")
+    if len(metrics[LINEAGE]) > 1:  # a re-pruned model: the line above is against its parent
+        original = metrics["vs_original"]
+        print(f"vs the original baseline {original['checkpoint']}: top1 {original['baseline_top1']:.2f}%  "
+              f"drop {original['accuracy_drop']:+.2f} pts  non-zero MACs reduction {original['macs_reduction_pct']:.2f}%")
     print(f"MACs: dense {metrics['dense_macs']:,}  non-zero {metrics['nonzero_macs']:,}  theoretical speed-up "
           f"{metrics['theoretical_speedup']:.2f}x on ideal sparse kernels (FLOPs = 2 x MACs: dense "
           f"{metrics['dense_flops']:,}, non-zero {metrics['nonzero_flops']:,})")

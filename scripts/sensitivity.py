@@ -19,9 +19,9 @@ from __future__ import annotations
 import time
 
 from tools.cli import base_parser, load_checkpoint_run, parse_list
-from tools.config import save_config
 from tools.errors import run_cli
-from tools.io import atomic_write_csv, atomic_write_yaml, make_run_dir
+from tools.io import atomic_write_csv, atomic_write_yaml
+from tools.run_folder import RunFolder
 from tools.sensitivity import (
     check_scan_config,
     check_sparsities,
@@ -63,9 +63,12 @@ def main(argv=None):
     targets = prunable_targets(model, keep_first_conv_dense=ucfg.keep_first_conv_dense,
                                keep_classifier_dense=ucfg.keep_classifier_dense, prune_biases=ucfg.prune_biases,
                                prune_bn=ucfg.prune_bn)
-    run_dir = make_run_dir(cfg.output.root, "sensitivity", f"{cfg.model.name}_{scfg.method}", args.save_dir)
-    cfg.output.name = run_dir.name
-    save_config(cfg, run_dir / "config.yaml")
+    with RunFolder.new(cfg.output.root, "sensitivity", f"{cfg.model.name}_{scfg.method}", args.save_dir).start(cfg) as run:
+        scan_in(run.path, args, cfg, data, model, device, loader=loader, targets=targets, sparsities=sparsities)
+
+
+def scan_in(run_dir, args, cfg, data, model, device, *, loader, targets, sparsities) -> None:
+    scfg, ucfg = cfg.sensitivity, cfg.unstructured
     print(f"run folder: {run_dir}\nscanning {len(targets)} layers x {len(sparsities)} sparsities "
           f"({scfg.method}, {scfg.num_images or 'all'} validation images per point)")
 

@@ -4,13 +4,15 @@
 
 A sweep YAML names the script, a base config, the grid (dotted config key -> list of values),
 the checkpoint to prune and the metric/cost keys of the frontier. Each point is a normal run
-folder under results/sweep/<name>/<point>/; a point whose metrics.yaml exists is skipped, so an
-interrupted sweep re-run finishes only what is missing. Writes sweep.csv, sweep.yaml (rows and
-Pareto frontier) and pareto.png into results/sweep/<name>/.
+folder under results/sweep/<name>/<point>/; a point is skipped when it finished from the same base
+config, grid values, --set, checkpoint and project version, so an interrupted sweep re-run finishes
+only what is missing and a changed one re-runs what changed. One sweep at a time per folder.
+Writes sweep.csv, sweep.yaml (rows and Pareto frontier) and pareto.png into results/sweep/<name>/.
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +24,17 @@ from tools.cli import base_parser
 from tools.errors import UserError, run_cli
 from tools.io import atomic_write_csv, atomic_write_yaml
 from tools.report import plot_pareto
-from tools.sweep import SweepSpec, expand_grid, pareto_front, point_name, read_sweep
+from tools.run_folder import RunLock
+from tools.sweep import (
+    SweepSpec,
+    expand_grid,
+    pareto_front,
+    point_fingerprint,
+    point_name,
+    point_stale_reason,
+    read_sweep,
+    record_point,
+)
 
 
 def parse_args(argv):
@@ -59,36 +71,54 @@ def lookup(metrics: dict, dotted: str):
     return node
 
 
+def run_points(spec: SweepSpec, root: Path, args) -> tuple[list[dict], list[str]]:
+    """Run every point that is not current; return the rows of the current points and the failed names."""
+    points = expand_grid(spec.grid)
+    plans = {}
+    for p in points:
+        run_dir = root / point_name(p)
+        command = point_command(spec, p, run_dir, args.set)
+        fp = point_fingerprint(spec, command)
+        plans[point_name(p)] = (p, run_dir, command, fp, point_stale_reason(run_dir, fp))
+    todo = [plan for plan in plans.values() if plan[4] is not None]
+    print(f"sweep {spec.name}: {len(points)} points, {len(points) - len(todo)} already done, running {len(todo)} "
+          f"with {args.workers} worker(s) into {root}")
+    for _, run_dir, _, _, reason in todo:
+        if reason != "not run yet":
+            print(f"  {run_dir.name}: again ({reason})")
+        shutil.rmtree(run_dir, ignore_errors=True)  # nothing of an earlier run is read as this one's result
+    failed = []
+    with ThreadPoolExecutor(max_workers=args.workers) as pool:
+        jobs = [(pool.submit(run_point, command, run_dir), fp) for _, run_dir, command, fp, _ in todo]
+        for job, fp in jobs:
+            run_dir, code = job.result()
+            ok = code == 0 and (run_dir / "metrics.yaml").is_file()
+            print(f"  {run_dir.name}: {'done' if ok else f'FAILED (exit {code}), see {run_dir}/sweep_point.log'}")
+            if ok:
+                record_point(run_dir, fp)
+            else:
+                failed.append(run_dir.name)
+    rows = []
+    for name, (p, run_dir, _, fp, _) in plans.items():
+        if point_stale_reason(run_dir, fp) is None:
+            metrics = yaml.safe_load((run_dir / "metrics.yaml").read_text()) or {}
+            rows.append({"point": name, **p, spec.metric: lookup(metrics, spec.metric),
+                         spec.cost: lookup(metrics, spec.cost), "run_dir": str(run_dir)})
+    return rows, failed
+
+
 def main(argv=None):
     args = parse_args(argv)
     spec = read_sweep(args.sweep)
     if spec.checkpoint and not Path(spec.checkpoint).is_file():
         raise UserError(f"checkpoint {spec.checkpoint} named in {args.sweep} not found; train it first or fix the path")
     root = Path(args.save_dir) if args.save_dir else Path("results/sweep") / spec.name
-    points = expand_grid(spec.grid)
-    todo = [(p, root / point_name(p)) for p in points if not (root / point_name(p) / "metrics.yaml").is_file()]
-    print(f"sweep {spec.name}: {len(points)} points, {len(points) - len(todo)} already done, running {len(todo)} "
-          f"with {args.workers} worker(s) into {root}")
-    failed = []
-    with ThreadPoolExecutor(max_workers=args.workers) as pool:
-        jobs = [pool.submit(run_point, point_command(spec, p, d, args.set), d) for p, d in todo]
-        for job in jobs:
-            run_dir, code = job.result()
-            print(f"  {run_dir.name}: {'done' if code == 0 else f'FAILED (exit {code}), see {run_dir}/sweep_point.log'}")
-            if code != 0:
-                failed.append(run_dir.name)
-
-    rows = []
-    for p in points:
-        path = root / point_name(p) / "metrics.yaml"
-        if path.is_file():
-            metrics = yaml.safe_load(path.read_text()) or {}
-            rows.append({"point": point_name(p), **p, spec.metric: lookup(metrics, spec.metric),
-                         spec.cost: lookup(metrics, spec.cost), "run_dir": str(path.parent)})
-    front = pareto_front(rows, maximize=spec.metric, minimize=spec.cost)
-    atomic_write_csv(root / "sweep.csv", rows)
-    atomic_write_yaml(root / "sweep.yaml", {"spec": vars(spec), "rows": rows, "pareto": [r["point"] for r in front]})
-    plot_pareto(rows, front, x=spec.cost, y=spec.metric, path=root / "pareto.png", title=f"sweep {spec.name}")
+    with RunLock(root):
+        rows, failed = run_points(spec, root, args)
+        front = pareto_front(rows, maximize=spec.metric, minimize=spec.cost)
+        atomic_write_csv(root / "sweep.csv", rows)
+        atomic_write_yaml(root / "sweep.yaml", {"spec": vars(spec), "rows": rows, "pareto": [r["point"] for r in front]})
+        plot_pareto(rows, front, x=spec.cost, y=spec.metric, path=root / "pareto.png", title=f"sweep {spec.name}")
     print(f"Pareto frontier ({spec.metric} vs {spec.cost}): " + ", ".join(r["point"] for r in front))
     print(f"wrote {root / 'sweep.csv'}, {root / 'sweep.yaml'}, {root / 'pareto.png'}")
     if failed:

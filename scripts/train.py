@@ -6,23 +6,27 @@
     torchrun --nproc_per_node=4 -m scripts.train --config cfgs/cifar10_resnet18.yaml   # DDP
 
 Writes into the run folder (results/train/<config name>/ unless --save-dir): config.yaml,
-log.csv, logs/ (TensorBoard), last.pth, best_model.pth and metrics.yaml.
+log.csv, logs/ (TensorBoard), last.pth, best_model.pth, metrics.yaml and, last, COMPLETE (FAILED
+with the error line when it fails). One run at a time may write into a folder: a second one exits 2
+naming the first one's PID and command.
 """
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from datasets import build_data
 from tools.checkpoint import read_checkpoint, unwrap
 from tools.cli import base_parser, resolve_config, run_name
-from tools.config import config_to_dict, save_config
+from tools.config import config_to_dict
 from tools.distributed import cleanup_distributed, setup_distributed, wrap_ddp
 from tools.engine import seed_everything, set_num_threads
 from tools.errors import UserError, run_cli
-from tools.io import atomic_write_yaml, make_run_dir
+from tools.io import atomic_write_yaml
 from tools.metrics import count_macs_params, flops_from_macs, format_count
 from tools.models import build_model, extract_state_dict, load_state_into
+from tools.run_folder import RunFolder
 from tools.training import BEST, LAST, fit, test_best_checkpoint
 
 
@@ -67,14 +71,19 @@ def main(argv=None):
     macs, params = count_macs_params(model, (1, *data.input_shape))
     model.to(dist.device)
 
-    if resume is not None:
-        run_dir = Path(args.save_dir) if args.save_dir else path.parent
-    else:
-        run_dir = make_run_dir(cfg.output.root, "train", run_name(cfg, args.config, cfg.model.name),
-                               args.save_dir) if dist.is_main else None
+    run = None
     if dist.is_main:
-        cfg.output.name = run_dir.name
-        save_config(cfg, run_dir / "config.yaml")
+        run = RunFolder(args.save_dir or path.parent) if resume is not None else \
+            RunFolder.new(cfg.output.root, "train", run_name(cfg, args.config, cfg.model.name), args.save_dir)
+        run.start(cfg)
+    with run or contextlib.nullcontext():
+        train_in(run.path if run else None, cfg, model, data, dist, resume=resume, macs=macs, params=params)
+    cleanup_distributed(dist)
+
+
+def train_in(run_dir: Path | None, cfg, model, data, dist, *, resume: dict | None, macs: int, params: int) -> None:
+    """The run itself, inside its run folder (`run_dir` is None on DDP ranks other than the main one)."""
+    if dist.is_main:
         print(f"run folder: {run_dir}")
         print(f"model {cfg.model.name} on {cfg.data.name} {data.input_shape}, {data.num_classes} classes, "
               f"device {dist.device}, world size {dist.world_size}")
@@ -93,7 +102,6 @@ def main(argv=None):
         print(f"checkpoints: {run_dir / BEST}, {run_dir / LAST}")
         print(f"metrics:     {run_dir / 'metrics.yaml'}  (per-epoch log: {run_dir / 'log.csv'})")
         print(f"TensorBoard: uv run tensorboard --logdir {run_dir / 'logs'}")
-    cleanup_distributed(dist)
 
 
 if __name__ == "__main__":

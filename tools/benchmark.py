@@ -13,9 +13,12 @@ per seed (`train.seed`, i.e. fine-tuning seed for a pruning row: same baseline) 
 results/bench/<name>/seed<k>/, and its table row shows the mean +- sample standard deviation over
 the finished seeds with n; targets are judged on the mean, and one whose margin is inside one
 standard deviation says "within noise". A run is done when its script's result file exists (each
-script writes it last, atomically), so re-running skips finished runs, and a train row that
-stopped mid-way resumes from its last.pth. The doc's tables are rebuilt from the run folders only:
-a figure in a generated table is always one some run wrote.
+script writes it last, atomically) and the runner's record says it ran from the recipe and needed
+rows as they are now (a fingerprint; records from before fingerprints are trusted), so re-running
+skips finished runs, re-runs changed ones (the old folder is kept as <folder>.stale/), and a train
+or pruning run that stopped mid-way resumes from its last.pth. One runner at a time holds a row
+(a lock in its folder; a second one exits 2 naming the holder). The doc's tables are rebuilt from
+the run folders only: a figure in a generated table is always one some run wrote.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -33,7 +37,9 @@ from pathlib import Path
 
 from tools.config import Config, config_from_dict, config_to_dict, load_config
 from tools.errors import UserError
+from tools.fingerprint import digest, fingerprint, stale_reason
 from tools.io import atomic_write_text, atomic_write_yaml, read_yaml_mapping
+from tools.run_folder import LAST, LOCK, RunLock
 from tools.training import finetune_train_config
 
 
@@ -88,20 +94,43 @@ class Benchmark:
         return self.run_dir(results_root, seed) / SCRIPTS[self.script].result
 
     def done_seeds(self, results_root: Path) -> list[int | None]:
-        return [s for s in self.seeds if self.result_path(results_root, s).is_file()]
+        """The runs that finished from the recipe as it is now."""
+        return [s for s in self.seeds if self.result_path(results_root, s).is_file()
+                and self.stale_reason(results_root, s) is None]
 
     def done(self, results_root: Path) -> bool:
         """Every run of the row has finished."""
         return len(self.done_seeds(results_root)) == len(self.seeds)
 
+    def fingerprint(self, results_root: Path) -> dict:
+        """The recipe (less how the doc shows it and which seeds run) and the records of the rows it needs."""
+        recipe = config_to_dict(self.cfg)
+        recipe["bench"] = {k: v for k, v in recipe["bench"].items() if k not in ("table", "targets", "seeds")}
+        needs = {n: digest(read_yaml_mapping(need_record(results_root / n))) for n in self.cfg.bench.needs}
+        return fingerprint(config={"recipe": recipe, "needs": needs}, argv=[self.script])
+
+    def stale_reason(self, results_root: Path, seed: int | None = None) -> str | None:
+        """Why a run's result no longer matches its recipe; None when it does or was recorded without a fingerprint."""
+        recorded = (read_yaml_mapping(self.run_dir(results_root, seed) / RECORD) or {}).get("fingerprint")
+        return None if recorded is None else stale_reason(recorded, self.fingerprint(results_root))
+
     def state(self, results_root: Path) -> str:
-        """done | partial (started, not finished; with seeds: 'partial 1/3') | pending"""
+        """done | stale (a result from another recipe or baseline) | partial (started, not finished;
+        with seeds: 'partial 1/3') | pending"""
         if self.done(results_root):
             return "done"
+        if any(self.result_path(results_root, s).is_file() and self.stale_reason(results_root, s) for s in self.seeds):
+            return "stale"
         finished = len(self.done_seeds(results_root))
         if finished:
             return f"partial {finished}/{len(self.seeds)}"
         return "partial" if self.run_dir(results_root).exists() else "pending"
+
+
+def need_record(row_dir: Path) -> Path:
+    """The runner's record of the run a dependent row starts from (a seeded row: its first seed's)."""
+    seeded = sorted(row_dir.glob(f"seed*/{RECORD}"), key=lambda p: int(p.parent.name[4:]))
+    return row_dir / RECORD if (row_dir / RECORD).is_file() or not seeded else seeded[0]
 
 
 # ----------------------------------------------------------------------------- discovery
@@ -193,14 +222,15 @@ def script_argv(b: Benchmark, benchmarks: dict[str, Benchmark], results_root: Pa
     argv = ["--config", str(b.path)] + (["--set", f"train.seed={seed}"] if seed is not None else [])
     if b.script == "train":
         argv += ["--save-dir", str(run_dir)]
-        if (run_dir / "last.pth").is_file() and not b.result_path(results_root, seed).is_file():
-            argv += ["--resume", str(run_dir / "last.pth")]
     elif b.script.startswith("prune_"):
         argv += ["--checkpoint", models[0], "--save-dir", str(run_dir)]
-    elif b.script == "profile":
+    if b.script in ("train", "prune_structured", "prune_unstructured") and (run_dir / LAST).is_file() \
+            and not b.result_path(results_root, seed).is_file():  # killed mid-way: continue from its last epoch
+        argv += ["--resume", str(run_dir / LAST)]
+    if b.script == "profile":
         argv += ["--baseline", models[0], "--pruned", *models[1:], "--measure-latency",
                  "--save-results", str(b.result_path(results_root))]
-    else:
+    elif b.script == "loader_speed":
         argv += ["--save-results", str(b.result_path(results_root))]
     return argv + list(b.cfg.bench.args)
 
@@ -232,13 +262,29 @@ def run_benchmark(b: Benchmark, benchmarks: dict[str, Benchmark], results_root: 
     for need in b.cfg.bench.needs:
         if not benchmarks[need].done(results_root):
             raise UserError(f"benchmark {b.name} needs {need}, which has not finished; run --run {need} first")
-    todo = [s for s in b.seeds if s not in b.done_seeds(results_root)]
-    return sum(run_once(b, benchmarks, results_root, seed) for seed in todo)
+    with RunLock(b.run_dir(results_root), command=COMMAND.format(name=b.name)):
+        todo = [s for s in b.seeds if s not in b.done_seeds(results_root)]
+        return sum(run_once(b, benchmarks, results_root, seed) for seed in todo)
+
+
+def set_aside_stale(run_dir: Path, reason: str) -> None:
+    """Move a stale run's files to <run_dir>.stale/ (all but a runner's lock, which stays): nothing of
+    the old run may be resumed or read as the new one's."""
+    stale = run_dir.with_name(f"{run_dir.name}.stale")
+    shutil.rmtree(stale, ignore_errors=True)
+    stale.mkdir()
+    for path in run_dir.iterdir():
+        if path.name != LOCK:
+            path.rename(stale / path.name)
+    print(f"== {run_dir}: stale ({reason}); the old run moved to {stale}")
 
 
 def run_once(b: Benchmark, benchmarks: dict[str, Benchmark], results_root: Path, seed: int | None) -> float:
     """Run one benchmark run's script in a fresh process (clean threads, seeds and memory), its output
     shown and kept in <run folder>.log; on success write the runner's record. Returns seconds."""
+    if b.result_path(results_root, seed).is_file() and (reason := b.stale_reason(results_root, seed)):
+        set_aside_stale(b.run_dir(results_root, seed), reason)
+    fp = b.fingerprint(results_root)
     argv = script_argv(b, benchmarks, results_root, seed)
     command = [sys.executable, "-m", f"scripts.{b.script}", *argv]
     log_path = b.run_dir(results_root, seed).with_suffix(".log")
@@ -261,7 +307,7 @@ def run_once(b: Benchmark, benchmarks: dict[str, Benchmark], results_root: Path,
         "benchmark": b.name, "config": str(b.path), "command": COMMAND.format(name=b.name),
         "script_command": f"python -m scripts.{b.script} {' '.join(argv)}", "wall_time_s": wall_s,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "host": host_description(b.cfg.bench.device),
+        "host": host_description(b.cfg.bench.device), "fingerprint": fp,
     })
     return wall_s
 
@@ -525,7 +571,9 @@ def pending_row(b: Benchmark, results_root: Path, cuda: bool) -> dict:
     if b.cfg.bench.device == "cuda" and not cuda:
         why = "needs a CUDA GPU"
     else:
-        why = "started, not finished" if b.state(results_root) == "partial" else "not run yet"
+        state = b.state(results_root)
+        why = {"partial": "started, not finished", "stale": "stale, " + next(
+            (r for s in b.seeds if (r := b.stale_reason(results_root, s))), "")}.get(state, "not run yet")
         why += f" ({len(b.seeds)} seeds)" if b.cfg.bench.seeds else ""
     cfg = config_to_dict(b.cfg)
     row = {"target": f"pending: {why}", "device": b.cfg.bench.device}

@@ -25,6 +25,16 @@ FORMATS = ("onnx", "torchscript", "both")
 Runner = Callable[[torch.Tensor], np.ndarray]
 
 
+ONNX_OPSETS = range(7, 21)  # what the TorchScript-based exporter (dynamo=False) covers
+
+
+def check_opset(opset: int) -> None:
+    """A one-line UserError for an opset the exporter cannot write, before any folder is made."""
+    if opset not in ONNX_OPSETS:
+        raise UserError(f"export.opset {opset} is not one the ONNX exporter writes; pick {ONNX_OPSETS.start}-"
+                        f"{ONNX_OPSETS.stop - 1} (e.g. --opset 17)")
+
+
 def export_onnx(model: nn.Module, input_shape: tuple[int, int, int], path: Path, *, opset: int) -> Path:
     """Writes `path` with a dynamic batch axis and validates it with onnx.checker. The file is
     written to a temporary name first, so a failed export leaves nothing that looks complete."""

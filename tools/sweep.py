@@ -5,6 +5,10 @@
     points = expand_grid({"unstructured.sparsity": [0.5, 0.8], "finetune.epochs": [1, 2]})
     # [{"unstructured.sparsity": 0.5, "finetune.epochs": 1}, ...]  (4 points, stable order)
     front = pareto_front(rows, maximize="top1", minimize="macs")
+
+A point is done when its folder's sweep_point.yaml records the fingerprint it ran from (base config,
+command line, checkpoint sha256, project version) and its metrics.yaml is still the one that run
+wrote; otherwise it runs again.
 """
 
 from __future__ import annotations
@@ -18,8 +22,11 @@ from typing import Any
 import yaml
 
 from tools.errors import UserError
+from tools.fingerprint import file_sha256, fingerprint, stale_reason
+from tools.io import atomic_write_yaml, read_yaml_mapping
 
 SCRIPTS = ("train", "prune_unstructured", "prune_structured")
+POINT_RECORD = "sweep_point.yaml"  # the sweep's record in a point's folder: the fingerprint it ran from
 
 
 @dataclass
@@ -88,3 +95,26 @@ def pareto_front(rows: list[dict], *, maximize: str, minimize: str) -> list[dict
         )
     ]
     return sorted(front, key=lambda r: (r[minimize], -r[maximize]))
+
+
+def point_fingerprint(spec: SweepSpec, command: list[str]) -> dict:
+    """What a point's result depends on: the base config file as resolved (its `base:` chain included),
+    the point's command line (grid values, --set, flags), the checkpoint's sha256, the project version."""
+    from tools.config import config_to_dict, load_config
+
+    return fingerprint(config=config_to_dict(load_config(spec.config)), argv=command[1:],
+                       inputs=[spec.checkpoint] if spec.checkpoint else [])
+
+
+def point_stale_reason(run_dir: Path, current: dict) -> str | None:
+    """None when the point's metrics.yaml is the one a run from `current` wrote; else why it must run."""
+    record = read_yaml_mapping(run_dir / POINT_RECORD) or {}
+    if not (run_dir / "metrics.yaml").is_file() or not record:
+        return "not run yet"
+    if record.get("result_sha256") != file_sha256(run_dir / "metrics.yaml"):
+        return "metrics.yaml was rewritten by another run"
+    return stale_reason(record.get("fingerprint"), current)
+
+
+def record_point(run_dir: Path, fp: dict) -> None:
+    atomic_write_yaml(run_dir / POINT_RECORD, {"fingerprint": fp, "result_sha256": file_sha256(run_dir / "metrics.yaml")})
