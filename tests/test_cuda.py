@@ -14,6 +14,7 @@ Tiny synthetic data and models: these check that the paths run and agree, not ho
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 import torch
@@ -125,11 +126,14 @@ def test_semi_structured_2to4_conversion_and_speed_measurement_on_cuda():
     assert timing["max_abs_diff"] < 5e-2  # the same fp16 product through the sparse kernel
 
 
-def test_ddp_one_process_nccl_train_step_on_cuda(tmp_path):
+def test_ddp_one_process_nccl_train_step_on_cuda(tmp_path, monkeypatch):
     import torch.distributed as torch_dist
 
     from tools.checkpoint import unwrap
 
+    # One process on one machine: a file store (no port to pick) and NCCL's bootstrap on loopback,
+    # so a sandbox without other network interfaces works too.
+    monkeypatch.setenv("NCCL_SOCKET_IFNAME", os.environ.get("NCCL_SOCKET_IFNAME", "lo"))
     torch_dist.init_process_group("nccl", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     try:
         model = nn.parallel.DistributedDataParallel(tiny_model(), device_ids=[CUDA.index or 0])

@@ -109,3 +109,10 @@ def test_pack_data_rejects_a_folder_without_splits(tmp_path):
     with pytest.raises(UserError, match="needs train/"):
         pack_script.main([str(tmp_path / "imgs"), str(tmp_path / "x.pack")])
     assert not (tmp_path / "x.pack").exists()
+
+
+def test_imagefolder_pointed_at_a_pack_says_to_use_packed(tmp_path):
+    pack_file = tmp_path / "imgs.pack"
+    pack_script.main([str(make_image_tree(tmp_path / "imgs", per_class=1)), str(pack_file)])
+    with pytest.raises(UserError, match="is a file; .*data.name: packed"):
+        build_data(DataConfig(name="imagefolder", root=str(pack_file), image_size=16))
