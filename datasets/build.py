@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from datasets import imagefolder, synthetic
+from datasets import imagefolder, packed, synthetic
 from datasets.augment import AugmentSpec
 from datasets.pixels import channel_stats, resize_images_u8
 from datasets.seeding import split_indices, subset_indices
@@ -35,7 +35,8 @@ from tools.errors import UserError
 if TYPE_CHECKING:
     from tools.config import DataConfig
 
-DATASET_NAMES = ("cifar10", "cifar100", "mnist", "fashionmnist", "imagefolder", "synthetic")
+DATASET_NAMES = ("cifar10", "cifar100", "mnist", "fashionmnist", "imagefolder", "packed", "synthetic")
+IMAGE_FILE_SETS = ("imagefolder", "packed")  # encoded image files: decoded at data.image_size
 FAST_PATH_MAX_IMAGEFOLDER_PX = 64  # above this a decoded folder stops fitting comfortably in memory
 IMAGEFOLDER_NATIVE_PX = 224
 
@@ -174,7 +175,7 @@ def target_size_px(cfg: DataConfig, name: str) -> int:
 def use_fast_path(cfg: DataConfig, name: str, size_px: int) -> bool:
     if not cfg.fast_path:
         return False
-    return name != "imagefolder" or size_px <= FAST_PATH_MAX_IMAGEFOLDER_PX
+    return name not in IMAGE_FILE_SETS or size_px <= FAST_PATH_MAX_IMAGEFOLDER_PX
 
 
 def _load_source(cfg: DataConfig, name: str, *, size_px: int, fast: bool) -> _Source:
@@ -182,6 +183,8 @@ def _load_source(cfg: DataConfig, name: str, *, size_px: int, fast: bool) -> _So
         return _torchvision_source(cfg, name, size_px=size_px, fast=fast)
     if name == "synthetic":
         return _synthetic_source(cfg, size_px=size_px, fast=fast)
+    if name == "packed":
+        return _packed_source(cfg, size_px=size_px, fast=fast)
     return _imagefolder_source(cfg, size_px=size_px, fast=fast)
 
 
@@ -225,15 +228,8 @@ def _synthetic_source(cfg: DataConfig, *, size_px: int, fast: bool) -> _Source:
 
 
 def _imagefolder_source(cfg: DataConfig, *, size_px: int, fast: bool) -> _Source:
-    split_dirs = imagefolder.find_splits(cfg.root)
-    classes, train_files = imagefolder.list_split(split_dirs["train"], classes=None)
-    files = {"train": train_files}
-    for split in ("val", "test"):
-        if split in split_dirs:
-            files[split] = imagefolder.list_split(split_dirs[split], classes=classes)[1]
-    if "test" not in files:  # only val/ on disk: it is the test split too
-        files["test"] = files.pop("val")
-    shape = (3, size_px, size_px)
+    classes, files = imagefolder.list_splits(cfg.root)
+    files = _test_from_val(files)
     if fast:
         decoded = {
             split: imagefolder.load_decoded(
@@ -242,11 +238,43 @@ def _imagefolder_source(cfg: DataConfig, *, size_px: int, fast: bool) -> _Source
             )
             for split, split_files in files.items()
         }
-        splits = {split: TensorSplit(d.images_u8, d.labels) for split, d in decoded.items()}
-        return _Source(splits, classes, decoded["train"].mean, decoded["train"].std, shape, _small_augment(size_px))
-    splits = {split: imagefolder.ImageFiles(split_files) for split, split_files in files.items()}
+        return _decoded_source(decoded, classes, size_px)
+    return _image_file_source({split: imagefolder.ImageFiles(f) for split, f in files.items()}, classes, size_px)
+
+
+def _packed_source(cfg: DataConfig, *, size_px: int, fast: bool) -> _Source:
+    """An image folder packed by scripts.pack_data: the same splits, files and tensors."""
+    pack = packed.read_pack(cfg.root)
+    splits = _test_from_val(pack.splits)
+    if fast:
+        decoded = {
+            name: packed.load_decoded(split, path=cfg.root, name=name, size_px=size_px,
+                                      cache_dir=cfg.cache_dir, num_workers=cfg.num_workers)
+            for name, split in splits.items()
+        }
+        return _decoded_source(decoded, pack.classes, size_px)
+    return _image_file_source({name: packed.PackedImages(s) for name, s in splits.items()}, pack.classes, size_px)
+
+
+def _test_from_val(splits: dict[str, Any]) -> dict[str, Any]:
+    """Only val/ on disk: it is the test split too."""
+    if "test" in splits:
+        return splits
+    splits = dict(splits)
+    splits["test"] = splits.pop("val")
+    return splits
+
+
+def _decoded_source(decoded: dict[str, imagefolder.DecodedSplit], classes: list[str], size_px: int) -> _Source:
+    splits = {split: TensorSplit(d.images_u8, d.labels) for split, d in decoded.items()}
+    return _Source(splits, classes, decoded["train"].mean, decoded["train"].std, (3, size_px, size_px),
+                   _small_augment(size_px))
+
+
+def _image_file_source(splits: dict[str, Any], classes: list[str], size_px: int) -> _Source:
+    """The DataLoader path over encoded images: decoded and transformed per sample in workers."""
     mean, std = imagefolder.IMAGENET_MEAN, imagefolder.IMAGENET_STD  # computing them would mean decoding everything
-    source = _Source(splits, classes, mean, std, shape, _small_augment(size_px))
+    source = _Source(splits, classes, mean, std, (3, size_px, size_px), _small_augment(size_px))
     if size_px <= FAST_PATH_MAX_IMAGEFOLDER_PX:  # same recipe as the fast path would use
         return _with_small_transforms(source, resize=True)
     source.train_transform = imagenet_transform(size_px=size_px, train=True, mean=source.mean, std=source.std)

@@ -1,9 +1,8 @@
 """Image folders (`root/train/<class>/*.jpg`, `root/val/...` or `root/test/...`).
 
-    from datasets.imagefolder import find_splits, list_split, load_decoded
-    splits = find_splits("/data/cifar10-jpeg")                 # {"train": ..., "test": ...}
-    classes, train_files = list_split(splits["train"], classes=None)
-    _, test_files = list_split(splits["test"], classes=classes)
+    from datasets.imagefolder import list_splits, load_decoded
+    classes, files = list_splits("/data/cifar10-jpeg")        # files["train"], files["test"]: [(path, label)]
+    train_files = files["train"]
     decoded = load_decoded(train_files, root=..., split="train", size_px=32,
                            cache_dir="~/.cache/pruning-bootcamp", num_workers=2)
 
@@ -11,12 +10,14 @@ Small images (the fast path) are decoded once into a uint8 tensor and cached as 
 keyed by the folder's absolute path, the split, the size and a fingerprint of the file list
 (paths, labels, byte sizes, mtimes), so any change to the folder triggers a fresh decode and
 a second run loads in seconds. Large images stay on disk and go through `ImageFiles`.
+datasets/packed.py keeps the same files in one file and decodes them with the same code.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import multiprocessing
 import os
 import sys
@@ -35,7 +36,7 @@ from tools.errors import UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-_CACHE_FORMAT = 1  # bump when the cached layout or the decode recipe changes
+CACHE_FORMAT = 1  # bump when the cached layout or the decode recipe changes
 _EVAL_SPLIT_NAMES = ("val", "test")
 _DECODE_CHUNK_FILES = 1024  # per pool task: large enough to amortize pickling, small enough to balance
 
@@ -52,6 +53,9 @@ def find_splits(root: str) -> dict[str, Path]:
     """`train` plus whichever of `val`, `test` exist under root; UserError when train or
     both eval folders are missing."""
     root_abs = Path(root).expanduser().resolve()
+    if root_abs.is_file():
+        raise UserError(f"imagefolder root {root_abs} is a file; for a file written by scripts.pack_data set "
+                        f"data.name: packed")
     if not root_abs.is_dir():
         raise UserError(
             f"imagefolder root {root_abs} does not exist: set data.root to a folder holding train/ and val/ (or test/)"
@@ -86,6 +90,17 @@ def list_split(split_dir: Path, *, classes: list[str] | None) -> tuple[list[str]
     return classes, files
 
 
+def list_splits(root: str) -> tuple[list[str], dict[str, list[tuple[str, int]]]]:
+    """(class names, {split: [(path, label)]}) for "train" plus "val" and/or "test" as on disk."""
+    split_dirs = find_splits(root)
+    classes, train_files = list_split(split_dirs["train"], classes=None)
+    files = {"train": train_files}
+    for split in _EVAL_SPLIT_NAMES:
+        if split in split_dirs:
+            files[split] = list_split(split_dirs[split], classes=classes)[1]
+    return classes, files
+
+
 class ImageFiles(Dataset):
     """(PIL RGB image, label) per file, for the DataLoader path."""
 
@@ -97,7 +112,7 @@ class ImageFiles(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Image.Image, int]:
         path, label = self.files[index]
-        return _open_rgb(path), label
+        return open_rgb(path), label
 
 
 def load_decoded(
@@ -105,33 +120,43 @@ def load_decoded(
 ) -> DecodedSplit:
     """The split as uint8 tensors plus its channel statistics, from the cache when the folder
     is unchanged, else decoded (with `num_workers` processes) and cached."""
-    cache_path = cache_file(files, root=root, split=split, size_px=size_px, cache_dir=cache_dir)
+    return decode_cached(
+        [path for path, _ in files], torch.tensor([label for _, label in files], dtype=torch.int64),
+        cache_path=cache_file(files, root=root, split=split, size_px=size_px, cache_dir=cache_dir),
+        size_px=size_px, num_workers=num_workers, what=f"{root}/{split}",
+    )
+
+
+def decode_cached(sources: list[str | bytes], labels: torch.Tensor, *, cache_path: Path, size_px: int,
+                  num_workers: int, what: str) -> DecodedSplit:
+    """Images (paths or encoded bytes) decoded to uint8 tensors with their channel statistics,
+    read from `cache_path` when it is there, else decoded and written to it."""
     cached = _read_cache(cache_path)
     if cached is not None:
         return cached
     started = time.perf_counter()
-    _note(f"decoding {len(files)} images of {root}/{split} to {size_px}px once (cache: {cache_path})")
-    images_u8 = decode_files([path for path, _ in files], size_px=size_px, num_workers=num_workers)
+    _note(f"decoding {len(sources)} images of {what} to {size_px}px once (cache: {cache_path})")
+    images_u8 = decode_files(sources, size_px=size_px, num_workers=num_workers)
     mean, std = channel_stats(images_u8)
-    decoded = DecodedSplit(images_u8, torch.tensor([label for _, label in files], dtype=torch.int64), mean, std)
+    decoded = DecodedSplit(images_u8, labels, mean, std)
     _write_cache(cache_path, decoded)
-    _note(f"decoded {len(files)} images in {time.perf_counter() - started:.1f} s")
+    _note(f"decoded {len(sources)} images in {time.perf_counter() - started:.1f} s")
     return decoded
 
 
 def cache_file(files: list[tuple[str, int]], *, root: str, split: str, size_px: int, cache_dir: str) -> Path:
     """Cache path whose name changes with any added, removed, relabelled or rewritten file."""
-    fingerprint = hashlib.sha256(f"{_CACHE_FORMAT}|{Path(root).expanduser().resolve()}|{split}|{size_px}".encode())
+    fingerprint = hashlib.sha256(f"{CACHE_FORMAT}|{Path(root).expanduser().resolve()}|{split}|{size_px}".encode())
     for path, label in files:
         stat = os.stat(path)
         fingerprint.update(f"|{path}|{label}|{stat.st_size}|{stat.st_mtime_ns}".encode())
     return Path(cache_dir).expanduser() / f"imagefolder-{split}-{size_px}px-{fingerprint.hexdigest()[:20]}.pt"
 
 
-def decode_files(paths: list[str], *, size_px: int, num_workers: int) -> torch.Tensor:
-    """N x 3 x size_px x size_px uint8: shorter side resized to size_px, then centre crop.
-    Chunks of files go to a process pool; workers use only PIL and numpy."""
-    chunks = [paths[i : i + _DECODE_CHUNK_FILES] for i in range(0, len(paths), _DECODE_CHUNK_FILES)]
+def decode_files(sources: list[str | bytes], *, size_px: int, num_workers: int) -> torch.Tensor:
+    """N x 3 x size_px x size_px uint8 from image paths or encoded bytes: shorter side resized
+    to size_px, then centre crop. Chunks go to a process pool; workers use only PIL and numpy."""
+    chunks = [sources[i : i + _DECODE_CHUNK_FILES] for i in range(0, len(sources), _DECODE_CHUNK_FILES)]
     decode = functools.partial(_decode_chunk, size_px=size_px)
     if num_workers > 0 and len(chunks) > 1:
         with _process_context().Pool(min(num_workers, len(chunks))) as pool:
@@ -149,10 +174,10 @@ def _process_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
 
 
-def _decode_chunk(paths: list[str], *, size_px: int) -> np.ndarray:
-    out = np.empty((len(paths), 3, size_px, size_px), dtype=np.uint8)
-    for i, path in enumerate(paths):
-        out[i] = np.asarray(_square_resize(_open_rgb(path), size_px)).transpose(2, 0, 1)
+def _decode_chunk(sources: list[str | bytes], *, size_px: int) -> np.ndarray:
+    out = np.empty((len(sources), 3, size_px, size_px), dtype=np.uint8)
+    for i, source in enumerate(sources):
+        out[i] = np.asarray(_square_resize(open_rgb(source), size_px)).transpose(2, 0, 1)
     return out
 
 
@@ -168,12 +193,18 @@ def _square_resize(image: Image.Image, size_px: int) -> Image.Image:
     return resized.crop((left, top, left + size_px, top + size_px))
 
 
-def _open_rgb(path: str) -> Image.Image:
+def open_rgb(source: str | bytes) -> Image.Image:
+    """An image file (path) or its encoded bytes (a packed data set), as RGB."""
     try:
-        with open(path, "rb") as f:
+        if isinstance(source, bytes):
+            return Image.open(io.BytesIO(source)).convert("RGB")
+        with open(source, "rb") as f:
             return Image.open(f).convert("RGB")
     except OSError as err:  # includes PIL.UnidentifiedImageError
-        raise UserError(f"cannot read image {path} ({err.__class__.__name__}); remove or replace the file") from None
+        if isinstance(source, bytes):
+            raise UserError(f"a packed image does not decode ({err.__class__.__name__}); pack the folder again "
+                            f"with scripts.pack_data") from None
+        raise UserError(f"cannot read image {source} ({err.__class__.__name__}); remove or replace the file") from None
 
 
 def _note(message: str) -> None:

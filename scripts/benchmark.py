@@ -4,18 +4,23 @@
     uv run python -m scripts.benchmark --run resnet20_l2_macs50_ft6     # its baseline first, if not done
     uv run python -m scripts.benchmark --run all                         # every row this machine can run
     uv run python -m scripts.benchmark --run all --device cuda           # the GPU rows only
+    python -m scripts.benchmark --run all --device cuda --budget-min 8   # headline first, what fits in 8 min
     uv run python -m scripts.benchmark --doc-only                        # just regenerate the doc
 
 Each benchmark writes into results/bench/<name>/ (its log beside it, <name>.log), a row with
 `bench.seeds` one folder per seed, results/bench/<name>/seed<k>/. Finished runs
 are skipped, so re-running resumes where it stopped; a train row continues from its last.pth.
-Rows defined for CUDA stay "pending" in the doc until they have run on a GPU.
+Rows defined for CUDA stay "pending" in the doc until they have run on a GPU. `--run all` runs
+rows with a higher `bench.priority` first; each row's estimated duration (`bench.expected_min`)
+is printed before it starts, and with `--budget-min` rows that would not fit are left out and
+listed at the end (see tools/bench_budget.py).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from tools.bench_budget import Budget, by_priority, expected_text
 from tools.benchmark import COMMAND, cuda_available, discover, plan, run_benchmark, script_argv, write_doc
 from tools.cli import _Parser
 from tools.errors import UserError, run_cli
@@ -28,6 +33,8 @@ def parse_args(argv):
     action.add_argument("--run", nargs="+", metavar="NAME", help="benchmarks to run (with what they need), or all")
     action.add_argument("--doc-only", action="store_true", help="only regenerate the doc's tables")
     parser.add_argument("--device", choices=["cpu", "cuda"], help="with --run all: only the rows defined for this device")
+    parser.add_argument("--budget-min", type=float, help="with --run: leave out rows whose bench.expected_min "
+                        "estimate does not fit in the minutes left; they are listed at the end")
     parser.add_argument("--bench-dir", default="cfgs/bench", help="folder of benchmark YAMLs (default cfgs/bench)")
     parser.add_argument("--results", default="results/bench", help="run folders go here (default results/bench)")
     parser.add_argument("--doc", default="docs/benchmarks.md", help="markdown file whose tables are regenerated")
@@ -53,9 +60,10 @@ def main(argv=None):
     if args.run:
         names = args.run
         if names == ["all"]:
-            names = [n for n, b in benchmarks.items() if args.device in (None, b.cfg.bench.device)]
+            names = by_priority(benchmarks, [n for n, b in benchmarks.items() if args.device in (None, b.cfg.bench.device)])
         elif args.device:
             raise UserError("--device filters --run all only; name the benchmarks or drop --device")
+        budget = Budget(args.budget_min)
         for b in plan(benchmarks, names):
             if b.done(results):
                 print(f"== {b.name}: done earlier ({b.run_dir(results)}), skipped")
@@ -66,8 +74,13 @@ def main(argv=None):
                     continue
                 raise UserError(f"benchmark {b.name} is defined for a CUDA GPU and torch sees none; "
                                 f"run it on a GPU machine (or --run all to skip GPU rows)")
-            print(f"\n== {b.name}", flush=True)
-            print(f"== {b.name}: finished in {run_benchmark(b, benchmarks, results) / 60:.1f} min")
+            if reason := budget.skip_reason(b):
+                print(f"== {b.name}: left out, {reason}")
+                continue
+            print(f"\n== {b.name}: {expected_text(b)}", flush=True)
+            print(f"== {b.name}: finished in {run_benchmark(b, benchmarks, results) / 60:.1f} min (measured)")
+        for line in budget.summary():
+            print(line)
     print(f"wrote {write_doc(benchmarks, results_root=results, doc=Path(args.doc), cuda=cuda)}")
 
 

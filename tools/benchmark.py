@@ -168,6 +168,8 @@ def validate(b: Benchmark, benchmarks: dict[str, Benchmark]) -> None:
         raise UserError(f"{where}.device {b.cfg.bench.device!r} must be cpu or cuda")
     if not b.cfg.bench.table:
         raise UserError(f"{where}.table is empty; name the docs/benchmarks.md table the row belongs to")
+    if b.cfg.bench.expected_min < 0:
+        raise UserError(f"{where}.expected_min {b.cfg.bench.expected_min:g} must be >= 0 minutes (0 = no estimate)")
     for key in b.cfg.bench.targets:
         if key not in TARGETS:
             raise UserError(f"{where}.targets.{key} is not a known target; choose from {', '.join(TARGETS)}")
@@ -414,7 +416,7 @@ def data_text(cfg: dict) -> str:
     data = cfg.get("data")
     if not data:
         return "-"
-    name = Path(data["root"]).name if data["name"] == "imagefolder" else data["name"]
+    name = Path(data["root"]).name if data["name"] in ("imagefolder", "packed") else data["name"]
     if data["name"] == "synthetic":
         name = f"synthetic {data['synthetic']['resolution']} px"
     subsets = [f"{n:,} {split}" for n, split in ((data["train_subset"], "train"), (data["test_subset"], "test")) if n]

@@ -231,6 +231,8 @@ class BenchConfig:
     args: list[str] = field(default_factory=list)  # extra flags for the script, e.g. ["--backend", "both"]
     targets: dict[str, float] = field(default_factory=dict)  # e.g. {max_drop: 1.0}; see tools.benchmark.TARGETS
     seeds: list[int] = field(default_factory=list)  # one run per seed (train.seed) in <row>/seed<k>/; [] -> one run
+    expected_min: float = 0.0  # estimated wall minutes of the row (an estimate, printed before it runs; --budget-min uses it); 0 = none
+    priority: int = 0  # --run all runs higher priorities first (the headline rows); equal ones in name order
 
 
 @dataclass

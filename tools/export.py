@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import warnings
 from pathlib import Path
@@ -47,11 +48,10 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, int, int], path: Path,
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")  # the TorchScript-based exporter is chatty about deprecations
-            # dynamo=False: the TorchScript-based exporter covers opsets 7-20 and needs no onnxscript.
             torch.onnx.export(
-                model, (example,), str(tmp), dynamo=False, opset_version=opset, input_names=["input"],
+                model, (example,), str(tmp), opset_version=opset, input_names=["input"],
                 output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                do_constant_folding=True,
+                do_constant_folding=True, **_torchscript_exporter(),
             )
         onnx.checker.check_model(onnx.load(str(tmp)), full_check=True)
     except UserError:
@@ -62,6 +62,13 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, int, int], path: Path,
         raise UserError(f"model cannot be exported to ONNX with opset {opset} ({reason}); try another --opset (e.g. 17)") from None
     tmp.replace(path)
     return path
+
+
+def _torchscript_exporter() -> dict:
+    """dynamo=False: the TorchScript-based exporter covers opsets 7-20 and needs no onnxscript
+    (the default since torch 2.9 is the dynamo one). torch < 2.5 has no `dynamo` argument and
+    always uses the TorchScript-based exporter."""
+    return {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
 
 
 def export_torchscript(model: nn.Module, input_shape: tuple[int, int, int], path: Path) -> tuple[Path, bool]:

@@ -32,14 +32,18 @@ MIN_CAPABILITY = (8, 0)
 
 def sparse_backend() -> type | None:
     """The tensor subclass `to_sparse_semi_structured` will use here (None: no support)."""
-    sparse = getattr(torch, "sparse", None)
-    if not hasattr(sparse, "to_sparse_semi_structured"):
+    # The two backend subclasses and their shape table exist since torch 2.3 (the oldest
+    # supported torch is 2.4); a build or version without them reports "no support", not a crash.
+    sparse = torch.sparse
+    cutlass = getattr(sparse, "SparseSemiStructuredTensorCUTLASS", None)
+    cusparselt_tensor = getattr(sparse, "SparseSemiStructuredTensorCUSPARSELT", None)
+    if not hasattr(sparse, "to_sparse_semi_structured") or not hasattr(cutlass, "_DTYPE_SHAPE_CONSTRAINTS"):
         return None
-    base = torch.sparse.SparseSemiStructuredTensor
     cusparselt = getattr(torch.backends, "cusparselt", None)
-    if base._FORCE_CUTLASS or cusparselt is None or not cusparselt.is_available():
-        return torch.sparse.SparseSemiStructuredTensorCUTLASS
-    return torch.sparse.SparseSemiStructuredTensorCUSPARSELT
+    force_cutlass = getattr(sparse.SparseSemiStructuredTensor, "_FORCE_CUTLASS", False)
+    if force_cutlass or cusparselt_tensor is None or cusparselt is None or not cusparselt.is_available():
+        return cutlass
+    return cusparselt_tensor
 
 
 def device_ineligibility(device: torch.device) -> str | None:
