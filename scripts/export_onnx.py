@@ -4,9 +4,11 @@
     uv run python -m scripts.export_onnx --checkpoint pruned_model.pth --format onnx --opset 13
 
 Writes model.onnx / model.torchscript.pt and export.yaml (file sizes, opset, max abs differences)
-into <checkpoint folder>/export/ unless --save-dir. --verify runs ONNX Runtime and TorchScript on
-random and real test inputs at export.verify_batch_sizes and exits 1 when any difference exceeds
-export.tolerance.
+into <checkpoint folder>/export/ unless --save-dir, and the ONNX file also beside the checkpoint
+as <checkpoint name>.onnx (results/structured/l2_macs0.5/pruned_model.onnx: what
+`ls results/structured/*/*.onnx` lists). --verify runs ONNX Runtime and TorchScript on random and
+real test inputs at export.verify_batch_sizes, prints the largest difference, and exits 1 when it
+exceeds export.tolerance (default 1e-5).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from tools.export import (
     max_abs_diffs,
     verification_inputs,
 )
-from tools.io import atomic_write_yaml
+from tools.io import atomic_write_bytes, atomic_write_yaml
 from tools.metrics import file_size_bytes
 
 
@@ -36,6 +38,20 @@ def parse_args(argv):
     parser.add_argument("--tolerance", type=float, help="overrides export.tolerance")
     parser.add_argument("--verify", action="store_true", help="compare ONNX Runtime / TorchScript outputs with PyTorch")
     return parser.parse_args(argv)
+
+
+def copy_beside(onnx_path: Path, checkpoint: Path) -> Path | None:
+    """<checkpoint folder>/<checkpoint stem>.onnx, a copy of the export (written atomically);
+    None, with a note, when that folder cannot be written (a read-only results tree)."""
+    target = checkpoint.with_suffix(".onnx")
+    if target.resolve() == onnx_path.resolve():
+        return target
+    try:
+        atomic_write_bytes(target, onnx_path.read_bytes())
+    except OSError as e:
+        print(f"note: could not write {target} ({e.strerror}); the export is at {onnx_path}")
+        return None
+    return target
 
 
 def main(argv=None):
@@ -55,6 +71,10 @@ def main(argv=None):
         report["onnx"] = {"path": str(path), "opset": cfg.export.opset, "size_bytes": file_size_bytes(path)}
         runners["onnx"] = lambda path=path: make_onnx_runner(path)
         print(f"ONNX (opset {cfg.export.opset}, dynamic batch): {path}  {file_size_bytes(path) / 2**20:.2f} MiB")
+        beside = copy_beside(path, Path(args.checkpoint))
+        if beside:
+            report["onnx"]["beside_checkpoint"] = str(beside)
+            print(f"ONNX beside the checkpoint: {beside}")
     if cfg.export.format in ("torchscript", "both"):
         path, scripted = export_torchscript(model, shape, out_dir / "model.torchscript.pt")
         report["torchscript"] = {"path": str(path), "method": "script" if scripted else "trace",
@@ -72,6 +92,8 @@ def main(argv=None):
             report[fmt] |= {"max_abs_diff": diffs, "verified": ok}
             for name, diff in diffs.items():
                 print(f"verify {fmt:<11} {name:<10} max |diff| {diff:.3e}  {'ok' if diff <= cfg.export.tolerance else 'FAIL'}")
+            print(f"verify {fmt:<11} largest max |diff| {max(diffs.values()):.3e} (tolerance {cfg.export.tolerance:g}): "
+                  f"{'ok' if ok else 'FAIL'}")
             if not ok:
                 failed.append(fmt)
         report["tolerance"] = cfg.export.tolerance
