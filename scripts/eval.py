@@ -13,11 +13,16 @@ it. Writes eval_metrics.yaml next to the checkpoint (or into --save-dir).
 metrics.yaml, a prune run's metrics.yaml standing for its pruned model) and prints the accuracy
 drop, the FLOPs / params reductions and the verdict against structured.goal; --append-csv adds
 the row Method,Sparsity,FLOPs_Reduction,Accuracy_Drop,Goal_Met to a comparison CSV.
+
+--grader mobilenet-lab scores the file as the MobileNetV2 lab does (tools.lab_grader; recipe in
+cfgs/lab_mobilenetv2.yaml) and writes lab_grade.yaml instead.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import torch
 
 from tools.cli import base_parser, load_checkpoint_run, parse_batch_sizes
 from tools.engine import evaluate
@@ -25,6 +30,7 @@ from tools.errors import UserError, run_cli
 from tools.evaluation import describe_model, latency_table
 from tools.io import atomic_write_yaml, read_yaml_mapping
 from tools.comparison import append_csv_row, comparison_row, format_versus, model_figures, run_method, versus_baseline
+from tools.lab_grader import LAB_INPUT_SHAPE, count_like_the_lab, format_grade, lab_score
 from tools.metrics import format_count
 
 
@@ -38,6 +44,9 @@ def parse_args(argv):
                              "reductions, speed-up and the goal verdict")
     parser.add_argument("--append-csv", help="with --baseline-metrics: append Method,Sparsity,FLOPs_Reduction,"
                                              "Accuracy_Drop,Goal_Met to this CSV, e.g. results/final_comparison.csv")
+    parser.add_argument("--grader", choices=("mobilenet-lab",),
+                        help="score the file as a course grader does: mobilenet-lab loads it with plain torch.load in a "
+                             "fresh process, counts it at 224 px with torch-pruning and prints MFLOPs, accuracy, score")
     args = parser.parse_args(argv)
     if args.append_csv and not args.baseline_metrics:
         parser.error("--append-csv needs --baseline-metrics (the drop and reduction are relative to it)")
@@ -61,8 +70,27 @@ def run_metrics_of(ckpt, checkpoint: Path) -> dict | None:
     return found or read_yaml_mapping(checkpoint.parent / "metrics.yaml")
 
 
+def grade_mobilenet_lab(args) -> None:
+    """The lab's numbers: MACs ("MFLOPs") and params from its own snippet in a fresh process,
+    accuracy of the same file on the test split at the grader's 224 px."""
+    counted = count_like_the_lab(Path(args.checkpoint))
+    _, _, data, _, device = load_checkpoint_run(args, flags={"data.image_size": LAB_INPUT_SHAPE[-1]})
+    model = torch.load(args.checkpoint, map_location=device, weights_only=False)  # the graded object itself
+    test = evaluate(model.eval(), data.test, device=device)
+    mflops, accuracy = counted["macs"] / 1e6, test["top1"] / 100
+    grade = {"checkpoint": str(args.checkpoint), "type": counted["type"], "mflops": mflops, "mflops_counts": "MACs",
+             "params": counted["params"], "accuracy": accuracy, "num_samples": test["num_samples"],
+             "score_pct": lab_score(mflops, accuracy)}
+    out_dir = Path(args.save_dir) if args.save_dir else Path(args.checkpoint).parent
+    atomic_write_yaml(out_dir / "lab_grade.yaml", grade)
+    print(format_grade(grade))
+    print(f"wrote {out_dir / 'lab_grade.yaml'}")
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.grader:
+        return grade_mobilenet_lab(args)
     baseline = read_baseline(args.baseline_metrics) if args.baseline_metrics else None
     cfg, ckpt, data, model, device = load_checkpoint_run(
         args, flags={"profile.batch_sizes": parse_batch_sizes(args.batch_sizes)})
