@@ -25,11 +25,11 @@ from pathlib import Path
 import torch
 
 from tools.cli import base_parser, load_checkpoint_run, parse_batch_sizes
+from tools.comparison import append_csv_row, comparison_row, format_versus, model_figures, run_method, versus_baseline
 from tools.engine import evaluate
 from tools.errors import UserError, run_cli
 from tools.evaluation import describe_model, latency_table
 from tools.io import atomic_write_yaml, read_yaml_mapping
-from tools.comparison import append_csv_row, comparison_row, format_versus, model_figures, run_method, versus_baseline
 from tools.lab_grader import LAB_INPUT_SHAPE, count_like_the_lab, format_grade, lab_score
 from tools.metrics import format_count
 

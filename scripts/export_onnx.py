@@ -6,7 +6,7 @@
 Writes model.onnx / model.torchscript.pt and export.yaml (file sizes, opset, max abs differences)
 into <checkpoint folder>/export/ unless --save-dir, and the ONNX file also beside the checkpoint
 as <checkpoint name>.onnx (results/structured/l2_macs0.5/pruned_model.onnx: what
-`ls results/structured/*/*.onnx` lists). --verify runs ONNX Runtime and TorchScript on random and
+`ls results/structured/*/*.onnx` lists; not when --verify fails). --verify runs ONNX Runtime and TorchScript on random and
 real test inputs at export.verify_batch_sizes, prints the largest difference, and exits 1 when it
 exceeds export.tolerance (default 1e-5).
 """
@@ -71,10 +71,6 @@ def main(argv=None):
         report["onnx"] = {"path": str(path), "opset": cfg.export.opset, "size_bytes": file_size_bytes(path)}
         runners["onnx"] = lambda path=path: make_onnx_runner(path)
         print(f"ONNX (opset {cfg.export.opset}, dynamic batch): {path}  {file_size_bytes(path) / 2**20:.2f} MiB")
-        beside = copy_beside(path, Path(args.checkpoint))
-        if beside:
-            report["onnx"]["beside_checkpoint"] = str(beside)
-            print(f"ONNX beside the checkpoint: {beside}")
     if cfg.export.format in ("torchscript", "both"):
         path, scripted = export_torchscript(model, shape, out_dir / "model.torchscript.pt")
         report["torchscript"] = {"path": str(path), "method": "script" if scripted else "trace",
@@ -97,6 +93,11 @@ def main(argv=None):
             if not ok:
                 failed.append(fmt)
         report["tolerance"] = cfg.export.tolerance
+    if "onnx" in report and "onnx" not in failed:  # a file that failed verification is not put where the docs look
+        beside = copy_beside(Path(report["onnx"]["path"]), Path(args.checkpoint))
+        if beside:
+            report["onnx"]["beside_checkpoint"] = str(beside)
+            print(f"ONNX beside the checkpoint: {beside}")
     atomic_write_yaml(out_dir / "export.yaml", report)
     print(f"wrote {out_dir / 'export.yaml'}")
     if failed:

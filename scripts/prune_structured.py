@@ -73,7 +73,7 @@ def target_line(s) -> str:
     """Which of the two knobs this run uses: a FLOPs target (--sparsity) or a channel ratio."""
     if s.target_macs_reduction > 0:
         return (f"target sparsity {100 * s.target_macs_reduction:g}% of FLOPs (= MACs) removed, searched within "
-                f"+{100 * s.target_tolerance:g} pts (--sparsity / structured.target_macs_reduction; "
+                f"{100 * s.target_tolerance:g} pt(s) of it (--sparsity / structured.target_macs_reduction; "
                 f"the channel ratio follows from it)")
     unit = "channels" if s.granularity == "channel" else "kernels"
     return (f"channel ratio {100 * s.pruning_ratio:g}% of {unit} removed (--pruning-ratio / structured.pruning_ratio; "

@@ -165,7 +165,8 @@ def failure_section(rows: list[dict], roots: list[Path], out: Path) -> list[str]
         body += [f"![accuracy drop per run against its limit]({png.name})", ""]
     collapsed = collapsed_layers(rows, roots)
     if collapsed:
-        body += ["Collapsed layers:", ""] + _md(["run", "kind", "layers", "what"], collapsed)
+        body += ["Collapsed layers (no weight left) and layers cut to the max_pruning_ratio floor:", ""]
+        body += _md(["run", "kind", "layers", "what"], collapsed)
     outliers = sensitivity_outliers(roots)
     if outliers:
         body += [f"Sensitivity outliers: layers that tolerate at least {100 * _OUTLIER_GAP:.0f} points less sparsity "
