@@ -71,13 +71,14 @@ def cli_flags(args) -> dict:
 
 def target_line(s) -> str:
     """Which of the two knobs this run uses: a FLOPs target (--sparsity) or a channel ratio."""
+    basis = "" if s.granularity == "channel" else "non-zero "  # kernel masks leave dense FLOPs as they were
+    unit = "channel" if s.granularity == "channel" else "kernel"
     if s.target_macs_reduction > 0:
-        return (f"target sparsity {100 * s.target_macs_reduction:g}% of FLOPs (= MACs) removed, searched within "
+        return (f"target sparsity {100 * s.target_macs_reduction:g}% of {basis}FLOPs (= MACs) removed, searched within "
                 f"{100 * s.target_tolerance:g} pt(s) of it (--sparsity / structured.target_macs_reduction; "
-                f"the channel ratio follows from it)")
-    unit = "channels" if s.granularity == "channel" else "kernels"
-    return (f"channel ratio {100 * s.pruning_ratio:g}% of {unit} removed (--pruning-ratio / structured.pruning_ratio; "
-            "the FLOPs removed follow from it, see the final block)")
+                f"the {unit} ratio follows from it)")
+    return (f"{unit} ratio {100 * s.pruning_ratio:g}% of {unit}s removed (--pruning-ratio / structured.pruning_ratio; "
+            f"the {basis}FLOPs removed follow from it, see the final block)")
 
 
 def main(argv=None):
