@@ -3,21 +3,35 @@
     uv run python -m scripts.eval --checkpoint results/train/quickstart/best_model.pth
     uv run python -m scripts.eval --checkpoint pruned_model.pth --measure-latency \
         --baseline-metrics results/train/quickstart/eval_metrics.yaml
+    uv run python -m scripts.eval --checkpoint results/structured/l2_macs0.5/pruned_model.pth \
+        --baseline-metrics results/train/quickstart/metrics.yaml --append-csv results/final_comparison.csv
 
 The data set and model come from the config stored in the checkpoint; --config / --set override
 it. Writes eval_metrics.yaml next to the checkpoint (or into --save-dir).
+
+--baseline-metrics takes any metrics file the project writes (eval_metrics.yaml, a train run's
+metrics.yaml, a prune run's metrics.yaml standing for its pruned model) and prints the accuracy
+drop, the FLOPs / params reductions and the verdict against structured.goal; --append-csv adds
+the row Method,Sparsity,FLOPs_Reduction,Accuracy_Drop,Goal_Met to a comparison CSV.
+
+--grader mobilenet-lab scores the file as the MobileNetV2 lab does (tools.lab_grader; recipe in
+cfgs/lab_mobilenetv2.yaml) and writes lab_grade.yaml instead.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from tools.cli import base_parser, load_checkpoint_run, parse_batch_sizes
+from tools.comparison import append_csv_row, comparison_row, format_versus, model_figures, run_method, versus_baseline
 from tools.engine import evaluate
 from tools.errors import UserError, run_cli
 from tools.evaluation import describe_model, latency_table
 from tools.io import atomic_write_yaml, read_yaml_mapping
-from tools.metrics import format_count, normalize_metrics
+from tools.lab_grader import LAB_INPUT_SHAPE, count_like_the_lab, format_grade, lab_score
+from tools.metrics import format_count
 
 
 def parse_args(argv):
@@ -25,24 +39,60 @@ def parse_args(argv):
     parser.add_argument("--checkpoint", required=True, help="a .pth written by train or a pruning script")
     parser.add_argument("--measure-latency", action="store_true", help="time inference at profile.batch_sizes")
     parser.add_argument("--batch-sizes", help="comma-separated batch sizes for latency, e.g. 1,64 (overrides profile.batch_sizes)")
-    parser.add_argument("--baseline-metrics", help="eval_metrics.yaml of the baseline: adds drop / reduction / speed-up")
-    return parser.parse_args(argv)
+    parser.add_argument("--baseline-metrics",
+                        help="metrics of the baseline (train or prune metrics.yaml, eval_metrics.yaml): adds drop, "
+                             "reductions, speed-up and the goal verdict")
+    parser.add_argument("--append-csv", help="with --baseline-metrics: append Method,Sparsity,FLOPs_Reduction,"
+                                             "Accuracy_Drop,Goal_Met to this CSV, e.g. results/final_comparison.csv")
+    parser.add_argument("--grader", choices=("mobilenet-lab",),
+                        help="score the file as a course grader does: mobilenet-lab loads it with plain torch.load in a "
+                             "fresh process, counts it at 224 px with torch-pruning and prints MFLOPs, accuracy, score")
+    args = parser.parse_args(argv)
+    if args.append_csv and not args.baseline_metrics:
+        parser.error("--append-csv needs --baseline-metrics (the drop and reduction are relative to it)")
+    return args
 
 
 def read_baseline(path: str) -> dict:
     p = Path(path)
     if not p.is_file():
-        raise UserError(f"baseline metrics {p} not found; pass the eval_metrics.yaml written by eval for the baseline")
+        raise UserError(f"baseline metrics {p} not found; pass the metrics.yaml of the baseline's train run "
+                        "or an eval_metrics.yaml")
     data = read_yaml_mapping(p)
     if data is None:
-        raise UserError(f"baseline metrics {p} is not a YAML mapping of metrics; pass an eval_metrics.yaml")
-    return data
+        raise UserError(f"baseline metrics {p} is not a YAML mapping of metrics; pass a metrics.yaml or eval_metrics.yaml")
+    return model_figures(data, source=str(p))
+
+
+def run_metrics_of(ckpt, checkpoint: Path) -> dict | None:
+    """The metrics the run that wrote `checkpoint` recorded: in the file, else beside it."""
+    found = getattr(ckpt, "run_metrics", None) or (ckpt.get("metrics") if isinstance(ckpt, dict) else None)
+    return found or read_yaml_mapping(checkpoint.parent / "metrics.yaml")
+
+
+def grade_mobilenet_lab(args) -> None:
+    """The lab's numbers: MACs ("MFLOPs") and params from its own snippet in a fresh process,
+    accuracy of the same file on the test split at the grader's 224 px."""
+    counted = count_like_the_lab(Path(args.checkpoint))
+    _, _, data, _, device = load_checkpoint_run(args, flags={"data.image_size": LAB_INPUT_SHAPE[-1]})
+    model = torch.load(args.checkpoint, map_location=device, weights_only=False)  # the graded object itself
+    test = evaluate(model.eval(), data.test, device=device)
+    mflops, accuracy = counted["macs"] / 1e6, test["top1"] / 100
+    grade = {"checkpoint": str(args.checkpoint), "type": counted["type"], "mflops": mflops, "mflops_counts": "MACs",
+             "params": counted["params"], "accuracy": accuracy, "num_samples": test["num_samples"],
+             "score_pct": lab_score(mflops, accuracy)}
+    out_dir = Path(args.save_dir) if args.save_dir else Path(args.checkpoint).parent
+    atomic_write_yaml(out_dir / "lab_grade.yaml", grade)
+    print(format_grade(grade))
+    print(f"wrote {out_dir / 'lab_grade.yaml'}")
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.grader:
+        return grade_mobilenet_lab(args)
     baseline = read_baseline(args.baseline_metrics) if args.baseline_metrics else None
-    cfg, _, data, model, device = load_checkpoint_run(
+    cfg, ckpt, data, model, device = load_checkpoint_run(
         args, flags={"profile.batch_sizes": parse_batch_sizes(args.batch_sizes)})
     report = {"checkpoint": str(args.checkpoint), "model": cfg.model.name, "data": cfg.data.name}
     report |= describe_model(model, data.input_shape, checkpoint_path=args.checkpoint)
@@ -56,12 +106,21 @@ def main(argv=None):
         # The smallest batch stands for "the" latency in comparisons.
         report["latency_ms"] = report["latency"][min(prof.batch_sizes)]["median_ms"]
     if baseline is not None:
-        report["vs_baseline"] = normalize_metrics(baseline, report)
+        goal = {"min_flops_reduction_pct": cfg.structured.goal.min_flops_reduction_pct,
+                "max_accuracy_drop": cfg.structured.goal.max_accuracy_drop}
+        report["vs_baseline"] = versus_baseline(baseline, report, goal) | {"baseline_metrics": str(args.baseline_metrics)}
 
     out_dir = Path(args.save_dir) if args.save_dir else Path(args.checkpoint).parent
     atomic_write_yaml(out_dir / "eval_metrics.yaml", report)
     print_report(report)
+    if baseline is not None:
+        print(format_versus(report["vs_baseline"], args.baseline_metrics, baseline.get("top1")))
     print(f"wrote {out_dir / 'eval_metrics.yaml'}")
+    if args.append_csv:
+        method, sparsity = run_method(run_metrics_of(ckpt, Path(args.checkpoint)), Path(args.checkpoint).parent.name,
+                                      report["weight_sparsity"])
+        append_csv_row(Path(args.append_csv), comparison_row(method, sparsity, report["vs_baseline"]))
+        print(f"appended {method} to {args.append_csv}")
 
 
 def print_report(report: dict) -> None:
@@ -76,8 +135,6 @@ def print_report(report: dict) -> None:
     for bs, stats in report.get("latency", {}).items():
         print(f"latency batch {bs}: median {stats['median_ms']:.3f} ms  p90 {stats['p90_ms']:.3f} ms  "
               f"throughput {stats['throughput_ips']:.0f} img/s  ({stats['num_threads']} threads)")
-    for key, value in report.get("vs_baseline", {}).items():
-        print(f"vs baseline: {key} {value:.2f}" if isinstance(value, float) else f"vs baseline: {key} {value}")
 
 
 if __name__ == "__main__":

@@ -5,9 +5,12 @@
 
 Writes model.onnx / model.torchscript.pt and export.yaml (file sizes, opset, max abs differences)
 into <checkpoint folder>/export/ unless --save-dir, then COMPLETE (FAILED with the error line when
-the export or its verification fails); a bad format or opset fails before any folder is made.
---verify runs ONNX Runtime and TorchScript on random and real test inputs at
-export.verify_batch_sizes and exits 1 when any difference exceeds export.tolerance.
+the export or its verification fails; a bad format or opset fails before any folder is made), and
+the ONNX file also beside the checkpoint as <checkpoint name>.onnx
+(results/structured/l2_macs0.5/pruned_model.onnx: what `ls results/structured/*/*.onnx` lists; not
+when --verify fails). --verify runs ONNX Runtime and TorchScript on random and real test inputs at
+export.verify_batch_sizes, prints the largest difference, and exits 1 when it exceeds
+export.tolerance (default 1e-5).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from tools.export import (
     max_abs_diffs,
     verification_inputs,
 )
-from tools.io import atomic_write_yaml
+from tools.io import atomic_write_bytes, atomic_write_yaml
 from tools.metrics import file_size_bytes
 from tools.run_folder import RunFolder
 
@@ -39,6 +42,20 @@ def parse_args(argv):
     parser.add_argument("--tolerance", type=float, help="overrides export.tolerance")
     parser.add_argument("--verify", action="store_true", help="compare ONNX Runtime / TorchScript outputs with PyTorch")
     return parser.parse_args(argv)
+
+
+def copy_beside(onnx_path: Path, checkpoint: Path) -> Path | None:
+    """<checkpoint folder>/<checkpoint stem>.onnx, a copy of the export (written atomically);
+    None, with a note, when that folder cannot be written (a read-only results tree)."""
+    target = checkpoint.with_suffix(".onnx")
+    if target.resolve() == onnx_path.resolve():
+        return target
+    try:
+        atomic_write_bytes(target, onnx_path.read_bytes())
+    except OSError as e:
+        print(f"note: could not write {target} ({e.strerror}); the export is at {onnx_path}")
+        return None
+    return target
 
 
 def main(argv=None):
@@ -81,9 +98,16 @@ def export_in(out_dir: Path, args, cfg, data, model) -> None:
             report[fmt] |= {"max_abs_diff": diffs, "verified": ok}
             for name, diff in diffs.items():
                 print(f"verify {fmt:<11} {name:<10} max |diff| {diff:.3e}  {'ok' if diff <= cfg.export.tolerance else 'FAIL'}")
+            print(f"verify {fmt:<11} largest max |diff| {max(diffs.values()):.3e} (tolerance {cfg.export.tolerance:g}): "
+                  f"{'ok' if ok else 'FAIL'}")
             if not ok:
                 failed.append(fmt)
         report["tolerance"] = cfg.export.tolerance
+    if "onnx" in report and "onnx" not in failed:  # a file that failed verification is not put where the docs look
+        beside = copy_beside(Path(report["onnx"]["path"]), Path(args.checkpoint))
+        if beside:
+            report["onnx"]["beside_checkpoint"] = str(beside)
+            print(f"ONNX beside the checkpoint: {beside}")
     atomic_write_yaml(out_dir / "export.yaml", report)
     print(f"wrote {out_dir / 'export.yaml'}")
     if failed:

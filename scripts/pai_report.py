@@ -2,11 +2,16 @@
 
     uv run python -m scripts.pai_report results/prune_at_init/resnet20_grid --histogram synflow:1
     uv run python -m scripts.pai_report results/prune_at_init/resnet20_grid results/prune_at_init/fc_grid --compression 1
+    uv run python -m scripts.pai_report results/prune_at_init/grid_fp32 results/prune_at_init/grid_amp   # AMP vs FP32
 
 Tables (markdown, printed and written to <out>/report_all.md): test top-1 per data set /
 architecture / pruner at `--compression` (default 1: density 0.1 kept, sparsity 0.9); then per
 run folder accuracy, test-set inference time and dense / non-zero FLOPs (FLOPs = 2 x MACs) for
 every pruner x compression, training wall time and peak memory, and traced convolution time.
+
+Given a run trained in FP32 and one with mixed precision (`--quantization` / `--amp`), it adds the
+AMP vs FP32 table: training wall time, peak memory and accuracy per point, or "needs CUDA" when
+both trained on the CPU (where mixed precision falls back to fp32).
 
 `--histogram PRUNER:COMPRESSION[:LEVEL]` (repeatable) plots the remaining weights of that run,
 one subplot per layer, into weights_<pruner>_c<compression>.png, and tabulates the density of the
@@ -23,6 +28,7 @@ from tools.errors import run_cli
 from tools.io import atomic_write_text
 from tools.pai_report import (
     accuracy_table,
+    amp_table,
     block_density,
     block_table,
     first_block,
@@ -68,6 +74,9 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     parts = ["# Pruning at initialization", accuracy_table(runs, compression=args.compression)]
     parts += [run_report(run) for run in runs]
+    amp = amp_table(runs)
+    if amp:
+        parts += ["## AMP vs FP32", amp]
     parts += [histogram_section(runs[0], spec, args.block, out) for spec in args.histogram]
     text = "\n\n".join(parts) + "\n"
     atomic_write_text(out / "report_all.md", text)

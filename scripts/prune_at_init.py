@@ -5,6 +5,14 @@
     uv run python -m scripts.prune_at_init --config cfgs/pai_quickstart.yaml --experiment multishot --pruner mag --compression-list 1 --level-list 1,2 --pre-epochs 1
     uv run python -m scripts.prune_at_init --config cfgs/pai_quickstart.yaml --pruner synflow --save-trace --amp
 
+The Synaptic-Flow assignment's own flags work as written: --model-class, --model, --dataset,
+--pruner, --compression, --post-epoch, --experiment, --expid, --mask-scope, --compression-schedule,
+and --quantization (mixed-precision training, like --amp), e.g.
+
+    uv run python -m scripts.prune_at_init --config cfgs/pai_cifar10jpeg_resnet20.yaml --model-class lottery \
+        --model resnet20 --dataset imagefolder --experiment singleshot --pruner synflow --compression 1 \
+        --post-epoch 2 --expid synflow_c1
+
 Compression c keeps density 10^-c of the prunable weights (c = 1 keeps 10%, sparsity 90%); every
 output names both numbers, as the original code calls the density "sparsity".
 
@@ -46,15 +54,25 @@ def parse_args(argv):
     parser.add_argument("--compression-list", help="comma-separated compressions, e.g. 0.2,0.5,1")
     parser.add_argument("--level-list", help="multishot: comma-separated prune-train-rewind level counts")
     parser.add_argument("--pre-epochs", type=int, help="overrides pai.pre_epochs")
-    parser.add_argument("--post-epochs", type=int, help="overrides pai.post_epochs")
+    parser.add_argument("--post-epochs", "--post-epoch", type=int, help="overrides pai.post_epochs")
     parser.add_argument("--prune-epochs", type=int, help="overrides pai.prune_epochs (synflow iterations)")
-    parser.add_argument("--scope", choices=SCOPES, help="overrides pai.scope")
-    parser.add_argument("--schedule", choices=SCHEDULES, help="overrides pai.schedule")
+    parser.add_argument("--scope", "--mask-scope", choices=SCOPES, help="overrides pai.scope")
+    parser.add_argument("--schedule", "--compression-schedule", choices=SCHEDULES, help="overrides pai.schedule")
     parser.add_argument("--model", help="overrides model.name")
+    parser.add_argument("--model-class", choices=MODEL_CLASSES,
+                        help="the assignment's model family: lottery / default (CIFAR-style stems, the registry's "
+                             "resnet20, vgg16, fc, ...) or imagenet (ImageNet stems); sets model.stem")
+    parser.add_argument("--dataset", help="overrides data.name (cifar10, cifar100, mnist, fashionmnist, synthetic, imagefolder)")
     parser.add_argument("--save-trace", action="store_true", default=None, help="Chrome trace of one inference step per run")
-    parser.add_argument("--amp", nargs="?", const="bf16", choices=("bf16", "fp16"),
-                        help="mixed-precision training (train.amp; bf16 when given alone; CUDA only)")
+    parser.add_argument("--amp", "--quantization", nargs="?", const="bf16", choices=("bf16", "fp16"),
+                        help="mixed-precision training (train.amp; bf16 when given alone; CUDA only; the assignment's "
+                             "--quantization); pai_report tabulates an AMP run against an FP32 one")
     return parser.parse_args(argv)
+
+
+# The Synaptic-Flow code's --model-class families -> model.stem: its lottery / default models are
+# the CIFAR-sized ones this registry builds with the "auto" stem at 32 px.
+MODEL_CLASSES = {"default": "auto", "lite": "auto", "lottery": "auto", "tinyimagenet": "auto", "imagenet": "imagenet"}
 
 
 def cli_flags(args) -> dict:
@@ -65,7 +83,8 @@ def cli_flags(args) -> dict:
             "pai.levels": parse_list(args.level_list, int, "--level-list", "1,2,3"), "pai.pre_epochs": args.pre_epochs,
             "pai.post_epochs": args.post_epochs, "pai.prune_epochs": args.prune_epochs, "pai.scope": args.scope,
             "pai.schedule": args.schedule, "pai.save_trace": args.save_trace, "train.amp": args.amp,
-            "model.name": args.model, "output.name": args.expid}
+            "model.name": args.model, "model.stem": MODEL_CLASSES.get(args.model_class), "data.name": args.dataset,
+            "output.name": args.expid}
 
 
 def main(argv=None):

@@ -1,11 +1,18 @@
 """Structured pruning: remove whole channels (dependency-aware), fine-tune, and check the goal.
 
     uv run python -m scripts.prune_structured --checkpoint results/train/cifar10_resnet20/best_model.pth \
-        --method l1 --sparsity 0.3
+        --method bn_scale --sparsity 0.5
+    uv run python -m scripts.prune_structured --checkpoint results/train/cifar10_resnet20/best_model.pth \
+        --method l1 --pruning-ratio 0.3
     uv run python -m scripts.prune_structured --checkpoint results/train/cifar10_resnet18/best_model.pth \
         --config cfgs/structured_resnet18_goal.yaml --method taylor --target-macs-reduction 0.5
     uv run python -m scripts.prune_structured --checkpoint best_model.pth --method bn_scale \
         --target-macs-reduction 0.5 --set structured.bn_scale.epochs=10 finetune.kd.alpha=0.7
+
+--sparsity (alias --target-macs-reduction) is the fraction of FLOPs removed, as in the bootcamp's
+"Target Sparsity 50% ... FLOPs (50.0% reduction)": the channel ratio is searched until the MACs
+(FLOPs = 2 x MACs) land within structured.target_tolerance of it. --pruning-ratio removes a
+fraction of channels instead. The run prints which of the two it used.
 
 The model and data come from the config stored in the checkpoint; --config / --set / flags
 override it (structured.*, finetune.*). Prints the baseline, each pruning round, the model after
@@ -20,7 +27,7 @@ judges the goal against the original (the lineage travels in the pruned model).
 from __future__ import annotations
 
 from tools.cli import base_parser, load_checkpoint_run
-from tools.errors import run_cli
+from tools.errors import UserError, run_cli
 from tools.run_folder import RunFolder
 from tools.structured_run import (
     METRICS,
@@ -38,9 +45,13 @@ def parse_args(argv):
     parser.add_argument("--method", help="l1 | l2 | bn_scale | taylor | lamp | fpgm | random (structured.method)")
     parser.add_argument("--granularity", help="channel | kernel | intra_kernel (structured.granularity)")
     target = parser.add_mutually_exclusive_group()
-    target.add_argument("--sparsity", type=float, help="fraction of channels to remove, e.g. 0.3 (structured.pruning_ratio)")
-    target.add_argument("--target-macs-reduction", type=float,
-                        help="fraction of MACs to remove, e.g. 0.5, reached within structured.target_tolerance")
+    # --sparsity is the bootcamp's flag: "sparsity 0.5" there means half the FLOPs gone, so it
+    # sets the MACs target (FLOPs = 2 x MACs: the same fraction), not the channel ratio.
+    target.add_argument("--sparsity", "--target-macs-reduction", dest="target_macs_reduction", type=float,
+                        help="fraction of FLOPs (= MACs) to remove, e.g. 0.5, reached within structured.target_tolerance "
+                             "(structured.target_macs_reduction)")
+    target.add_argument("--pruning-ratio", type=float,
+                        help="fraction of channels to remove instead, e.g. 0.3 (structured.pruning_ratio)")
     parser.add_argument("--epochs", type=int, help="fine-tuning epochs (finetune.epochs)")
     parser.add_argument("--iterative-steps", type=int, help="prune-finetune rounds (structured.iterative_steps)")
     return parser.parse_args(argv)
@@ -50,11 +61,26 @@ def cli_flags(args) -> dict:
     """Script flags as config keys; a ratio on the command line switches a YAML target off and vice versa."""
     flags = {"structured.method": args.method, "structured.granularity": args.granularity,
              "finetune.epochs": args.epochs, "structured.iterative_steps": args.iterative_steps}
-    if args.sparsity is not None:
-        flags |= {"structured.pruning_ratio": args.sparsity, "structured.target_macs_reduction": 0.0}
+    if args.pruning_ratio is not None:
+        flags |= {"structured.pruning_ratio": args.pruning_ratio, "structured.target_macs_reduction": 0.0}
     if args.target_macs_reduction is not None:
+        if not 0 < args.target_macs_reduction < 1:
+            raise UserError(f"--sparsity / --target-macs-reduction is the fraction of FLOPs removed and must be in (0, 1), "
+                            f"e.g. 0.5; got {args.target_macs_reduction:g}")
         flags["structured.target_macs_reduction"] = args.target_macs_reduction
     return flags
+
+
+def target_line(s) -> str:
+    """Which of the two knobs this run uses: a FLOPs target (--sparsity) or a channel ratio."""
+    basis = "" if s.granularity == "channel" else "non-zero "  # kernel masks leave dense FLOPs as they were
+    unit = "channel" if s.granularity == "channel" else "kernel"
+    if s.target_macs_reduction > 0:
+        return (f"target sparsity {100 * s.target_macs_reduction:g}% of {basis}FLOPs (= MACs) removed, searched within "
+                f"{100 * s.target_tolerance:g} pt(s) of it (--sparsity / structured.target_macs_reduction; "
+                f"the {unit} ratio follows from it)")
+    return (f"{unit} ratio {100 * s.pruning_ratio:g}% of {unit}s removed (--pruning-ratio / structured.pruning_ratio; "
+            f"the {basis}FLOPs removed follow from it, see the final block)")
 
 
 def main(argv=None):
@@ -69,10 +95,8 @@ def main(argv=None):
 def prune_in(run_dir, cfg, ckpt, data, model, device, *, checkpoint: str) -> None:
     print(f"run folder: {run_dir}")
     print(f"model {cfg.model.name} on {cfg.data.name} {data.input_shape}, device {device}; method {cfg.structured.method}, "
-          f"granularity {cfg.structured.granularity}, " + (
-              f"target MACs reduction {100 * cfg.structured.target_macs_reduction:g}% "
-              f"(+-{100 * cfg.structured.target_tolerance:g} pts)" if cfg.structured.target_macs_reduction > 0
-              else f"channel ratio {cfg.structured.pruning_ratio:g}"))
+          f"granularity {cfg.structured.granularity}")
+    print(target_line(cfg.structured))
     metrics = run_structured(model, data, cfg=cfg, run_dir=run_dir, device=device, checkpoint=checkpoint,
                              parent=ckpt)
     print(final_block(metrics))

@@ -5,7 +5,11 @@
 
 Reads every metrics.yaml (train, prune_unstructured, prune_structured runs) and profile.yaml
 under the given folders; whatever is missing is left out with a note, so a report of partial
-results still renders. Writes report.md and its PNGs into --out (default: the first folder).
+results still renders. Sections follow the bootcamp's template: Baseline results, Method
+comparison, Ablations, Failure cases (over-pruned runs, collapsed layers, sensitivity outliers:
+add results/sensitivity to --runs) and Recommendations (computed from the measured table). Writes
+report.md, its PNGs and final_comparison.csv (Method,Sparsity,FLOPs_Reduction,Accuracy_Drop,
+Goal_Met) into --out (default: the first folder).
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ def test_target_run_writes_every_output(target_run):
 
 
 def test_stdout_has_the_report_and_goal_line(tiny_checkpoint, tmp_path, capsys):
-    prune(tiny_checkpoint, tmp_path / "run", "--method", "l1", "--sparsity", "0.3", "--epochs", "0",
+    prune(tiny_checkpoint, tmp_path / "run", "--method", "l1", "--pruning-ratio", "0.3", "--epochs", "0",
           "--set", "structured.goal.min_flops_reduction_pct=90", "structured.goal.max_accuracy_drop=0.5")
     out = capsys.readouterr().out
     for pattern in (r"baseline: top1 .* MACs .* FLOPs .* params", r"round 1/1: ratio 0.3000, MACs reduction",
@@ -99,7 +99,7 @@ def test_bn_scale_iterative_with_distillation(tiny_checkpoint, tmp_path):
 
 def test_intra_kernel_patterns_survive_fine_tuning(tiny_checkpoint, tmp_path):
     metrics = prune(tiny_checkpoint, tmp_path / "run", "--method", "l2", "--granularity", "intra_kernel",
-                    "--sparsity", "0.1", "--epochs", "1")
+                    "--pruning-ratio", "0.1", "--epochs", "1")
     assert metrics["reduction_basis"] == "nonzero" and metrics["flops_reduction_pct"] > 40
     assert metrics["pruned"]["macs"] == metrics["baseline"]["macs"], "masks leave dense MACs alone"
     model = torch.load(tmp_path / "run" / "pruned_model.pth", weights_only=False)
@@ -124,14 +124,15 @@ def test_bad_inputs_exit_2_with_one_line(tiny_checkpoint, tmp_path, capsys):
     torch.save(untraceable, tmp_path / "untraceable.pth")
     base = ["--checkpoint", str(tiny_checkpoint), "--save-dir", str(tmp_path / "bad"), *FAST]
     cases = [
-        (["--sparsity", "1.0"], r"structured.pruning_ratio must be in \[0, 1\) .*got 1.0"),
-        (["--sparsity", "-0.2"], r"structured.pruning_ratio must be in \[0, 1\)"),
+        (["--pruning-ratio", "1.0"], r"structured.pruning_ratio must be in \[0, 1\) .*got 1.0"),
+        (["--pruning-ratio", "-0.2"], r"structured.pruning_ratio must be in \[0, 1\)"),
+        (["--sparsity", "1.0"], r"--sparsity / --target-macs-reduction is the fraction of FLOPs removed .*got 1"),
         (["--target-macs-reduction", "0.95", "--set", "structured.max_pruning_ratio=0.5"],
          r"target MACs reduction 95.0% is unreachable"),
         (["--method", "magnitude"], r"unknown structured.method 'magnitude'; choose one of: l1, l2, bn_scale"),
         (["--granularity", "kernel", "--method", "taylor"], r"granularity kernel ranks kernels by l1, l2, random"),
         (["--set", "structured.ignored_layers=[layer9]"], r"structured.ignored_layers names 'layer9'"),
-        (["--sparsity", "0.3", "--target-macs-reduction", "0.5"], r"not allowed with argument"),
+        (["--pruning-ratio", "0.3", "--sparsity", "0.5"], r"not allowed with argument"),
     ]
     for extra, pattern in cases:
         code, err = exit_code(base + extra, capsys)

@@ -184,7 +184,7 @@ class StructuredConfig:
 class ExportConfig:
     format: str = "both"  # onnx | torchscript | both
     opset: int = 17  # ONNX opset (the TorchScript-based exporter supports 7-20)
-    tolerance: float = 1e-4  # --verify fails when any max |PyTorch - exported| exceeds this
+    tolerance: float = 1e-5  # --verify fails when any max |PyTorch - exported| exceeds this (the bootcamp's 1e-5)
     verify_batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
 
 

@@ -63,6 +63,9 @@ _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net")
 # DataParallel/DDP and torch.compile prefix every key of the wrapped model.
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 _CIFAR_MAX_IMAGE_SIZE = 64
+# Smallest input side a model's forward survives: vgg16's five 2x2 max-pools need 2**5 pixels
+# (16 px reaches 1x1 after four and the fifth fails with "Output size is too small").
+_MIN_IMAGE_SIZE = {"vgg16": 32}
 _LIST_LIMIT = 3
 
 
@@ -319,6 +322,9 @@ def build_model(
     module docstring for the stems."""
     key = _check_name(name)
     _check_sizes(num_classes, in_channels, image_size)
+    if image_size < _MIN_IMAGE_SIZE.get(key, 1):
+        raise UserError(f"model {key} needs images of at least {_MIN_IMAGE_SIZE[key]} px (it halves them 5 times), "
+                        f"got {image_size} px; set data.image_size to {_MIN_IMAGE_SIZE[key]} or more, or pick another model")
     stems, builder = _builders()[key]
     resolved = _resolve_stem(key, stem, image_size, stems)
     model = builder(num_classes, in_channels, image_size, resolved)

@@ -146,6 +146,43 @@ def trace_table(points: list[dict]) -> str | None:
     return _markdown(["pruner", "compression", "batch", "conv kernels (ms)", "inference step (ms)", "conv share (%)"], rows)
 
 
+def _requested_amp(run: dict) -> str:
+    return str(_config(run).get("train", {}).get("amp", "none"))
+
+
+def amp_table(runs: list[dict]) -> str | None:
+    """AMP vs FP32 from a pair of run folders, the first trained with train.amp none and the first
+    with bf16/fp16 (`--quantization` / `--amp`): training wall time, peak memory and accuracy per
+    pruner x compression. None without such a pair; a "needs CUDA" line when neither run could
+    use mixed precision (train.amp falls back to fp32 off CUDA, so both measured fp32)."""
+    fp32 = next((r for r in runs if _requested_amp(r) == "none"), None)
+    amp = next((r for r in runs if _requested_amp(r) != "none"), None)
+    if fp32 is None or amp is None:
+        return None
+    title = f"AMP ({_requested_amp(amp)}, {amp['dir']}) vs FP32 ({fp32['dir']}), training:"
+    used = {p.get("amp") for p in amp["points"]}
+    if used <= {"none"}:
+        devices = sorted({str(p.get("device")) for r in (fp32, amp) for p in r["points"]})
+        return (f"{title} needs CUDA: both runs trained in fp32 on {', '.join(devices)} (mixed precision runs on CUDA "
+                "only; train.amp falls back to fp32 elsewhere). Rerun the pair with --device cuda to fill this table.")
+    key = lambda p: (p["pruner"], float(p["compression"]), p.get("level") or 0)  # noqa: E731
+    by_key = {key(p): p for p in fp32["points"]}
+    rows = []
+    for p in amp["points"]:
+        f = by_key.get(key(p))
+        if f is None:
+            continue
+        memory = lambda q: f"{q['peak_memory_mib']:.0f}" if q.get("peak_memory_mib") else "-"  # noqa: E731
+        rows.append([p["pruner"], f"{p['compression']:g}", f"{f['train_wall_time_s']:.1f}", f"{p['train_wall_time_s']:.1f}",
+                     f"{f['train_wall_time_s'] / p['train_wall_time_s']:.2f}x", memory(f), memory(p),
+                     f"{f['top1']:.2f}", f"{p['top1']:.2f}", f"{p['top1'] - f['top1']:+.2f}"])
+    if not rows:
+        return f"{title} the two runs share no pruner x compression point; run the same grid twice."
+    return title + "\n\n" + _markdown(["pruner", "compression", "FP32 train (s)", "AMP train (s)", "speed-up",
+                                        "FP32 peak memory (MiB)", "AMP peak memory (MiB)", "FP32 top-1 (%)",
+                                        "AMP top-1 (%)", "AMP - FP32 (pts)"], rows)
+
+
 def run_report(run: dict) -> str:
     info = run["run"]
     parts = [f"## {data_label(run)} / {info['model']} ({info['experiment']}), {run['dir']}",

@@ -198,6 +198,7 @@ def plot_layer_bars(series: dict[str, dict[str, float]], *, ylabel: str, title: 
 
 # ----------------------------------------------------------------------------- the report
 def write_report(roots: list[Path], out: Path) -> Path:
+    from tools import report_findings as findings
     from tools.errors import UserError
     from tools.io import atomic_write_text
 
@@ -208,12 +209,16 @@ def write_report(roots: list[Path], out: Path) -> Path:
     parts = ["# Pruning report", "", f"Runs collected from: {', '.join(f'`{r}`' for r in roots)}. "
              "Accuracies are test top-1 (%); FLOPs = 2 x MACs; a reduction's basis says whether it is of dense "
              "FLOPs (a physically smaller model) or of non-zero FLOPs (theoretical, needs sparse kernels).", ""]
+    parts += findings.baseline_section(rows)
     parts += _section("Method comparison", comparison_table(rows) if any(r["kind"] != "train" for r in rows) else None)
     parts += _section("Ablation by sparsity (accuracy drop, points)", ablation_table(rows, "sparsity", "sparsity"))
     parts += _section("Ablation by fine-tune budget (accuracy drop, points)",
                      ablation_table(rows, "finetune_epochs", "epochs"))
     parts += _section("FLOPs vs measured latency", latency_table(profiles))
+    parts += findings.failure_section(rows, roots, out)
+    parts += findings.recommendation_section(rows, profiles)
     parts += _figures(rows, roots, out)
+    findings.write_comparison_csv(rows, out / "final_comparison.csv")
     report = out / "report.md"
     atomic_write_text(report, "\n".join(parts) + "\n")
     return report
