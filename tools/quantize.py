@@ -92,6 +92,14 @@ def check_input_shape(path: Path, data_shape: tuple[int, int, int], what: str) -
                         "use the data set and data.image_size the model was exported for")
 
 
+def check_num_classes(path: Path, num_classes: int, what: str) -> None:
+    dims = load_onnx(path).graph.output[0].type.tensor_type.shape.dim
+    outputs = dims[-1].dim_value if dims and dims[-1].HasField("dim_value") else None
+    if outputs is not None and outputs != num_classes:
+        raise UserError(f"{path} predicts {outputs} classes but {what} has {num_classes}; "
+                        "use the data set the model was trained on (--config or the run's config.yaml)")
+
+
 def count_ops(model, op_type: str) -> int:
     return sum(n.op_type == op_type for n in model.graph.node)
 
@@ -252,4 +260,5 @@ def load_onnx_run(args, onnx_path: Path, flags: dict | None = None, augment: boo
     data_cfg = cfg.data if augment is None else replace(cfg.data, augment=augment)
     data = build_data(data_cfg, seed=cfg.train.seed, device="cpu")
     check_input_shape(onnx_path, data.input_shape, f"data set {cfg.data.name}")
+    check_num_classes(onnx_path, data.num_classes, f"data set {cfg.data.name}")
     return cfg, data
