@@ -238,7 +238,7 @@ class ProfileConfig:
 class BenchConfig:
     # Read by scripts.benchmark only: a file in cfgs/bench/ is both a run's recipe and one row of
     # docs/benchmarks.md. Every other script ignores this section.
-    script: str = ""  # train | prune_structured | prune_unstructured | profile | loader_speed
+    script: str = ""  # train | prune_structured | prune_unstructured | profile | loader_speed | quantize
     needs: list[str] = field(default_factory=list)  # benchmarks whose models this row uses (profile: baseline first)
     table: str = ""  # the docs/benchmarks.md table the row belongs to
     device: str = "cpu"  # cpu | cuda: the device the row is defined for (cuda rows stay pending without a GPU)
