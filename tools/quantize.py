@@ -28,7 +28,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from tools.config import QuantizeConfig
