@@ -4,6 +4,13 @@ really made the model faster.
     uv run python -m scripts.profile --baseline results/train/quickstart/best_model.pth \
         --pruned results/structured/l2_macs0.5/pruned_model.pth --measure-latency --batch-sizes 1,64 --backend both
 
+An .onnx file (FP32 or INT8, e.g. from scripts.quantize) may stand for any checkpoint: it is timed
+on ONNX Runtime only, beside the others in the same rounds, with its config from beside the file
+(see scripts.eval) and its MACs from the quantize.yaml there:
+
+    uv run python -m scripts.profile --baseline export/model.onnx --pruned export/model.int8.onnx \
+        --measure-latency --batch-sizes 1,64 --backend onnxruntime --set profile.num_threads=1 profile.rounds=5
+
 Run it as a module (python -m scripts.profile): as a file it would shadow Python's own `profile`.
 On a machine other jobs share, `--set profile.rounds=5` times the models in turns (interleaved).
 Writes profile.yaml and latency_vs_macs.png into the run folder: --save-dir, or by default
@@ -16,12 +23,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from tools.cli import base_parser, load_checkpoint_run, parse_batch_sizes
 from tools.errors import UserError, run_cli
 from tools.io import atomic_write_yaml
 from tools.metrics import compare_metrics, format_comparison, format_count
 from tools.profiling import (backend_list, flops_vs_latency, measure_models, plot_latency_vs_macs, profile_model,
-                             slowest_layers)
+                             profile_onnx, slowest_layers)
 from tools.run_folder import RunFolder, RunLock
 
 PROFILE = "profile.yaml"
@@ -64,31 +73,44 @@ def main(argv=None):
     backends = backend_list(args.backend)
     flags = {"profile.batch_sizes": parse_batch_sizes(args.batch_sizes)}
     taken: set[str] = set()
-    entries, models, layers = [], {}, {}
+    entries, models, onnx_files, layers = [], {}, {}, {}
+    device = torch.device("cpu")  # ONNX files run on ONNX Runtime's CPU provider
     for path in [args.baseline, *args.pruned]:
-        cfg, _, data, model, device = load_checkpoint_run(args, flags=flags, checkpoint=path)
         label = label_for(path, taken)
-        entries.append(profile_model(label, model, data.input_shape) | {"checkpoint": str(path)})
+        if path.endswith(".onnx"):
+            from tools.quantize import onnx_input_shape, resolve_onnx_config
+
+            cfg = resolve_onnx_config(args, Path(path), flags)
+            input_shape = onnx_input_shape(Path(path))
+            entries.append(profile_onnx(label, Path(path)))
+            onnx_files[label] = Path(path)
+            continue
+        cfg, _, data, model, device = load_checkpoint_run(args, flags=flags, checkpoint=path)
+        input_shape = data.input_shape
+        entries.append(profile_model(label, model, input_shape) | {"checkpoint": str(path)})
         models[label] = model
     prof = cfg.profile
     if args.measure_latency:
-        latency = measure_models(models, data.input_shape, batch_sizes=prof.batch_sizes, backends=backends,
+        latency = measure_models(models, input_shape, batch_sizes=prof.batch_sizes, backends=backends,
                                  device=device, warmup=prof.warmup, repeats=prof.repeats,
-                                 num_threads=prof.num_threads or None, rounds=prof.rounds)
+                                 num_threads=prof.num_threads or None, rounds=prof.rounds, onnx_files=onnx_files)
         for entry in entries:
             entry["latency"] = latency[entry["label"]]
-            layers[entry["label"]] = slowest_layers(models[entry["label"]], data.input_shape,
-                                                    batch_size=min(prof.batch_sizes), device=device,
-                                                    repeats=max(3, prof.repeats // 5), top=args.top_layers)
+        for label, model in models.items():
+            layers[label] = slowest_layers(model, input_shape, batch_size=min(prof.batch_sizes), device=device,
+                                           repeats=max(3, prof.repeats // 5), top=args.top_layers)
     for entry in entries:
         print_entry(entry)
 
     baseline = entries[0]
     analysis = [row for entry in entries[1:] for row in flops_vs_latency(baseline, entry)]
     for entry in entries[1:]:
+        if entry["macs"] is None or baseline["macs"] is None:
+            continue
         print(f"\n{entry['label']} vs {baseline['label']}:")
         print(format_comparison(compare_metrics(headline(baseline), headline(entry))))
     print_analysis(analysis)
+    print_onnx_speedups(baseline, [e for e in entries[1:] if "onnx" in e])
     for label, rows in layers.items():
         print_layers(label, rows)
 
@@ -123,8 +145,10 @@ def headline(entry: dict) -> dict:
 
 
 def print_entry(entry: dict) -> None:
-    print(f"\n== {entry['label']}: MACs {format_count(entry['macs'])}  FLOPs {format_count(entry['flops'])} "
-          f"(FLOPs = 2 x MACs)  params {format_count(entry['params'])}  size {entry['size_bytes'] / 2**20:.2f} MiB")
+    cost = (f"MACs {format_count(entry['macs'])}  FLOPs {format_count(entry['flops'])} (FLOPs = 2 x MACs)  "
+            f"params {format_count(entry['params'])}  " if entry["macs"] else "")
+    kind = f"  ({entry['precision'].upper()} ONNX file)" if "onnx" in entry else ""
+    print(f"\n== {entry['label']}: {cost}size {entry['size_bytes'] / 2**20:.2f} MiB{kind}")
     for backend, by_batch in entry["latency"].items():
         for bs, s in by_batch.items():
             print(f"   {backend:<11} batch {bs:>4}: median {s['median_ms']:8.3f} ms  p90 {s['p90_ms']:8.3f} ms  "
@@ -141,6 +165,19 @@ def print_analysis(rows: list[dict]) -> None:
         print(f"  {r['model']:<28} {r['backend']:<11} batch {r['batch_size']:>4}: FLOPs -{r['flops_reduction_pct']:5.1f}%  "
               f"latency -{r['latency_reduction_pct']:5.1f}%  speed-up {r['speedup']:.2f}x  ratio {ratio}")
         print(f"      {r['explanation']}")
+
+
+def print_onnx_speedups(baseline: dict, entries: list[dict]) -> None:
+    """ONNX files (FP32 or INT8) against the baseline on ONNX Runtime, batch by batch."""
+    base = baseline["latency"].get("onnxruntime", {})
+    if entries and base:
+        print("\nONNX files vs the baseline on ONNX Runtime:")
+    for entry in entries:
+        for bs, stats in entry["latency"].get("onnxruntime", {}).items():
+            if bs in base:
+                print(f"  {entry['label']:<28} onnxruntime batch {bs:>4}: {base[bs]['median_ms']:.2f} -> "
+                      f"{stats['median_ms']:.2f} ms, speed-up {base[bs]['median_ms'] / stats['median_ms']:.2f}x "
+                      f"vs {baseline['label']}, size {baseline['size_bytes'] / entry['size_bytes']:.2f}x smaller")
 
 
 def print_layers(label: str, rows: list[dict]) -> None:

@@ -139,7 +139,7 @@ def test_interrupted_train_row_resumes_from_last(tmp_path):
 
 
 @pytest.mark.parametrize("files, message", [
-    ({"a": "bench: {script: quantize, table: t}\n"}, "bench.script 'quantize' is not one of"),
+    ({"a": "bench: {script: distill, table: t}\n"}, "bench.script 'distill' is not one of"),
     ({"a": "bench: {script: prune_structured, table: t, needs: [nope]}\n"}, "needs names 'nope'"),
     ({"a": "bench: {script: train, table: t, targets: {max_dorp: 1.0}}\n"}, "targets.max_dorp is not a known target"),
     ({"a": "bench: {script: train}\n"}, "bench.table is empty"),

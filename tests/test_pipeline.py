@@ -18,6 +18,7 @@ ARTIFACTS = [
     "train/best_model.pth", "train/metrics.yaml", "train/config.yaml", "eval/eval_metrics.yaml",
     "unstructured/pruned_model.pth", "unstructured/metrics.yaml", "structured/pruned_model.pth",
     "structured/metrics.yaml", "export/model.onnx", "export/model.torchscript.pt", "export/export.yaml",
+    "quantize/model.int8.onnx", "quantize/quantize.yaml", "quantize_dense/model.int8.onnx",
     "profile/profile.yaml", "profile/latency_vs_macs.png", "report.md",
 ]
 
@@ -36,6 +37,8 @@ def test_every_artifact_and_the_report(pipeline_run, capsys):
     assert "## Method comparison" in report and "| structured | l2 |" in report and "| unstructured |" in report
     latency = report.split("## FLOPs vs measured latency")[1].split("## Figures")[0]
     assert "| structured/pruned_model | onnxruntime | 1 |" in latency and "_No results" not in latency
+    deployment = report.split("## Deployment")[1].split("## Figures")[0]
+    assert "| quantize_dense | FP32 |" in deployment and "| quantize | INT8 |" in deployment
     export = yaml.safe_load((pipeline_run / "export" / "export.yaml").read_text())
     assert export["onnx"]["verified"] and export["torchscript"]["verified"]
 
@@ -44,7 +47,7 @@ def test_rerun_skips_every_step(pipeline_run, capsys):
     before = {rel: (pipeline_run / rel).stat().st_mtime_ns for rel in ARTIFACTS}
     pipeline_script.main(TINY + ["--save-dir", str(pipeline_run)])
     out = capsys.readouterr().out
-    assert out.count("skipped") == 7 and "goal" in out
+    assert out.count("skipped") == 9 and "goal" in out
     assert before == {rel: (pipeline_run / rel).stat().st_mtime_ns for rel in ARTIFACTS}
 
 

@@ -55,6 +55,7 @@ SCRIPTS = {
     "prune_unstructured": ScriptSpec("metrics.yaml", "pruned_model.pth"),
     "profile": ScriptSpec("profile.yaml", None),
     "loader_speed": ScriptSpec("loader_speed.yaml", None),
+    "quantize": ScriptSpec("quantize.yaml", "model.onnx"),  # model.int8.onnx lies beside it
 }
 RECORD = "benchmark.yaml"  # the runner's own record in the run folder: command, wall time, host
 COMMAND = "uv run python -m scripts.benchmark --run {name}"
@@ -67,6 +68,8 @@ TARGETS = {
     "min_latency_ratio": ("latency_ratio", ">=", "latency reduction / MACs reduction {:.2f}"),
     "min_loader_ratio": ("loader_ratio", ">=", "loader / step images/s {:.1f}x"),
     "max_wall_min": ("wall_min", "<=", "wall time {:.1f} min"),
+    "min_speedup": ("speedup", ">=", "speed-up vs the baseline at the largest batch {:.2f}x"),
+    "min_size_ratio": ("size_ratio", ">=", "file {:.2f}x smaller than the baseline's"),
 }
 
 
@@ -175,6 +178,8 @@ def validate(b: Benchmark, benchmarks: dict[str, Benchmark]) -> None:
             raise UserError(f"{where}.targets.{key} is not a known target; choose from {', '.join(TARGETS)}")
     wanted = {"train": 0, "loader_speed": 0, "prune_structured": 1, "prune_unstructured": 1}.get(b.script)
     needs = b.cfg.bench.needs
+    if b.script == "quantize" and len(needs) > 1:  # 0: the checkpoint is named in bench.args
+        raise UserError(f"{where}.needs has {len(needs)} entries; quantize takes at most 1")
     if wanted is not None and len(needs) != wanted or b.script == "profile" and len(needs) < 2:
         count = "a baseline and at least one pruned model" if b.script == "profile" else f"{wanted}"
         raise UserError(f"{where}.needs has {len(needs)} entries; {b.script} takes {count}")
@@ -229,7 +234,9 @@ def script_argv(b: Benchmark, benchmarks: dict[str, Benchmark], results_root: Pa
     if b.script in ("train", "prune_structured", "prune_unstructured") and (run_dir / LAST).is_file() \
             and not b.result_path(results_root, seed).is_file():  # killed mid-way: continue from its last epoch
         argv += ["--resume", str(run_dir / LAST)]
-    if b.script == "profile":
+    if b.script == "quantize":
+        argv += ["--checkpoint", *models[:1], "--save-dir", str(run_dir)] if models else ["--save-dir", str(run_dir)]
+    elif b.script == "profile":
         argv += ["--baseline", models[0], "--pruned", *models[1:], "--measure-latency",
                  "--save-results", str(b.result_path(results_root))]
     elif b.script == "loader_speed":
@@ -532,6 +539,8 @@ def semi_structured_text(section: dict | None) -> str:
 
 def profile_rows(run: Run, benchmarks, results_root) -> list[dict]:
     """One row per pruned model, backend and batch size of the profile."""
+    if any("onnx" in m for m in run.result["models"]):
+        return onnx_profile_rows(run, benchmarks, results_root)
     models = {m["label"]: m for m in run.result["models"]}
     base_label = run.result["models"][0]["label"]
     names = dict(zip((m["label"] for m in run.result["models"][1:]), run.b.cfg.bench.needs[1:]))
@@ -564,8 +573,56 @@ def loader_rows(run: Run, benchmarks, results_root) -> list[dict]:
              **common_columns(run, "-")}]
 
 
+def quantize_rows(run: Run, benchmarks, results_root) -> list[dict]:
+    """One row per scripts.quantize run: both ONNX files' accuracy (ONNX Runtime) and size."""
+    r, c = run.result, run.result["calibration"]
+    floats = r["float_nodes"]
+    return [{"starts from": r["source"], "calibration": f"{c['method']}, {c['num_images']} train images, "
+             f"{'per-channel' if c['per_channel_weights'] else 'per-tensor'} weights, {c['activations']} activations",
+             "ORT top-1: FP32 -> INT8": f"{r['fp32']['top1']:.2f}% -> {r['int8']['top1']:.2f}%"
+                                         + (" (QAT)" if r["int8"]["method"] == "qat" else ""),
+             "drop (pts)": fmt(r["drop"], "+.2f"),
+             "file MiB: FP32 -> INT8": f"{r['fp32']['size_bytes'] / 2**20:.3f} -> {r['int8']['size_bytes'] / 2**20:.3f} "
+                                       f"({r['size_ratio']:.2f}x)",
+             "ops left in FP32": ", ".join(n["op_type"] for n in floats) if floats else "none",
+             "target": check_targets(run.b.cfg.bench.targets, {"drop": r["drop"]}),
+             **common_columns(run, "-")}]
+
+
+def onnx_profile_rows(run: Run, benchmarks, results_root) -> list[dict]:
+    """A profile of ONNX files (scripts.quantize's FP32 and INT8 files): one row per file with its
+    size, ONNX Runtime accuracy (from the quantize.yaml beside it) and latency at every batch
+    against the first file. The targets judge the last file."""
+    models = run.result["models"]
+    quantized = [read_yaml_mapping(Path(m["onnx"]).parent / "quantize.yaml") or {} for m in models]
+    configs = [read_yaml_mapping(Path(m["onnx"]).parent / "config.yaml") or {} for m in models]
+    top1 = [q.get("int8" if m["precision"] == "int8" else "fp32", {}).get("top1") for m, q in zip(models, quantized)]
+    base, base_top1 = models[0], top1[0]
+    rows = []
+    for i, m in enumerate(models):
+        lat, base_lat = m["latency"]["onnxruntime"], base["latency"]["onnxruntime"]
+        largest = max(lat)
+        drop = base_top1 - top1[i] if None not in (base_top1, top1[i]) else None
+        values = {"drop": drop, "speedup": base_lat[largest]["median_ms"] / lat[largest]["median_ms"],
+                  "size_ratio": base["size_bytes"] / m["size_bytes"]}
+        row = {"variant": f"{Path(m['onnx']).parent.name} {m['precision'].upper()}",
+               "MACs": fmt(m["macs"] and m["macs"] / 1e6, ".2f", "M"),
+               "file MiB (x smaller)": f"{m['size_bytes'] / 2**20:.3f} ({values['size_ratio']:.2f}x)",
+               "ORT top-1": fmt(top1[i], ".2f", "%"), "drop (pts)": fmt(drop, "+.2f")}
+        for bs, stats in lat.items():
+            row[f"median ms, batch {bs} (speed-up)"] = f"{stats['median_ms']:.2f} " \
+                                                       f"({base_lat[bs]['median_ms'] / stats['median_ms']:.2f}x)"
+        row["noise (p90 / median)"] = fmt(max(s["p90_ms"] / s["median_ms"] for s in lat.values()), ".2f")
+        targets = run.b.cfg.bench.targets if i == len(models) - 1 else {}
+        rows.append(row | {"target": check_targets(targets, values), "model": configs[i].get("model", {}).get("name", "-"),
+                           "data": data_text(configs[i]),
+                           "epochs": "-", "seed": "-", "device": device_text(run, "cpu", lat[largest].get("num_threads")),
+                           "wall time": wall_text(run)})
+    return rows
+
+
 ROWS = {"train": train_rows, "prune_structured": structured_rows, "prune_unstructured": unstructured_rows,
-        "profile": profile_rows, "loader_speed": loader_rows}
+        "profile": profile_rows, "loader_speed": loader_rows, "quantize": quantize_rows}
 
 
 def pending_row(b: Benchmark, results_root: Path, cuda: bool) -> dict:

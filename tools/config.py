@@ -189,6 +189,20 @@ class ExportConfig:
 
 
 @dataclass
+class QuantizeConfig:
+    """Static INT8 quantization of an exported ONNX model (scripts.quantize, ONNX Runtime, QDQ format)."""
+
+    calibration: str = "minmax"  # minmax | entropy | percentile: how activation ranges are set (ORT calibrators)
+    num_images: int = 512  # unaugmented training images the activation ranges are calibrated on
+    percentile: float = 99.999  # percentile calibration only: the activation percentile kept
+    per_channel: bool = True  # one weight scale per output channel (false: one per tensor)
+    activation_type: str = "uint8"  # uint8 (U8S8, ORT's fast x86 path incl. VNNI) | int8 (S8S8, slower on x86)
+    max_drop: float = 1.0  # INT8 top-1 at most this many points below the FP32 ONNX file's, else NOT MET
+    qat_epochs: int = 0  # > 0: when PTQ misses max_drop, fine-tune this many epochs with fake quantization, re-quantize
+    qat_lr: float = 0.001  # QAT learning rate (other optimiser settings from finetune.*); BN is folded, so keep it small
+
+
+@dataclass
 class PruneAtInitConfig:
     """Pruning at initialization (scripts.prune_at_init), the Synaptic-Flow protocol. Density =
     fraction of prunable weights kept = 10^-compression; sparsity = 1 - density."""
@@ -224,7 +238,7 @@ class ProfileConfig:
 class BenchConfig:
     # Read by scripts.benchmark only: a file in cfgs/bench/ is both a run's recipe and one row of
     # docs/benchmarks.md. Every other script ignores this section.
-    script: str = ""  # train | prune_structured | prune_unstructured | profile | loader_speed
+    script: str = ""  # train | prune_structured | prune_unstructured | profile | loader_speed | quantize
     needs: list[str] = field(default_factory=list)  # benchmarks whose models this row uses (profile: baseline first)
     table: str = ""  # the docs/benchmarks.md table the row belongs to
     device: str = "cpu"  # cpu | cuda: the device the row is defined for (cuda rows stay pending without a GPU)
@@ -253,6 +267,7 @@ class Config:
     export: ExportConfig = field(default_factory=ExportConfig)
     pai: PruneAtInitConfig = field(default_factory=PruneAtInitConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
+    quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
 

@@ -90,7 +90,8 @@ def _script(name: str, argv: list[str]) -> Callable[[], None]:
 
 BASE_SECTIONS = ("data", "model", "train")  # every script builds data and model from these
 SECTIONS = {"train": (), "eval": ("profile",), "prune_unstructured": ("finetune", "unstructured", "profile"),
-            "prune_structured": ("finetune", "structured"), "export": ("export",), "profile": ("profile",)}
+            "prune_structured": ("finetune", "structured"), "export": ("export",), "quantize": ("export", "quantize"),
+            "quantize_dense": ("export", "quantize"), "profile": ("profile",)}
 
 
 def _step(name: str, script: str, result: Path, argv: list[str], inputs: list[Path], common: list[str]) -> Step:
@@ -99,16 +100,20 @@ def _step(name: str, script: str, result: Path, argv: list[str], inputs: list[Pa
 
 def pipeline_steps(*, config: str, run_dir: Path, sets: list[str]) -> list[Step]:
     """train -> eval -> unstructured prune + fine-tune -> structured prune + fine-tune ->
-    export (verified) -> profile -> report, all inside `run_dir`."""
+    export (verified) -> INT8 quantization of the structured and the dense model (ONNX Runtime) ->
+    profile (the checkpoints and the four ONNX files) -> report, all inside `run_dir`."""
     from tools.report import write_report
 
-    d = {name: run_dir / name for name in ("train", "eval", "unstructured", "structured", "export", "profile")}
+    d = {name: run_dir / name for name in ("train", "eval", "unstructured", "structured", "export", "quantize",
+                                           "quantize_dense", "profile")}
     baseline = d["train"] / "best_model.pth"
     common = ["--config", config] + (["--set", *sets] if sets else [])
     structured_model = d["structured"] / "pruned_model.pth"
     unstructured_model = d["unstructured"] / "pruned_model.pth"
+    onnx_files = [d[q] / name for q in ("quantize_dense", "quantize") for name in ("model.onnx", "model.int8.onnx")]
     results = [d["train"] / "metrics.yaml", d["eval"] / "eval_metrics.yaml", d["unstructured"] / "metrics.yaml",
-               d["structured"] / "metrics.yaml", d["export"] / "export.yaml", d["profile"] / "profile.yaml"]
+               d["structured"] / "metrics.yaml", d["export"] / "export.yaml", d["quantize"] / "quantize.yaml",
+               d["quantize_dense"] / "quantize.yaml", d["profile"] / "profile.yaml"]
     return [
         _step("train", "train", results[0], ["--save-dir", str(d["train"])], [], common),
         _step("eval", "eval", results[1], ["--checkpoint", str(baseline), "--save-dir", str(d["eval"])], [baseline], common),
@@ -118,10 +123,14 @@ def pipeline_steps(*, config: str, run_dir: Path, sets: list[str]) -> list[Step]
               ["--checkpoint", str(baseline), "--save-dir", str(d["structured"])], [baseline], common),
         _step("export", "export_onnx", results[4],
               ["--checkpoint", str(structured_model), "--verify", "--save-dir", str(d["export"])], [structured_model], common),
-        _step("profile", "profile", results[5],
+        _step("quantize", "quantize", results[5],
+              ["--checkpoint", str(structured_model), "--save-dir", str(d["quantize"])], [structured_model], common),
+        _step("quantize_dense", "quantize", results[6],
+              ["--checkpoint", str(baseline), "--save-dir", str(d["quantize_dense"])], [baseline], common),
+        _step("profile", "profile", results[7],
               ["--baseline", str(baseline), "--pruned", str(structured_model), str(unstructured_model),
-               "--measure-latency", "--backend", "both", "--save-dir", str(d["profile"])],
-              [baseline, structured_model, unstructured_model], common),
+               *map(str, onnx_files), "--measure-latency", "--backend", "both", "--save-dir", str(d["profile"])],
+              [baseline, structured_model, unstructured_model, *onnx_files], common),
         Step("report", run_dir / "report.md", lambda: print(f"wrote {write_report([run_dir], run_dir)}"),
              ["report"], results),
     ]

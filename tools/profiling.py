@@ -55,28 +55,49 @@ def profile_model(label: str, model: nn.Module, input_shape: tuple[int, int, int
 
 def measure_models(models: dict[str, nn.Module], input_shape: tuple[int, int, int], *, batch_sizes: list[int],
                    backends: list[str], device: torch.device, warmup: int, repeats: int, num_threads: int | None,
-                   rounds: int = 1) -> dict[str, dict[str, dict[int, dict]]]:
-    """Latency per model, backend and batch size. With `rounds` > 1 the models take turns: every
-    round times each of them with repeats / rounds runs, so a burst of load from another process
-    hits all models alike instead of whichever was being timed; the figures are then those of
-    the round medians (see merge_rounds)."""
+                   rounds: int = 1, onnx_files: dict[str, Path] | None = None) -> dict[str, dict[str, dict[int, dict]]]:
+    """Latency per model, backend and batch size; `onnx_files` (label -> .onnx file, FP32 or INT8)
+    are timed on onnxruntime alone. With `rounds` > 1 the models take turns: every round times
+    each of them with repeats / rounds runs, so a burst of load from another process hits all
+    models alike instead of whichever was being timed; the figures are then those of the round
+    medians (see merge_rounds)."""
     if rounds < 1:
         raise UserError(f"profile.rounds must be >= 1, got {rounds}")
     per_round = -(-repeats // rounds)
+    labels = list(models) + list(onnx_files or {})
     with tempfile.TemporaryDirectory() as tmp:
-        onnx = {}
+        onnx = dict(onnx_files or {})
         if "onnxruntime" in backends:
             from tools.export import export_onnx
 
             for i, (label, model) in enumerate(models.items()):
                 onnx[label] = export_onnx(copy.deepcopy(model).cpu(), input_shape, Path(tmp) / f"{i}.onnx", opset=17)
-        timed = [{label: measure_backends(model, input_shape, batch_sizes=batch_sizes, backends=backends, device=device,
-                                          warmup=warmup if r == 0 else max(1, warmup // rounds),
-                                          repeats=per_round, num_threads=num_threads,
-                                          onnx_path=onnx.get(label))
-                  for label, model in models.items()} for r in range(rounds)]
+
+        def time_one(label: str, first: bool) -> dict[str, dict[int, dict]]:
+            model = models.get(label)
+            return measure_backends(model, input_shape, batch_sizes=batch_sizes,
+                                    backends=backends if model is not None else ["onnxruntime"],
+                                    device=device if model is not None else torch.device("cpu"),
+                                    warmup=warmup if first else max(1, warmup // rounds), repeats=per_round,
+                                    num_threads=num_threads, onnx_path=onnx.get(label))
+
+        timed = [{label: time_one(label, r == 0) for label in labels} for r in range(rounds)]
     return {label: {backend: {bs: merge_rounds([t[label][backend][bs] for t in timed]) for bs in by_batch}
-                    for backend, by_batch in timed[0][label].items()} for label in models}
+                    for backend, by_batch in timed[0][label].items()} for label in labels}
+
+
+def profile_onnx(label: str, path: Path) -> dict:
+    """profile_model's figures for an ONNX file: its size and precision, and the MACs/params
+    scripts.quantize recorded beside it (None when unknown; INT8 files do the same MACs in int8)."""
+    from tools.io import read_yaml_mapping
+    from tools.quantize import is_int8
+
+    sidecar = read_yaml_mapping(path.parent / "quantize.yaml") or {}
+    macs = sidecar.get("macs")
+    return {"label": label, "onnx": str(path), "precision": "int8" if is_int8(path) else "fp32", "macs": macs,
+            "flops": flops_from_macs(macs) if macs else None, "params": sidecar.get("params"),
+            "size_bytes": path.stat().st_size, "channels_not_multiple_of_8": [], "channels_not_multiple_of_16": [],
+            "latency": {}}
 
 
 def merge_rounds(stats: list[dict]) -> dict:
@@ -142,7 +163,10 @@ def reduction_pct(baseline: float, current: float) -> float:
 
 def flops_vs_latency(baseline: dict, pruned: dict) -> list[dict]:
     """Per backend and batch size: FLOPs reduction, latency reduction, their ratio, noise and
-    a plain explanation when latency falls much less than FLOPs."""
+    a plain explanation when latency falls much less than FLOPs. FP32 models only: an INT8 file's
+    speed-up comes from its kernels, not its FLOPs (see the precision of profile entries)."""
+    if not baseline.get("flops") or not pruned.get("flops") or "int8" in (baseline.get("precision"), pruned.get("precision")):
+        return []
     flops_red = reduction_pct(baseline["flops"], pruned["flops"])
     rows = []
     for backend, by_batch in pruned["latency"].items():
@@ -212,7 +236,7 @@ def plot_latency_vs_macs(entries: list[dict], path: Path) -> Path | None:
     for ax, bs in zip(axes[0], batch_sizes):
         for backend, marker in markers.items():
             points = [(e["macs"] / 1e6, e["latency"][backend][bs]["median_ms"], e["label"])
-                      for e in entries if bs in e["latency"].get(backend, {})]
+                      for e in entries if bs in e["latency"].get(backend, {}) and e.get("macs")]
             if points:
                 ax.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, label=backend)
                 for x, y, label in points:

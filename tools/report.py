@@ -157,6 +157,29 @@ def latency_table(profiles: list[dict]) -> str | None:
                      "why"], rows)
 
 
+def deployment_table(roots: list[Path], profiles: list[dict]) -> str | None:
+    """Dense / pruned x FP32 / INT8: each quantize.yaml under `roots` (scripts.quantize) gives two
+    ONNX files, shown with size, ONNX Runtime top-1 and, where a profile timed that file, latency."""
+    latency = {Path(e["onnx"]).resolve(): e["latency"].get("onnxruntime", {})
+               for p in profiles for e in p["models"] if "onnx" in e}
+    batch_sizes = sorted({bs for by_batch in latency.values() for bs in by_batch})
+    rows = []
+    for path in sorted(p for root in roots for p in root.rglob("quantize.yaml")):
+        q = read_yaml_mapping(path)
+        if not q or "fp32" not in q:
+            continue
+        for precision in ("fp32", "int8"):
+            f = q[precision]
+            timed = latency.get(Path(f["path"]).resolve(), {})
+            rows.append([path.parent.name, precision.upper(), q["macs"] / 1e6 if q.get("macs") else None,
+                         f["size_bytes"] / 2**20, f["top1"], q["fp32"]["top1"] - f["top1"],
+                         *[timed[bs]["median_ms"] if bs in timed else None for bs in batch_sizes]])
+    if not rows:
+        return None
+    return md_table(["run", "precision", "MACs (M)", "file MiB", "ONNX Runtime top-1 %", "drop vs its FP32 (pts)",
+                     *[f"median ms, batch {bs}" for bs in batch_sizes]], rows)
+
+
 # ----------------------------------------------------------------------------- plots
 def plot_curves(log_files: list[tuple[str, Path]], path: Path) -> Path | None:
     """Validation top-1 per epoch of every training / fine-tuning log."""
@@ -215,6 +238,7 @@ def write_report(roots: list[Path], out: Path) -> Path:
     parts += _section("Ablation by fine-tune budget (accuracy drop, points)",
                      ablation_table(rows, "finetune_epochs", "epochs"))
     parts += _section("FLOPs vs measured latency", latency_table(profiles))
+    parts += _section("Deployment: FP32 and INT8 ONNX files on ONNX Runtime", deployment_table(roots, profiles))
     parts += findings.failure_section(rows, roots, out)
     parts += findings.recommendation_section(rows, profiles)
     parts += _figures(rows, roots, out)

@@ -1,0 +1,79 @@
+"""Static INT8 quantization (ONNX Runtime, QDQ, per-channel weights) of an exported model, with
+the accuracy of the FP32 and the INT8 file measured by ONNX Runtime on the test split.
+
+    uv run python -m scripts.quantize --checkpoint results/structured/l2_macs0.5/pruned_model.pth
+    uv run python -m scripts.quantize --onnx results/train/quickstart/export/model.onnx --calibration entropy
+    uv run python -m scripts.eval --checkpoint results/structured/l2_macs0.5/export/model.int8.onnx
+
+--checkpoint exports the model first (<checkpoint folder>/export/model.onnx, or --save-dir) and
+takes the data set from the checkpoint's config; --onnx quantizes an existing export and takes
+the config from beside it (see scripts.eval), or from --config. Activation ranges are calibrated
+on quantize.num_images unaugmented training images (quantize.calibration: minmax | entropy |
+percentile). Writes model.int8.onnx beside the FP32 file, quantize.yaml (sizes, both accuracies,
+the drop, ops left in FP32, the verdict against quantize.max_drop) and config.yaml (the sidecar
+scripts.eval and scripts.profile read). An INT8 file that misses quantize.max_drop is kept, the
+verdict says NOT MET and the exit status is 0; with quantize.qat_epochs > 0 (and --checkpoint)
+quantization-aware fine-tuning runs first and writes model.qat.onnx / model.qat.int8.onnx.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from tools.cli import base_parser, load_checkpoint_run
+from tools.config import save_config
+from tools.errors import UserError, run_cli
+from tools.quantize import check_input_shape, check_quantize_config, load_onnx_run
+from tools.quantize_run import QuantizeJob, run_quantize
+
+
+def parse_args(argv):
+    parser = base_parser(__doc__)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="a .pth written by train or a pruning script (exported first)")
+    source.add_argument("--onnx", help="an FP32 .onnx file written by scripts.export_onnx")
+    parser.add_argument("--calibration", help="minmax | entropy | percentile (overrides quantize.calibration)")
+    parser.add_argument("--num-images", type=int, help="calibration images (overrides quantize.num_images)")
+    parser.add_argument("--max-drop", type=float, help="top-1 points INT8 may lose (overrides quantize.max_drop)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    flags = {"quantize.calibration": args.calibration, "quantize.num_images": args.num_images,
+             "quantize.max_drop": args.max_drop, "train.device": "cpu"}
+    job = checkpoint_job(args, flags) if args.checkpoint else onnx_job(args, flags)
+    save_config(job.cfg, job.out_dir / "config.yaml")
+    run_quantize(job)
+
+
+def checkpoint_job(args, flags: dict) -> QuantizeJob:
+    from datasets import build_data
+    from tools.export import export_onnx
+
+    cfg, _, data, model, _ = load_checkpoint_run(args, flags=flags)
+    check_quantize_config(cfg.quantize)
+    out_dir = Path(args.save_dir) if args.save_dir else Path(args.checkpoint).parent / "export"
+    fp32_path = export_onnx(model.cpu().eval(), data.input_shape, out_dir / "model.onnx", opset=cfg.export.opset)
+    # Calibration sees training images as the model will: not cropped or flipped.
+    calibration = build_data(replace(cfg.data, augment=False), seed=cfg.train.seed, device="cpu")
+    check_input_shape(fp32_path, calibration.input_shape, "calibration")
+    return QuantizeJob(fp32_path, out_dir, cfg, calibration.train, data.test, model=model, train_data=data,
+                       input_shape=data.input_shape, source=str(args.checkpoint))
+
+
+def onnx_job(args, flags: dict) -> QuantizeJob:
+    fp32_path = Path(args.onnx)
+    cfg, data = load_onnx_run(args, fp32_path, flags=flags, augment=False)
+    check_quantize_config(cfg.quantize)
+    if cfg.quantize.qat_epochs:
+        raise UserError("quantize.qat_epochs needs the PyTorch model; pass --checkpoint instead of --onnx "
+                        "(or set quantize.qat_epochs=0)")
+    out_dir = Path(args.save_dir) if args.save_dir else fp32_path.parent
+    return QuantizeJob(fp32_path, out_dir, cfg, data.train, data.test, input_shape=data.input_shape,
+                       source=str(fp32_path))
+
+
+if __name__ == "__main__":
+    run_cli(main)
