@@ -99,6 +99,9 @@ def main(argv=None):
     args = parse_args(argv)
     cfg, _, data, model, device = load_checkpoint_run(args, flags=cli_flags(args))
     ucfg = cfg.unstructured
+    if args.nm is not None and ucfg.method != "nm":
+        raise UserError(f"--nm {args.nm} applies to --method nm only, but the method is {ucfg.method}; "
+                        f"add --method nm or drop --nm")
     plan = make_plan(ucfg)
     targets = prunable_targets(model, keep_first_conv_dense=ucfg.keep_first_conv_dense,
                                keep_classifier_dense=ucfg.keep_classifier_dense, prune_biases=ucfg.prune_biases,

@@ -22,7 +22,7 @@ from tools.cli import base_parser
 from tools.errors import UserError, run_cli
 from tools.io import atomic_write_csv, atomic_write_yaml
 from tools.report import plot_pareto
-from tools.sweep import SweepSpec, expand_grid, pareto_front, point_name, read_sweep
+from tools.sweep import SweepSpec, check_metric_keys, expand_grid, pareto_front, point_name, read_sweep
 
 
 def parse_args(argv):
@@ -67,6 +67,9 @@ def main(argv=None):
     root = Path(args.save_dir) if args.save_dir else Path("results/sweep") / spec.name
     points = expand_grid(spec.grid)
     todo = [(p, root / point_name(p)) for p in points if not (root / point_name(p) / "metrics.yaml").is_file()]
+    done = [root / point_name(p) / "metrics.yaml" for p in points if (p, root / point_name(p)) not in todo]
+    if done:  # a misspelt metric/cost key fails before more points run
+        check_metric_keys(spec, yaml.safe_load(done[0].read_text()) or {}, done[0])
     print(f"sweep {spec.name}: {len(points)} points, {len(points) - len(todo)} already done, running {len(todo)} "
           f"with {args.workers} worker(s) into {root}")
     failed = []
@@ -83,6 +86,7 @@ def main(argv=None):
         path = root / point_name(p) / "metrics.yaml"
         if path.is_file():
             metrics = yaml.safe_load(path.read_text()) or {}
+            check_metric_keys(spec, metrics, path)
             rows.append({"point": point_name(p), **p, spec.metric: lookup(metrics, spec.metric),
                          spec.cost: lookup(metrics, spec.cost), "run_dir": str(path.parent)})
     front = pareto_front(rows, maximize=spec.metric, minimize=spec.cost)

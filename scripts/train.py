@@ -3,10 +3,17 @@
     uv run python -m scripts.train --config cfgs/quickstart.yaml
     uv run python -m scripts.train --config cfgs/cifar10_resnet20.yaml --set train.epochs=30
     uv run python -m scripts.train --resume results/train/cifar10_resnet20/last.pth
+    uv run python -m scripts.train --resume results/train/cifar10_resnet20/last.pth --epochs 60   # extend
     torchrun --nproc_per_node=4 -m scripts.train --config cfgs/cifar10_resnet18.yaml   # DDP
 
 Writes into the run folder (results/train/<config name>/ unless --save-dir): config.yaml,
 log.csv, logs/ (TensorBoard), last.pth, best_model.pth and metrics.yaml.
+
+--resume continues from the last finished epoch (also after SIGTERM, exit 143); with more epochs
+than the run planned, the learning-rate schedule is rebuilt for the new length and continues at
+the resumed step (cosine and multistep follow the longer curve; one-cycle's annealing restarts
+from there along the longer cycle). A resume that cannot continue (another architecture,
+optimizer, scheduler or batch size, or fewer epochs than done) stops before writing anything.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from tools.errors import UserError, run_cli
 from tools.io import atomic_write_yaml, make_run_dir
 from tools.metrics import count_macs_params, flops_from_macs, format_count
 from tools.models import build_model, extract_state_dict, load_state_into
-from tools.training import BEST, LAST, fit, test_best_checkpoint
+from tools.training import BEST, LAST, check_resume, fit, test_best_checkpoint
 
 
 def parse_args(argv):
@@ -65,6 +72,8 @@ def main(argv=None):
     if cfg.model.weights and resume is None:
         load_state_into(model, extract_state_dict(read_checkpoint(cfg.model.weights)), source=cfg.model.weights)
     macs, params = count_macs_params(model, (1, *data.input_shape))
+    if resume is not None:  # before anything is written into the run folder
+        check_resume(resume, model, cfg.train, len(data.train), source=str(path))
     model.to(dist.device)
 
     if resume is not None:
