@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from tools.checkpoint import save_checkpoint, unwrap
+from tools.checkpoint import read_checkpoint, save_checkpoint, unwrap
 from tools.config import TrainConfig
 from tools.engine import (
     LossFn,
@@ -91,9 +91,13 @@ def fit(
     is_main: bool = True,
     tag: str = "train",
     save_full_module: bool = False,
+    last_path: Path | None = None,
+    last_extra: dict | None = None,
 ) -> dict:
     """Train `model` on `data.train` for `train_cfg.epochs`, validating on `data.val`.
-    `resume` is a `last.pth` dict. Only the main process (`is_main`) writes files."""
+    `resume` is a `last.pth` dict. Only the main process (`is_main`) writes files. The resume
+    checkpoint goes to `last_path` (default run_dir/last.pth) with `last_extra` added to it
+    (the pruning scripts keep there what their own resume needs)."""
     amp = check_amp(train_cfg.amp, device)
     channels_last = train_cfg.channels_last and device.type == "cuda"
     optimizer = build_optimizer(
@@ -112,11 +116,11 @@ def fit(
     loss_fn = loss_fn or cross_entropy(train_cfg.label_smoothing)
     writer = _writer(run_dir, state.epoch) if is_main else None
 
-    def checkpoint(path: Path, metrics: dict) -> None:
+    def checkpoint(path: Path, metrics: dict, extra: dict | None = None) -> None:
         save_checkpoint(
             path, model=model, config=config, epoch=state.epoch, metrics=metrics, optimizer=optimizer,
             scheduler=scheduler, scaler=scaler, full_module=save_full_module,
-            extra={"fit_state": _state_dict(state), "rng": _rng_state()},
+            extra={"fit_state": _state_dict(state), "rng": _rng_state(), **(extra or {})},
         )
 
     try:
@@ -148,7 +152,7 @@ def fit(
                 atomic_write_csv(run_dir / "log.csv", state.history)
                 if improved:
                     checkpoint(run_dir / BEST, row)
-                checkpoint(run_dir / LAST, row)
+                checkpoint(last_path or run_dir / LAST, row, last_extra)
     finally:
         if writer is not None:
             writer.close()
@@ -252,6 +256,34 @@ def _continue_schedule(scheduler, steps_done: int) -> None:
     scheduler._step_count = steps_done + 1  # past 1: no "step() before optimizer.step()" warning
     scheduler.step()
 
+
+
+PRUNE_STATE = "prune_state"  # the key of a pruning run's last.pth holding what its --resume needs
+
+
+def read_prune_resume(path: str, script: str) -> dict:
+    """The last.pth (or its run folder) of a `script` run's final fine-tuning, for --resume."""
+    file = Path(path)
+    file = file / LAST if file.is_dir() else file
+    ckpt = read_checkpoint(file)
+    state = ckpt.get(PRUNE_STATE) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict) or state.get("script") != script or "optimizer" not in ckpt:
+        raise UserError(f"{file} is not the last.pth of a {script} run's fine-tuning; --resume needs one")
+    return ckpt
+
+
+def resumed_checkpoint(checkpoint: str | None, resume: dict | None, resume_path: str | None) -> str:
+    """The trained model a pruning run starts from: --checkpoint, or on --resume the one the
+    resumed run was pruned from (they must agree when both are given)."""
+    if resume is None:
+        if checkpoint is None:
+            raise UserError("pass --checkpoint <trained model .pth> (or --resume <run folder>/last.pth)")
+        return checkpoint
+    stored = resume[PRUNE_STATE]["checkpoint"]
+    if checkpoint is not None and Path(checkpoint).resolve() != Path(stored).resolve():
+        raise UserError(f"{resume_path} fine-tunes a model pruned from {stored}, not {checkpoint}; "
+                        f"drop --checkpoint or start a new run")
+    return stored
 
 
 def finetune_train_config(train: TrainConfig, finetune) -> TrainConfig:
