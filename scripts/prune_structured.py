@@ -7,6 +7,9 @@
     uv run python -m scripts.prune_structured --checkpoint best_model.pth --method bn_scale \
         --target-macs-reduction 0.5 --set structured.bn_scale.epochs=10 finetune.kd.alpha=0.7
 
+--resume <run folder>/last.pth continues a killed run's final fine-tuning from its last finished
+epoch (the pruned module and the baseline figures come from that file; pruning is not redone).
+
 The model and data come from the config stored in the checkpoint; --config / --set / flags
 override it (structured.*, finetune.*). Prints the baseline, each pruning round, the model after
 pruning, fine-tuning epochs and a final block ending in "Goal MET/NOT MET". Writes
@@ -16,14 +19,18 @@ results/structured/<method>_sp<ratio>/ (or _macs<target>; --save-dir to choose):
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tools.cli import base_parser, load_checkpoint_run
 from tools.config import save_config
 from tools.errors import run_cli
 from tools.io import make_run_dir
+from tools.training import read_prune_resume, resumed_checkpoint
 from tools.structured_run import (
     METRICS,
     PRUNED_MODEL,
     check_structured_config,
+    check_structured_resume,
     final_block,
     run_structured,
     structured_run_name,
@@ -32,7 +39,8 @@ from tools.structured_run import (
 
 def parse_args(argv):
     parser = base_parser(__doc__)
-    parser.add_argument("--checkpoint", required=True, help="best_model.pth of a trained model (or any .pth eval loads)")
+    parser.add_argument("--checkpoint", help="best_model.pth of a trained model (or any .pth eval loads)")
+    parser.add_argument("--resume", help="<run folder>/last.pth: continue its final fine-tuning (no re-pruning)")
     parser.add_argument("--method", help="l1 | l2 | bn_scale | taylor | lamp | fpgm | random (structured.method)")
     parser.add_argument("--granularity", help="channel | kernel | intra_kernel (structured.granularity)")
     target = parser.add_mutually_exclusive_group()
@@ -57,9 +65,16 @@ def cli_flags(args) -> dict:
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg, _, data, model, device = load_checkpoint_run(args, flags=cli_flags(args))
+    resume = read_prune_resume(args.resume, "prune_structured") if args.resume else None
+    checkpoint = resumed_checkpoint(args.checkpoint, resume, args.resume)
+    cfg, _, data, model, device = load_checkpoint_run(
+        args, flags=cli_flags(args), checkpoint=checkpoint,
+        base=(resume["config"], f"checkpoint {args.resume}") if resume else None)
     check_structured_config(cfg)
-    run_dir = make_run_dir(cfg.output.root, "structured", structured_run_name(cfg.structured), args.save_dir)
+    if resume is not None:
+        check_structured_resume(resume, cfg, len(data.train), args.resume)
+    run_dir = make_run_dir(cfg.output.root, "structured", structured_run_name(cfg.structured),
+                           args.save_dir or (Path(args.resume).parent if resume else None))
     cfg.output.name = run_dir.name
     save_config(cfg, run_dir / "config.yaml")
     print(f"run folder: {run_dir}")
@@ -68,7 +83,8 @@ def main(argv=None):
               f"target MACs reduction {100 * cfg.structured.target_macs_reduction:g}% "
               f"(+-{100 * cfg.structured.target_tolerance:g} pts)" if cfg.structured.target_macs_reduction > 0
               else f"channel ratio {cfg.structured.pruning_ratio:g}"))
-    metrics = run_structured(model, data, cfg=cfg, run_dir=run_dir, device=device, checkpoint=str(args.checkpoint))
+    metrics = run_structured(model, data, cfg=cfg, run_dir=run_dir, device=device, checkpoint=str(checkpoint),
+                             resume=resume)
     print(final_block(metrics))
     print(f"pruned model: {run_dir / PRUNED_MODEL}  (plain torch.load(path, weights_only=False) returns the module)")
     print(f"metrics:      {run_dir / METRICS}")
