@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import types
 import typing
@@ -164,7 +165,7 @@ class TrainConfig:
         bound("epochs", ge=1)
         bound("lr", gt=0)
         _check_optimisation(bound)
-        bound("num_threads", ge=0, why="0 = torch's default")
+        bound("num_threads", ge=0, le=4096, why="0 = torch's default")
         bound("seed", ge=0, lt=2**32)
 
 
@@ -367,7 +368,7 @@ class ProfileConfig:
         bound("warmup", ge=0)
         bound("repeats", ge=1)
         bound("batch_sizes", ge=1)
-        bound("num_threads", ge=0, why="0 = torch's default")
+        bound("num_threads", ge=0, le=4096, why="0 = torch's default")
         bound("rounds", ge=1)
 
 
@@ -494,7 +495,7 @@ class DuplicateKeyError(yaml.YAMLError):
         self.where = f"at line {line} (first at line {first_line}); keep one"
 
 
-class UniqueKeyLoader(yaml.SafeLoader):
+class UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when installed
     """yaml.SafeLoader that rejects a key written twice in one mapping (PyYAML keeps the last)."""
 
     def construct_mapping(self, node, deep=False):
@@ -573,6 +574,7 @@ def _all_keys(cls: type, prefix: str = "") -> list[str]:
     return keys
 
 
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
