@@ -25,7 +25,6 @@ from tools.cli import base_parser, load_checkpoint_run
 from tools.config import save_config
 from tools.errors import run_cli
 from tools.io import make_run_dir
-from tools.training import read_prune_resume, resumed_checkpoint
 from tools.structured_run import (
     METRICS,
     PRUNED_MODEL,
@@ -35,6 +34,7 @@ from tools.structured_run import (
     run_structured,
     structured_run_name,
 )
+from tools.training import read_prune_resume, resumed_checkpoint
 
 
 def parse_args(argv):

@@ -257,7 +257,6 @@ def _continue_schedule(scheduler, steps_done: int) -> None:
     scheduler.step()
 
 
-
 PRUNE_STATE = "prune_state"  # the key of a pruning run's last.pth holding what its --resume needs
 
 
