@@ -246,7 +246,7 @@ class SensitivityConfig:
     target_sparsity: float = 0.0  # > 0: derive the dict meeting this total sparsity instead (equal-drop allocation)
 
     def check(self, bound: Bound) -> None:
-        bound("sparsities", gt=0, lt=1, why="fractions of a layer pruned")
+        bound("sparsities", ge=0, lt=1, why="fractions of a layer pruned")
         bound("num_images", ge=0, why="0 = the whole validation split")
         bound("max_drop", ge=0, why="top-1 points")
         bound("target_sparsity", ge=0, lt=1, why="0 = use max_drop")
