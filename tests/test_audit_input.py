@@ -9,8 +9,7 @@ import errno
 import json
 import os
 import re
-import subprocess
-import sys
+import signal
 from pathlib import Path
 
 import pytest
@@ -30,7 +29,8 @@ import tools.io
 import tools.training
 from datasets import build_data
 from tools.config import Config, DataConfig, _all_keys, config_to_dict, load_config
-from tools.errors import Terminated, UserError, run_cli
+import tools.errors
+from tools.errors import UserError, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -54,17 +54,21 @@ def one_line_exit_2(main, argv, capsys, pattern: str) -> str:
     return err
 
 
-def stop_at_epoch(epoch: int, error: BaseException):
-    """Patch for tools.training._format_row: `error` when `epoch` finishes, before its checkpoint
-    is written, as a kill during that epoch would."""
+def at_epoch(epoch: int, action):
+    """Patch for tools.training._format_row: `action()` when `epoch` finishes, before its
+    checkpoint is written, as a kill during that epoch would."""
     original = tools.training._format_row
 
     def format_row(row, epochs, improved):
         if row["epoch"] == epoch:
-            raise error
+            action()
         return original(row, epochs, improved)
 
     return format_row
+
+
+def terminate():
+    raise tools.errors.Terminated()  # what run_cli's SIGTERM handler raises
 
 
 # ----------------------------------------------------------------------------- range checks
@@ -225,23 +229,20 @@ def test_resume_with_more_epochs_follows_the_longer_schedule(tmp_path, scheduler
     assert lrs[0][2] == pytest.approx(lrs[1][2], rel=1e-9), lrs
 
 
-def test_sigterm_prints_one_line_and_leaves_the_run_resumable(tmp_path):
+def test_sigterm_prints_one_line_and_leaves_the_run_resumable(tmp_path, monkeypatch, capsys):
+    def unhandled(signum, frame):  # only reached if run_cli installs no handler of its own
+        raise AssertionError("SIGTERM reached no handler of run_cli")
+
     run_dir = tmp_path / "run"
-    argv = TINY + ["--save-dir", str(run_dir)]
-    code = (  # SIGTERM to itself while epoch 2 ends, before its checkpoint
-        "import os, signal, tools.training as t\n"
-        "row = t._format_row\n"
-        "def kill(r, e, i):\n"
-        "    if r['epoch'] == 2: os.kill(os.getpid(), signal.SIGTERM)\n"
-        "    return row(r, e, i)\n"
-        "t._format_row = kill\n"
-        "from scripts.train import main\nfrom tools.errors import run_cli\n"
-        f"run_cli(main, {argv!r})\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 143 and re.fullmatch(r"terminated by SIGTERM .*--resume.*", proc.stderr.strip()), proc.stderr
+    monkeypatch.setattr(tools.training, "_format_row", at_epoch(2, lambda: os.kill(os.getpid(), signal.SIGTERM)))
+    previous = signal.signal(signal.SIGTERM, unhandled)
+    try:
+        code, err = exit_code(train_script.main, TINY + ["--save-dir", str(run_dir)], capsys)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert code == 143 and re.fullmatch(r"terminated by SIGTERM .*--resume.*", err), err
     assert torch.load(run_dir / "last.pth", weights_only=False)["epoch"] == 1
+    monkeypatch.undo()
     train_script.main(["--resume", str(run_dir / "last.pth")])
     assert yaml.safe_load((run_dir / "metrics.yaml").read_text())["epochs"] == 2
 
@@ -254,7 +255,7 @@ def test_killed_prune_runs_resume_their_fine_tuning_exactly(tiny_checkpoint, tmp
                                                             capsys):
     argv = ["--checkpoint", str(tiny_checkpoint), *args, "--epochs", "2", "--set", "train.deterministic=true"]
     script.main(argv + ["--save-dir", str(tmp_path / "straight")])
-    monkeypatch.setattr(tools.training, "_format_row", stop_at_epoch(2, Terminated()))
+    monkeypatch.setattr(tools.training, "_format_row", at_epoch(2, terminate))
     code, err = exit_code(script.main, argv + ["--save-dir", str(tmp_path / "killed")], capsys)
     assert code == 143 and "SIGTERM" in err
     monkeypatch.undo()
