@@ -279,36 +279,42 @@ def test_killed_prune_runs_resume_their_fine_tuning_exactly(tiny_checkpoint, tmp
 
 # ----------------------------------------------------------------------------- property-based
 KEYS = _all_keys(Config)
+LEAVES = [k for k in KEYS if not any(o.startswith(k + ".") for o in KEYS)]
+DEFAULTS = {k: eval("cfg." + k, {"cfg": Config()}) for k in LEAVES}  # noqa: S307 (dotted attribute access)
+TEXT = st.text(st.characters(max_codepoint=0xFFFF), max_size=8)  # JSON escapes of astral characters are not YAML
 VALUES = st.one_of(
+    st.sampled_from([0, -1, 1, 0.5, 1.0, -0.5, 4, 10**9, 1e-12]),  # around the usual bounds
     st.integers(min_value=-10**20, max_value=10**20), st.floats(), st.booleans(), st.none(),
-    st.text(max_size=8), st.lists(st.one_of(st.integers(-5, 10**6), st.floats(), st.text(max_size=4)), max_size=3),
-    st.dictionaries(st.text(max_size=4), st.one_of(st.integers(), st.floats()), max_size=2),
+    TEXT, st.lists(st.one_of(st.integers(-5, 10**6), st.floats(), TEXT), max_size=3),
+    st.dictionaries(TEXT, st.one_of(st.integers(), st.floats()), max_size=2),
 )
-KEY = st.one_of(st.sampled_from(KEYS), st.sampled_from(KEYS).map(lambda k: k + "x"),
-                st.sampled_from(KEYS).map(lambda k: k.rsplit(".", 1)[0] + "._"), st.text(min_size=1, max_size=6))
-
-
-def nested(parts: list[str], value):
-    return value if not parts else {parts[0]: nested(parts[1:], value)}
+KEY = st.one_of(st.sampled_from(LEAVES), st.sampled_from(KEYS).map(lambda k: k + "x"),
+                st.sampled_from(KEYS).map(lambda k: k.rsplit(".", 1)[0] + "._"), TEXT.filter(bool))
+# A known key with its default (the rest of the file stays valid, so one bad value is what decides)
+# or any key with any value.
+ENTRY = st.one_of(st.sampled_from(LEAVES).map(lambda k: (k, DEFAULTS[k])), st.tuples(KEY, VALUES))
 
 
 def yaml_text(entries: list[tuple[str, object]], duplicate: bool) -> str:
-    """One `section:` block per entry (flow-style JSON values, valid YAML); `duplicate` repeats
-    an entry's key inside its block."""
-    lines = []
+    """One `section:` block per section, its keys as flow-style JSON (valid YAML); `duplicate`
+    writes the first key of the first block twice."""
+    sections: dict[str, dict] = {}
     for key, value in entries:
-        section, *rest = key.split(".")
-        lines.append(f"{json.dumps(section)}:")
-        body = nested(rest, value) if rest else value
-        items = list(body.items()) if isinstance(body, dict) and body else [("_", body)]
-        for k, v in items + (items[:1] if duplicate else []):
-            lines.append(f"  {json.dumps(str(k))}: {json.dumps(v)}")
+        section, _, rest = key.partition(".")
+        node = sections.setdefault(section, {})
+        *parents, leaf = rest.split(".") if rest else ["_"]
+        for part in parents:
+            node = node.setdefault(part, {}) if isinstance(node.get(part, {}), dict) else {}
+        node[leaf] = value
+    lines = []
+    for i, (section, body) in enumerate(sections.items()):
+        items = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in body.items()]
+        lines += [f"{json.dumps(section)}:", *items, *(items[:1] if duplicate and i == 0 else [])]
     return "\n".join(lines) + "\n"
 
 
 @settings(max_examples=120, deadline=None, database=None)
-@given(entries=st.lists(st.tuples(KEY, VALUES), min_size=1, max_size=4), duplicate=st.booleans(),
-       sets=st.lists(st.tuples(KEY, VALUES), max_size=2))
+@given(entries=st.lists(ENTRY, min_size=1, max_size=4), duplicate=st.booleans(), sets=st.lists(ENTRY, max_size=2))
 def test_random_config_mutations_never_raise_anything_but_one_user_error(tmp_path_factory, entries, duplicate, sets):
     path = tmp_path_factory.mktemp("fuzz", numbered=True) / "c.yaml"
     path.write_text(yaml_text(entries, duplicate))
@@ -316,9 +322,12 @@ def test_random_config_mutations_never_raise_anything_but_one_user_error(tmp_pat
         cfg = load_config(path, overrides=[f"{k}={json.dumps(v)}" for k, v in sets])
     except UserError as e:
         assert "\n" not in str(e), str(e)
+        assert not duplicate or re.match("duplicate key|YAML syntax error", str(e)), str(e)  # found while parsing
         return
     assert not duplicate, "a duplicate key was accepted"
-    assert cfg.train.lr > 0 and cfg.train.epochs >= 1 and 0 <= cfg.unstructured.sparsity < 1
+    t, f, u = cfg.train, cfg.finetune, cfg.unstructured
+    assert t.lr > 0 and t.epochs >= 1 and 0 <= t.momentum < 1 and 0 <= t.label_smoothing < 1 and f.epochs >= 0
+    assert 0 <= u.sparsity < 1 and 1 <= u.n < u.m and cfg.export.tolerance >= 0 and cfg.data.batch_size >= 1
 
 
 class _Stop(BaseException):
@@ -348,7 +357,7 @@ def fake_checkpoint(tmp_path_factory) -> Path:
 @given(script=st.sampled_from(list(FLAGS)), data=st.data())
 def test_random_script_arguments_exit_0_or_2_without_a_traceback(fake_checkpoint, script, data):
     flags = data.draw(st.lists(st.tuples(st.sampled_from(FLAGS[script]), FLAG_VALUE), max_size=3))
-    sets = data.draw(st.lists(st.tuples(KEY, VALUES), max_size=2))
+    sets = data.draw(st.lists(ENTRY, max_size=2))
     argv = (["--config", str(ROOT / "cfgs" / "quickstart.yaml")] if script is train_script
             else ["--checkpoint", str(fake_checkpoint)])
     argv += [a for flag, value in flags for a in (flag, value)] + ["--set", "train.device=cpu"]
