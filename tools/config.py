@@ -57,8 +57,11 @@ class Bound:
 
 
 def _allowed(ge, gt, le, lt) -> str:
-    low = f"[{ge:g}" if ge is not None else f"({gt:g}" if gt is not None else None
-    high = f"{le:g}]" if le is not None else f"{lt:g})" if lt is not None else None
+    def num(x) -> str:
+        return str(x) if isinstance(x, int) else f"{x:g}"
+
+    low = f"[{num(ge)}" if ge is not None else f"({num(gt)}" if gt is not None else None
+    high = f"{num(le)}]" if le is not None else f"{num(lt)})" if lt is not None else None
     if low and high:
         return f"in {low}, {high}"
     if low:
