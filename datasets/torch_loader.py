@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from datasets.seeding import derive_seed, epoch_order, generator_for, shard
+from tools.errors import UserError
 
 
 class EpochSampler(Sampler):
@@ -142,5 +143,8 @@ class TorchLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         non_blocking = self.device.type == "cuda"
-        for images, labels in self.loader:
-            yield images.to(self.device, non_blocking=non_blocking), labels.to(self.device, non_blocking=non_blocking)
+        try:
+            for images, labels in self.loader:
+                yield images.to(self.device, non_blocking=non_blocking), labels.to(self.device, non_blocking=non_blocking)
+        except UserError as e:  # from a worker it arrives wrapped in the worker's traceback: keep its last line
+            raise UserError(str(e).strip().splitlines()[-1].removeprefix(f"{UserError.__module__}.UserError: ")) from None

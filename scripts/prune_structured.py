@@ -14,6 +14,9 @@
 (FLOPs = 2 x MACs) land within structured.target_tolerance of it. --pruning-ratio removes a
 fraction of channels instead. The run prints which of the two it used.
 
+--resume <run folder>/last.pth continues a killed run's final fine-tuning from its last finished
+epoch (the pruned module and the baseline figures come from that file; pruning is not redone).
+
 The model and data come from the config stored in the checkpoint; --config / --set / flags
 override it (structured.*, finetune.*). Prints the baseline, each pruning round, the model after
 pruning, fine-tuning epochs and a final block ending in "Goal MET/NOT MET". Writes
@@ -26,6 +29,8 @@ judges the goal against the original (the lineage travels in the pruned model).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tools.cli import base_parser, load_checkpoint_run
 from tools.errors import UserError, run_cli
 from tools.run_folder import RunFolder
@@ -33,15 +38,18 @@ from tools.structured_run import (
     METRICS,
     PRUNED_MODEL,
     check_structured_config,
+    check_structured_resume,
     final_block,
     run_structured,
     structured_run_name,
 )
+from tools.training import read_prune_resume, resumed_checkpoint
 
 
 def parse_args(argv):
     parser = base_parser(__doc__)
-    parser.add_argument("--checkpoint", required=True, help="best_model.pth of a trained model (or any .pth eval loads)")
+    parser.add_argument("--checkpoint", help="best_model.pth of a trained model (or any .pth eval loads)")
+    parser.add_argument("--resume", help="<run folder>/last.pth: continue its final fine-tuning (no re-pruning)")
     parser.add_argument("--method", help="l1 | l2 | bn_scale | taylor | lamp | fpgm | random (structured.method)")
     parser.add_argument("--granularity", help="channel | kernel | intra_kernel (structured.granularity)")
     target = parser.add_mutually_exclusive_group()
@@ -85,20 +93,27 @@ def target_line(s) -> str:
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg, ckpt, data, model, device = load_checkpoint_run(args, flags=cli_flags(args))
+    resume = read_prune_resume(args.resume, "prune_structured") if args.resume else None
+    checkpoint = resumed_checkpoint(args.checkpoint, resume, args.resume)
+    cfg, ckpt, data, model, device = load_checkpoint_run(
+        args, flags=cli_flags(args), checkpoint=checkpoint,
+        base=(resume["config"], f"checkpoint {args.resume}") if resume else None)
     check_structured_config(cfg)
-    run = RunFolder.new(cfg.output.root, "structured", structured_run_name(cfg.structured), args.save_dir).start(cfg)
+    if resume is not None:
+        check_structured_resume(resume, cfg, len(data.train), args.resume)
+    run = RunFolder.new(cfg.output.root, "structured", structured_run_name(cfg.structured),
+                        args.save_dir or (Path(args.resume).parent if resume else None)).start(cfg)
     with run:
-        prune_in(run.path, cfg, ckpt, data, model, device, checkpoint=str(args.checkpoint))
+        prune_in(run.path, cfg, ckpt, data, model, device, checkpoint=str(checkpoint), resume=resume)
 
 
-def prune_in(run_dir, cfg, ckpt, data, model, device, *, checkpoint: str) -> None:
+def prune_in(run_dir, cfg, ckpt, data, model, device, *, checkpoint: str, resume: dict | None) -> None:
     print(f"run folder: {run_dir}")
     print(f"model {cfg.model.name} on {cfg.data.name} {data.input_shape}, device {device}; method {cfg.structured.method}, "
           f"granularity {cfg.structured.granularity}")
     print(target_line(cfg.structured))
     metrics = run_structured(model, data, cfg=cfg, run_dir=run_dir, device=device, checkpoint=checkpoint,
-                             parent=ckpt)
+                             parent=ckpt, resume=resume)
     print(final_block(metrics))
     print(f"pruned model: {run_dir / PRUNED_MODEL}  (plain torch.load(path, weights_only=False) returns the module)")
     print(f"metrics:      {run_dir / METRICS}")

@@ -10,10 +10,14 @@ Methods: l1, global, random, taylor, movement, lamp, nm (see tools.unstructured)
 from the checkpoint's config < --config < --set < flags; the `unstructured` section holds the
 pruning keys and `finetune` the fine-tuning (learning rate 0 = one tenth of training's).
 
+--resume <run folder>/last.pth continues a killed run's final fine-tuning from its last finished
+epoch (the masks and baseline figures come from that file; pruning is not redone); a run killed
+before its final fine-tuning started has no last.pth and starts again.
+
 Writes results/unstructured/<method>_<mode>_sp<sparsity>/ (or --save-dir): pruned_model.pth (plain
 weights with exact zeros; loads in eval/export/profile), metrics.yaml, config.yaml, logs/ and
 finetune*/ (TensorBoard, log.csv), layer_weights.png, and with --save-compressed
-pruned_model_compressed.pth (bitmask/CSR sparse storage, loads the same way), and last COMPLETE
+pruned_model_compressed.pth (bitmask/CSR sparse storage, loads the same way), last.pth (resume), and last COMPLETE
 (FAILED with the error line when it fails). Re-pruning a pruned_model.pth also reports the drop
 against the original baseline (the lineage travels in the checkpoint).
 """
@@ -21,6 +25,8 @@ against the original baseline (the lineage travels in the checkpoint).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from tools.checkpoint import save_checkpoint
 from tools.cli import base_parser, load_checkpoint_run
@@ -31,7 +37,7 @@ from tools.lineage import LINEAGE, child_lineage, versus
 from tools.metrics import layer_sparsity_table
 from tools.run_folder import RunFolder
 from tools.sparsity_plots import plot_layer_weights
-from tools.training import finetune_train_config
+from tools.training import PRUNE_STATE, check_resume, finetune_train_config, read_prune_resume, resumed_checkpoint
 from tools.unstructured import (
     METHODS,
     MODES,
@@ -50,6 +56,7 @@ from tools.unstructured_pipeline import (
     format_nm,
     make_plan,
     pruning_metrics,
+    restore_masks,
     run_pruning,
     semi_structured_section,
     storage_sizes,
@@ -59,7 +66,8 @@ from tools.unstructured_pipeline import (
 
 def parse_args(argv):
     parser = base_parser(__doc__)
-    parser.add_argument("--checkpoint", required=True, help="a trained model (.pth written by train)")
+    parser.add_argument("--checkpoint", help="a trained model (.pth written by train)")
+    parser.add_argument("--resume", help="<run folder>/last.pth: continue its final fine-tuning (no re-pruning)")
     parser.add_argument("--method", help=f"overrides unstructured.method: {', '.join(METHODS)}")
     parser.add_argument("--mode", help=f"overrides unstructured.mode: {', '.join(MODES)}")
     parser.add_argument("--sparsity", type=float, help="overrides unstructured.sparsity: fraction pruned, in [0, 1)")
@@ -101,41 +109,82 @@ def cli_flags(args) -> dict:
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg, ckpt, data, model, device = load_checkpoint_run(args, flags=cli_flags(args))
+    resume = read_prune_resume(args.resume, "prune_unstructured") if args.resume else None
+    checkpoint = resumed_checkpoint(args.checkpoint, resume, args.resume)
+    cfg, ckpt, data, model, device = load_checkpoint_run(
+        args, flags=cli_flags(args), checkpoint=checkpoint,
+        base=(resume["config"], f"checkpoint {args.resume}") if resume else None)
     ucfg = cfg.unstructured
+    if args.nm is not None and ucfg.method != "nm":
+        raise UserError(f"--nm {args.nm} applies to --method nm only, but the method is {ucfg.method}; "
+                        f"add --method nm or drop --nm")
     plan = make_plan(ucfg)
     targets = prunable_targets(model, keep_first_conv_dense=ucfg.keep_first_conv_dense,
                                keep_classifier_dense=ucfg.keep_classifier_dense, prune_biases=ucfg.prune_biases,
                                prune_bn=ucfg.prune_bn)
     plan.check_targets(targets)
-    with RunFolder.new(cfg.output.root, "unstructured", plan.run_name, args.save_dir).start(cfg) as run:
-        prune_in(run.path, args, cfg, ckpt, data, model, device, plan=plan, targets=targets)
+    ft_cfg = finetune_train_config(cfg.train, cfg.finetune)
+    # The distillation teacher is the unpruned model: taken before any mask is installed.
+    loss_fn = finetune_loss(model, kd_alpha=cfg.finetune.kd.alpha, kd_temperature=cfg.finetune.kd.temperature,
+                            label_smoothing=cfg.finetune.label_smoothing)
+    if resume is not None:
+        check_unstructured_resume(resume, model, targets, plan, replace(ft_cfg, epochs=cfg.finetune.epochs),
+                                  len(data.train), args.resume)
+    save_dir = args.save_dir or (Path(args.resume).parent if resume else None)
+    with RunFolder.new(cfg.output.root, "unstructured", plan.run_name, save_dir).start(cfg) as run:
+        prune_in(run.path, args, cfg, ckpt, data, model, device,
+                 Pruning(plan, targets, ft_cfg, loss_fn, checkpoint, resume))
 
 
-def prune_in(run_dir, args, cfg, ckpt, data, model, device, *, plan, targets) -> None:
+@dataclass
+class Pruning:
+    """What the run inside its folder works from, decided before the folder was claimed."""
+    plan: object
+    targets: list
+    ft_cfg: object
+    loss_fn: object
+    checkpoint: object
+    resume: dict | None
+
+
+def prune_in(run_dir, args, cfg, ckpt, data, model, device, p: Pruning) -> None:
+    plan, targets, ft_cfg, loss_fn, checkpoint, resume = p.plan, p.targets, p.ft_cfg, p.loss_fn, p.checkpoint, p.resume
     config = config_to_dict(cfg)
     print(f"run folder: {run_dir}\nmodel {cfg.model.name} on {cfg.data.name} {data.input_shape}, device {device}")
     start = time.perf_counter()
-    baseline = accuracy_and_cost(model, data, device)
+    baseline = resume[PRUNE_STATE]["baseline"] if resume else accuracy_and_cost(model, data, device)
     print(format_figures("baseline", baseline))
-    lineage = child_lineage(ckpt, checkpoint=args.checkpoint, figures=baseline)
-    ft_cfg = finetune_train_config(cfg.train, cfg.finetune)
-    loss_fn = finetune_loss(model, kd_alpha=cfg.finetune.kd.alpha, kd_temperature=cfg.finetune.kd.temperature,
-                            label_smoothing=cfg.finetune.label_smoothing)
+    lineage = child_lineage(ckpt, checkpoint=str(checkpoint), figures=baseline)
     print(plan.describe(targets, ft_cfg.lr, cfg.finetune.epochs))
+    if resume is not None:
+        print(f"resuming the final fine-tuning after epoch {resume['epoch']} from {args.resume}; pruning is not redone")
+    prune_state = {"script": "prune_unstructured", "checkpoint": str(Path(checkpoint).resolve()),
+                   "baseline": baseline, "plan": plan.run_name}
     with tensorboard_logger(run_dir) as log:
         history = run_pruning(model, data, plan=plan, targets=targets, finetune_cfg=ft_cfg,
                               final_epochs=cfg.finetune.epochs, run_dir=run_dir, config=config, device=device,
-                              loss_fn=loss_fn, seed=cfg.train.seed, log=log)
+                              loss_fn=loss_fn, seed=cfg.train.seed, log=log, prune_state=prune_state, resume=resume)
     remove_pruning_reparameterization(model)
     final = accuracy_and_cost(model, data, device)
     print_layerwise_sparsity(model)
 
-    metrics = write_results(model, run_dir, checkpoint=args.checkpoint, cfg=cfg, config=config, plan=plan, targets=targets, baseline=baseline,
-                            final=final, history=history, data=data, device=device, lineage=lineage)
+    metrics = write_results(model, run_dir, checkpoint=checkpoint, cfg=cfg, config=config, plan=plan,
+                            targets=targets, baseline=baseline, final=final, history=history, data=data, device=device,
+                            lineage=lineage)
     metrics["wall_time_s"] = time.perf_counter() - start
     atomic_write_yaml(run_dir / "metrics.yaml", metrics)
     print_summary(metrics, run_dir)
+
+
+def check_unstructured_resume(resume: dict, model, targets, plan, finetune_cfg, steps_per_epoch: int,
+                              source: str) -> None:
+    """The resumed last.pth must hold this plan's masks and weights for this model; they are
+    installed into `model`. Nothing is written before this passes."""
+    if resume[PRUNE_STATE]["plan"] != plan.run_name:
+        raise UserError(f"{source} was pruned as {resume[PRUNE_STATE]['plan']}, these settings make "
+                        f"{plan.run_name}; resume with the run's own settings or start a new run")
+    restore_masks(model, targets, resume, source)
+    check_resume(resume, model, finetune_cfg, steps_per_epoch, source)
 
 
 def write_results(model, run_dir, *, checkpoint, cfg, config, plan, targets, baseline, final, history, data,

@@ -27,6 +27,7 @@ from tools.report import plot_pareto
 from tools.run_folder import RunLock
 from tools.sweep import (
     SweepSpec,
+    check_metric_keys,
     expand_grid,
     pareto_front,
     point_fingerprint,
@@ -81,6 +82,9 @@ def run_points(spec: SweepSpec, root: Path, args) -> tuple[list[dict], list[str]
         fp = point_fingerprint(spec, command)
         plans[point_name(p)] = (p, run_dir, command, fp, point_stale_reason(run_dir, fp))
     todo = [plan for plan in plans.values() if plan[4] is not None]
+    done = [run_dir / "metrics.yaml" for _, run_dir, _, _, reason in plans.values() if reason is None]
+    if done:  # a misspelt metric/cost key fails before more points run
+        check_metric_keys(spec, yaml.safe_load(done[0].read_text()) or {}, done[0])
     print(f"sweep {spec.name}: {len(points)} points, {len(points) - len(todo)} already done, running {len(todo)} "
           f"with {args.workers} worker(s) into {root}")
     for _, run_dir, _, _, reason in todo:
@@ -102,6 +106,7 @@ def run_points(spec: SweepSpec, root: Path, args) -> tuple[list[dict], list[str]
     for name, (p, run_dir, _, fp, _) in plans.items():
         if point_stale_reason(run_dir, fp) is None:
             metrics = yaml.safe_load((run_dir / "metrics.yaml").read_text()) or {}
+            check_metric_keys(spec, metrics, run_dir / "metrics.yaml")
             rows.append({"point": name, **p, spec.metric: lookup(metrics, spec.metric),
                          spec.cost: lookup(metrics, spec.cost), "run_dir": str(run_dir)})
     return rows, failed

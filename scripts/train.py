@@ -3,12 +3,19 @@
     uv run python -m scripts.train --config cfgs/quickstart.yaml
     uv run python -m scripts.train --config cfgs/cifar10_resnet20.yaml --set train.epochs=30
     uv run python -m scripts.train --resume results/train/cifar10_resnet20/last.pth
+    uv run python -m scripts.train --resume results/train/cifar10_resnet20/last.pth --epochs 60   # extend
     torchrun --nproc_per_node=4 -m scripts.train --config cfgs/cifar10_resnet18.yaml   # DDP
 
 Writes into the run folder (results/train/<config name>/ unless --save-dir): config.yaml,
 log.csv, logs/ (TensorBoard), last.pth, best_model.pth, metrics.yaml and, last, COMPLETE (FAILED
 with the error line when it fails). One run at a time may write into a folder: a second one exits 2
 naming the first one's PID and command.
+
+--resume continues from the last finished epoch (also after SIGTERM, exit 143); with more epochs
+than the run planned, the learning-rate schedule is rebuilt for the new length and continues at
+the resumed step (cosine and multistep follow the longer curve; one-cycle's annealing restarts
+from there along the longer cycle). A resume that cannot continue (another architecture,
+optimizer, scheduler or batch size, or fewer epochs than done) stops before writing anything.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from tools.io import atomic_write_yaml
 from tools.metrics import count_macs_params, flops_from_macs, format_count
 from tools.models import build_model, extract_state_dict, load_state_into
 from tools.run_folder import RunFolder
-from tools.training import BEST, LAST, fit, test_best_checkpoint
+from tools.training import BEST, LAST, check_resume, fit, test_best_checkpoint
 
 
 def parse_args(argv):
@@ -69,6 +76,8 @@ def main(argv=None):
     if cfg.model.weights and resume is None:
         load_state_into(model, extract_state_dict(read_checkpoint(cfg.model.weights)), source=cfg.model.weights)
     macs, params = count_macs_params(model, (1, *data.input_shape))
+    if resume is not None:  # before anything is written into the run folder
+        check_resume(resume, model, cfg.train, len(data.train), source=str(path))
     model.to(dist.device)
 
     run = None

@@ -115,9 +115,9 @@ def run_exit_code(main, argv, capsys) -> tuple[int, str]:
 def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
     cases = [
         (pai_script.main, TINY + ["--pruner-list", "rand,snipp"], r"unknown pruner 'snipp' \(did you mean 'snip'\?\)"),
-        (pai_script.main, TINY + ["--compression", "-1"], r"compression -1.0 must be a number >= 0"),
+        (pai_script.main, TINY + ["--compression", "-1"], r"pai.compressions\[0\] must be >= 0 .*got -1.0 in command-line flags"),
         (pai_script.main, TINY + ["--compression-list", "0.5,x"], r"--compression-list must be a comma-separated list"),
-        (pai_script.main, TINY + ["--experiment", "multishot", "--level-list", "0"], r"pai.levels must be >= 1"),
+        (pai_script.main, TINY + ["--experiment", "multishot", "--level-list", "0"], r"pai.levels\[0\] must be >= 1"),
         (pai_script.main, TINY + ["--set", "pai.scope=layer"], r"unknown scope 'layer'"),
         (pai_script.main, TINY + ["--set", "pai.prune_epochs=0"], r"pai.prune_epochs must be >= 1"),
         (report_script.main, [str(tmp_path / "nothing")], r"results.yaml not found"),

@@ -63,9 +63,11 @@ def parse_batch_sizes(text: str | None) -> list[int] | None:
     return sizes
 
 
-def load_checkpoint_run(args: argparse.Namespace, flags: dict | None = None, checkpoint: str | None = None):
+def load_checkpoint_run(args: argparse.Namespace, flags: dict | None = None, checkpoint: str | None = None,
+                        base: tuple[dict, str] | None = None):
     """The common start of every script that works on a trained model (`checkpoint`, default
-    `args.checkpoint`): the config stored in it < --config < --set < flags, then data, model, device.
+    `args.checkpoint`): the config stored in it (or `base`, e.g. a resumed run's) < --config <
+    --set < flags, then data, model, device.
 
     Returns (cfg, ckpt, data, model, device); the model is on `device`, in eval mode."""
     from datasets import build_data
@@ -75,9 +77,9 @@ def load_checkpoint_run(args: argparse.Namespace, flags: dict | None = None, che
     checkpoint = checkpoint or args.checkpoint
     ckpt = read_checkpoint(checkpoint)
     stored = checkpoint_config(ckpt)
-    if stored is None and not args.config:
+    if stored is None and not args.config and base is None:
         raise UserError(f"{checkpoint} carries no config; pass --config with the model and data set it was trained on")
-    cfg = resolve_config(args, flags=flags, base=(stored, f"checkpoint {checkpoint}") if stored else None)
+    cfg = resolve_config(args, flags=flags, base=base or ((stored, f"checkpoint {checkpoint}") if stored else None))
     set_num_threads(cfg.train.num_threads)
     device = resolve_device(cfg.train.device)
     seed_everything(cfg.train.seed, cfg.train.deterministic)

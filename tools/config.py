@@ -1,6 +1,6 @@
 """Typed run configuration: dataclass defaults < YAML file (may extend a base) < CLI flags.
 
-    cfg, sources = load_config("cfgs/quickstart.yaml", overrides=["train.epochs=3"])
+    cfg = load_config("cfgs/quickstart.yaml", overrides=["train.epochs=3"])
     save_config(cfg, run_dir / "config.yaml")   # feeding this file back reproduces the run
 
 A YAML file is a mapping of sections (`data`, `model`, `train`, ...). `base: other.yaml`
@@ -9,21 +9,86 @@ checked on its own against the schema, so an unknown key or a wrong type is repo
 file (or `--set`) it came from, e.g.
 
     unknown key train.epoch in cfgs/x.yaml; did you mean train.epochs?
+
+Each value is then range-checked once, by its section's `check` (next to the dataclass), with the
+layer that set it: `train.lr must be > 0, got 0 in --set; fix it`. A key written twice in one
+YAML mapping is an error, not "the last one wins".
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
 from tools.errors import UserError
+
+
+# ----------------------------------------------------------------------------- range checks
+class Bound:
+    """The range checks of one config section, run once when the config loads. Every section
+    dataclass has `check(self, bound)`; `bound("lr", gt=0)` raises a one-line UserError naming the
+    key, the bad value, the allowed range and the layer that set it (file, --set, flags)."""
+
+    def __init__(self, section: Any, prefix: str, origin: Callable[[str], str]):
+        self.section, self.prefix, self.origin = section, prefix, origin
+
+    def __call__(self, key: str, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+                 lt: float | None = None, why: str = "") -> None:
+        value = getattr(self.section, key)
+        items = value.items() if isinstance(value, dict) else (
+            ((f"[{i}]", v) for i, v in enumerate(value)) if isinstance(value, list) else [("", value)])
+        for sub, v in items:
+            bad = (ge is not None and v < ge) or (gt is not None and v <= gt) or (le is not None and v > le) or (
+                lt is not None and v >= lt)
+            if bad:
+                name = self.prefix + key + (f".{sub}" if isinstance(value, dict) else sub)
+                note = f" ({why})" if why else ""
+                raise UserError(f"{name} must be {_allowed(ge, gt, le, lt)}{note}, got {v!r} in "
+                                f"{self.origin(self.prefix + key)}; fix it")
+
+
+def _allowed(ge, gt, le, lt) -> str:
+    def num(x) -> str:
+        return str(x) if isinstance(x, int) else f"{x:g}"
+
+    low = f"[{num(ge)}" if ge is not None else f"({num(gt)}" if gt is not None else None
+    high = f"{num(le)}]" if le is not None else f"{num(lt)})" if lt is not None else None
+    if low and high:
+        return f"in {low}, {high}"
+    if low:
+        return f"{'>=' if ge is not None else '>'} {low[1:]}"
+    return f"{'<=' if le is not None else '<'} {high[:-1]}"
+
+
+def _check_optimisation(bound: Bound) -> None:
+    """The optimiser keys train and finetune share."""
+    bound("momentum", ge=0, lt=1)
+    bound("weight_decay", ge=0)
+    bound("milestones", ge=0, why="epochs")
+    bound("gamma", gt=0, le=1, why="multistep decay factor")
+    bound("warmup_epochs", ge=0)
+    bound("label_smoothing", ge=0, lt=1)
+    bound("grad_clip_norm", ge=0, why="0 = off")
+    bound("patience", ge=0, why="0 = off")
+
+
+def check_ranges(section: Any, origin: Callable[[str], str], prefix: str = "") -> None:
+    """Every section's `check`, nested sections included."""
+    if hasattr(section, "check"):
+        section.check(Bound(section, prefix, origin))
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if dataclasses.is_dataclass(value):
+            check_ranges(value, origin, prefix + f.name + ".")
 
 
 # ----------------------------------------------------------------------------- schema
@@ -34,6 +99,13 @@ class SyntheticConfig:
     test_size: int = 1000
     resolution: int = 32  # images are resolution x resolution RGB
     seed: int = 0  # the data set is a pure function of this seed
+
+    def check(self, bound: Bound) -> None:
+        bound("num_classes", ge=2)
+        bound("train_size", ge=1)
+        bound("test_size", ge=1)
+        bound("resolution", ge=4)
+        bound("seed", ge=0, lt=2**32)
 
 
 @dataclass
@@ -52,6 +124,15 @@ class DataConfig:
     train_subset: int = 0  # 0 = all; else a fixed seeded subset of N training images
     test_subset: int = 0  # 0 = all; else a fixed seeded subset of N test images
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+    def check(self, bound: Bound) -> None:
+        bound("batch_size", ge=1)
+        bound("eval_batch_size", ge=1)
+        bound("num_workers", ge=0)
+        bound("val_split", ge=0, lt=1, why="a fraction of train")
+        bound("image_size", ge=0, why="0 = native")
+        bound("train_subset", ge=0, why="0 = all")
+        bound("test_subset", ge=0, why="0 = all")
 
 
 @dataclass
@@ -83,11 +164,22 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     num_threads: int = 0  # CPU intra-op threads; 0 = torch's default (1 is fastest on a busy machine)
 
+    def check(self, bound: Bound) -> None:
+        bound("epochs", ge=1)
+        bound("lr", gt=0)
+        _check_optimisation(bound)
+        bound("num_threads", ge=0, le=4096, why="0 = torch's default")
+        bound("seed", ge=0, lt=2**32)
+
 
 @dataclass
 class KDConfig:
     alpha: float = 0.0  # weight of the distillation loss from the unpruned model; 0 = off
     temperature: float = 4.0  # softmax temperature of teacher and student
+
+    def check(self, bound: Bound) -> None:
+        bound("alpha", ge=0, le=1, why="weight of the distillation term")
+        bound("temperature", gt=0)
 
 
 @dataclass
@@ -108,6 +200,11 @@ class FinetuneConfig:
     grad_clip_norm: float = 0.0
     patience: int = 0
     kd: KDConfig = field(default_factory=KDConfig)
+
+    def check(self, bound: Bound) -> None:
+        bound("epochs", ge=0, why="0 = no fine-tuning")
+        bound("lr", ge=0, why="0 = one tenth of train.lr")
+        _check_optimisation(bound)
 
 
 # Pruning sections: each pruning script owns its own section.
@@ -133,6 +230,15 @@ class UnstructuredConfig:
     compressed_format: str = "auto"  # auto (smallest per tensor) | bitmask | csr
     semi_structured: bool = True  # nm on CUDA: convert eligible linear layers to 2:4 kernels and time them
 
+    def check(self, bound: Bound) -> None:
+        bound("sparsity", ge=0, lt=1, why="a fraction of weights pruned")
+        bound("layer_sparsity", ge=0, lt=1, why="a fraction of weights pruned")
+        bound("num_iterations", ge=1)
+        bound("step_epochs", ge=0)
+        bound("score_batches", ge=1)
+        bound("m", ge=2, why="the N:M group size")
+        bound("n", ge=1, lt=self.m, why="N of every M weights kept; N = M prunes nothing")
+
 
 @dataclass
 class SensitivityConfig:
@@ -142,6 +248,12 @@ class SensitivityConfig:
     max_drop: float = 1.0  # derived dict: per layer, the largest sparsity costing at most this many top-1 points
     target_sparsity: float = 0.0  # > 0: derive the dict meeting this total sparsity instead (equal-drop allocation)
 
+    def check(self, bound: Bound) -> None:
+        bound("sparsities", ge=0, lt=1, why="fractions of a layer pruned")
+        bound("num_images", ge=0, why="0 = the whole validation split")
+        bound("max_drop", ge=0, why="top-1 points")
+        bound("target_sparsity", ge=0, lt=1, why="0 = use max_drop")
+
 
 @dataclass
 class BNScaleConfig:
@@ -150,6 +262,10 @@ class BNScaleConfig:
     reg: float = 1e-4  # L1 penalty on BatchNorm scales (Liu et al. 2017 use 1e-4 on CIFAR)
     epochs: int = 5  # sparsity-training epochs (finetune.* optimiser settings); 0 = prune the scales as they are
 
+    def check(self, bound: Bound) -> None:
+        bound("reg", ge=0)
+        bound("epochs", ge=0)
+
 
 @dataclass
 class GoalConfig:
@@ -157,6 +273,10 @@ class GoalConfig:
 
     min_flops_reduction_pct: float = 40.0  # FLOPs (= 2 x MACs) removed, in percent, at least
     max_accuracy_drop: float = 1.5  # top-1 points lost vs the baseline, at most
+
+    def check(self, bound: Bound) -> None:
+        bound("min_flops_reduction_pct", ge=0, le=100, why="percent")
+        bound("max_accuracy_drop", ge=0, le=100, why="top-1 points")
 
 
 @dataclass
@@ -179,6 +299,19 @@ class StructuredConfig:
     bn_scale: BNScaleConfig = field(default_factory=BNScaleConfig)
     goal: GoalConfig = field(default_factory=GoalConfig)
 
+    def check(self, bound: Bound) -> None:
+        bound("pruning_ratio", ge=0, lt=1, why="a fraction removed; 1 would remove everything")
+        bound("target_macs_reduction", ge=0, lt=1, why="a fraction of MACs removed; 0 = use pruning_ratio")
+        bound("target_tolerance", gt=0, lt=0.5, why="a fraction of MACs")
+        bound("max_pruning_ratio", gt=0, le=1)
+        bound("round_to", ge=1, why="1 = off")
+        bound("layer_ratios", ge=0, lt=1, why="a fraction removed")
+        bound("iterative_steps", ge=1)
+        bound("step_epochs", ge=0)
+        bound("calibration_batches", ge=1)
+        bound("pattern_size", ge=1, le=9, why="entries kept per 3x3 kernel")
+        bound("num_patterns", ge=1)
+
 
 @dataclass
 class ExportConfig:
@@ -186,6 +319,11 @@ class ExportConfig:
     opset: int = 17  # ONNX opset (the TorchScript-based exporter supports 7-20)
     tolerance: float = 1e-5  # --verify fails when any max |PyTorch - exported| exceeds this (the bootcamp's 1e-5)
     verify_batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
+
+    def check(self, bound: Bound) -> None:
+        bound("opset", ge=1)
+        bound("tolerance", ge=0, why="max |PyTorch - exported| allowed")
+        bound("verify_batch_sizes", ge=1)
 
 
 @dataclass
@@ -224,6 +362,16 @@ class PruneAtInitConfig:
     grasp_temperature: float = 200.0  # GraSP divides the logits by this
     save_trace: bool = False  # Chrome trace of one inference step per run, with its convolution time
 
+    def check(self, bound: Bound) -> None:
+        bound("compressions", ge=0, why="density = 10^-compression")
+        bound("levels", ge=1)
+        bound("prune_epochs", ge=1)
+        bound("prune_epochs_others", ge=1)
+        bound("prune_images", ge=0, why="0 = 10 per class")
+        bound("pre_epochs", ge=0)
+        bound("post_epochs", ge=0)
+        bound("grasp_temperature", gt=0)
+
 
 @dataclass
 class ProfileConfig:
@@ -232,6 +380,13 @@ class ProfileConfig:
     batch_sizes: list[int] = field(default_factory=lambda: [1, 32, 256])
     num_threads: int = 0  # CPU threads for timing; 0 = torch's default
     rounds: int = 1  # > 1: models take turns, repeats / rounds runs each per round (fair on a shared machine)
+
+    def check(self, bound: Bound) -> None:
+        bound("warmup", ge=0)
+        bound("repeats", ge=1)
+        bound("batch_sizes", ge=1)
+        bound("num_threads", ge=0, le=4096, why="0 = torch's default")
+        bound("rounds", ge=1)
 
 
 @dataclass
@@ -247,6 +402,9 @@ class BenchConfig:
     seeds: list[int] = field(default_factory=list)  # one run per seed (train.seed) in <row>/seed<k>/; [] -> one run
     expected_min: float = 0.0  # estimated wall minutes of the row (an estimate, printed before it runs; --budget-min uses it); 0 = none
     priority: int = 0  # --run all runs higher priorities first (the headline rows); equal ones in name order
+
+    def check(self, bound: Bound) -> None:
+        bound("seeds", ge=0, lt=2**32)
 
 
 @dataclass
@@ -298,10 +456,14 @@ def load_config(
         layers.append((flag_tree, "command-line flags"))
 
     merged: dict = {}
+    origins: dict[str, str] = {}  # dotted key -> the last layer that set it, for range errors
     for tree, source in layers:
         _check_tree(tree, Config, source, prefix="")
         _deep_merge(merged, tree)
-    return _build(Config, merged, prefix="")
+        _record_origins(tree, source, "", origins)
+    cfg = _build(Config, merged, prefix="")
+    check_ranges(cfg, lambda key: origins.get(key, "the defaults"))
+    return cfg
 
 
 def config_to_dict(cfg: Config) -> dict:
@@ -310,7 +472,16 @@ def config_to_dict(cfg: Config) -> dict:
 
 def config_from_dict(tree: dict, source: str = "checkpoint") -> Config:
     _check_tree(tree, Config, source, prefix="")
-    return _build(Config, tree, prefix="")
+    cfg = _build(Config, tree, prefix="")
+    check_ranges(cfg, lambda key: source)
+    return cfg
+
+
+def _record_origins(tree: dict, source: str, prefix: str, origins: dict[str, str]) -> None:
+    for key, value in tree.items():
+        origins[prefix + str(key)] = source
+        if isinstance(value, dict):
+            _record_origins(value, source, f"{prefix}{key}.", origins)
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
@@ -325,13 +496,7 @@ def _read_yaml_chain(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[dict
     resolved = path.resolve()
     if resolved in seen:
         raise UserError(f"config {path} extends itself through 'base:'; remove the cycle")
-    try:
-        tree = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or "invalid YAML"
-        raise UserError(f"YAML syntax error in {path}{where}: {problem}; fix the file") from None
+    tree = read_yaml_file(path) or {}
     if not isinstance(tree, dict):
         raise UserError(f"config {path} must be a mapping of sections (data:, model:, train:, ...)")
     layers: list[tuple[dict, str]] = []
@@ -344,12 +509,56 @@ def _read_yaml_chain(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[dict
     return layers
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    def __init__(self, key: Any, line: int, first_line: int):
+        super().__init__(f"duplicate key {key!r}")
+        self.where = f"at line {line} (first at line {first_line}); keep one"
+
+
+class UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when installed
+    """yaml.SafeLoader that rejects a key written twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in first:
+                        raise DuplicateKeyError(key, line, first[key])
+                    first[key] = line
+                except TypeError:  # an unhashable key: the base class reports it
+                    continue
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml_file(path: str | Path) -> Any:
+    """The YAML document in `path`; one-line UserErrors for bytes that are not UTF-8, syntax
+    errors and duplicate keys, each naming the file (and line)."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text (bad byte at offset {e.start}); save it as UTF-8") from None
+    try:
+        return yaml.load(text, Loader=UniqueKeyLoader)
+    except DuplicateKeyError as e:
+        raise UserError(f"{e} in {path} {e.where}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise UserError(f"YAML syntax error in {path}{where}: {problem}; fix the file") from None
+
+
 def _parse_override(item: str) -> dict:
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
         raise UserError(f"--set expects key=value (e.g. train.epochs=3), got {item!r}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.load(raw, Loader=UniqueKeyLoader) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw  # an unparsable value stays a string; the type check will judge it
     tree: dict = {}
@@ -385,6 +594,7 @@ def _all_keys(cls: type, prefix: str = "") -> list[str]:
     return keys
 
 
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -415,7 +625,7 @@ def _type_name(hint: Any) -> str:
         return f"a list of {_type_name(typing.get_args(hint)[0])}"
     if origin is dict:
         return f"a mapping of names to {_type_name(typing.get_args(hint)[1])}"
-    return {int: "an integer", float: "a number", bool: "true/false", str: "a string"}.get(hint, str(hint))
+    return {int: "an integer", float: "a finite number", bool: "true/false", str: "a string"}.get(hint, str(hint))
 
 
 def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
@@ -447,14 +657,13 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
             return value
         raise bad()
     if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # PyYAML reads 5e-4 (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                raise bad() from None
-        raise bad()
+        try:  # PyYAML reads 5e-4 (no dot) as a string
+            number = float(value) if not isinstance(value, bool) and isinstance(value, (int, float, str)) else None
+        except (ValueError, OverflowError):
+            number = None
+        if number is None or not math.isfinite(number):
+            raise bad()
+        return number
     if hint is str:
         if isinstance(value, str):
             return value

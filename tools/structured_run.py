@@ -29,7 +29,7 @@ from torch import nn
 from tools import structured as st
 from tools.checkpoint import MODULE_CONFIG_ATTR, read_checkpoint
 from tools.config import Config, config_to_dict
-from tools.distill import check_kd, distillation_loss
+from tools.distill import distillation_loss
 from tools.engine import cross_entropy, evaluate, seed_everything
 from tools.errors import UserError
 from tools.evaluation import describe_model
@@ -37,7 +37,7 @@ from tools.io import atomic_torch_save, atomic_write_yaml
 from tools.lineage import LINEAGE, child_lineage, versus
 from tools.kernel_pruning import KERNEL_METHODS, apply_kernel_masks, kernel_layers, masks_from_zeros, prune_kernels
 from tools.metrics import count_macs_params, count_nonzero_macs_params, format_count
-from tools.training import BEST, fit, finetune_train_config
+from tools.training import BEST, PRUNE_STATE, check_resume, fit, finetune_train_config
 
 PRUNED_MODEL = "pruned_model.pth"
 METRICS = "metrics.yaml"
@@ -45,7 +45,8 @@ METRICS = "metrics.yaml"
 
 # ----------------------------------------------------------------------------- config
 def check_structured_config(cfg: Config) -> None:
-    """One-line UserErrors for every structured.* value that cannot work, before any work."""
+    """One-line UserErrors for structured.* choices that cannot work together, before any work
+    (numeric ranges are checked when the config loads, by StructuredConfig.check)."""
     s = cfg.structured
     st.build_importance(s.method)  # unknown method
     if s.granularity not in st.GRANULARITIES:
@@ -53,27 +54,6 @@ def check_structured_config(cfg: Config) -> None:
     if s.granularity != "channel" and s.method not in KERNEL_METHODS:
         raise UserError(f"structured.granularity {s.granularity} ranks kernels by {', '.join(KERNEL_METHODS)}, "
                         f"not {s.method}; pick one of those methods or granularity channel")
-    _fraction("structured.pruning_ratio", s.pruning_ratio)
-    _fraction("structured.target_macs_reduction", s.target_macs_reduction)
-    for name, r in s.layer_ratios.items():
-        _fraction(f"structured.layer_ratios.{name}", r)
-    if not 0 < s.max_pruning_ratio <= 1:
-        raise UserError(f"structured.max_pruning_ratio must be in (0, 1], got {s.max_pruning_ratio}")
-    if not 0 < s.target_tolerance < 0.5:
-        raise UserError(f"structured.target_tolerance must be in (0, 0.5) (a fraction of MACs), got {s.target_tolerance}")
-    for key in ("round_to", "iterative_steps", "calibration_batches", "num_patterns"):
-        if getattr(s, key) < 1:
-            raise UserError(f"structured.{key} must be at least 1, got {getattr(s, key)}")
-    if s.step_epochs < 0 or s.bn_scale.epochs < 0 or cfg.finetune.epochs < 0:
-        raise UserError("structured.step_epochs, structured.bn_scale.epochs and finetune.epochs must be >= 0")
-    if s.bn_scale.reg < 0:
-        raise UserError(f"structured.bn_scale.reg must be >= 0, got {s.bn_scale.reg}")
-    check_kd(cfg.finetune.kd.alpha, cfg.finetune.kd.temperature)
-
-
-def _fraction(key: str, value: float) -> None:
-    if not 0 <= value < 1:
-        raise UserError(f"{key} must be in [0, 1) (a fraction removed; 1 would remove everything), got {value}")
 
 
 def structured_run_name(s) -> str:
@@ -86,11 +66,41 @@ def structured_run_name(s) -> str:
 
 # ----------------------------------------------------------------------------- the pipeline
 def run_structured(model: nn.Module, data, *, cfg: Config, run_dir: Path, device: torch.device,
-                   checkpoint: str = "", parent=None) -> dict:
+                   checkpoint: str = "", parent=None, resume: dict | None = None) -> dict:
     """Prune `model` (trained, on `device`; loaded from `checkpoint` as `parent`) as cfg.structured
-    says, fine-tune it, write pruned_model.pth and metrics.yaml into `run_dir`, and return the metrics."""
+    says, fine-tune it, write pruned_model.pth and metrics.yaml into `run_dir`, and return the
+    metrics. The final fine-tuning's <run_dir>/last.pth carries the pruned module and the figures
+    so far; `resume` (that file, checked by check_structured_resume) continues it without re-pruning."""
     start = time.perf_counter()
-    s, config = cfg.structured, config_to_dict(cfg)
+    config = config_to_dict(cfg)
+    teacher = copy.deepcopy(model).eval() if cfg.finetune.kd.alpha > 0 else None
+    if resume is None:
+        model, state = prune_model(model, data, cfg=cfg, run_dir=run_dir, device=device, config=config,
+                                   teacher=teacher, checkpoint=checkpoint, parent=parent)
+    else:
+        model, state = resume["model"].to(device), resume[PRUNE_STATE]
+        print(f"resuming the final fine-tuning after epoch {resume['epoch']}; pruning is not redone")
+    state = {**state, "script": "prune_structured", "checkpoint": str(Path(checkpoint).resolve()),
+             "plan": structured_run_name(cfg.structured)}
+    model, summary = finetune(model, data, cfg=cfg, epochs=cfg.finetune.epochs, run_dir=run_dir, device=device,
+                              teacher=teacher, config=config, tag="finetune", resume=resume,
+                              last_extra={PRUNE_STATE: state})
+    final = measure(model, data, device)
+    metrics = build_metrics(cfg, baseline=state["baseline"], after_prune=state["after_prune"], final=final,
+                            rounds=state["rounds"],
+                            channels=st.channel_changes(state["channels_before"], st.channel_counts(model)),
+                            finetune=summary, sparsity=state["sparsity"], device=device, checkpoint=checkpoint,
+                            wall_time_s=time.perf_counter() - start, lineage=state.get("lineage", []))
+    save_pruned_model(model, run_dir / PRUNED_MODEL, config=config, metrics=metrics)
+    atomic_write_yaml(run_dir / METRICS, metrics)
+    return metrics
+
+
+def prune_model(model: nn.Module, data, *, cfg: Config, run_dir: Path, device: torch.device, config: dict,
+                teacher: nn.Module | None, checkpoint: str = "", parent=None) -> tuple[nn.Module, dict]:
+    """Baseline figures, (sparsity training), the prune rounds with their fine-tuning. Returns
+    the pruned model and the figures the final report needs (baseline, after_prune, rounds, ...)."""
+    s = cfg.structured
     example = torch.zeros(1, *data.input_shape, device=device)
     model.eval()
     if s.granularity == "channel":
@@ -103,7 +113,6 @@ def run_structured(model: nn.Module, data, *, cfg: Config, run_dir: Path, device
     if len(lineage) > 1:
         print(f"re-pruning a pruned model: the original baseline is {lineage[0]['checkpoint']} "
               f"(top1 {lineage[0]['top1']:.2f}%, MACs {format_count(lineage[0]['macs'])}); the goal is judged against it")
-    teacher = copy.deepcopy(model).eval() if cfg.finetune.kd.alpha > 0 else None
     channels_before = st.channel_counts(model)
 
     sparsity = None
@@ -121,16 +130,18 @@ def run_structured(model: nn.Module, data, *, cfg: Config, run_dir: Path, device
                                 device=device, teacher=teacher, config=config, tag=f"round{step}")
     after_prune = measure(model, data, device)
     print(f"after pruning, before fine-tuning: {format_report(after_prune, baseline, s.granularity)}")
-    model, summary = finetune(model, data, cfg=cfg, epochs=cfg.finetune.epochs, run_dir=run_dir, device=device,
-                              teacher=teacher, config=config, tag="finetune")
-    final = measure(model, data, device)
-    metrics = build_metrics(cfg, baseline=baseline, after_prune=after_prune, final=final, rounds=rounds,
-                            channels=st.channel_changes(channels_before, st.channel_counts(model)),
-                            finetune=summary, sparsity=sparsity, device=device, checkpoint=checkpoint,
-                            wall_time_s=time.perf_counter() - start, lineage=lineage)
-    save_pruned_model(model, run_dir / PRUNED_MODEL, config=config, metrics=metrics)
-    atomic_write_yaml(run_dir / METRICS, metrics)
-    return metrics
+    return model, {"baseline": baseline, "after_prune": after_prune, "rounds": rounds,
+                   "channels_before": channels_before, "sparsity": sparsity, "lineage": lineage}
+
+
+def check_structured_resume(resume: dict, cfg: Config, steps_per_epoch: int, source: str) -> None:
+    """The resumed last.pth must come from a run with these settings; nothing is written before."""
+    saved, now = resume[PRUNE_STATE]["plan"], structured_run_name(cfg.structured)
+    if saved != now:
+        raise UserError(f"{source} was pruned as {saved}, these settings make {now}; "
+                        f"resume with the run's own settings or start a new run")
+    train_cfg = dataclasses.replace(finetune_train_config(cfg.train, cfg.finetune), epochs=cfg.finetune.epochs)
+    check_resume(resume, resume["model"], train_cfg, steps_per_epoch, source)
 
 
 def prune_round(model: nn.Module, data, *, cfg: Config, step: int, example: torch.Tensor, ignored: list[str],
@@ -207,7 +218,8 @@ def _reduction(model: nn.Module, base_macs: int, example: torch.Tensor) -> float
 
 # ----------------------------------------------------------------------------- training phases
 def finetune(model: nn.Module, data, *, cfg: Config, epochs: int, run_dir: Path, device: torch.device,
-             teacher: nn.Module | None, config: dict, tag: str) -> tuple[nn.Module, dict | None]:
+             teacher: nn.Module | None, config: dict, tag: str, resume: dict | None = None,
+             last_extra: dict | None = None) -> tuple[nn.Module, dict | None]:
     """fit for `epochs` with finetune.* settings (KD from `teacher` when finetune.kd.alpha > 0);
     kernel masks are re-applied after every step. Returns the best-validation model."""
     if epochs <= 0:
@@ -223,7 +235,7 @@ def finetune(model: nn.Module, data, *, cfg: Config, epochs: int, run_dir: Path,
         masks = masks_from_zeros(kernel_layers(model))
         after_step = lambda: apply_kernel_masks(masks)  # noqa: E731  (keeps zeroed kernels at zero)
     summary = fit(model, data, train_cfg=train_cfg, run_dir=run_dir, config=config, device=device, loss_fn=loss_fn,
-                  after_step=after_step, tag=tag, save_full_module=True)
+                  after_step=after_step, tag=tag, save_full_module=True, resume=resume, last_extra=last_extra)
     best = read_checkpoint(run_dir / BEST)["model"].to(device)
     return best.eval(), summary
 

@@ -13,14 +13,14 @@ wrote; otherwise it runs again.
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from tools.config import read_yaml_file
 from tools.errors import UserError
 from tools.fingerprint import file_sha256, fingerprint, stale_reason
 from tools.io import atomic_write_yaml, read_yaml_mapping
@@ -45,10 +45,7 @@ def read_sweep(path: str | Path) -> SweepSpec:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"sweep file {path} not found; pass a YAML with script, config and grid (see cfgs/sweeps/)")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"YAML syntax error in {path}: {getattr(e, 'problem', e)}; fix the file") from None
+    raw = read_yaml_file(path) or {}
     if not isinstance(raw, dict):
         raise UserError(f"sweep file {path} must be a mapping with script, config and grid")
     known = set(SweepSpec.__dataclass_fields__)
@@ -68,6 +65,21 @@ def read_sweep(path: str | Path) -> SweepSpec:
         spec.checkpoint = str(Path(spec.checkpoint))  # relative to the working directory, like every CLI path
     spec.name = spec.name or path.stem
     return spec
+
+
+def check_metric_keys(spec: SweepSpec, metrics: dict, source: Path) -> None:
+    """The frontier's `metric` and `cost` must name numbers in a point's metrics.yaml (dotted
+    for nested keys); a misspelt key would otherwise leave an empty column and no frontier."""
+    for role in ("metric", "cost"):
+        key = getattr(spec, role)
+        node: Any = metrics
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, bool) or not isinstance(node, (int, float)):
+            numbers = [k for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            close = difflib.get_close_matches(key, numbers, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"numbers there: {', '.join(numbers[:12])}"
+            raise UserError(f"sweep {role} {key!r} is not a number in {source}; {hint} Fix {role}: in the sweep file")
 
 
 def expand_grid(grid: dict[str, list]) -> list[dict[str, Any]]:

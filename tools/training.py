@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from tools.checkpoint import save_checkpoint, unwrap
+from tools.checkpoint import read_checkpoint, save_checkpoint, unwrap
 from tools.config import TrainConfig
 from tools.engine import (
     LossFn,
@@ -31,8 +31,10 @@ from tools.engine import (
     evaluate,
     train_one_epoch,
 )
+from tools.errors import UserError
 from tools.io import atomic_write_csv
 from tools.metrics import flops_from_macs
+from tools.models import load_state_into
 
 LAST = "last.pth"
 BEST = "best_model.pth"
@@ -48,6 +50,31 @@ class FitState:
     epochs_since_best: int = 0
     wall_time_s: float = 0.0  # training + validation time summed over epochs, across resumes
     history: list[dict] = field(default_factory=list)
+    schedule: dict = field(default_factory=dict)  # what the optimizer and scheduler were built for (schedule_key)
+
+
+def schedule_key(train_cfg: TrainConfig, steps_per_epoch: int) -> dict:
+    return {"optimizer": train_cfg.optimizer, "scheduler": train_cfg.scheduler, "epochs": train_cfg.epochs,
+            "steps_per_epoch": steps_per_epoch}
+
+
+def check_resume(resume: dict, model: nn.Module, train_cfg: TrainConfig, steps_per_epoch: int, source: str) -> None:
+    """UserError unless `resume` (a last.pth) continues `model` under `train_cfg`: same weights'
+    shapes, optimizer, scheduler and batches per epoch, and at least the epochs already done.
+    Loads the weights into `model`. Call it before writing anything into the run folder."""
+    state = resume["model"] if isinstance(resume["model"], dict) else resume["model"].state_dict()
+    load_state_into(unwrap(model), state, source=source)
+    done = (resume.get("fit_state") or {}).get("epoch", resume.get("epoch", 0))
+    if train_cfg.epochs < done:
+        raise UserError(f"{source} has already trained {done} epochs; resume with epochs >= {done} "
+                        f"(got {train_cfg.epochs}) or start a new run")
+    saved = (resume.get("fit_state") or {}).get("schedule") or {}
+    now = schedule_key(train_cfg, steps_per_epoch)
+    for key in ("optimizer", "scheduler", "steps_per_epoch"):
+        if key in saved and saved[key] != now[key]:
+            what = "batches per epoch (batch size or data changed)" if key == "steps_per_epoch" else key
+            raise UserError(f"{source} was trained with {what} {saved[key]}, this resume has {now[key]}; "
+                            f"resume with the same settings or start a new run")
 
 
 def fit(
@@ -64,9 +91,13 @@ def fit(
     is_main: bool = True,
     tag: str = "train",
     save_full_module: bool = False,
+    last_path: Path | None = None,
+    last_extra: dict | None = None,
 ) -> dict:
     """Train `model` on `data.train` for `train_cfg.epochs`, validating on `data.val`.
-    `resume` is a `last.pth` dict. Only the main process (`is_main`) writes files."""
+    `resume` is a `last.pth` dict. Only the main process (`is_main`) writes files. The resume
+    checkpoint goes to `last_path` (default run_dir/last.pth) with `last_extra` added to it
+    (the pruning scripts keep there what their own resume needs)."""
     amp = check_amp(train_cfg.amp, device)
     channels_last = train_cfg.channels_last and device.type == "cuda"
     optimizer = build_optimizer(
@@ -78,17 +109,18 @@ def fit(
         milestones=train_cfg.milestones, gamma=train_cfg.gamma, warmup_epochs=train_cfg.warmup_epochs,
     )
     scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
-    state = FitState()
+    state = FitState(schedule=schedule_key(train_cfg, len(data.train)))
     if resume is not None:
-        state = _restore(resume, model, optimizer, scheduler, scaler)
+        check_resume(resume, model, train_cfg, len(data.train), source="the resumed checkpoint")
+        state = _restore(resume, model, optimizer, scheduler, scaler, state.schedule)
     loss_fn = loss_fn or cross_entropy(train_cfg.label_smoothing)
     writer = _writer(run_dir, state.epoch) if is_main else None
 
-    def checkpoint(path: Path, metrics: dict) -> None:
+    def checkpoint(path: Path, metrics: dict, extra: dict | None = None) -> None:
         save_checkpoint(
             path, model=model, config=config, epoch=state.epoch, metrics=metrics, optimizer=optimizer,
             scheduler=scheduler, scaler=scaler, full_module=save_full_module,
-            extra={"fit_state": _state_dict(state), "rng": _rng_state()},
+            extra={"fit_state": _state_dict(state), "rng": _rng_state(), **(extra or {})},
         )
 
     try:
@@ -120,7 +152,7 @@ def fit(
                 atomic_write_csv(run_dir / "log.csv", state.history)
                 if improved:
                     checkpoint(run_dir / BEST, row)
-                checkpoint(run_dir / LAST, row)
+                checkpoint(last_path or run_dir / LAST, row, last_extra)
     finally:
         if writer is not None:
             writer.close()
@@ -185,6 +217,7 @@ def _state_dict(state: FitState) -> dict:
         "epochs_since_best": state.epochs_since_best,
         "wall_time_s": state.wall_time_s,
         "history": state.history,
+        "schedule": state.schedule,
     }
 
 
@@ -195,10 +228,17 @@ def _rng_state() -> dict:
     return rng
 
 
-def _restore(ckpt: dict, model: nn.Module, optimizer, scheduler, scaler) -> FitState:
-    unwrap(model).load_state_dict(ckpt["model"] if isinstance(ckpt["model"], dict) else ckpt["model"].state_dict())
+def _restore(ckpt: dict, model: nn.Module, optimizer, scheduler, scaler, schedule: dict) -> FitState:
+    """Model, optimizer, scheduler, scaler and RNG as saved (check_resume has loaded the model).
+    More epochs than the saved run planned: the freshly built scheduler, made for the new
+    length, continues at the saved step, so cosine and multistep follow the longer curve and
+    one-cycle's annealing restarts from the resumed step along the longer cycle."""
     optimizer.load_state_dict(ckpt["optimizer"])
-    scheduler.load_state_dict(ckpt["scheduler"])
+    saved_schedule = (ckpt.get("fit_state") or {}).get("schedule") or {}
+    if saved_schedule.get("epochs", schedule["epochs"]) == schedule["epochs"]:
+        scheduler.load_state_dict(ckpt["scheduler"])
+    else:
+        _continue_schedule(scheduler, ckpt["scheduler"]["last_epoch"])
     if scaler is not None and ckpt.get("scaler"):
         scaler.load_state_dict(ckpt["scaler"])
     rng = ckpt.get("rng") or {}
@@ -207,8 +247,42 @@ def _restore(ckpt: dict, model: nn.Module, optimizer, scheduler, scaler) -> FitS
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
     fs = ckpt.get("fit_state") or {"epoch": ckpt.get("epoch", 0)}
-    return FitState(**fs)
+    return FitState(**{**fs, "schedule": schedule})
 
+
+def _continue_schedule(scheduler, steps_done: int) -> None:
+    """Put a scheduler built for a longer run at step `steps_done`, learning rates included."""
+    scheduler.last_epoch = steps_done - 1
+    scheduler._step_count = steps_done + 1  # past 1: no "step() before optimizer.step()" warning
+    scheduler.step()
+
+
+PRUNE_STATE = "prune_state"  # the key of a pruning run's last.pth holding what its --resume needs
+
+
+def read_prune_resume(path: str, script: str) -> dict:
+    """The last.pth (or its run folder) of a `script` run's final fine-tuning, for --resume."""
+    file = Path(path)
+    file = file / LAST if file.is_dir() else file
+    ckpt = read_checkpoint(file)
+    state = ckpt.get(PRUNE_STATE) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict) or state.get("script") != script or "optimizer" not in ckpt:
+        raise UserError(f"{file} is not the last.pth of a {script} run's fine-tuning; --resume needs one")
+    return ckpt
+
+
+def resumed_checkpoint(checkpoint: str | None, resume: dict | None, resume_path: str | None) -> str:
+    """The trained model a pruning run starts from: --checkpoint, or on --resume the one the
+    resumed run was pruned from (they must agree when both are given)."""
+    if resume is None:
+        if checkpoint is None:
+            raise UserError("pass --checkpoint <trained model .pth> (or --resume <run folder>/last.pth)")
+        return checkpoint
+    stored = resume[PRUNE_STATE]["checkpoint"]
+    if checkpoint is not None and Path(checkpoint).resolve() != Path(stored).resolve():
+        raise UserError(f"{resume_path} fine-tunes a model pruned from {stored}, not {checkpoint}; "
+                        f"drop --checkpoint or start a new run")
+    return stored
 
 
 def finetune_train_config(train: TrainConfig, finetune) -> TrainConfig:

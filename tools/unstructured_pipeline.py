@@ -32,12 +32,13 @@ from tools.engine import LossFn, build_optimizer, cross_entropy, evaluate
 from tools.errors import UserError
 from tools.io import read_yaml_mapping
 from tools.metrics import count_macs_params, count_nonzero_macs_params, flops_from_macs, format_count
-from tools.training import BEST, fit
+from tools.training import BEST, LAST, PRUNE_STATE, fit
 from tools.unstructured import (
     GRADIENT_METHODS,
     GradientScores,
     Target,
     accumulate_taylor_scores,
+    apply_masks,
     enforce_masks,
     nm_ineligibility,
     prune_step,
@@ -186,13 +187,17 @@ def _gradient_scores(plan: PrunePlan, model: nn.Module, targets: list[Target], d
 
 
 def finetune_phase(model: nn.Module, data, *, finetune_cfg: TrainConfig, epochs: int, run_dir: Path, config: dict,
-                   device: torch.device, loss_fn: LossFn, tag: str) -> dict | None:
+                   device: torch.device, loss_fn: LossFn, tag: str, resume: dict | None = None,
+                   last: tuple[Path, dict] | None = None) -> dict | None:
     """fit() with masks enforced after every step; the model ends at the phase's best
-    validation checkpoint. None when `epochs` is 0."""
+    validation checkpoint. None when `epochs` is 0. `last`: where the resume checkpoint goes and
+    what it carries besides fit's own state (the final phase: <run folder>/last.pth)."""
     if epochs <= 0:
         return None
+    last_path, last_extra = last or (None, None)
     summary = fit(model, data, train_cfg=replace(finetune_cfg, epochs=epochs), run_dir=run_dir, config=config,
-                  device=device, loss_fn=loss_fn, after_step=lambda: enforce_masks(model), tag=tag)
+                  device=device, loss_fn=loss_fn, after_step=lambda: enforce_masks(model), tag=tag, resume=resume,
+                  last_path=last_path, last_extra=last_extra)
     model.load_state_dict(read_checkpoint(run_dir / BEST)["model"])
     return summary
 
@@ -211,38 +216,71 @@ def run_pruning(
     loss_fn: LossFn,
     seed: int = 0,
     log: Callable[[dict], None] | None = None,
+    prune_state: dict | None = None,
+    resume: dict | None = None,
 ) -> list[dict]:
     """All steps of `plan` on `model` (reparameterised in place). Returns one dict per step:
-    target/actual sparsity, top-1/top-5 right after pruning and after that step's fine-tuning."""
+    target/actual sparsity, top-1/top-5 right after pruning and after that step's fine-tuning.
+    The final fine-tuning saves <run_dir>/last.pth with `prune_state` and the steps so far;
+    `resume` (that file, its masks and weights already in `model`) continues that fine-tuning."""
     generator = torch.Generator().manual_seed(seed)
     movement = GradientScores(targets, "movement") if plan.method == "movement" else None
-    history = []
+    saved = resume[PRUNE_STATE] if resume is not None else {"step": 0, "history": []}
+    history = list(saved["history"])
     with movement or contextlib.nullcontext():
-        for step in range(1, plan.num_steps + 1):
+        for step in range(max(saved["step"], 1), plan.num_steps + 1):
             last = step == plan.num_steps
-            grads = _gradient_scores(plan, model, targets, data, movement, finetune_cfg=finetune_cfg, device=device,
-                                     loss_fn=loss_fn)
-            report = prune_step(targets, method=plan.method, mode=plan.mode, sparsity=plan.step_sparsity(step),
-                                layer_sparsity=plan.step_layer_sparsity(step), gradient_scores=grads,
-                                n=plan.n, m=plan.m, generator=generator)
-            pruned = evaluate(model, data.test, device=device)
-            row = {"step": step, "target_sparsity": _step_target(plan, targets, step), "actual_sparsity": report["total"],
-                   "pruned_weights": report["pruned"], "pruned_top1": pruned["top1"], "pruned_top5": pruned["top5"]}
-            print(format_step(row, plan.num_steps), flush=True)
+            if step == saved["step"]:  # resumed: pruned before, its figures saved
+                row = saved["row"]
+            else:
+                row = _prune(model, data, plan=plan, targets=targets, step=step, movement=movement,
+                             generator=generator, finetune_cfg=finetune_cfg, device=device, loss_fn=loss_fn)
             phase_dir = run_dir / ("finetune" if plan.num_steps == 1 else f"finetune_step{step}")
+            state = {**(prune_state or {}), "step": step, "row": row, "history": history}
             summary = finetune_phase(model, data, finetune_cfg=finetune_cfg,
                                      epochs=final_epochs if last else plan.step_epochs, run_dir=phase_dir,
-                                     config=config, device=device, loss_fn=loss_fn, tag=f"finetune_step{step}")
-            row |= _after_finetune(model, data, device, summary, pruned)
+                                     config=config, device=device, loss_fn=loss_fn, tag=f"finetune_step{step}",
+                                     resume=resume if step == saved["step"] else None,
+                                     last=(run_dir / LAST, {PRUNE_STATE: state}) if last else None)
+            row = row | _after_finetune(model, data, device, summary, row)
             history.append(row)
             if log is not None:
                 log(row)
     return history
 
 
-def _after_finetune(model: nn.Module, data, device: torch.device, summary: dict | None, pruned: dict) -> dict:
+def _prune(model: nn.Module, data, *, plan: PrunePlan, targets: list[Target], step: int,
+           movement: GradientScores | None, generator: torch.Generator, finetune_cfg: TrainConfig,
+           device: torch.device, loss_fn: LossFn) -> dict:
+    """Step `step`'s masks, and the figures right after pruning."""
+    grads = _gradient_scores(plan, model, targets, data, movement, finetune_cfg=finetune_cfg, device=device,
+                             loss_fn=loss_fn)
+    report = prune_step(targets, method=plan.method, mode=plan.mode, sparsity=plan.step_sparsity(step),
+                        layer_sparsity=plan.step_layer_sparsity(step), gradient_scores=grads,
+                        n=plan.n, m=plan.m, generator=generator)
+    pruned = evaluate(model, data.test, device=device)
+    row = {"step": step, "target_sparsity": _step_target(plan, targets, step), "actual_sparsity": report["total"],
+           "pruned_weights": report["pruned"], "pruned_top1": pruned["top1"], "pruned_top5": pruned["top5"]}
+    print(format_step(row, plan.num_steps), flush=True)
+    return row
+
+
+def restore_masks(model: nn.Module, targets: list[Target], resume: dict, source: str) -> None:
+    """Install the keep-masks saved in a resumed last.pth, so its weights load into `model`."""
+    names = {id(m): n for n, m in model.named_modules()}
+    state = resume["model"]
+    masks = {}
+    for t in targets:
+        key = f"{names[id(t.module)]}.{t.param}_mask".lstrip(".")
+        if key not in state:
+            raise UserError(f"{source} holds no mask {key}; it was pruned with other settings, start a new run")
+        masks[t.name] = state[key]
+    apply_masks(targets, masks)
+
+
+def _after_finetune(model: nn.Module, data, device: torch.device, summary: dict | None, row: dict) -> dict:
     if summary is None:
-        return {"finetune_epochs": 0, "finetuned_top1": pruned["top1"], "finetuned_top5": pruned["top5"]}
+        return {"finetune_epochs": 0, "finetuned_top1": row["pruned_top1"], "finetuned_top5": row["pruned_top5"]}
     final = evaluate(model, data.test, device=device)
     return {"finetune_epochs": summary["epochs_run"], "best_epoch": summary["best_epoch"],
             "finetuned_top1": final["top1"], "finetuned_top5": final["top5"]}
