@@ -133,6 +133,12 @@ def test_a_misspelt_sweep_metric_stops_before_reporting(tmp_path, capsys):
     spec = tmp_path / "s.yaml"
     spec.write_text(f"script: prune_unstructured\nconfig: {ROOT / 'cfgs' / 'quickstart.yaml'}\n"
                     "grid:\n  unstructured.sparsity: [0.5]\nmetric: finetuned_top\ncost: nonzero_macs\n")
+    # the point counts as finished only with the sweep's own record of what it ran from
+    from tools.sweep import point_fingerprint, read_sweep, record_point
+
+    sweep = read_sweep(spec)
+    command = sweep_script.point_command(sweep, {"unstructured.sparsity": 0.5}, root / "sparsity0.5", [])
+    record_point(root / "sparsity0.5", point_fingerprint(sweep, command))
     one_line_exit_2(sweep_script.main, ["--sweep", str(spec), "--save-dir", str(root)], capsys,
                     r"sweep metric 'finetuned_top' is not a number in .*metrics.yaml; did you mean 'finetuned_top1'\?")
     assert not (root / "sweep.csv").exists()
