@@ -114,9 +114,14 @@ class RunLock:
     def _own(self, fd: int) -> None:
         text = yaml.safe_dump({"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
                                "started_at": _now()}, sort_keys=False)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, text.encode(), 0)
-        os.fsync(fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, text.encode(), 0)
+            os.fsync(fd)
+        except OSError as e:  # disk full or read-only: give the error the lock's path, leave no lock behind
+            os.close(fd)
+            self.path.unlink(missing_ok=True)
+            raise OSError(e.errno, e.strerror, str(self.path)) from e
         self._fd = fd
 
     def release(self) -> None:
