@@ -10,8 +10,10 @@
 The model and data come from the config stored in the checkpoint; --config / --set / flags
 override it (structured.*, finetune.*). Prints the baseline, each pruning round, the model after
 pruning, fine-tuning epochs and a final block ending in "Goal MET/NOT MET". Writes
-results/structured/<method>_sp<ratio>/ (or _macs<target>; --save-dir to choose): pruned_model.pth
-(a bare pickled module: plain torch.load returns it), metrics.yaml, config.yaml, log.csv, logs/.
+results/structured/<method>_sp<ratio>/ (or _macs<target>; --save-dir to choose):
+pruned_model_state.pth (weights-only: state dict + structure; what the other scripts load),
+pruned_model.pth (a bare pickled module: plain torch.load returns it; skipped with a notice when the
+model cannot be pickled), metrics.yaml, config.yaml, log.csv, logs/.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from tools.io import make_run_dir
 from tools.structured_run import (
     METRICS,
     PRUNED_MODEL,
+    PRUNED_STATE,
     check_structured_config,
     final_block,
     run_structured,
@@ -70,7 +73,10 @@ def main(argv=None):
               else f"channel ratio {cfg.structured.pruning_ratio:g}"))
     metrics = run_structured(model, data, cfg=cfg, run_dir=run_dir, device=device, checkpoint=str(args.checkpoint))
     print(final_block(metrics))
-    print(f"pruned model: {run_dir / PRUNED_MODEL}  (plain torch.load(path, weights_only=False) returns the module)")
+    if PRUNED_STATE in metrics["saved_models"]:
+        print(f"pruned model: {run_dir / PRUNED_STATE}  (weights-only; every script rebuilds the model from it)")
+    if PRUNED_MODEL in metrics["saved_models"]:
+        print(f"pickled:      {run_dir / PRUNED_MODEL}  (plain torch.load(path, weights_only=False) returns the module)")
     print(f"metrics:      {run_dir / METRICS}")
     if (run_dir / "logs").is_dir():  # absent when nothing was trained (finetune.epochs 0, no rounds)
         print(f"fine-tuning:  {run_dir / 'log.csv'}; TensorBoard: uv run tensorboard --logdir {run_dir}")

@@ -6,9 +6,12 @@
     check_structured_config(cfg)
     metrics = run_structured(model, data, cfg=cfg, run_dir=run_dir, device=device)
 
-Writes into `run_dir`: pruned_model.pth (the fine-tuned pruned model pickled as a bare module,
-so plain `torch.load(path, weights_only=False)` returns it; it carries `run_config` and
-`run_metrics` attributes for this project's scripts), metrics.yaml, and fit's log.csv, logs/,
+Writes into `run_dir`: pruned_model_state.pth (the fine-tuned pruned model as a weights-only
+checkpoint: state dict, per-module shapes and attributes, model spec; every script rebuilds it
+without unpickling, see tools.model_structure), pruned_model.pth (the same model pickled as a bare
+module, so plain `torch.load(path, weights_only=False)` returns it; it carries `run_config` and
+`run_metrics` attributes; skipped with a notice when the model's classes cannot be pickled;
+scripts given it read its twin pruned_model_state.pth), metrics.yaml, and fit's log.csv, logs/,
 best_model.pth and last.pth for the final fine-tuning; sparsity/ and rounds/round<i>/ hold the
 same for bn_scale's sparsity phase and intermediate rounds.
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import pickle
 import time
 from pathlib import Path
 
@@ -27,7 +31,7 @@ import torch
 from torch import nn
 
 from tools import structured as st
-from tools.checkpoint import MODULE_CONFIG_ATTR, read_checkpoint
+from tools.checkpoint import MODULE_CONFIG_ATTR, read_checkpoint, save_checkpoint
 from tools.config import Config, config_to_dict
 from tools.distill import check_kd, distillation_loss
 from tools.engine import cross_entropy, evaluate, seed_everything
@@ -39,6 +43,7 @@ from tools.metrics import count_macs_params, count_nonzero_macs_params, format_c
 from tools.training import BEST, fit, finetune_train_config
 
 PRUNED_MODEL = "pruned_model.pth"
+PRUNED_STATE = "pruned_model_state.pth"  # tools.checkpoint.safe_twin(PRUNED_MODEL)
 METRICS = "metrics.yaml"
 
 
@@ -123,7 +128,8 @@ def run_structured(model: nn.Module, data, *, cfg: Config, run_dir: Path, device
                             channels=st.channel_changes(channels_before, st.channel_counts(model)),
                             finetune=summary, sparsity=sparsity, device=device, checkpoint=checkpoint,
                             wall_time_s=time.perf_counter() - start)
-    save_pruned_model(model, run_dir / PRUNED_MODEL, config=config, metrics=metrics)
+    metrics["saved_models"] = save_pruned_model(model, run_dir, config=config, metrics=metrics,
+                                                input_shape=tuple(data.input_shape), num_classes=data.num_classes)
     atomic_write_yaml(run_dir / METRICS, metrics)
     return metrics
 
@@ -219,8 +225,9 @@ def finetune(model: nn.Module, data, *, cfg: Config, epochs: int, run_dir: Path,
         after_step = lambda: apply_kernel_masks(masks)  # noqa: E731  (keeps zeroed kernels at zero)
     summary = fit(model, data, train_cfg=train_cfg, run_dir=run_dir, config=config, device=device, loss_fn=loss_fn,
                   after_step=after_step, tag=tag, save_full_module=True)
-    best = read_checkpoint(run_dir / BEST)["model"].to(device)
-    return best.eval(), summary
+    # best_model.pth holds the same architecture as `model` (plus its structure): load in place.
+    model.load_state_dict(read_checkpoint(run_dir / BEST)["model"])
+    return model.eval(), summary
 
 
 def sparsity_train(model: nn.Module, data, *, cfg: Config, run_dir: Path, device: torch.device,
@@ -305,13 +312,38 @@ def _finetune_summary(cfg: Config, summary: dict | None) -> dict:
     return out
 
 
-def save_pruned_model(model: nn.Module, path: Path, *, config: dict, metrics: dict) -> None:
-    """The pruned module itself on CPU, in eval mode, carrying its config and metrics as plain
-    attributes: plain torch.load returns a working module, and tools.checkpoint reads the config."""
+def save_pruned_model(model: nn.Module, run_dir: Path, *, config: dict, metrics: dict,
+                      input_shape: tuple[int, int, int], num_classes: int) -> list[str]:
+    """Write the pruned model (CPU, eval mode) twice: PRUNED_STATE, a weights-only checkpoint with
+    its structure that every script rebuilds it from without unpickling, and PRUNED_MODEL, the
+    module pickled bare with `run_config` and `run_metrics` attributes, for plain torch.load users
+    (graders, existing scripts). Each is skipped with a printed notice when it cannot be written
+    faithfully (a class that does not pickle, e.g. a lambda; a structure rebuild that differs);
+    returns the names written. Both impossible is a UserError."""
+    from tools.model_structure import STRUCTURE_KEY, model_structure, rebuild_problem
+
     module = copy.deepcopy(model).cpu().eval()
+    slim_metrics = {k: v for k, v in metrics.items() if k != "channels"}
+    written, reasons = [], []
+    structure = model_structure(module, config["model"])
+    problem = rebuild_problem(module, structure, num_classes=num_classes, input_shape=input_shape)
+    if problem is None:
+        save_checkpoint(run_dir / PRUNED_STATE, model=module, config=config, metrics=slim_metrics, full_module=True)
+        written.append(PRUNED_STATE)
+    else:
+        reasons.append(f"{PRUNED_STATE} not written: {problem}")
     setattr(module, MODULE_CONFIG_ATTR, config)
-    module.run_metrics = {k: v for k, v in metrics.items() if k != "channels"}
-    atomic_torch_save(module, path)
+    module.run_metrics = slim_metrics
+    try:
+        atomic_torch_save(module, run_dir / PRUNED_MODEL)
+        written.append(PRUNED_MODEL)
+    except (pickle.PicklingError, AttributeError, TypeError) as e:
+        reasons.append(f"{PRUNED_MODEL} not written: the model cannot be pickled ({str(e).splitlines()[0]})")
+    for reason in reasons:
+        print(f"notice: {reason}")
+    if not written:
+        raise UserError("the pruned model can be neither rebuilt from model.name nor pickled: " + "; ".join(reasons))
+    return written
 
 
 def format_report(report: dict, baseline: dict | None = None, granularity: str = "channel") -> str:
