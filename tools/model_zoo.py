@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import fcntl
 import gc
+import hashlib
 import signal
 import tempfile
 import time
@@ -197,7 +198,8 @@ def run_zoo(names: list[str], sizes: list[int], *, records: Path, time_limit_s: 
 
 def _record(records: Path, key: str, row: dict) -> None:
     records.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = Path(tempfile.gettempdir()) / f"model_zoo_{abs(hash(str(records.resolve())))}.lock"
+    digest = hashlib.sha1(str(records.resolve()).encode()).hexdigest()[:12]  # hash() differs per process
+    lock_path = Path(tempfile.gettempdir()) / f"model_zoo_{digest}.lock"
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         rows = read_records(records)
