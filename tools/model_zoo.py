@@ -178,11 +178,12 @@ def run_row(name: str, image_size: int, *, time_limit_s: float, max_params: int)
 
 def run_zoo(names: list[str], sizes: list[int], *, records: Path, time_limit_s: float, max_params: int,
             force: bool = False) -> dict:
-    """Every missing (or, with `force`, every) row of names x sizes, smallest size first. The
+    """Every missing (or, with `force`, every) row of names x sizes, smallest size and model first. The
     records file is updated under a lock (several checkers may share it, e.g. one per size) before
     each row, marking it so that a process killed by it (out of memory) is not retried forever,
     and after it."""
     torch.set_num_threads(1)
+    names = sorted(names, key=lambda n: meta_params(n, 224))  # small models first: most rows per hour
     for size in sizes:
         for name in names:
             key = row_key(name, size)

@@ -162,6 +162,10 @@ def _prune_channel_round(model, data, *, cfg, step, example, ignored, baseline, 
         round_to=s.round_to, ignored_layers=ignored, original_channels=original_channels,
         layer_ratios={name: st.round_ratio(r, step, steps) for name, r in s.layer_ratios.items()},
     )
+    kept = st.drop_unprunable_groups(model, example, plan)
+    if kept:
+        print(f"notice: keeping the channels of {', '.join(kept)}: torch-pruning mis-traces an op there (e.g. a "
+              "zero-padding or lambda shortcut), so pruning them would break the model")
     if s.target_macs_reduction > 0:
         found = st.search_channels(model, example, plan, target=s.target_macs_reduction * step / steps,
                                    tolerance=s.target_tolerance,
