@@ -46,9 +46,10 @@ def save_checkpoint(
     full_module: bool = False,
     extra: dict | None = None,
 ) -> None:
-    """`full_module=True` is for models whose shapes no longer match what their config builds
-    (structured pruning): their `structure` is stored beside the state dict so that load_model
-    rebuilds them. Nothing is pickled either way, so the file loads with weights_only=True."""
+    """Nothing is pickled, so the file loads with weights_only=True. When `config` names a model,
+    the model's `structure` (tools.model_structure) is stored beside the state dict, so load_model
+    rebuilds it whatever pruning did to its shapes, in any later script. `full_module` is kept for
+    callers written when pruned models were pickled here; the structure makes it unnecessary."""
     from tools.model_structure import STRUCTURE_KEY, model_structure
 
     model = unwrap(model)
@@ -61,8 +62,8 @@ def save_checkpoint(
         "config": config,
         "metrics": metrics or {},
     }
-    if full_module:
-        ckpt[STRUCTURE_KEY] = model_structure(model, config.get("model", {}))
+    if (config.get("model") or {}).get("name") or full_module:
+        ckpt[STRUCTURE_KEY] = model_structure(model, config.get("model") or {})
     ckpt.update(extra or {})
     atomic_torch_save(ckpt, path)
 
@@ -160,7 +161,7 @@ def load_model(
     rebuilt from the file's `structure` when pruning changed its shapes, or the module itself when
     a trusted file pickles one. Files from other tools (no `config`) get model.weights_rename and
     model.weights_strict. Returns the model (eval mode, CPU) and the raw checkpoint object."""
-    from tools.model_structure import STRUCTURE_KEY, rebuild
+    from tools.model_structure import STRUCTURE_KEY, apply_structure, same_modules
     from tools.models import build_from_config, extract_state_dict, load_state_into
 
     if ckpt is None:
@@ -172,15 +173,17 @@ def load_model(
         _check_num_classes(module, num_classes, input_shape, path)
         return module.eval(), ckpt
     state_dict = extract_state_dict(ckpt, source=str(path))
-    if isinstance(ckpt, dict) and isinstance(ckpt.get(STRUCTURE_KEY), dict):
-        model = rebuild(ckpt[STRUCTURE_KEY], state_dict, num_classes=num_classes, input_shape=input_shape,
-                        source=str(path))
+    model = build_from_config(model_cfg, num_classes=num_classes, input_shape=input_shape)
+    structure = ckpt.get(STRUCTURE_KEY) if isinstance(ckpt, dict) else None
+    # Another model.name than the file's falls through to the strict load, which says what differs.
+    reshaped = isinstance(structure, dict) and same_modules(model, structure)
+    if reshaped:
+        apply_structure(model, structure, state_dict, str(path))
+    foreign = not (isinstance(ckpt, dict) and isinstance(ckpt.get("config"), dict))
+    load_state_into(model, state_dict, source=str(path), rename=model_cfg.weights_rename if foreign else None,
+                    strict=model_cfg.weights_strict or not foreign)
+    if reshaped:
         _check_num_classes(model, num_classes, input_shape, path)
-    else:
-        model = build_from_config(model_cfg, num_classes=num_classes, input_shape=input_shape)
-        foreign = not (isinstance(ckpt, dict) and isinstance(ckpt.get("config"), dict))
-        load_state_into(model, state_dict, source=str(path), rename=model_cfg.weights_rename if foreign else None,
-                        strict=model_cfg.weights_strict or not foreign)
     return model.eval(), ckpt
 
 

@@ -53,7 +53,8 @@ def model_structure(model: nn.Module, model_config: dict) -> dict:
 
 def rebuild(structure: dict, state_dict: dict, *, num_classes: int, input_shape: tuple[int, int, int],
             source: str) -> nn.Module:
-    """The model `structure` describes, holding `state_dict`; one-line UserError when they do not fit."""
+    """The model `structure` describes, holding `state_dict`; one-line UserError when they do not fit.
+    (tools.checkpoint.load_model builds the config's model and calls apply_structure instead.)"""
     from tools.models import build_model, load_state_into
 
     if structure.get("format") != FORMAT or not isinstance(structure.get("modules"), dict):
@@ -79,6 +80,13 @@ def apply_structure(model: nn.Module, structure: dict, state_dict: dict, source:
         owner, _, attr = key.rpartition(".")
         if owner in modules and isinstance(tensor, torch.Tensor):
             _reshape(modules[owner], attr, tensor)
+
+
+def same_modules(model: nn.Module, structure: dict) -> bool:
+    """Whether `model` has exactly the saved modules (names and classes), i.e. `structure` applies."""
+    saved = structure.get("modules") or {}
+    modules = dict(model.named_modules())
+    return modules.keys() == saved.keys() and all(type(m).__qualname__ == saved[n]["type"] for n, m in modules.items())
 
 
 def _check_same_modules(modules: dict, saved: dict, name: str | None, source: str) -> None:

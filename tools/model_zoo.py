@@ -103,7 +103,7 @@ def _reload(pruned, cfg, shape):
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "pruned_model_state.pth"
-        save_checkpoint(path, model=pruned, config=config_to_dict(cfg), full_module=True)
+        save_checkpoint(path, model=pruned, config=config_to_dict(cfg))
         model, _ = load_model(path, model_cfg=cfg.model, num_classes=NUM_CLASSES, input_shape=shape)
     images = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -38,6 +38,7 @@ module never downloads anything.
 from __future__ import annotations
 
 import difflib
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
 import torch
@@ -479,7 +480,10 @@ def load_state_into(
             "model.weights_strict: false keeps a new head)"
         )
     skipped = set(missing) | {row.split(":")[0] for row in shapes}
-    fitting = {k: v for k, v in state_dict.items() if k in model_state and k not in skipped}
+    fitting = OrderedDict((k, v) for k, v in state_dict.items() if k in model_state and k not in skipped)
+    # Per-module format versions: files from other tools often lack them (or carry them under
+    # prefixes stripped above), and some modules (MNASNet) refuse a load without; the model's own fit.
+    fitting._metadata = getattr(model_state, "_metadata", None)
     if not fitting:
         raise UserError(f"no tensor of checkpoint {source} fits model {name}; check model.name and model.weights_rename")
     try:

@@ -332,7 +332,7 @@ def save_pruned_model(model: nn.Module, run_dir: Path, *, config: dict, metrics:
     structure = model_structure(module, config["model"])
     problem = rebuild_problem(module, structure, num_classes=num_classes, input_shape=input_shape)
     if problem is None:
-        save_checkpoint(run_dir / PRUNED_STATE, model=module, config=config, metrics=slim_metrics, full_module=True)
+        save_checkpoint(run_dir / PRUNED_STATE, model=module, config=config, metrics=slim_metrics)
         written.append(PRUNED_STATE)
     else:
         reasons.append(f"{PRUNED_STATE} not written: {problem}")
