@@ -150,7 +150,7 @@ def test_foreign_weights_rename_and_new_head(capsys):
 
 
 def test_model_name_forms_and_their_errors():
-    assert build_model("torchvision.models:resnet18", num_classes=3, image_size=32)(torch.zeros(1, 3, 32, 32)).shape == (1, 3)
+    assert build_model("torchvision.models:resnet18", num_classes=3, image_size=32).eval()(torch.zeros(1, 3, 32, 32)).shape == (1, 3)
     assert build_model(OWN, num_classes=5, image_size=16, kwargs={"num_blocks": 1}).linear.out_features == 5
     cases = [
         ("tests/assets/missing.py:resnet", {}, r"file tests/assets/missing.py not found"),
