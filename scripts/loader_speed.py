@@ -18,7 +18,7 @@ from tools.cli import base_parser, resolve_config
 from tools.engine import resolve_device, set_num_threads, train_step_throughput
 from tools.errors import UserError, run_cli
 from tools.io import atomic_write_yaml
-from tools.models import build_model
+from tools.models import build_from_config
 
 
 def main(argv=None):
@@ -35,8 +35,7 @@ def main(argv=None):
     data = build_data(cfg.data, seed=cfg.train.seed, device=device)
     data.train.set_epoch(0)
     loader_ips = benchmark_loader(data.train, num_batches=max(args.batches, 50))
-    model = build_model(cfg.model.name, num_classes=data.num_classes, in_channels=data.input_shape[0],
-                        image_size=data.input_shape[1], stem=cfg.model.stem)
+    model = build_from_config(cfg.model, num_classes=data.num_classes, input_shape=data.input_shape)
     step_ips = train_step_throughput(model, data.train, device=device, num_batches=args.batches)
     if args.save_results:
         atomic_write_yaml(args.save_results, {

@@ -20,11 +20,13 @@ epoch (the pruned module and the baseline figures come from that file; pruning i
 The model and data come from the config stored in the checkpoint; --config / --set / flags
 override it (structured.*, finetune.*). Prints the baseline, each pruning round, the model after
 pruning, fine-tuning epochs and a final block ending in "Goal MET/NOT MET". Writes
-results/structured/<method>_sp<ratio>/ (or _macs<target>; --save-dir to choose): pruned_model.pth
-(a bare pickled module: plain torch.load returns it), metrics.yaml, config.yaml, log.csv, logs/,
-and last COMPLETE (or FAILED with the error line, e.g. for a MACs target it cannot reach).
-Re-pruning a pruned_model.pth reports against the original baseline as well as the parent, and
-judges the goal against the original (the lineage travels in the pruned model).
+results/structured/<method>_sp<ratio>/ (or _macs<target>; --save-dir to choose):
+pruned_model_state.pth (weights-only: state dict + structure; what the other scripts load),
+pruned_model.pth (a bare pickled module: plain torch.load returns it; skipped with a notice when the
+model cannot be pickled), metrics.yaml, config.yaml, log.csv, logs/, and last COMPLETE (or FAILED
+with the error line, e.g. for a MACs target it cannot reach). Re-pruning a pruned model reports
+against the original baseline as well as the parent, and judges the goal against the original
+(the lineage travels in the pruned model).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from tools.run_folder import RunFolder
 from tools.structured_run import (
     METRICS,
     PRUNED_MODEL,
+    PRUNED_STATE,
     check_structured_config,
     check_structured_resume,
     final_block,
@@ -100,7 +103,7 @@ def main(argv=None):
         base=(resume["config"], f"checkpoint {args.resume}") if resume else None)
     check_structured_config(cfg)
     if resume is not None:
-        check_structured_resume(resume, cfg, len(data.train), args.resume)
+        check_structured_resume(resume, model, cfg, len(data.train), args.resume)
     run = RunFolder.new(cfg.output.root, "structured", structured_run_name(cfg.structured),
                         args.save_dir or (Path(args.resume).parent if resume else None)).start(cfg)
     with run:
@@ -115,7 +118,10 @@ def prune_in(run_dir, cfg, ckpt, data, model, device, *, checkpoint: str, resume
     metrics = run_structured(model, data, cfg=cfg, run_dir=run_dir, device=device, checkpoint=checkpoint,
                              parent=ckpt, resume=resume)
     print(final_block(metrics))
-    print(f"pruned model: {run_dir / PRUNED_MODEL}  (plain torch.load(path, weights_only=False) returns the module)")
+    if PRUNED_STATE in metrics["saved_models"]:
+        print(f"pruned model: {run_dir / PRUNED_STATE}  (weights-only; every script rebuilds the model from it)")
+    if PRUNED_MODEL in metrics["saved_models"]:
+        print(f"pickled:      {run_dir / PRUNED_MODEL}  (plain torch.load(path, weights_only=False) returns the module)")
     print(f"metrics:      {run_dir / METRICS}")
     if (run_dir / "logs").is_dir():  # absent when nothing was trained (finetune.epochs 0, no rounds)
         print(f"fine-tuning:  {run_dir / 'log.csv'}; TensorBoard: uv run tensorboard --logdir {run_dir}")

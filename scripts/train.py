@@ -32,7 +32,7 @@ from tools.engine import seed_everything, set_num_threads
 from tools.errors import UserError, run_cli
 from tools.io import atomic_write_yaml
 from tools.metrics import count_macs_params, flops_from_macs, format_count
-from tools.models import build_model, extract_state_dict, load_state_into
+from tools.models import build_from_config, extract_state_dict, load_state_into
 from tools.run_folder import RunFolder
 from tools.training import BEST, LAST, check_resume, fit, test_best_checkpoint
 
@@ -57,7 +57,7 @@ def main(argv=None):
     if args.resume:
         path = Path(args.resume)
         path = path / LAST if path.is_dir() else path
-        resume = read_checkpoint(path)
+        resume = read_checkpoint(path, trust=bool(args.trust_checkpoint))
         if not isinstance(resume, dict) or "optimizer" not in resume or "config" not in resume:
             raise UserError(f"{path} is not a training checkpoint (last.pth) of this project; --resume needs one")
     cfg = resolve_config(
@@ -71,10 +71,11 @@ def main(argv=None):
     seed_everything(cfg.train.seed + dist.rank, cfg.train.deterministic)
 
     data = build_data(cfg.data, seed=cfg.train.seed, device=dist.device, rank=dist.rank, world_size=dist.world_size)
-    model = build_model(cfg.model.name, num_classes=data.num_classes, in_channels=data.input_shape[0],
-                        image_size=data.input_shape[1], stem=cfg.model.stem)
+    model = build_from_config(cfg.model, num_classes=data.num_classes, input_shape=data.input_shape)
     if cfg.model.weights and resume is None:
-        load_state_into(model, extract_state_dict(read_checkpoint(cfg.model.weights)), source=cfg.model.weights)
+        weights = read_checkpoint(cfg.model.weights, trust=cfg.model.trust_checkpoint)
+        load_state_into(model, extract_state_dict(weights, source=cfg.model.weights), source=cfg.model.weights,
+                        rename=cfg.model.weights_rename, strict=cfg.model.weights_strict)
     macs, params = count_macs_params(model, (1, *data.input_shape))
     if resume is not None:  # before anything is written into the run folder
         check_resume(resume, model, cfg.train, len(data.train), source=str(path))

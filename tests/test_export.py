@@ -9,6 +9,7 @@ import yaml
 import scripts.export_onnx as export_script
 from conftest import save_variant
 from tools.errors import run_cli
+from tools.models import build_model
 
 
 class Doctored(torch.nn.Module):
@@ -50,9 +51,14 @@ def test_structurally_pruned_round_trip_is_smaller(tiny_checkpoint, pruned_check
 
 
 def test_verify_fails_on_a_doctored_model(tiny_checkpoint, tmp_path):
-    doctored = save_variant(tiny_checkpoint, tmp_path / "doctored.pth", Doctored)
+    # A wrapper class no config can build: only a pickled module holds it, so it needs trust.
+    ckpt = torch.load(tiny_checkpoint, weights_only=True)
+    plain = build_model("resnet20", num_classes=4, image_size=16)
+    plain.load_state_dict(ckpt["model"])
+    doctored = tmp_path / "doctored.pth"
+    torch.save({"model": Doctored(plain.eval()), "config": ckpt["config"]}, doctored)
     with pytest.raises(SystemExit) as exc:
-        export(doctored, tmp_path / "out", "--format", "onnx")
+        export(doctored, tmp_path / "out", "--format", "onnx", "--trust-checkpoint")
     assert exc.value.code == 1
     report = yaml.safe_load((tmp_path / "out" / "export.yaml").read_text())
     assert report["onnx"]["verified"] is False

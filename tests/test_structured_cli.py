@@ -138,7 +138,7 @@ def test_bad_inputs_exit_2_with_one_line(tiny_checkpoint, tmp_path, capsys):
         code, err = exit_code(base + extra, capsys)
         assert code == 2 and "\n" not in err and "Traceback" not in err, (extra, err)
         assert re.search(pattern, err), (pattern, err)
-    code, err = exit_code(["--checkpoint", str(tmp_path / "untraceable.pth"), "--save-dir", str(tmp_path / "u"), *FAST],
+    code, err = exit_code(["--checkpoint", str(tmp_path / "untraceable.pth"), "--trust-checkpoint", "--save-dir", str(tmp_path / "u"), *FAST],
                           capsys)
     assert code == 2 and re.search(r"cannot trace NumpyDetour", err), err
 

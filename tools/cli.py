@@ -27,6 +27,8 @@ def base_parser(doc: str | None, config_required: bool = False) -> argparse.Argu
                         help="override config keys, e.g. --set train.epochs=3 model.name=resnet20")
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps (overrides train.device)")
     parser.add_argument("--save-dir", help="run folder to write into (default: results/<script>/<config name>)")
+    parser.add_argument("--trust-checkpoint", action="store_true", default=None,
+                        help="unpickle checkpoints that need it, which can run code from the file (model.trust_checkpoint)")
     return parser
 
 
@@ -34,6 +36,7 @@ def resolve_config(args: argparse.Namespace, flags: dict | None = None, base: tu
     """defaults < `base` (e.g. a checkpoint's config) < --config < --set < script flags."""
     flags = dict(flags or {})
     flags.setdefault("train.device", args.device)
+    flags.setdefault("model.trust_checkpoint", getattr(args, "trust_checkpoint", None))
     return load_config(args.config, overrides=args.set, flags=flags, base=base)
 
 
@@ -75,7 +78,8 @@ def load_checkpoint_run(args: argparse.Namespace, flags: dict | None = None, che
     from tools.engine import resolve_device, seed_everything, set_num_threads
 
     checkpoint = checkpoint or args.checkpoint
-    ckpt = read_checkpoint(checkpoint)
+    # Whether to unpickle is decided before the checkpoint's own config is known (and never by it).
+    ckpt = read_checkpoint(checkpoint, trust=resolve_config(args, flags=flags).model.trust_checkpoint)
     stored = checkpoint_config(ckpt)
     if stored is None and not args.config and base is None:
         raise UserError(f"{checkpoint} carries no config; pass --config with the model and data set it was trained on")
@@ -84,6 +88,6 @@ def load_checkpoint_run(args: argparse.Namespace, flags: dict | None = None, che
     device = resolve_device(cfg.train.device)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     data = build_data(cfg.data, seed=cfg.train.seed, device=device)
-    model, _ = load_model(checkpoint, model_name=cfg.model.name, num_classes=data.num_classes,
-                          input_shape=data.input_shape, stem=cfg.model.stem, ckpt=ckpt)
+    model, _ = load_model(checkpoint, model_cfg=cfg.model, num_classes=data.num_classes,
+                          input_shape=data.input_shape, ckpt=ckpt)
     return cfg, ckpt, data, model.to(device), device

@@ -137,9 +137,13 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "resnet18"  # see tools.models.MODEL_NAMES
+    name: str = "resnet18"  # tools.models.MODEL_NAMES, any torchvision classifier, package.module:factory or path/to/file.py:factory
+    kwargs: dict[str, Any] = field(default_factory=dict)  # keyword arguments for a torchvision builder or your factory
     stem: str = "auto"  # auto | cifar | imagenet (auto: CIFAR stem for inputs <= 64 px)
     weights: str = ""  # optional external weights to start from (state dict or pickled model)
+    weights_rename: dict[str, str] = field(default_factory=dict)  # key prefix -> new prefix for foreign weights, e.g. {"linear.": "fc."}
+    weights_strict: bool = True  # false: load what fits from foreign weights and keep the rest (e.g. a new head) as initialised
+    trust_checkpoint: bool = False  # unpickle checkpoints that need it (can run code from the file); same as --trust-checkpoint
 
 
 @dataclass
@@ -632,6 +636,8 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
     def bad() -> UserError:
         return UserError(f"key {key} in {source} must be {_type_name(hint)}, got {value!r}")
 
+    if hint is Any:  # free-form values (model.kwargs): YAML already limited them to plain data
+        return value
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(hint) if a is not type(None)]

@@ -27,6 +27,9 @@ CIFAR stems, so that a 32x32 image is not shrunk to 1x1 before the last stage:
 - vgg16: torchvision's conv/BN/max-pool features, then global average pooling and one
   Linear(512, classes); 32px inputs reach 1x1 after the five max-pools.
 
+Beyond the registry, `name` may be any torchvision classification builder name or the user's own
+`package.module:factory` / `path/to/file.py:factory` (see tools.model_sources).
+
 resnet20/32/56 only have a CIFAR stem; fc has none. Those accept stem="auto" (or their
 native stem) and reject anything else. Weights are always randomly initialised: this
 module never downloads anything.
@@ -35,6 +38,7 @@ module never downloads anything.
 from __future__ import annotations
 
 import difflib
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
 import torch
@@ -210,12 +214,17 @@ class CifarVGG(nn.Module):
 
 def _torchvision_resnet(depth: int, num_classes: int, in_channels: int, stem: str) -> nn.Module:
     model = getattr(torchvision.models, f"resnet{depth}")(weights=None, num_classes=num_classes)
+    _resnet_stem(model, in_channels, stem)
+    return model
+
+
+def _resnet_stem(model: nn.Module, in_channels: int, stem: str) -> None:
+    """CIFAR stem (3x3 stride-1 conv1, no max-pool) for any torchvision ResNet, in place."""
     if stem == "cifar":
         model.conv1 = _conv_like(model.conv1, in_channels=in_channels, kernel_size=3, stride=1)
         model.maxpool = nn.Identity()
     elif in_channels != 3:
         model.conv1 = _conv_like(model.conv1, in_channels=in_channels)
-    return model
 
 
 # torchvision's configuration "D"; "M" is a 2x2 max-pool.
@@ -256,25 +265,36 @@ def _unstride_first_downsample(blocks: nn.Module) -> None:
 
 def _mobilenet(version: str, num_classes: int, in_channels: int, stem: str) -> nn.Module:
     model = getattr(torchvision.models, version)(weights=None, num_classes=num_classes)
+    _mobilenet_stem(model, in_channels, stem)
+    return model
+
+
+def _mobilenet_stem(model: nn.Module, in_channels: int, stem: str) -> None:
+    """CIFAR stem for torchvision MobileNetV2/V3, in place: see the module docstring."""
     first = model.features[0][0]
     if in_channels != 3:
         first = model.features[0][0] = _conv_like(first, in_channels=in_channels)
     if stem == "cifar":
         first.stride = (1, 1)
         _unstride_first_downsample(model.features[1:])
-    return model
 
 
 # ---------------------------------------------------------------------- registry
 
 
 def _check_name(name: str) -> str:
+    """The registry or torchvision name `name` means; a one-line error naming close matches."""
+    from tools.model_sources import torchvision_names
+
     key = name.strip().lower()
-    if key in MODEL_NAMES:
+    if key in MODEL_NAMES or key in torchvision_names():
         return key
-    close = difflib.get_close_matches(key, MODEL_NAMES, n=1)
+    close = difflib.get_close_matches(key, MODEL_NAMES + torchvision_names(), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise UserError(f"unknown model {name!r}{hint}; choose one of: {', '.join(MODEL_NAMES)}")
+    raise UserError(
+        f"unknown model {name!r}{hint}; choose one of: {', '.join(MODEL_NAMES)}, any torchvision "
+        "classifier (e.g. shufflenet_v2_x0_5), or your own as package.module:factory / path/to/file.py:factory"
+    )
 
 
 def _check_sizes(num_classes: int, in_channels: int, image_size: int) -> None:
@@ -317,17 +337,28 @@ def build_model(
     in_channels: int = 3,
     image_size: int = 32,
     stem: str = "auto",
+    kwargs: dict | None = None,
 ) -> nn.Module:
-    """A randomly initialised registry model, tagged with `model.registry_name`; see the
-    module docstring for the stems."""
-    key = _check_name(name)
+    """A randomly initialised model, tagged with `model.registry_name`: a registry name (see the
+    module docstring for the stems), any torchvision classifier name, or a user factory
+    (`package.module:factory`, `path/to/file.py:factory`) called with `kwargs`; see
+    tools.model_sources for the last two."""
+    from tools.model_sources import build_external, is_factory_spec
+
     _check_sizes(num_classes, in_channels, image_size)
+    key = name.strip() if is_factory_spec(name.strip()) else _check_name(name)
     if image_size < _MIN_IMAGE_SIZE.get(key, 1):
         raise UserError(f"model {key} needs images of at least {_MIN_IMAGE_SIZE[key]} px (it halves them 5 times), "
                         f"got {image_size} px; set data.image_size to {_MIN_IMAGE_SIZE[key]} or more, or pick another model")
-    stems, builder = _builders()[key]
-    resolved = _resolve_stem(key, stem, image_size, stems)
-    model = builder(num_classes, in_channels, image_size, resolved)
+    if key in MODEL_NAMES:
+        if kwargs:
+            raise UserError(f"model.kwargs applies to torchvision and factory models, not registry model {key}; "
+                            "remove it")
+        stems, builder = _builders()[key]
+        model = builder(num_classes, in_channels, image_size, _resolve_stem(key, stem, image_size, stems))
+    else:
+        model = build_external(key, num_classes=num_classes, in_channels=in_channels, image_size=image_size,
+                               stem=stem, kwargs=kwargs)
     # A plain attribute (not in the state dict) so error messages can say "resnet20"
     # rather than the shared class name CifarResNet; it survives pickling and deepcopy.
     model.registry_name = key
@@ -401,7 +432,7 @@ def _listed(items: list[str]) -> str:
     return f"({shown}{', ...' if len(items) > _LIST_LIMIT else ''})"
 
 
-def _mismatch_message(source: str, model_name: str, missing, unexpected, shapes) -> str:
+def _mismatch_summary(missing, unexpected, shapes) -> str:
     parts = []
     if missing:
         parts.append(f"{_plural(len(missing), 'missing key')} {_listed(missing)}")
@@ -411,29 +442,67 @@ def _mismatch_message(source: str, model_name: str, missing, unexpected, shapes)
         parts.append(
             f"{_plural(len(shapes), 'shape mismatch', 'shape mismatches')} {_listed(shapes)}"
         )
-    return (
-        f"checkpoint {source} does not match model {model_name}: {', '.join(parts)}; "
-        "check model.name and data set / num_classes"
-    )
+    return ", ".join(parts)
+
+
+def rename_keys(state_dict: Mapping, rename: Mapping[str, str]) -> dict:
+    """`rename` maps key prefixes, e.g. {"linear.": "fc."}; the first matching prefix wins."""
+    out = {}
+    for key, value in state_dict.items():
+        for old, new in rename.items():
+            if key.startswith(old):
+                key = new + key[len(old) :]
+                break
+        out[key] = value
+    return out
 
 
 def load_state_into(
-    model: nn.Module, state_dict: Mapping, source: str, *, model_name: str | None = None
+    model: nn.Module,
+    state_dict: Mapping,
+    source: str,
+    *,
+    model_name: str | None = None,
+    rename: Mapping[str, str] | None = None,
+    strict: bool = True,
 ) -> None:
-    """Strict load; any missing/unexpected key or shape difference is a one-line UserError.
+    """Load `state_dict` (keys renamed by prefix with `rename` first). Strict: any missing or
+    unexpected key or shape difference is a one-line UserError. Not strict: every tensor that fits
+    is loaded, the rest keep their initial values, and one line says which (e.g. a new head).
 
-    `model_name` is only used in the message; it defaults to the `registry_name` that
+    `model_name` is only used in messages; it defaults to the `registry_name` that
     build_model sets, else the class name.
     """
+    state_dict = rename_keys(state_dict, rename) if rename else state_dict
     model_state = model.state_dict()
     missing = [k for k in model_state if k not in state_dict]
     unexpected = [k for k in state_dict if k not in model_state]
     shapes = _shape_mismatches(model_state, state_dict)
     name = model_name or getattr(model, "registry_name", None) or type(model).__name__
-    if missing or unexpected or shapes:
-        raise UserError(_mismatch_message(source, name, missing, unexpected, shapes))
+    if (missing or unexpected or shapes) and strict:
+        raise UserError(
+            f"checkpoint {source} does not match model {name}: {_mismatch_summary(missing, unexpected, shapes)}; "
+            "check model.name and data set / num_classes (model.weights_rename maps key prefixes, "
+            "model.weights_strict: false keeps a new head)"
+        )
+    skipped = set(missing) | {row.split(":")[0] for row in shapes}
+    fitting = OrderedDict((k, v) for k, v in state_dict.items() if k in model_state and k not in skipped)
+    # Per-module format versions: files from other tools often lack them (or carry them under
+    # prefixes stripped above), and some modules (MNASNet) refuse a load without; the model's own fit.
+    fitting._metadata = getattr(model_state, "_metadata", None)
+    if not fitting:
+        raise UserError(f"no tensor of checkpoint {source} fits model {name}; check model.name and model.weights_rename")
     try:
-        model.load_state_dict(state_dict, strict=True)
+        model.load_state_dict(fitting, strict=strict)
     except RuntimeError as e:
         first_line = str(e).strip().splitlines()[0]
         raise UserError(f"checkpoint {source} cannot be loaded into {name}: {first_line}") from None
+    if not strict and (missing or unexpected or shapes):
+        print(f"note: loaded {len(fitting)}/{len(model_state)} tensors of {name} from {source}; not loaded: "
+              f"{_mismatch_summary(missing, unexpected, shapes)} (model.weights_strict: false)")
+
+
+def build_from_config(model_cfg, *, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
+    """build_model for a tools.config.ModelConfig and the data set's class count and input shape."""
+    return build_model(model_cfg.name, num_classes=num_classes, in_channels=input_shape[0],
+                       image_size=input_shape[1], stem=model_cfg.stem, kwargs=model_cfg.kwargs)

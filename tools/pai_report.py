@@ -313,6 +313,7 @@ def parse_point(text: str) -> tuple[str, float, int | None]:
 def load_point_model(run: dict, pruner: str, compression: float, level: int | None) -> tuple[nn.Module, dict]:
     """The pruned model of one grid point (plain weights with zeros) and its row."""
     from tools.checkpoint import load_model
+    from tools.config import ModelConfig
 
     match = [p for p in run["points"] if p["pruner"] == pruner and _close(p["compression"], compression)
              and (level is None or (p.get("level") or None) == level)]
@@ -323,7 +324,8 @@ def load_point_model(run: dict, pruner: str, compression: float, level: int | No
     point = match[0]
     name = f"{point['pruner']}_c{point['compression']:g}" + (f"_L{point['level']}" if point.get("level") else "")
     info = run["run"]
-    stem = _config(run).get("model", {}).get("stem", "auto")
-    model, _ = load_model(run["dir"] / name / "pruned_model.pth", model_name=info["model"], num_classes=info["num_classes"],
-                          input_shape=tuple(info["input_shape"]), stem=stem)
+    stored = _config(run).get("model", {})
+    model_cfg = ModelConfig(name=info["model"], stem=stored.get("stem", "auto"), kwargs=stored.get("kwargs") or {})
+    model, _ = load_model(run["dir"] / name / "pruned_model.pth", model_cfg=model_cfg, num_classes=info["num_classes"],
+                          input_shape=tuple(info["input_shape"]))
     return model, point

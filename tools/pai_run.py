@@ -40,7 +40,7 @@ from tools.engine import check_amp, evaluate
 from tools.errors import UserError
 from tools.io import atomic_torch_save, atomic_write_csv, atomic_write_yaml
 from tools.metrics import count_macs_params, count_nonzero_macs_params, flops_from_macs
-from tools.models import build_model
+from tools.models import build_from_config
 from tools.prune_at_init import (
     DATA_PRUNERS,
     check_pruner,
@@ -155,8 +155,7 @@ class RunContext:
 
     def fresh_model(self, state: dict | None = None) -> nn.Module:
         torch.manual_seed(self.cfg.train.seed)  # same initial weights whatever ran before
-        model = build_model(self.cfg.model.name, num_classes=self.data.num_classes,
-                            in_channels=self.input_shape[0], image_size=self.input_shape[1], stem=self.cfg.model.stem)
+        model = build_from_config(self.cfg.model, num_classes=self.data.num_classes, input_shape=self.input_shape)
         if state is not None:
             model.load_state_dict(state)
         return model.to(self.device)

@@ -317,6 +317,36 @@ def apply_plan(model: nn.Module, example_inputs: torch.Tensor, plan: ChannelPlan
     return pruned
 
 
+def drop_unprunable_groups(model: nn.Module, example_inputs: torch.Tensor, plan: ChannelPlan) -> list[str]:
+    """Remove from `plan` the groups whose pruning breaks the forward, and return their names.
+
+    torch-pruning couples channels through the ops it models; an op it does not (a zero-padding
+    shortcut written as a lambda, a hand-written channel concat) gets a wrong group, and pruning
+    it fails at the next matmul. One probe prunes one round_to block of every group at once;
+    only when that breaks is each group probed alone, so a model without such ops pays one probe."""
+    first = {name: n for name in plan.groups if (n := plan.next_count(name, 0))}
+    if _forward_ok(model, example_inputs, plan, first):
+        return []
+    bad = [name for name, n in first.items() if not _forward_ok(model, example_inputs, plan, {name: n})]
+    for name in bad:
+        del plan.groups[name]
+    return bad
+
+
+def _forward_ok(model: nn.Module, example_inputs: torch.Tensor, plan: ChannelPlan, counts: dict[str, int]) -> bool:
+    with _one_thread():
+        with torch.no_grad():
+            expected = tuple(model.eval()(example_inputs).shape)
+        pruned = copy.deepcopy(model)
+        try:
+            apply_plan(pruned, example_inputs, plan, counts)
+            with torch.no_grad():
+                out = pruned.eval()(example_inputs)
+        except (UserError, RuntimeError, IndexError, ValueError):
+            return False
+    return tuple(out.shape) == expected
+
+
 def prune_channels(model: nn.Module, example_inputs: torch.Tensor, *, ratio: float,
                    table: dict[str, torch.Tensor | None], **limits) -> dict[str, int]:
     """One-shot channel pruning in place at `ratio`; `limits` are ChannelPlan's keywords.

@@ -1,0 +1,52 @@
+"""Check every torchvision classifier through structured pruning and write docs/models.md.
+
+    uv run python -m scripts.model_zoo_check                           # all models, 32 and 224 px
+    uv run python -m scripts.model_zoo_check --models squeezenet1_1,regnet_x_400mf --sizes 32
+    uv run python -m scripts.model_zoo_check --doc-only                # rebuild the doc from the records
+
+Rows already in the records file (docs/models.yaml) are skipped unless --force; see
+tools.model_zoo for what one row checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tools.cli import parse_list
+from tools.errors import UserError, run_cli
+from tools.model_sources import torchvision_names
+from tools.model_zoo import read_records, run_zoo, write_doc
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", help="comma-separated torchvision names (default: all classifiers)")
+    parser.add_argument("--sizes", default="32,224", help="input sizes in px, e.g. 32,224")
+    parser.add_argument("--records", default="docs/models.yaml", help="finished rows (read and extended)")
+    parser.add_argument("--doc", default="docs/models.md", help="the generated table")
+    parser.add_argument("--time-limit", type=float, default=120.0, help="seconds per row (one thread)")
+    parser.add_argument("--max-params", type=float, default=300e6, help="rows of larger models are not run")
+    parser.add_argument("--force", action="store_true", help="re-run rows already in the records")
+    parser.add_argument("--doc-only", action="store_true", help="only rebuild the doc from the records")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    sizes = parse_list(args.sizes, int, "--sizes", "32,224")
+    names = parse_list(args.models, str, "--models", "squeezenet1_1,regnet_x_400mf") or list(torchvision_names())
+    unknown = [n for n in names if n not in torchvision_names()]
+    if unknown:
+        raise UserError(f"--models names {', '.join(unknown)}, not torchvision classifiers; see "
+                        "torchvision.models.list_models(module=torchvision.models)")
+    records, doc = Path(args.records), Path(args.doc)
+    rows = read_records(records) if args.doc_only else run_zoo(
+        names, sizes, records=records, time_limit_s=args.time_limit, max_params=int(args.max_params), force=args.force)
+    write_doc(rows, list(torchvision_names()) if args.models is None else names, doc=doc, records=records,
+              time_limit_s=args.time_limit)
+    print(f"wrote {doc}")
+
+
+if __name__ == "__main__":
+    run_cli(main)
