@@ -4,6 +4,8 @@
         --method l1 --sparsity 0.3
     uv run python -m scripts.prune_structured --checkpoint results/train/cifar10_resnet18/best_model.pth \
         --config cfgs/structured_resnet18_goal.yaml --method taylor --target-macs-reduction 0.5
+    uv run python -m scripts.prune_structured --checkpoint best_model.pth --target-latency-reduction 0.5 \
+        --set structured.latency.backend=onnxruntime structured.latency.batch_size=64
     uv run python -m scripts.prune_structured --checkpoint best_model.pth --method bn_scale \
         --target-macs-reduction 0.5 --set structured.bn_scale.epochs=10 finetune.kd.alpha=0.7
 
@@ -39,6 +41,8 @@ def parse_args(argv):
     target.add_argument("--sparsity", type=float, help="fraction of channels to remove, e.g. 0.3 (structured.pruning_ratio)")
     target.add_argument("--target-macs-reduction", type=float,
                         help="fraction of MACs to remove, e.g. 0.5, reached within structured.target_tolerance")
+    target.add_argument("--target-latency-reduction", type=float,
+                        help="fraction of measured latency to remove on structured.latency.backend, e.g. 0.5")
     parser.add_argument("--epochs", type=int, help="fine-tuning epochs (finetune.epochs)")
     parser.add_argument("--iterative-steps", type=int, help="prune-finetune rounds (structured.iterative_steps)")
     return parser.parse_args(argv)
@@ -49,10 +53,25 @@ def cli_flags(args) -> dict:
     flags = {"structured.method": args.method, "structured.granularity": args.granularity,
              "finetune.epochs": args.epochs, "structured.iterative_steps": args.iterative_steps}
     if args.sparsity is not None:
-        flags |= {"structured.pruning_ratio": args.sparsity, "structured.target_macs_reduction": 0.0}
+        flags |= {"structured.pruning_ratio": args.sparsity, "structured.target_macs_reduction": 0.0,
+                  "structured.target_latency_reduction": 0.0}
     if args.target_macs_reduction is not None:
-        flags["structured.target_macs_reduction"] = args.target_macs_reduction
+        flags |= {"structured.target_macs_reduction": args.target_macs_reduction,
+                  "structured.target_latency_reduction": 0.0}
+    if args.target_latency_reduction is not None:
+        flags |= {"structured.target_latency_reduction": args.target_latency_reduction,
+                  "structured.target_macs_reduction": 0.0}
     return flags
+
+
+def target_text(s) -> str:
+    if s.target_latency_reduction > 0:
+        lat = s.latency
+        return (f"target latency reduction {100 * s.target_latency_reduction:g}% (+-{100 * lat.tolerance:g} pts) on "
+                f"{lat.backend}, batch {lat.batch_size}, {lat.threads} thread(s)")
+    if s.target_macs_reduction > 0:
+        return f"target MACs reduction {100 * s.target_macs_reduction:g}% (+-{100 * s.target_tolerance:g} pts)"
+    return f"channel ratio {s.pruning_ratio:g}"
 
 
 def main(argv=None):
@@ -64,10 +83,7 @@ def main(argv=None):
     save_config(cfg, run_dir / "config.yaml")
     print(f"run folder: {run_dir}")
     print(f"model {cfg.model.name} on {cfg.data.name} {data.input_shape}, device {device}; method {cfg.structured.method}, "
-          f"granularity {cfg.structured.granularity}, " + (
-              f"target MACs reduction {100 * cfg.structured.target_macs_reduction:g}% "
-              f"(+-{100 * cfg.structured.target_tolerance:g} pts)" if cfg.structured.target_macs_reduction > 0
-              else f"channel ratio {cfg.structured.pruning_ratio:g}"))
+          f"granularity {cfg.structured.granularity}, " + target_text(cfg.structured))
     metrics = run_structured(model, data, cfg=cfg, run_dir=run_dir, device=device, checkpoint=str(args.checkpoint))
     print(final_block(metrics))
     print(f"pruned model: {run_dir / PRUNED_MODEL}  (plain torch.load(path, weights_only=False) returns the module)")
