@@ -162,3 +162,17 @@ def test_latency_target_run_records_predicted_and_measured(tiny_checkpoint, tmp_
     assert "predicted_latency_reduction_pct" in metrics and metrics["target_macs_reduction"] is None
     assert (run_dir / lt.TABLE_FILE).is_file() and lat["fast_multiple"] == lt.fast_multiple("torch")
     assert "BatchNorm folded into convs (torch.fx)" in lat["optimisations"]
+
+
+def test_explanation_names_layers_off_the_fast_path_with_the_count_they_need(monkeypatch):
+    from tools.profiling import explain, off_fast_path
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    model = tiny_net()
+    model[0], model[3] = nn.Conv2d(3, 24, 3, padding=1), nn.Conv2d(24, 24, 3, padding=1)
+    off = off_fast_path(model)
+    assert off["multiple"] == 16 and [r["layer"] for r in off["layers"]] == ["0", "3"]
+    text = explain(50, 10, batch_size=64, device="cpu", odd_channels=["0"], noise=1.0, backend="onnxruntime",
+                   off_fast_path=off)
+    assert "0 has 3 -> 24 channels, needs 3 -> 32" in text and "3 has 24 -> 24 channels, needs 32 -> 32" in text
+    assert "16-channel blocks" in text and "multiples of 8" not in text

@@ -12,8 +12,8 @@ an importance-per-millisecond allocation, and the measured whole-model check tha
 
 The latency model (`latency_table`) is measured, not assumed: for every prunable dependency group
 the whole model is timed with only that group shrunk to a few channel counts (multiples of the
-backend's fast multiple), interleaved with the unpruned model, and the group's cost is the median
-per-round difference. Timing the whole model, not the layer alone, charges each group with what
+backend's fast multiple), each time right after the unpruned model, and the group's saving is the
+baseline time x (1 - the median over rounds of the variant/baseline ratio of the two minima). Timing the whole model, not the layer alone, charges each group with what
 it really moves on that backend: its convs, the BN/ReLU/add that follow them, ONNX Runtime's
 layout reorders. The model is additive over groups (a conv between two pruned groups shrinks by
 both, so the prediction is a first-order one); the measured check is what decides.
@@ -49,6 +49,7 @@ import json
 import platform
 import statistics
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -127,7 +128,7 @@ class Backend:
 
 
 def _runner(model: nn.Module, backend: Backend, workdir: Path, index: int) -> tuple[Callable[[], object], list[str]]:
-    """A no-argument call running one timed forward of `model` on `backend`."""
+    """A no-argument call running one forward of `model` on `backend`, and its optimisations."""
     from tools.latency import ORT_OPTIMISATIONS, fold_batchnorm
 
     shape = (backend.batch_size, *backend.input_shape)
@@ -155,11 +156,24 @@ def _runner(model: nn.Module, backend: Backend, workdir: Path, index: int) -> tu
     return run, optimisations
 
 
-def time_interleaved(models: list[nn.Module], backend: Backend, rounds: int | None = None) -> list[list[float]]:
-    """Per model, the median forward time (ms) of each round; the models take turns every round,
-    so a burst of load from another process hits them alike."""
-    import time
+def _timed_ms(run: Callable[[], object], repeats: int, best: bool) -> float:
+    """Median (or, `best`, minimum) of `repeats` timed calls; load from other processes only ever
+    adds time, so the minimum is the steadier estimate of a small difference."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(1000.0 * (time.perf_counter() - start))
+    return min(times) if best else statistics.median(times)
 
+
+def time_interleaved(models: list[nn.Module], backend: Backend, rounds: int | None = None,
+                     paired: bool = False) -> list[list[float]]:
+    """Per model, one time (ms) per round: the median of `repeats` forwards. The models take
+    turns every round, so a burst of load from another process hits them alike. `paired`: the
+    first model is a reference timed again right before each of the others, and each round
+    gives the others' time over that reference's (the minimum of the repeats of each), so slow
+    drifts in load cancel in every pair."""
     rounds = rounds or backend.rounds
     before = torch.get_num_threads()
     torch.set_num_threads(backend.threads)
@@ -170,18 +184,18 @@ def time_interleaved(models: list[nn.Module], backend: Backend, rounds: int | No
                 run, backend.optimisations = _runner(m, backend, Path(tmp), i)
                 run()  # warm-up: first calls allocate and pick kernels
                 runners.append(run)
-            medians: list[list[float]] = [[] for _ in models]
+            out: list[list[float]] = [[] for _ in models]
             for _ in range(rounds):
                 for i, run in enumerate(runners):
-                    times = []
-                    for _ in range(backend.repeats):
-                        start = time.perf_counter()
-                        run()
-                        times.append(1000.0 * (time.perf_counter() - start))
-                    medians[i].append(statistics.median(times))
+                    if paired and i > 0:
+                        reference = _timed_ms(runners[0], backend.repeats, best=True)
+                        out[0].append(reference)
+                        out[i].append(_timed_ms(run, backend.repeats, best=True) / reference)
+                    elif not paired:
+                        out[i].append(_timed_ms(run, backend.repeats, best=False))
     finally:
         torch.set_num_threads(before)
-    return medians
+    return out
 
 
 @dataclass
@@ -296,13 +310,12 @@ def _measure_table(model, example, plan, backend, grid, key) -> LatencyTable:
                 where.append((name, kept))
     print(f"latency table: timing {len(variants)} variants of the model ({len(grid)} groups) on {backend.name}, "
           f"batch {backend.batch_size}, {backend.threads} thread(s), {backend.rounds} interleaved rounds")
-    rounds = max(3, backend.rounds // 2)
-    medians = time_interleaved(variants, backend, rounds)
-    base = medians[0]
+    ratios = time_interleaved(variants, backend, max(3, backend.rounds // 2), paired=True)
+    base_ms = statistics.median(ratios[0])
     raw = {name: {len(plan.groups[name].scores): 0.0} for name in grid}
-    for (name, kept), times in zip(where, medians[1:]):
-        raw[name][kept] = statistics.median(b - t for b, t in zip(base, times))
-    return LatencyTable(statistics.median(base), {n: _monotone(row) for n, row in raw.items()}, raw, key)
+    for (name, kept), per_round in zip(where, ratios[1:]):
+        raw[name][kept] = base_ms * (1 - statistics.median(per_round))
+    return LatencyTable(base_ms, {n: _monotone(row) for n, row in raw.items()}, raw, key)
 
 
 def _monotone(row: dict[int, float]) -> dict[int, float]:
@@ -370,8 +383,9 @@ def search_latency(model: nn.Module, example: torch.Tensor, plan: st.ChannelPlan
                    max_pruning_ratio: float) -> LatencySearch:
     """Allocate for `target`, measure, move the goal by the miss, repeat; see the module docstring."""
     goal, attempts, best = target, [], None
+    most = allocate(plan, table, float("inf"))  # every block that saves time: the table's ceiling
     for attempt in range(1, max_attempts + 1):
-        alloc = allocate(plan, table, goal)
+        alloc = most if goal >= most.predicted else allocate(plan, table, goal)
         pruned = copy.deepcopy(model)
         st.apply_plan(pruned, example, plan, alloc.counts)
         timing = compare(model, pruned, backend)
@@ -386,7 +400,7 @@ def search_latency(model: nn.Module, example: torch.Tensor, plan: st.ChannelPlan
             return _confirmed(found, model, backend, tolerance)
         if alloc.exhausted and timing.reduction < target:
             raise UserError(_unreachable(target, best, alloc, max_pruning_ratio))
-        goal = min(0.99, max(0.0, goal + target - timing.reduction))
+        goal = min(most.predicted, max(0.0, goal + target - timing.reduction))
     raise UserError(f"the measured latency reduction did not land within {100 * tolerance:.0f} pts of "
                     f"{100 * target:.0f}% in {max_attempts} attempts (best {100 * best.timing.reduction:.1f}% "
                     f"+-{100 * best.timing.spread:.1f}); raise structured.latency.tolerance or max_attempts")
