@@ -172,6 +172,7 @@ class LatencyTargetConfig:
     levels: int = 6  # channel counts measured per group for the latency table (interpolated between)
     max_attempts: int = 4  # measured re-allocations before giving up on landing within tolerance
     cache_dir: str = "results/latency_cache"  # latency tables keyed by model, backend, batch, threads and host; "" = off
+    report: bool = False  # MACs or ratio targets too: time the pruned model against the baseline this way (no target)
 
 
 @dataclass

@@ -29,7 +29,8 @@ taken: it removes accuracy and buys no time (a memory-bound layer, a count off t
 
 The judge is the measured whole model: after allocating, the pruned model and the baseline take
 turns for `rounds` rounds of `repeats` forwards; the reduction is the median of the per-round
-reductions and its spread is half the range between their 10th and 90th percentiles. When that
+reductions and its spread the half-width of the box-plot notch around it, 1.58 x IQR / sqrt(rounds)
+(McGill et al. 1978: a ~95% interval of a median), so more rounds narrow it on a busy machine. When that
 misses the target the goal moves by the miss and the allocation reruns (`max_attempts`). A
 spread larger than the tolerance refuses to call anything met (UserError), as does a target the
 model cannot reach within max_pruning_ratio (the best measured reduction and the bound that held
@@ -205,7 +206,7 @@ class Timing:
     baseline_ms: float  # median of the round medians
     pruned_ms: float
     reduction: float  # median of the per-round reductions (fraction)
-    spread: float  # half the p10-p90 range of the per-round reductions (fraction)
+    spread: float  # half-width of the median's ~95% interval, 1.58 x IQR / sqrt(rounds) (fraction)
     rounds: int
 
     def as_dict(self) -> dict:
@@ -216,9 +217,9 @@ class Timing:
 def compare(baseline: nn.Module, pruned: nn.Module, backend: Backend, rounds: int | None = None) -> Timing:
     base, mine = time_interleaved([baseline, pruned], backend, rounds)
     per_round = [1 - p / b for b, p in zip(base, mine)]
-    p10, p90 = np.percentile(per_round, [10, 90])
-    return Timing(statistics.median(base), statistics.median(mine), statistics.median(per_round),
-                  float(p90 - p10) / 2, len(per_round))
+    q1, q3 = np.percentile(per_round, [25, 75])
+    notch = 1.58 * float(q3 - q1) / len(per_round) ** 0.5  # the box-plot notch: ~95% interval of the median
+    return Timing(statistics.median(base), statistics.median(mine), statistics.median(per_round), notch, len(per_round))
 
 
 # ----------------------------------------------------------------------------- the latency table

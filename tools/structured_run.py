@@ -57,7 +57,7 @@ def check_structured_config(cfg: Config) -> None:
     _fraction("structured.pruning_ratio", s.pruning_ratio)
     _fraction("structured.target_macs_reduction", s.target_macs_reduction)
     _fraction("structured.target_latency_reduction", s.target_latency_reduction)
-    if s.target_latency_reduction > 0:
+    if s.target_latency_reduction > 0 or s.latency.report:
         check_latency_config(cfg)
     for name, r in s.layer_ratios.items():
         _fraction(f"structured.layer_ratios.{name}", r)
@@ -78,12 +78,12 @@ def check_structured_config(cfg: Config) -> None:
 def check_latency_config(cfg: Config) -> None:
     """The latency target's own checks, the backend's availability included (before any pruning)."""
     s, lat = cfg.structured, cfg.structured.latency
-    if s.target_macs_reduction > 0:
+    if s.target_macs_reduction > 0 and s.target_latency_reduction > 0:
         raise UserError("structured.target_latency_reduction and structured.target_macs_reduction are exclusive; "
                         "set one of them to 0 (on the command line: one of --target-latency-reduction, "
                         "--target-macs-reduction, --sparsity)")
     if s.granularity != "channel" or s.iterative_steps != 1:
-        raise UserError("structured.target_latency_reduction needs granularity channel and iterative_steps 1 "
+        raise UserError("structured.target_latency_reduction (and latency.report) need granularity channel and iterative_steps 1 "
                         f"(got {s.granularity}, {s.iterative_steps}): only removed channels make a model faster")
     for key in ("batch_size", "threads", "rounds", "repeats", "levels", "max_attempts"):
         if getattr(lat, key) < (2 if key in ("rounds", "levels") else 1):
@@ -180,6 +180,7 @@ def _prune_channel_round(model, data, *, cfg, step, example, ignored, baseline, 
     table = st.importance_table(model, example, method=s.method, ignored_layers=ignored)
     model.zero_grad(set_to_none=True)
     latency = s.target_latency_reduction > 0
+    original = copy.deepcopy(model) if s.latency.report else None  # the ratio path prunes in place
     plan = st.ChannelPlan(
         model, example, table=table, global_pruning=s.global_pruning, max_pruning_ratio=s.max_pruning_ratio,
         round_to=math.lcm(s.round_to, lt.fast_multiple(s.latency.backend)) if latency else s.round_to,
@@ -200,6 +201,8 @@ def _prune_channel_round(model, data, *, cfg, step, example, ignored, baseline, 
         st.apply_plan(model, example, plan, plan.counts(ratio))
         info = {"ratio": ratio}
     info["macs_reduction_pct"] = 100 * _reduction(model, baseline["macs"], example)
+    if s.latency.report and not latency:
+        info["latency"] = _latency_report(original, model, cfg=cfg, input_shape=tuple(data.input_shape))
     return model, info
 
 
@@ -229,6 +232,19 @@ def _latency_search(model, plan, *, cfg, example, input_shape, run_dir) -> tuple
                "predicted_reduction_pct": 100 * found.predicted, **t.as_dict(), "attempts": found.attempts,
                "table": lt.TABLE_FILE}
     return found.model.to(device), {"latency": latency}
+
+
+def _latency_report(baseline: nn.Module, pruned: nn.Module, *, cfg, input_shape) -> dict:
+    """structured.latency.report: the measured check of a MACs- or ratio-pruned model, no target."""
+    lat = cfg.structured.latency
+    backend = lt.Backend(lat.backend, input_shape, lat.batch_size, threads=lat.threads, rounds=lat.rounds,
+                         repeats=lat.repeats)
+    on = (lambda m: m) if lat.backend == "cuda" else (lambda m: copy.deepcopy(m).cpu())
+    t = lt.compare(on(baseline), on(pruned), backend)
+    print(f"latency on {lat.backend} batch {lat.batch_size}, {lat.threads} thread(s): measured -{100 * t.reduction:.1f}% "
+          f"+-{100 * t.spread:.1f} pts ({t.baseline_ms:.2f} -> {t.pruned_ms:.2f} ms, median of {t.rounds} interleaved rounds)")
+    return {"backend": lat.backend, "batch_size": lat.batch_size, "threads": lat.threads, "host": lt.host_id(),
+            "optimisations": backend.optimisations, "predicted_reduction_pct": None, **t.as_dict()}
 
 
 def _prune_kernel_round(model, *, cfg, step, ignored, baseline, input_shape):
@@ -355,7 +371,7 @@ def build_metrics(cfg: Config, *, baseline: dict, after_prune: dict, final: dict
     latency = rounds[-1].get("latency") if rounds else None
     if latency is not None:  # the architecture is final after pruning, so fine-tuning leaves this as measured
         metrics |= {"latency": latency, "latency_reduction_pct": latency["measured_reduction_pct"],
-                    "predicted_latency_reduction_pct": latency["predicted_reduction_pct"],
+                    "predicted_latency_reduction_pct": latency.get("predicted_reduction_pct"),
                     "latency_spread_pts": latency["spread_pts"]}
     return metrics
 
@@ -420,10 +436,11 @@ def final_block(metrics: dict) -> str:
     ]
     if "latency" in metrics:
         lat = metrics["latency"]
-        rows.append(("latency reduction", f"{lat['measured_reduction_pct']:.1f}% measured +-{lat['spread_pts']:.1f} pts "
-                                          f"(predicted {lat['predicted_reduction_pct']:.1f}%, target "
-                                          f"{lat['target_pct']:g}% +-{lat['tolerance_pts']:g}) on {lat['backend']} "
-                                          f"batch {lat['batch_size']}, {lat['threads']} thread(s)"))
+        target = (f" (predicted {lat['predicted_reduction_pct']:.1f}%, target {lat['target_pct']:g}% "
+                  f"+-{lat['tolerance_pts']:g})" if lat["predicted_reduction_pct"] is not None else "")
+        rows.append(("latency reduction", f"{lat['measured_reduction_pct']:.1f}% measured +-{lat['spread_pts']:.1f} pts"
+                                          f"{target} on {lat['backend']} batch {lat['batch_size']}, "
+                                          f"{lat['threads']} thread(s)"))
     width = max(len(k) for k, _ in rows)
     lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
     lines.append(st.goal_line(metrics["goal_met"], **metrics["goal"]))
