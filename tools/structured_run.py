@@ -206,12 +206,17 @@ def _prune_channel_round(model, data, *, cfg, step, example, ignored, baseline, 
     return model, info
 
 
+def _backend(cfg: Config, input_shape: tuple) -> lt.Backend:
+    lat = cfg.structured.latency
+    return lt.Backend(lat.backend, input_shape, lat.batch_size, threads=lat.threads, rounds=lat.rounds,
+                      repeats=lat.repeats)
+
+
 def _latency_search(model, plan, *, cfg, example, input_shape, run_dir) -> tuple[nn.Module, dict]:
     """structured.target_latency_reduction: the measured table, the greedy allocation and the
     measured check (tools.latency_target), on CPU copies unless the backend is cuda."""
     s, lat = cfg.structured, cfg.structured.latency
-    backend = lt.Backend(lat.backend, input_shape, lat.batch_size, threads=lat.threads, rounds=lat.rounds,
-                         repeats=lat.repeats)
+    backend = _backend(cfg, input_shape)
     device = next(model.parameters()).device
     timed = model if lat.backend == "cuda" else copy.deepcopy(model).cpu()
     example = example.to(next(timed.parameters()).device)
@@ -236,9 +241,7 @@ def _latency_search(model, plan, *, cfg, example, input_shape, run_dir) -> tuple
 
 def _latency_report(baseline: nn.Module, pruned: nn.Module, *, cfg, input_shape) -> dict:
     """structured.latency.report: the measured check of a MACs- or ratio-pruned model, no target."""
-    lat = cfg.structured.latency
-    backend = lt.Backend(lat.backend, input_shape, lat.batch_size, threads=lat.threads, rounds=lat.rounds,
-                         repeats=lat.repeats)
+    lat, backend = cfg.structured.latency, _backend(cfg, input_shape)
     on = (lambda m: m) if lat.backend == "cuda" else (lambda m: copy.deepcopy(m).cpu())
     t = lt.compare(on(baseline), on(pruned), backend)
     print(f"latency on {lat.backend} batch {lat.batch_size}, {lat.threads} thread(s): measured -{100 * t.reduction:.1f}% "
@@ -368,7 +371,7 @@ def build_metrics(cfg: Config, *, baseline: dict, after_prune: dict, final: dict
     }
     if sparsity is not None:
         metrics["sparsity_training"] = sparsity
-    latency = rounds[-1].get("latency") if rounds else None
+    latency = rounds[-1].pop("latency", None) if rounds else None  # kept once, at the top level
     if latency is not None:  # the architecture is final after pruning, so fine-tuning leaves this as measured
         metrics |= {"latency": latency, "latency_reduction_pct": latency["measured_reduction_pct"],
                     "predicted_latency_reduction_pct": latency.get("predicted_reduction_pct"),
