@@ -7,8 +7,9 @@ an importance-per-millisecond allocation, and the measured whole-model check tha
     backend = Backend("onnxruntime", input_shape=(3, 32, 32), batch_size=64, threads=1, rounds=7, repeats=3)
     plan = st.ChannelPlan(model, example, table=scores, round_to=backend.fast_multiple, ignored_layers=ignored)
     table = latency_table(model, example, plan, backend, levels=6, cache_dir=Path("results/latency_cache"))
-    counts, predicted = allocate(plan, table, goal=0.5)        # channels removed per group, predicted reduction
-    timing = compare(model, pruned_model, backend)              # measured reduction, its spread, round medians
+    alloc = allocate(plan, table, goal=0.5)      # alloc.counts: channels removed per group; alloc.predicted
+    st.apply_plan(pruned := copy.deepcopy(model), example, plan, alloc.counts)
+    timing = compare(model, pruned, backend)     # timing.reduction, timing.spread: measured, interleaved
 
 The latency model (`latency_table`) is measured, not assumed: for every prunable dependency group
 the whole model is timed with only that group shrunk to a few channel counts (multiples of the
