@@ -113,7 +113,7 @@ def linear_table(monkeypatch):
     every channel removed is predicted to save the same time."""
     def fake(model, example, plan, backend, **kw):
         total = sum(len(g.scores) for g in plan.groups.values())
-        return synthetic_table(plan, {name: 10.0 / total for name in plan.groups}) if total else None
+        return synthetic_table(plan, {name: 100.0 / total for name in plan.groups})
     monkeypatch.setattr(lt, "latency_table", fake)
 
 
@@ -135,17 +135,20 @@ def test_unreachable_target_exits_2_with_the_best_reached(tiny_checkpoint, tmp_p
 
 
 def test_latency_target_run_records_predicted_and_measured(tiny_checkpoint, tmp_path, monkeypatch):
+    """The run's plumbing, timed deterministically (a shared CPU makes 3-round spreads of tiny
+    models arbitrary): compare answers a 31% reduction with a 2-point spread."""
     linear_table(monkeypatch)
+    monkeypatch.setattr(lt, "compare", lambda *a, **k: lt.Timing(10.0, 6.9, reduction=0.31, spread=0.02, rounds=3))
     run_dir = tmp_path / "lat"
     prune_script.main(["--checkpoint", str(tiny_checkpoint), "--save-dir", str(run_dir),
-                       "--target-latency-reduction", "0.3", *LAT_RUN, "structured.latency.tolerance=0.45"])
+                       "--target-latency-reduction", "0.3", *LAT_RUN])
     metrics = yaml.safe_load((run_dir / "metrics.yaml").read_text())
     lat = metrics["latency"]
-    assert abs(lat["measured_reduction_pct"] - 30) <= 45 and lat["rounds"] == 3
-    assert metrics["latency_reduction_pct"] == lat["measured_reduction_pct"]
-    assert 0 < metrics["predicted_latency_reduction_pct"] < 100 and metrics["target_macs_reduction"] is None
-    assert lat["fast_multiple"] == lt.fast_multiple("torch") and lat["attempts"]
-    assert "BatchNorm folded into convs (torch.fx)" in lat["optimisations"]
+    assert lat["measured_reduction_pct"] == pytest.approx(31) and lat["spread_pts"] == pytest.approx(2)
+    assert metrics["latency_reduction_pct"] == lat["measured_reduction_pct"] and len(lat["attempts"]) == 1
+    assert metrics["predicted_latency_reduction_pct"] == pytest.approx(30, abs=3)  # linear table: lands just past 30%
+    assert metrics["target_macs_reduction"] is None and lat["fast_multiple"] == lt.fast_multiple("torch")
+    assert all(c["after"] % lat["fast_multiple"] == 0 for n, c in metrics["channels"].items() if n != "fc")
 
 
 def test_bad_latency_settings_are_one_line_errors(monkeypatch):
