@@ -154,6 +154,8 @@ def print_entry(entry: dict) -> None:
             print(f"   {backend:<11} batch {bs:>4}: median {s['median_ms']:8.3f} ms  p90 {s['p90_ms']:8.3f} ms  "
                   f"(noise p90/median {s['p90_ms'] / s['median_ms']:.2f})  {s['throughput_ips']:9.0f} img/s  "
                   f"threads {s['num_threads']}")
+            if s.get("optimisations"):
+                print(f"{'':<19} timed with: {'; '.join(s['optimisations'])}")
 
 
 def print_analysis(rows: list[dict]) -> None:

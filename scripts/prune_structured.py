@@ -6,6 +6,8 @@
         --method l1 --pruning-ratio 0.3
     uv run python -m scripts.prune_structured --checkpoint results/train/cifar10_resnet18/best_model.pth \
         --config cfgs/structured_resnet18_goal.yaml --method taylor --target-macs-reduction 0.5
+    uv run python -m scripts.prune_structured --checkpoint best_model.pth --target-latency-reduction 0.5 \
+        --set structured.latency.backend=onnxruntime structured.latency.batch_size=64
     uv run python -m scripts.prune_structured --checkpoint best_model.pth --method bn_scale \
         --target-macs-reduction 0.5 --set structured.bn_scale.epochs=10 finetune.kd.alpha=0.7
 
@@ -63,6 +65,8 @@ def parse_args(argv):
                              "(structured.target_macs_reduction)")
     target.add_argument("--pruning-ratio", type=float,
                         help="fraction of channels to remove instead, e.g. 0.3 (structured.pruning_ratio)")
+    target.add_argument("--target-latency-reduction", type=float,
+                        help="fraction of measured latency to remove on structured.latency.backend, e.g. 0.5")
     parser.add_argument("--epochs", type=int, help="fine-tuning epochs (finetune.epochs)")
     parser.add_argument("--iterative-steps", type=int, help="prune-finetune rounds (structured.iterative_steps)")
     return parser.parse_args(argv)
@@ -73,19 +77,29 @@ def cli_flags(args) -> dict:
     flags = {"structured.method": args.method, "structured.granularity": args.granularity,
              "finetune.epochs": args.epochs, "structured.iterative_steps": args.iterative_steps}
     if args.pruning_ratio is not None:
-        flags |= {"structured.pruning_ratio": args.pruning_ratio, "structured.target_macs_reduction": 0.0}
+        flags |= {"structured.pruning_ratio": args.pruning_ratio, "structured.target_macs_reduction": 0.0,
+                  "structured.target_latency_reduction": 0.0}
     if args.target_macs_reduction is not None:
         if not 0 < args.target_macs_reduction < 1:
             raise UserError(f"--sparsity / --target-macs-reduction is the fraction of FLOPs removed and must be in (0, 1), "
                             f"e.g. 0.5; got {args.target_macs_reduction:g}")
-        flags["structured.target_macs_reduction"] = args.target_macs_reduction
+        flags |= {"structured.target_macs_reduction": args.target_macs_reduction,
+                  "structured.target_latency_reduction": 0.0}
+    if args.target_latency_reduction is not None:
+        flags |= {"structured.target_latency_reduction": args.target_latency_reduction,
+                  "structured.target_macs_reduction": 0.0}
     return flags
 
 
 def target_line(s) -> str:
-    """Which of the two knobs this run uses: a FLOPs target (--sparsity) or a channel ratio."""
+    """Which knob this run uses: a measured latency target, a FLOPs target (--sparsity) or a channel ratio."""
     basis = "" if s.granularity == "channel" else "non-zero "  # kernel masks leave dense FLOPs as they were
     unit = "channel" if s.granularity == "channel" else "kernel"
+    if s.target_latency_reduction > 0:
+        lat = s.latency
+        return (f"target latency reduction {100 * s.target_latency_reduction:g}% (+-{100 * lat.tolerance:g} pts) "
+                f"measured on {lat.backend}, batch {lat.batch_size}, {lat.threads} thread(s) "
+                f"(--target-latency-reduction; MACs are reported beside it)")
     if s.target_macs_reduction > 0:
         return (f"target sparsity {100 * s.target_macs_reduction:g}% of {basis}FLOPs (= MACs) removed, searched within "
                 f"{100 * s.target_tolerance:g} pt(s) of it (--sparsity / structured.target_macs_reduction; "

@@ -66,6 +66,7 @@ TARGETS = {
     "min_macs_reduction_pct": ("macs_reduction_pct", ">=", "MACs reduction {:.1f}%"),
     "max_finetune_fraction": ("finetune_fraction", "<=", "fine-tune epochs / baseline epochs {:.2f}"),
     "min_latency_ratio": ("latency_ratio", ">=", "latency reduction / MACs reduction {:.2f}"),
+    "min_latency_reduction_pct": ("latency_reduction_pct", ">=", "measured latency reduction {:.1f}%"),
     "min_loader_ratio": ("loader_ratio", ">=", "loader / step images/s {:.1f}x"),
     "max_wall_min": ("wall_min", "<=", "wall time {:.1f} min"),
     "min_speedup": ("speedup", ">=", "speed-up vs the baseline at the largest batch {:.2f}x"),
@@ -495,16 +496,28 @@ def structured_rows(run: Run, benchmarks, results_root) -> list[dict]:
     cols, values, spreads = prune_columns(run, benchmarks, results_root)
     values["macs_reduction_pct"] = r.get("macs_reduction_pct")
     spreads["macs_reduction_pct"] = run.spread.get("macs_reduction_pct")
+    values["latency_reduction_pct"] = r.get("latency_reduction_pct")
     steps = s["iterative_steps"]
     return [{"method": f"{s['method']} ({'global' if s['global_pruning'] else 'per-layer'}, round_to {s['round_to']})",
              "steps": "one-shot" if steps == 1 else f"{steps} rounds",
              "MACs reduction": fmt_stat(run, "macs_reduction_pct", ".1f", "%"),
              "params reduction": fmt(r.get("params_reduction_pct"), ".1f", "%"),
+             "latency reduction: predicted / measured (spread)": latency_text(r),
              "top-1 before -> after pruning -> fine-tuned":
                  f"{fmt(r.get('baseline_top1'))} -> {fmt_stat(run, 'top1', section='pruned_before_finetune')} -> "
                  f"{fmt_stat(run, 'pruned_top1')}",
              "drop (pts)": fmt_stat(run, "accuracy_drop", "+.2f"),
              "target": check_targets(run.b.cfg.bench.targets, values, spreads), **cols}]
+
+
+def latency_text(r: dict) -> str:
+    """A latency-targeted run's predicted and measured reductions, the spread and where timed."""
+    lat = r.get("latency")
+    if lat is None:
+        return "-"
+    predicted = "-" if lat.get("predicted_reduction_pct") is None else f"{lat['predicted_reduction_pct']:.1f}%"
+    return (f"{predicted} / {lat['measured_reduction_pct']:.1f}% (+-{lat['spread_pts']:.1f}) "
+            f"{lat['backend']} batch {lat['batch_size']}, {lat['threads']} thread(s)")
 
 
 def unstructured_rows(run: Run, benchmarks, results_root) -> list[dict]:

@@ -284,12 +284,30 @@ class GoalConfig:
 
 
 @dataclass
+class LatencyTargetConfig:
+    """How structured.target_latency_reduction is measured (see tools.latency_target)."""
+
+    backend: str = "torch"  # torch (eager, BN folded) | onnxruntime (CPU provider) | cuda (eager on the GPU)
+    batch_size: int = 64  # images per timed forward
+    threads: int = 1  # intra-op threads for timing (cuda: ignored)
+    tolerance: float = 0.05  # the measured reduction lands within this of the target (0.05 = 5 pts); also the largest timing spread accepted
+    rounds: int = 7  # interleaved timing rounds of the pruned model against the baseline; medians are compared
+    repeats: int = 3  # timed forwards per model per round
+    levels: int = 6  # channel counts measured per group for the latency table (interpolated between)
+    max_attempts: int = 4  # measured re-allocations before giving up on landing within tolerance
+    cache_dir: str = "results/latency_cache"  # latency tables keyed by model, backend, batch, threads and host; "" = off
+    report: bool = False  # MACs or ratio targets too: time the pruned model against the baseline this way (no target)
+
+
+@dataclass
 class StructuredConfig:
     method: str = "l2"  # importance: l1 | l2 | bn_scale | taylor | lamp | fpgm | random (see tools.structured)
     granularity: str = "channel"  # channel (physically smaller) | kernel | intra_kernel (masks, see tools.kernel_pruning)
     pruning_ratio: float = 0.3  # fraction of channels (kernels) removed; used when target_macs_reduction is 0
     target_macs_reduction: float = 0.0  # > 0: search the ratio removing this fraction of MACs instead, e.g. 0.5
     target_tolerance: float = 0.01  # the search lands within this of the target (fraction of MACs: 0.01 = 1 pt)
+    target_latency_reduction: float = 0.0  # > 0: prune until the measured latency on structured.latency.backend falls by this fraction
+    latency: LatencyTargetConfig = field(default_factory=LatencyTargetConfig)
     global_pruning: bool = True  # rank channels across layers (false: the same ratio in every layer)
     max_pruning_ratio: float = 0.8  # no layer loses more than this fraction of its original channels
     round_to: int = 8  # remaining channel counts are multiples of this (hardware-friendly); 1 = off

@@ -35,8 +35,32 @@ def _check_positive(label: str, value: int, minimum: int = 1) -> None:
         raise UserError(f"{label} must be an integer >= {minimum}, got {value!r}")
 
 
-def _prepared(model: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:
-    return copy.deepcopy(model).to(device=device, dtype=dtype).eval()
+def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, list[str]]:
+    """An eval-mode copy of `model` with every BatchNorm that follows a conv folded into it, as
+    deployment runtimes (ONNX Runtime, TensorRT, oneDNN graphs) do, and the optimisations that
+    ran. torch.fx's `fuse` does the folding; a model fx cannot trace is timed unfolded, and the
+    returned list says so."""
+    from torch.fx.experimental.optimization import fuse
+
+    model = copy.deepcopy(model).eval()
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return model, ["eager (no BatchNorm to fold)"]
+    try:
+        return fuse(model), ["eager", "BatchNorm folded into convs (torch.fx)"]
+    except Exception as e:  # fx tracing fails on data-dependent control flow: time it as it is
+        return model, ["eager", f"BatchNorm not folded (torch.fx cannot trace the model: {type(e).__name__})"]
+
+
+ORT_OPTIMISATIONS = ["ONNX Runtime CPU provider", "graph optimisation level ORT_ENABLE_ALL (constant folding, "
+                     "Conv+BatchNorm and Conv+activation fusion, NCHWc blocked layout)"]
+
+
+def _prepared(model: nn.Module, device: torch.device, dtype: torch.dtype, fold_bn: bool = True) -> tuple[nn.Module, list[str]]:
+    if fold_bn:
+        model, optimisations = fold_batchnorm(model)
+    else:
+        model, optimisations = copy.deepcopy(model).eval(), ["eager"]
+    return model.to(device=device, dtype=dtype).eval(), optimisations
 
 
 def _example(input_shape: tuple, batch_size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -111,15 +135,17 @@ def measure_latency(
     repeats: int = 50,
     dtype: torch.dtype = torch.float32,
     num_threads: int | None = None,
+    fold_bn: bool = True,
 ) -> dict:
-    """Per-batch forward latency stats (ms) and throughput (images/s, from the median)."""
+    """Per-batch forward latency stats (ms) and throughput (images/s, from the median), of the
+    model as deployed: BatchNorm folded into the convs (`fold_bn`; see fold_batchnorm)."""
     _check_positive("batch_size", batch_size)
     _check_positive("repeats", repeats)
     _check_positive("warmup", warmup, minimum=0)
     if num_threads is not None:
         _check_positive("num_threads", num_threads)
     device = torch.device(device)
-    net = _prepared(model, device, dtype)
+    net, optimisations = _prepared(model, device, dtype, fold_bn)
     x = _example(input_shape, batch_size, device, dtype)
     with _threads(num_threads) as threads_used, torch.inference_mode():
         for _ in range(warmup):
@@ -137,6 +163,7 @@ def measure_latency(
         num_threads=threads_used,
         warmup=warmup,
         repeats=repeats,
+        optimisations=optimisations,
     )
     return stats
 
@@ -169,7 +196,7 @@ def measure_onnx_latency(
     stats = _summary(times_ms, batch_size)
     stats.update(device="cpu", backend="onnxruntime", batch_size=batch_size, dtype="float32",
                  num_threads=session.get_session_options().intra_op_num_threads or None,
-                 warmup=warmup, repeats=repeats)
+                 warmup=warmup, repeats=repeats, optimisations=ORT_OPTIMISATIONS)
     return stats
 
 
@@ -229,7 +256,7 @@ def per_layer_latency(
     _check_positive("batch_size", batch_size)
     _check_positive("repeats", repeats)
     device = torch.device(device)
-    net = _prepared(model, device, torch.float32)
+    net, _ = _prepared(model, device, torch.float32, fold_bn=False)  # per layer: BN keeps its own row
     x = _example(input_shape, batch_size, device, torch.float32)
     totals_ms: dict[str, float] = defaultdict(float)
     with torch.inference_mode():

@@ -49,6 +49,7 @@ def profile_model(label: str, model: nn.Module, input_shape: tuple[int, int, int
         "size_bytes": model_size_bytes(model),
         "channels_not_multiple_of_8": channels_not_multiple_of(model, 8),
         "channels_not_multiple_of_16": channels_not_multiple_of(model, 16),
+        "off_fast_path": off_fast_path(model),
         "latency": {},
     }
 
@@ -145,6 +146,39 @@ def channels_not_multiple_of(model: nn.Module, multiple: int) -> list[str]:
             if isinstance(m, nn.Conv2d) and m.out_channels % multiple and m.groups == 1]
 
 
+def off_fast_path(model: nn.Module, backend: str = "onnxruntime") -> dict:
+    """Convs whose channel counts are not multiples of the backend's fast block on this machine
+    (tools.latency_target.fast_multiple: 16 with AVX-512, 8 with AVX2, 8 on CUDA), each with the
+    counts it would need: such a conv drops to a slower kernel or is padded to the next block."""
+    from tools.latency_target import fast_multiple
+
+    multiple = fast_multiple(backend)
+    layers = []
+    for name, m in model.named_modules():
+        if not isinstance(m, nn.Conv2d) or m.groups != 1:
+            continue
+        # the stem's 3 image channels are reordered once by the runtime, not per block
+        odd_in = m.in_channels % multiple and m.in_channels > 4
+        if m.out_channels % multiple or odd_in:
+            layers.append({"layer": name, "in": m.in_channels, "out": m.out_channels,
+                           "needs_in": _next_multiple(m.in_channels, multiple) if odd_in else m.in_channels,
+                           "needs_out": _next_multiple(m.out_channels, multiple)})
+    return {"multiple": multiple, "layers": layers}
+
+
+def _next_multiple(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def fast_path_text(off: dict, backend: str, limit: int = 3) -> str:
+    """'layer1.0.conv1 has 12 -> 12 channels, needs 16 -> 16; ...' for the first `limit` layers."""
+    shown = "; ".join(f"{r['layer']} has {r['in']} -> {r['out']} channels, needs {r['needs_in']} -> {r['needs_out']}"
+                      for r in off["layers"][:limit])
+    more = f" and {len(off['layers']) - limit} more" if len(off["layers"]) > limit else ""
+    return (f"{len(off['layers'])} conv layers fall off {backend}'s fast path of {off['multiple']}-channel blocks on "
+            f"this machine ({shown}{more}); prune with structured.round_to={off['multiple']} or a latency target")
+
+
 def slowest_layers(model: nn.Module, input_shape: tuple[int, int, int], *, batch_size: int, device: torch.device,
                    repeats: int, top: int = 10) -> list[dict]:
     """Per-layer time share (hooks) joined with each layer's MACs, slowest first."""
@@ -188,13 +222,15 @@ def flops_vs_latency(baseline: dict, pruned: dict) -> list[dict]:
                 "explanation": explain(flops_red, lat_red, batch_size=bs, device=stats["device"], backend=backend,
                                        odd_channels=pruned["channels_not_multiple_of_8"],
                                        odd_channels_16=pruned.get("channels_not_multiple_of_16", []),
+                                       off_fast_path=pruned.get("off_fast_path"),
                                        noise=max(s["p90_ms"] / s["median_ms"] for s in (base, stats))),
             })
     return rows
 
 
 def explain(flops_red: float, lat_red: float, *, batch_size: int, device: str, odd_channels: list[str],
-            noise: float, backend: str = "torch", odd_channels_16: list[str] | None = None) -> str:
+            noise: float, backend: str = "torch", odd_channels_16: list[str] | None = None,
+            off_fast_path: dict | None = None) -> str:
     """Why the measured latency did (not) follow the FLOPs, in words a practitioner can act on."""
     if flops_red <= 0:
         return "no FLOPs reduction: latency can only change by noise or by unstructured sparsity the dense kernels ignore"
@@ -211,6 +247,10 @@ def explain(flops_red: float, lat_red: float, *, batch_size: int, device: str, o
                        "is a large share of its time and does not shrink with channels")
     if device.startswith("cuda"):
         reasons.append("on the GPU small kernels are launch bound: fewer channels leave the launch count unchanged")
+    if off_fast_path is not None and device == "cpu":  # names the layers and the counts they need
+        odd_channels, odd_channels_16 = [], []
+        if off_fast_path["layers"]:
+            reasons.append(fast_path_text(off_fast_path, backend))
     if odd_channels:
         reasons.append(f"{len(odd_channels)} conv layers have channel counts that are not multiples of 8 "
                        f"(e.g. {odd_channels[0]}), which vectorised kernels pad; use round_to=8")
@@ -224,25 +264,47 @@ def explain(flops_red: float, lat_red: float, *, batch_size: int, device: str, o
 
 
 def plot_latency_vs_macs(entries: list[dict], path: Path) -> Path | None:
-    """One scatter per batch size: median latency against MACs, a marker per backend."""
+    """One scatter per batch size: median latency (ms) against MMACs, a marker per backend, and
+    per backend the dashed line where latency would fall in proportion to MACs from the first
+    entry (the baseline), so the gap to it is seen at a glance. Labels are spread apart."""
     from tools.report import pyplot, save_figure
 
     plt = pyplot()
     batch_sizes = sorted({bs for e in entries for by in e["latency"].values() for bs in by})
     if not batch_sizes:
         return None
-    fig, axes = plt.subplots(1, len(batch_sizes), figsize=(4.5 * len(batch_sizes), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(batch_sizes), figsize=(5.5 * len(batch_sizes), 4.5), squeeze=False)
     markers = {"torch": "o", "onnxruntime": "s"}
     for ax, bs in zip(axes[0], batch_sizes):
+        labels = []
         for backend, marker in markers.items():
             points = [(e["macs"] / 1e6, e["latency"][backend][bs]["median_ms"], e["label"])
                       for e in entries if bs in e["latency"].get(backend, {}) and e.get("macs")]
-            if points:
-                ax.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, label=backend)
-                for x, y, label in points:
-                    ax.annotate(label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        ax.set(title=f"batch {bs}", xlabel="MACs per image (M)", ylabel="median latency (ms)")
+            if not points:
+                continue
+            dots = ax.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, label=backend, zorder=3)
+            x0, y0 = points[0][:2]
+            ax.plot([0, 1.05 * x0], [0, 1.05 * y0], "--", color=dots.get_facecolor()[0], alpha=0.6, linewidth=1,
+                    label=f"{backend}: latency proportional to MACs")
+            labels += points
+        _spread_labels(ax, labels)
+        ax.set(title=f"batch {bs}", xlabel="MACs per image (MMACs; FLOPs = 2 x MACs)",
+               ylabel="median latency per batch (ms)", xlim=(0, None), ylim=(0, None))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def _spread_labels(ax, points: list[tuple[float, float, str]]) -> None:
+    """Annotate each point, nudging labels upward so that no two are closer than 5% of the
+    y range (matplotlib places annotations blindly and stacks labels of close points)."""
+    if not points:
+        return
+    top = max(p[1] for p in points)
+    gap, last = 0.05 * top, None
+    for x, y, label in sorted(points, key=lambda p: p[1]):
+        text_y = y if last is None else max(y, last + gap)
+        ax.annotate(label, (x, y), xytext=(x, text_y), textcoords="data", fontsize=7, ha="left",
+                    arrowprops={"arrowstyle": "-", "alpha": 0.4} if text_y != y else None)
+        last = text_y

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import pickle
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from tools import latency_target as lt
 from tools import structured as st
 from tools.checkpoint import MODULE_CONFIG_ATTR, read_checkpoint, save_checkpoint
 from tools.config import Config, config_to_dict
@@ -59,11 +61,37 @@ def check_structured_config(cfg: Config) -> None:
     if s.granularity != "channel" and s.method not in KERNEL_METHODS:
         raise UserError(f"structured.granularity {s.granularity} ranks kernels by {', '.join(KERNEL_METHODS)}, "
                         f"not {s.method}; pick one of those methods or granularity channel")
+    if s.target_latency_reduction > 0 or s.latency.report:
+        check_latency_config(cfg)
+
+
+def check_latency_config(cfg: Config) -> None:
+    """The latency target's own checks, the backend's availability included (before any pruning)."""
+    s, lat = cfg.structured, cfg.structured.latency
+    if not 0 <= s.target_latency_reduction < 1:
+        raise UserError(f"structured.target_latency_reduction must be in [0, 1) (a fraction of latency removed), "
+                        f"got {s.target_latency_reduction}")
+    if s.target_macs_reduction > 0 and s.target_latency_reduction > 0:
+        raise UserError("structured.target_latency_reduction and structured.target_macs_reduction are exclusive; "
+                        "set one of them to 0 (on the command line: one of --target-latency-reduction, "
+                        "--target-macs-reduction, --sparsity)")
+    if s.granularity != "channel" or s.iterative_steps != 1:
+        raise UserError("structured.target_latency_reduction (and latency.report) need granularity channel and iterative_steps 1 "
+                        f"(got {s.granularity}, {s.iterative_steps}): only removed channels make a model faster")
+    for key in ("batch_size", "threads", "rounds", "repeats", "levels", "max_attempts"):
+        if getattr(lat, key) < (2 if key in ("rounds", "levels") else 1):
+            raise UserError(f"structured.latency.{key} must be at least {2 if key in ('rounds', 'levels') else 1}, "
+                            f"got {getattr(lat, key)}")
+    if not 0 < lat.tolerance < 0.5:
+        raise UserError(f"structured.latency.tolerance must be in (0, 0.5) (a fraction of latency), got {lat.tolerance}")
+    lt.check_backend(lat.backend)
 
 
 def structured_run_name(s) -> str:
     """<method>[_<granularity>]_sp<ratio> or _macs<target>, e.g. taylor_macs0.5."""
     method = s.method if s.granularity == "channel" else f"{s.method}_{s.granularity}"
+    if s.target_latency_reduction > 0:
+        return f"{method}_lat{s.target_latency_reduction:g}_{s.latency.backend}"
     if s.target_macs_reduction > 0:
         return f"{method}_macs{s.target_macs_reduction:g}"
     return f"{method}_sp{s.pruning_ratio:g}"
@@ -128,7 +156,7 @@ def prune_model(model: nn.Module, data, *, cfg: Config, run_dir: Path, device: t
     rounds = []
     for step in range(1, s.iterative_steps + 1):
         model, info = prune_round(model, data, cfg=cfg, step=step, example=example, ignored=ignored,
-                                  baseline=baseline, original_channels=channels_before, device=device)
+                                  baseline=baseline, original_channels=channels_before, device=device, run_dir=run_dir)
         rounds.append(info)
         print(f"round {step}/{s.iterative_steps}: {format_round(info)}")
         if step < s.iterative_steps:
@@ -158,13 +186,15 @@ def check_structured_resume(resume: dict, baseline: nn.Module, cfg: Config, step
 
 
 def prune_round(model: nn.Module, data, *, cfg: Config, step: int, example: torch.Tensor, ignored: list[str],
-                baseline: dict, original_channels: dict[str, int], device: torch.device) -> tuple[nn.Module, dict]:
+                baseline: dict, original_channels: dict[str, int], device: torch.device,
+                run_dir: Path | None = None) -> tuple[nn.Module, dict]:
     """Round `step` of cfg.structured.iterative_steps: toward step/steps of the ratio or target.
     Returns the pruned model (possibly a new object) and what the round did."""
     s = cfg.structured
     if s.granularity == "channel":
         model, info = _prune_channel_round(model, data, cfg=cfg, step=step, example=example, ignored=ignored,
-                                           baseline=baseline, original_channels=original_channels, device=device)
+                                           baseline=baseline, original_channels=original_channels, device=device,
+                                           run_dir=run_dir)
     else:
         model, info = _prune_kernel_round(model, cfg=cfg, step=step, ignored=ignored, baseline=baseline,
                                           input_shape=tuple(data.input_shape))
@@ -172,7 +202,7 @@ def prune_round(model: nn.Module, data, *, cfg: Config, step: int, example: torc
     return model, {"round": step, **info}
 
 
-def _prune_channel_round(model, data, *, cfg, step, example, ignored, baseline, original_channels, device):
+def _prune_channel_round(model, data, *, cfg, step, example, ignored, baseline, original_channels, device, run_dir):
     s = cfg.structured
     steps = s.iterative_steps
     seed_everything(cfg.train.seed + step, cfg.train.deterministic)  # random importance, calibration batches
@@ -180,16 +210,22 @@ def _prune_channel_round(model, data, *, cfg, step, example, ignored, baseline, 
         st.accumulate_gradients(model, data.train, batches=s.calibration_batches, device=device)
     table = st.importance_table(model, example, method=s.method, ignored_layers=ignored)
     model.zero_grad(set_to_none=True)
+    latency = s.target_latency_reduction > 0
+    original = copy.deepcopy(model) if s.latency.report else None  # the ratio path prunes in place
     plan = st.ChannelPlan(
         model, example, table=table, global_pruning=s.global_pruning, max_pruning_ratio=s.max_pruning_ratio,
-        round_to=s.round_to, ignored_layers=ignored, original_channels=original_channels,
+        round_to=math.lcm(s.round_to, lt.fast_multiple(s.latency.backend)) if latency else s.round_to,
+        ignored_layers=ignored, original_channels=original_channels,
         layer_ratios={name: st.round_ratio(r, step, steps) for name, r in s.layer_ratios.items()},
     )
     kept = st.drop_unprunable_groups(model, example, plan)
     if kept:
         print(f"notice: keeping the channels of {', '.join(kept)}: torch-pruning mis-traces an op there (e.g. a "
               "zero-padding or lambda shortcut), so pruning them would break the model")
-    if s.target_macs_reduction > 0:
+    if latency:
+        model, info = _latency_search(model, plan, cfg=cfg, example=example, input_shape=tuple(data.input_shape),
+                                      run_dir=run_dir)
+    elif s.target_macs_reduction > 0:
         found = st.search_channels(model, example, plan, target=s.target_macs_reduction * step / steps,
                                    tolerance=s.target_tolerance,
                                    reduction_of=lambda m: _reduction(m, baseline["macs"], example))
@@ -200,7 +236,53 @@ def _prune_channel_round(model, data, *, cfg, step, example, ignored, baseline, 
         st.apply_plan(model, example, plan, plan.counts(ratio))
         info = {"ratio": ratio}
     info["macs_reduction_pct"] = 100 * _reduction(model, baseline["macs"], example)
+    if s.latency.report and not latency:
+        info["latency"] = _latency_report(original, model, cfg=cfg, input_shape=tuple(data.input_shape))
     return model, info
+
+
+def _backend(cfg: Config, input_shape: tuple) -> lt.Backend:
+    lat = cfg.structured.latency
+    return lt.Backend(lat.backend, input_shape, lat.batch_size, threads=lat.threads, rounds=lat.rounds,
+                      repeats=lat.repeats)
+
+
+def _latency_search(model, plan, *, cfg, example, input_shape, run_dir) -> tuple[nn.Module, dict]:
+    """structured.target_latency_reduction: the measured table, the greedy allocation and the
+    measured check (tools.latency_target), on CPU copies unless the backend is cuda."""
+    s, lat = cfg.structured, cfg.structured.latency
+    backend = _backend(cfg, input_shape)
+    device = next(model.parameters()).device
+    timed = model if lat.backend == "cuda" else copy.deepcopy(model).cpu()
+    example = example.to(next(timed.parameters()).device)
+    table = lt.latency_table(timed, example, plan, backend, levels=lat.levels,
+                             cache_dir=Path(lat.cache_dir) if lat.cache_dir else None,
+                             run_file=run_dir / lt.TABLE_FILE if run_dir else None)
+    found = lt.search_latency(timed, example, plan, table, backend, target=s.target_latency_reduction,
+                              tolerance=lat.tolerance, max_attempts=lat.max_attempts,
+                              max_pruning_ratio=s.max_pruning_ratio)
+    t = found.timing
+    print(f"latency target {100 * s.target_latency_reduction:g}% on {lat.backend} batch {lat.batch_size}, "
+          f"{lat.threads} thread(s): predicted -{100 * found.predicted:.1f}%, measured -{100 * t.reduction:.1f}% "
+          f"+-{100 * t.spread:.1f} pts ({t.baseline_ms:.2f} -> {t.pruned_ms:.2f} ms, median of {t.rounds} interleaved "
+          f"rounds); channels in multiples of {backend.fast_multiple}; timed with: {'; '.join(backend.optimisations)}")
+    latency = {"backend": lat.backend, "batch_size": lat.batch_size, "threads": lat.threads,
+               "fast_multiple": backend.fast_multiple, "host": lt.host_id(), "optimisations": backend.optimisations,
+               "target_pct": 100 * s.target_latency_reduction, "tolerance_pts": 100 * lat.tolerance,
+               "predicted_reduction_pct": 100 * found.predicted, **t.as_dict(), "attempts": found.attempts,
+               "table": lt.TABLE_FILE}
+    return found.model.to(device), {"latency": latency}
+
+
+def _latency_report(baseline: nn.Module, pruned: nn.Module, *, cfg, input_shape) -> dict:
+    """structured.latency.report: the measured check of a MACs- or ratio-pruned model, no target."""
+    lat, backend = cfg.structured.latency, _backend(cfg, input_shape)
+    on = (lambda m: m) if lat.backend == "cuda" else (lambda m: copy.deepcopy(m).cpu())
+    t = lt.compare(on(baseline), on(pruned), backend)
+    print(f"latency on {lat.backend} batch {lat.batch_size}, {lat.threads} thread(s): measured -{100 * t.reduction:.1f}% "
+          f"+-{100 * t.spread:.1f} pts ({t.baseline_ms:.2f} -> {t.pruned_ms:.2f} ms, median of {t.rounds} interleaved rounds)")
+    return {"backend": lat.backend, "batch_size": lat.batch_size, "threads": lat.threads, "host": lt.host_id(),
+            "optimisations": backend.optimisations, "predicted_reduction_pct": None, **t.as_dict()}
 
 
 def _prune_kernel_round(model, *, cfg, step, ignored, baseline, input_shape):
@@ -307,8 +389,9 @@ def build_metrics(cfg: Config, *, baseline: dict, after_prune: dict, final: dict
         "data": cfg.data.name,
         "method": s.method,
         "granularity": s.granularity,
-        "pruning_ratio": None if s.target_macs_reduction > 0 else s.pruning_ratio,
+        "pruning_ratio": None if s.target_macs_reduction > 0 or s.target_latency_reduction > 0 else s.pruning_ratio,
         "target_macs_reduction": s.target_macs_reduction or None,
+        "target_latency_reduction": s.target_latency_reduction or None,
         "reduction_basis": "nonzero" if prefix else "dense",
         "baseline_top1": baseline["top1"],
         "pruned_top1": final["top1"],
@@ -332,6 +415,11 @@ def build_metrics(cfg: Config, *, baseline: dict, after_prune: dict, final: dict
     }
     if sparsity is not None:
         metrics["sparsity_training"] = sparsity
+    latency = rounds[-1].pop("latency", None) if rounds else None  # kept once, at the top level
+    if latency is not None:  # the architecture is final after pruning, so fine-tuning leaves this as measured
+        metrics |= {"latency": latency, "latency_reduction_pct": latency["measured_reduction_pct"],
+                    "predicted_latency_reduction_pct": latency.get("predicted_reduction_pct"),
+                    "latency_spread_pts": latency["spread_pts"]}
     return metrics
 
 
@@ -397,7 +485,7 @@ def format_report(report: dict, baseline: dict | None = None, granularity: str =
 
 
 def format_round(info: dict) -> str:
-    parts = [f"ratio {info['ratio']:.4f}"]
+    parts = [f"ratio {info['ratio']:.4f}"] if "ratio" in info else []
     if "macs_reduction_pct" in info:
         parts.append(f"MACs reduction {info['macs_reduction_pct']:.2f}%")
     if "nonzero_macs_reduction_pct" in info:
@@ -427,6 +515,13 @@ def final_block(metrics: dict) -> str:
         rows += [("original baseline top1", f"{original['baseline_top1']:.2f}% ({original['checkpoint']})"),
                  ("drop vs original", f"{original['accuracy_drop']:.2f} pts"),
                  (f"{basis}FLOPs reduction vs original", f"{original['flops_reduction_pct']:.2f}%")]
+    if "latency" in metrics:
+        lat = metrics["latency"]
+        target = (f" (predicted {lat['predicted_reduction_pct']:.1f}%, target {lat['target_pct']:g}% "
+                  f"+-{lat['tolerance_pts']:g})" if lat["predicted_reduction_pct"] is not None else "")
+        rows.append(("latency reduction", f"{lat['measured_reduction_pct']:.1f}% measured +-{lat['spread_pts']:.1f} pts"
+                                          f"{target} on {lat['backend']} batch {lat['batch_size']}, "
+                                          f"{lat['threads']} thread(s)"))
     width = max(len(k) for k, _ in rows)
     lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
     lines.append(st.goal_line(metrics["goal_met"], **metrics["goal"]) + (" against the original baseline" if repruned else ""))
