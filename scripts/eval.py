@@ -82,6 +82,7 @@ def run_metrics_of(ckpt, checkpoint: Path) -> dict | None:
 def grade_mobilenet_lab(args) -> None:
     """The lab's numbers: MACs ("MFLOPs") and params from its own snippet in a fresh process,
     accuracy of the same file on the test split at the grader's 224 px."""
+    args.trust_checkpoint = True  # the lab's own snippet unpickles the file: grading it is trusting it
     counted = count_like_the_lab(Path(args.checkpoint))
     _, _, data, _, device = load_checkpoint_run(args, flags={"data.image_size": LAB_INPUT_SHAPE[-1]})
     model = torch.load(args.checkpoint, map_location=device, weights_only=False)  # the graded object itself

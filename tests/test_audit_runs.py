@@ -57,7 +57,7 @@ class FakeScripts:
                 open(baseline, "w").write(f"weights of training {self.trainings}: {argv}")
             token = open(baseline).read()
             result = {"train": "metrics.yaml", "eval": "eval_metrics.yaml", "export_onnx": "export.yaml",
-                      "profile": "profile.yaml"}.get(name, "metrics.yaml")
+                      "quantize": "quantize.yaml", "profile": "profile.yaml"}.get(name, "metrics.yaml")
             if name.startswith("prune_"):
                 open(os.path.join(out, "pruned_model.pth"), "w").write(token)
             yaml.safe_dump({"from": token, "method": "l2", "accuracy_drop": 1.0, "flops_reduction_pct": 50.0,
@@ -77,16 +77,17 @@ def fake_pipeline(monkeypatch, tmp_path):
 def test_pipeline_reruns_every_step_after_a_config_change(fake_pipeline, capsys):
     fake, argv, _ = fake_pipeline
     pipeline_script.main(argv)
-    assert len(fake.calls) == 6
+    assert len(fake.calls) == 8
     fake.calls.clear()
     pipeline_script.main(argv)
-    assert fake.calls == [] and capsys.readouterr().out.count("skipped") == 7
+    assert fake.calls == [] and capsys.readouterr().out.count("skipped") == 9
     pipeline_script.main(argv + ["--set", "train.epochs=4"])
-    assert fake.calls == ["train", "eval", "prune_unstructured", "prune_structured", "export_onnx", "profile"]
+    assert fake.calls == ["train", "eval", "prune_unstructured", "prune_structured", "export_onnx", "quantize",
+                          "quantize", "profile"]
     assert "(again: config changed)" in capsys.readouterr().out
     fake.calls.clear()
     pipeline_script.main(argv + ["--set", "train.epochs=4", "structured.target_macs_reduction=0.3"])
-    assert fake.calls == ["prune_structured", "export_onnx", "profile"]  # the baseline and other steps stand
+    assert fake.calls == ["prune_structured", "export_onnx", "quantize", "quantize", "profile"]  # the baseline and earlier steps stand
 
 
 def test_killed_force_run_then_plain_rerun_reads_no_stale_figures(fake_pipeline):
@@ -98,7 +99,7 @@ def test_killed_force_run_then_plain_rerun_reads_no_stale_figures(fake_pipeline)
     fake.kill_at = None
     fake.calls.clear()
     pipeline_script.main(argv)  # must redo every step after the retrained baseline
-    assert fake.calls == ["prune_unstructured", "prune_structured", "export_onnx", "profile"]
+    assert fake.calls == ["prune_unstructured", "prune_structured", "export_onnx", "quantize", "quantize", "profile"]
     baseline = (run_dir / "train" / "best_model.pth").read_text()
     for rel in ("eval/eval_metrics.yaml", "unstructured/metrics.yaml", "structured/metrics.yaml"):
         assert yaml.safe_load((run_dir / rel).read_text())["from"] == baseline, rel
@@ -110,7 +111,7 @@ def test_a_result_rewritten_by_hand_is_not_read_as_the_steps(fake_pipeline, caps
     (run_dir / "structured" / "metrics.yaml").write_text("accuracy_drop: 0.0\n")  # another run's figures
     fake.calls.clear()
     pipeline_script.main(argv)
-    assert fake.calls == ["prune_structured", "export_onnx", "profile"]
+    assert fake.calls == ["prune_structured", "export_onnx", "quantize", "quantize", "profile"]
     assert "rewritten by another run" in capsys.readouterr().out
 
 
@@ -259,7 +260,7 @@ def test_repruning_is_judged_against_the_original_baseline(tiny_checkpoint, tmp_
 
     def prune(checkpoint, name, *extra):
         structured_script.main(["--checkpoint", str(checkpoint), "--save-dir", str(tmp_path / name), "--method", "l1",
-                                "--sparsity", "0.3", "--epochs", "0", *FAST, "structured.goal.min_flops_reduction_pct=65",
+                                "--pruning-ratio", "0.3", "--epochs", "0", *FAST, "structured.goal.min_flops_reduction_pct=65",
                                 "structured.goal.max_accuracy_drop=100", *extra])
         return yaml.safe_load((tmp_path / name / "metrics.yaml").read_text())
 

@@ -77,3 +77,57 @@ def test_targets_on_the_mean_say_when_inside_the_noise():
 def test_repeated_seed_is_refused(tmp_path):
     with pytest.raises(UserError, match="repeats a seed"):
         discover(write_bench(tmp_path, tiny_train=TRAIN, bad=SEEDED.replace("[3, 5]", "[1, 1]")))
+
+
+def test_a_second_runner_on_one_row_exits_2_naming_the_holder(seeded, tmp_path, capsys):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    from tools.errors import run_cli
+
+    root, _ = seeded
+    row = tmp_path / "results" / "tiny_seeded"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom tools.run_folder import RunLock\n"
+                               f"with RunLock({str(row)!r}, command='scripts.benchmark --run tiny_seeded'):\n"
+                               "    print('held', flush=True); time.sleep(60)"],
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(SystemExit) as exc:
+            run_cli(benchmark_script.main, ["--run", "tiny_seeded", "--bench-dir", str(root / "cfgs"),
+                                            "--results", str(tmp_path / "results"), "--doc", str(tmp_path / "d.md")])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and f"in use by PID {holder.pid}" in err and "--run tiny_seeded" in err
+        assert not (row / "seed3").exists()  # nothing was started
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_killed_prune_row_resumes_from_its_last_finished_epoch(seeded, tmp_path, capsys):
+    """A run killed during fine-tuning epoch 2 leaves its epoch-1 last.pth: the runner continues it."""
+    import scripts.prune_structured as structured_script
+
+    root, _ = seeded
+    bench = write_bench(tmp_path / "cfgs", tiny_train=TRAIN,
+                        tiny_two=PRUNE.replace("finetune: {epochs: 1}", "finetune: {epochs: 2}")
+                        .replace("table: pruning", "table: pruning\n  seeds: [0]"))
+    results = tmp_path / "results"
+    import shutil
+
+    shutil.copytree(root / "results" / "tiny_train", results / "tiny_train")
+    run = results / "tiny_two" / "seed0"
+    structured_script.main(["--config", str(bench / "tiny_two.yaml"), "--checkpoint",
+                            str(results / "tiny_train" / "best_model.pth"), "--save-dir", str(run),
+                            "--set", "train.seed=0", "finetune.epochs=1"])
+    for name in ("metrics.yaml", "COMPLETE"):  # what a kill during epoch 2 has not written yet
+        (run / name).unlink()
+    b = discover(bench)["tiny_two"]
+    assert script_argv(b, discover(bench), results, 0)[-2:] == ["--resume", str(run / "last.pth")]
+    capsys.readouterr()
+    benchmark_script.main(["--run", "tiny_two", "--bench-dir", str(bench), "--results", str(results),
+                           "--doc", str(tmp_path / "d.md")])
+    out = capsys.readouterr().out
+    assert "resuming the final fine-tuning after epoch 1; pruning is not redone" in out
+    assert yaml.safe_load((run / "metrics.yaml").read_text())["finetune"]["epochs"] == 2

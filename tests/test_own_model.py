@@ -81,7 +81,7 @@ def test_pruned_model_reloads_weights_only_here(own_weights, tmp_path):
     import scripts.prune_structured as prune_script
 
     cfg = write_config(tmp_path / "own.yaml", {"name": OWN, "kwargs": {"num_blocks": 1}})
-    prune_script.main(["--checkpoint", str(own_weights), "--config", str(cfg), "--sparsity", "0.5", "--epochs", "0",
+    prune_script.main(["--checkpoint", str(own_weights), "--config", str(cfg), "--pruning-ratio", "0.5", "--epochs", "0",
                        "--save-dir", str(tmp_path / "run")])
     ckpt = read_checkpoint(tmp_path / "run" / "pruned_model_state.pth")  # weights_only=True inside
     config = load_config(cfg)

@@ -121,7 +121,8 @@ def test_mobilenet_lab_grader_scores_the_file_as_the_lab_does(tmp_path, capsys):
     plan = st.ChannelPlan(model, example, table=st.importance_table(model, example, method="l2", ignored_layers=[
         "classifier.1"]), round_to=8, max_pruning_ratio=0.8, ignored_layers=["classifier.1"])
     st.apply_plan(model, example, plan, plan.counts(0.5))
-    save_pruned_model(model, tmp_path / "mobilenet.pth", config=config_to_dict(cfg), metrics={})
+    save_pruned_model(model, tmp_path, config=config_to_dict(cfg), metrics={}, input_shape=(3, 224, 224), num_classes=10)
+    (tmp_path / "pruned_model.pth").rename(tmp_path / "mobilenet.pth")  # the lab's file name
 
     eval_script.main(["--checkpoint", str(tmp_path / "mobilenet.pth"), "--grader", "mobilenet-lab"])
     out = capsys.readouterr().out

@@ -176,13 +176,14 @@ def check_structured_resume(resume: dict, baseline: nn.Module, cfg: Config, step
         raise UserError(f"{source} was pruned as {saved}, these settings make {now}; "
                         f"resume with the run's own settings or start a new run")
     train_cfg = dataclasses.replace(finetune_train_config(cfg.train, cfg.finetune), epochs=cfg.finetune.epochs)
-    if not isinstance(resume["model"], nn.Module):  # a weights-only last.pth: the baseline reshaped to its structure
+    module = resume["model"]
+    if not isinstance(module, nn.Module):  # a weights-only last.pth: the baseline reshaped to its structure
         from tools.model_structure import STRUCTURE_KEY, apply_structure
 
         module = copy.deepcopy(baseline)
         apply_structure(module, resume[STRUCTURE_KEY], resume["model"], source)
-        resume["model"] = module
-    check_resume(resume, resume["model"], train_cfg, steps_per_epoch, source)
+    check_resume(resume, module, train_cfg, steps_per_epoch, source)  # loads the file's weights into it
+    resume["model"] = module
 
 
 def prune_round(model: nn.Module, data, *, cfg: Config, step: int, example: torch.Tensor, ignored: list[str],
