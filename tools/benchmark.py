@@ -646,7 +646,8 @@ def pending_row(b: Benchmark, results_root: Path, cuda: bool) -> dict:
         state = b.state(results_root)
         why = {"partial": "started, not finished", "stale": "stale, " + next(
             (r for s in b.seeds if (r := b.stale_reason(results_root, s))), "")}.get(state, "not run yet")
-        why += f" ({len(b.seeds)} seeds)" if b.cfg.bench.seeds else ""
+        n = len(b.cfg.bench.seeds)
+        why += f" ({n} seed{'s' * (n > 1)})" if n else ""
     cfg = config_to_dict(b.cfg)
     row = {"target": f"pending: {why}", "device": b.cfg.bench.device}
     if b.script in ("train", "loader_speed"):  # the YAML alone is the whole recipe
