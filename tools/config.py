@@ -298,6 +298,13 @@ class LatencyTargetConfig:
     cache_dir: str = "results/latency_cache"  # latency tables keyed by model, backend, batch, threads and host; "" = off
     report: bool = False  # MACs or ratio targets too: time the pruned model against the baseline this way (no target)
 
+    def check(self, bound: Bound) -> None:
+        for key in ("batch_size", "threads", "repeats", "max_attempts"):
+            bound(key, ge=1)
+        bound("rounds", ge=2, why="a spread needs two rounds")
+        bound("levels", ge=2, why="channel counts per group in the latency table")
+        bound("tolerance", gt=0, lt=0.5, why="a fraction of latency")
+
 
 @dataclass
 class StructuredConfig:
@@ -325,6 +332,7 @@ class StructuredConfig:
         bound("pruning_ratio", ge=0, lt=1, why="a fraction removed; 1 would remove everything")
         bound("target_macs_reduction", ge=0, lt=1, why="a fraction of MACs removed; 0 = use pruning_ratio")
         bound("target_tolerance", gt=0, lt=0.5, why="a fraction of MACs")
+        bound("target_latency_reduction", ge=0, lt=1, why="a fraction of measured latency removed; 0 = off")
         bound("max_pruning_ratio", gt=0, le=1)
         bound("round_to", ge=1, why="1 = off")
         bound("layer_ratios", ge=0, lt=1, why="a fraction removed")

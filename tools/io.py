@@ -1,6 +1,6 @@
-"""Atomic file writes and run folders: a crash never leaves a half-written result behind.
+"""Atomic file writes: a crash never leaves a half-written result behind (run folders: tools.run_folder).
 
-    run_dir = make_run_dir("results", "train", "quickstart")  # results/train/quickstart[_2]
+    run_dir = Path("results/train/quickstart")
     atomic_write_yaml(run_dir / "metrics.yaml", {"top1": 91.2})
     atomic_torch_save({"model": model.state_dict()}, run_dir / "last.pth")
 """
@@ -89,17 +89,3 @@ def to_yaml_safe(obj: Any) -> Any:
         return obj.item()
     return obj
 
-
-def make_run_dir(root: str | Path, script: str, name: str, save_dir: str | Path | None = None) -> Path:
-    """`save_dir` is used as given; otherwise <root>/<script>/<name>, with _2, _3, ... appended
-    when that folder already exists, so an earlier run is never overwritten."""
-    if save_dir:
-        path = Path(save_dir)
-    else:
-        base = Path(root) / script / name
-        path, n = base, 1
-        while path.exists():
-            n += 1
-            path = base.with_name(f"{base.name}_{n}")
-    path.mkdir(parents=True, exist_ok=True)
-    return path

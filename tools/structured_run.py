@@ -67,10 +67,7 @@ def check_structured_config(cfg: Config) -> None:
 
 def check_latency_config(cfg: Config) -> None:
     """The latency target's own checks, the backend's availability included (before any pruning)."""
-    s, lat = cfg.structured, cfg.structured.latency
-    if not 0 <= s.target_latency_reduction < 1:
-        raise UserError(f"structured.target_latency_reduction must be in [0, 1) (a fraction of latency removed), "
-                        f"got {s.target_latency_reduction}")
+    s, lat = cfg.structured, cfg.structured.latency  # numeric ranges: LatencyTargetConfig.check, at load
     if s.target_macs_reduction > 0 and s.target_latency_reduction > 0:
         raise UserError("structured.target_latency_reduction and structured.target_macs_reduction are exclusive; "
                         "set one of them to 0 (on the command line: one of --target-latency-reduction, "
@@ -78,12 +75,6 @@ def check_latency_config(cfg: Config) -> None:
     if s.granularity != "channel" or s.iterative_steps != 1:
         raise UserError("structured.target_latency_reduction (and latency.report) need granularity channel and iterative_steps 1 "
                         f"(got {s.granularity}, {s.iterative_steps}): only removed channels make a model faster")
-    for key in ("batch_size", "threads", "rounds", "repeats", "levels", "max_attempts"):
-        if getattr(lat, key) < (2 if key in ("rounds", "levels") else 1):
-            raise UserError(f"structured.latency.{key} must be at least {2 if key in ('rounds', 'levels') else 1}, "
-                            f"got {getattr(lat, key)}")
-    if not 0 < lat.tolerance < 0.5:
-        raise UserError(f"structured.latency.tolerance must be in (0, 0.5) (a fraction of latency), got {lat.tolerance}")
     lt.check_backend(lat.backend)
 
 
