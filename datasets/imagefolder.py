@@ -20,6 +20,7 @@ import hashlib
 import io
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -159,7 +160,7 @@ def decode_files(sources: list[str | bytes], *, size_px: int, num_workers: int) 
     chunks = [sources[i : i + _DECODE_CHUNK_FILES] for i in range(0, len(sources), _DECODE_CHUNK_FILES)]
     decode = functools.partial(_decode_chunk, size_px=size_px)
     if num_workers > 0 and len(chunks) > 1:
-        with _process_context().Pool(min(num_workers, len(chunks))) as pool:
+        with _process_context().Pool(min(num_workers, len(chunks)), initializer=_default_sigterm) as pool:
             arrays = pool.map(decode, chunks)
     else:
         arrays = [decode(chunk) for chunk in chunks]
@@ -172,6 +173,12 @@ def _process_context() -> multiprocessing.context.BaseContext:
     """fork on Linux, as DataLoader workers do: no re-import of torch or of the caller's
     script per worker (children only run PIL and numpy, so forking a threaded parent is safe)."""
     return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
+
+
+def _default_sigterm() -> None:
+    # Forked workers inherit the CLI's SIGTERM handler; Pool.terminate() (on leaving the `with`)
+    # sends SIGTERM, which would then print a Terminated traceback per worker.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _decode_chunk(sources: list[str | bytes], *, size_px: int) -> np.ndarray:
