@@ -1,6 +1,7 @@
 """The whole bootcamp in one command: train -> eval -> unstructured prune + fine-tune ->
 structured prune to the goal + fine-tune -> export (verified) -> INT8 quantization (ONNX Runtime)
-of the structured and the dense model -> profile -> report.
+of the structured and the dense model -> profile -> [structured prune to a measured latency
+target, `pipeline.latency_target_reduction`] -> report.
 
     uv run python -m scripts.pipeline --config cfgs/quickstart.yaml
     uv run python -m scripts.pipeline --config cfgs/quickstart.yaml --force      # redo every step

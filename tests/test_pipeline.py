@@ -75,11 +75,26 @@ def test_latency_step_sits_beside_the_macs_step(tmp_path):
 
     steps = pipeline_steps(config="c.yaml", run_dir=tmp_path, sets=[], latency_target=0.4)
     names = [s.name for s in steps]
-    assert names[3:5] == ["prune_structured", "prune_structured_latency"]
-    latency = steps[4]
+    assert names[-2:] == ["prune_structured_latency", "report"] and "prune_structured" in names
+    latency = steps[-2]
     assert latency.argv[-2:] == ["--target-latency-reduction", "0.4"] and "pipeline" in latency.sections
-    model = tmp_path / "structured_latency" / "pruned_model.pth"
-    profile = steps[names.index("profile")]
-    assert str(model) in profile.argv and model in profile.inputs  # timed beside the MACs-targeted model
-    assert latency.result in steps[-1].inputs  # the report is redone when the row changes
+    assert latency.optional and not any(s.optional for s in steps if s is not latency)
     assert "prune_structured_latency" not in [s.name for s in pipeline_steps(config="c.yaml", run_dir=tmp_path, sets=[])]
+
+
+def test_a_failed_optional_step_does_not_stop_the_pipeline(tmp_path, capsys):
+    from tools.errors import UserError
+    from tools.pipeline import Step, run_steps
+
+    def busy():
+        raise UserError("timing spread +-9.0 pts is larger than the tolerance +-5.0 pts")
+
+    done = tmp_path / "report.md"
+    steps = [Step("latency", tmp_path / "x.yaml", busy, optional=True),
+             Step("report", done, lambda: done.write_text("ok"))]
+    run_steps(steps, run_dir=tmp_path, config={}, force=False)
+    out = capsys.readouterr().out
+    assert "step latency did not finish (timing spread" in out and done.read_text() == "ok"
+    steps[0].optional = False
+    with pytest.raises(UserError, match="step latency failed"):
+        run_steps(steps, run_dir=tmp_path, config={}, force=False)
