@@ -67,6 +67,14 @@ def test_seeds_flag_runs_only_those_seeds(seeded):
     assert b.todo(fresh) == [3, 5] and b.todo(fresh, [5]) == [5] and b.todo(fresh, [7]) == []
 
 
+def test_a_section_no_row_reads_does_not_stale_the_records(seeded):
+    root, _ = seeded
+    b = discover(root / "cfgs")["tiny_seeded"]
+    before = b.fingerprint(root / "results")
+    b.cfg.pipeline.latency_target_reduction = 0.3  # scripts.pipeline's own key
+    assert b.fingerprint(root / "results") == before and b.done(root / "results")
+
+
 def test_mean_and_spread_of_nested_results():
     mean, spread = mean_and_spread([{"a": 1.0, "n": 4, "m": "x", "d": {"t": 2.0}},
                                     {"a": 3.0, "n": 4, "m": "y", "d": {"t": 4.0}}])

@@ -114,6 +114,7 @@ class Benchmark:
     def fingerprint(self, results_root: Path) -> dict:
         """The recipe (less how the doc shows it and which seeds run) and the records of the rows it needs."""
         recipe = config_to_dict(self.cfg)
+        recipe.pop("pipeline", None)  # read by scripts.pipeline only, which no row runs: adding it stales nothing
         recipe["bench"] = {k: v for k, v in recipe["bench"].items() if k not in ("table", "targets", "seeds")}
         needs = {n: digest(read_yaml_mapping(need_record(results_root / n))) for n in self.cfg.bench.needs}
         return fingerprint(config={"recipe": recipe, "needs": needs}, argv=[self.script])
