@@ -14,7 +14,7 @@ metrics.yaml, a prune run's metrics.yaml standing for its pruned model) and prin
 drop, the FLOPs / params reductions and the verdict against structured.goal; --append-csv adds
 the row Method,Sparsity,FLOPs_Reduction,Accuracy_Drop,Goal_Met to a comparison CSV.
 
---grader mobilenet-lab scores the file as the MobileNetV2 lab does (tools.lab_grader; recipe in
+--grader mobilenet-lab scores the file as the MobileNetV2 lab does (tools.measure.lab_grader; recipe in
 cfgs/lab_mobilenetv2.yaml) and writes lab_grade.yaml instead.
 
 An .onnx file (FP32 or INT8, e.g. from scripts.export_onnx or scripts.quantize) is evaluated by
@@ -32,14 +32,15 @@ from pathlib import Path
 
 import torch
 
-from tools.cli import base_parser, load_checkpoint_run, parse_batch_sizes
-from tools.comparison import append_csv_row, comparison_row, format_versus, model_figures, run_method, versus_baseline
-from tools.engine import evaluate
-from tools.errors import UserError, run_cli
-from tools.evaluation import describe_model, latency_table
-from tools.io import atomic_write_yaml, read_yaml_mapping
-from tools.lab_grader import LAB_INPUT_SHAPE, count_like_the_lab, format_grade, lab_score
-from tools.metrics import format_count, normalize_metrics
+from tools.core.cli import base_parser, parse_batch_sizes
+from tools.training.start import load_checkpoint_run
+from tools.reports.comparison import append_csv_row, comparison_row, format_versus, model_figures, run_method, versus_baseline
+from tools.training.engine import evaluate
+from tools.core.errors import UserError, run_cli
+from tools.training.evaluation import describe_model, latency_table
+from tools.core.io import atomic_write_yaml, read_yaml_mapping
+from tools.measure.lab_grader import LAB_INPUT_SHAPE, count_like_the_lab, format_grade, lab_score
+from tools.measure.metrics import format_count, normalize_metrics
 
 
 def parse_args(argv):
@@ -136,8 +137,9 @@ def main(argv=None):
 
 
 def eval_onnx(args, baseline: dict | None) -> None:
-    from tools.latency import measure_onnx_latency
-    from tools.quantize import evaluate_onnx, is_int8, load_onnx_run
+    from tools.measure.latency import measure_onnx_latency
+    from tools.deploy.quantize import evaluate_onnx, load_onnx_run
+    from tools.modeling.export import is_int8
 
     path = Path(args.checkpoint)
     cfg, data = load_onnx_run(args, path, flags={"profile.batch_sizes": parse_batch_sizes(args.batch_sizes)})

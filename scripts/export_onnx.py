@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tools.cli import base_parser, load_checkpoint_run
-from tools.errors import UserError, run_cli
-from tools.export import (
+from tools.core.cli import base_parser
+from tools.training.start import load_checkpoint_run
+from tools.core.errors import UserError, run_cli
+from tools.modeling.export import (
     FORMATS,
     check_opset,
     export_onnx,
@@ -29,9 +30,9 @@ from tools.export import (
     max_abs_diffs,
     verification_inputs,
 )
-from tools.io import atomic_write_bytes, atomic_write_yaml
-from tools.metrics import file_size_bytes
-from tools.run_folder import RunFolder
+from tools.core.io import atomic_write_bytes, atomic_write_yaml
+from tools.measure.metrics import file_size_bytes
+from tools.core.run_folder import RunFolder
 
 
 def parse_args(argv):

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import yaml
 
-from tools.cli import base_parser, resolve_config, run_name
-from tools.config import config_to_dict
-from tools.errors import run_cli
-from tools.pipeline import pipeline_steps, run_steps
-from tools.run_folder import RunFolder
+from tools.core.cli import base_parser, resolve_config, run_name
+from tools.core.config import config_to_dict
+from tools.core.errors import run_cli
+from tools.workflows.pipeline import pipeline_steps, run_steps
+from tools.core.run_folder import RunFolder
 
 
 def parse_args(argv):

@@ -25,13 +25,14 @@ from pathlib import Path
 
 import torch
 
-from tools.cli import base_parser, load_checkpoint_run, parse_batch_sizes
-from tools.errors import UserError, run_cli
-from tools.io import atomic_write_yaml
-from tools.metrics import compare_metrics, format_comparison, format_count
-from tools.profiling import (backend_list, flops_vs_latency, measure_models, plot_latency_vs_macs, profile_model,
+from tools.core.cli import base_parser, parse_batch_sizes
+from tools.training.start import load_checkpoint_run
+from tools.core.errors import UserError, run_cli
+from tools.core.io import atomic_write_yaml
+from tools.measure.metrics import compare_metrics, format_comparison, format_count
+from tools.measure.profiling import (backend_list, flops_vs_latency, measure_models, plot_latency_vs_macs, profile_model,
                              profile_onnx, slowest_layers)
-from tools.run_folder import RunFolder, RunLock
+from tools.core.run_folder import RunFolder, RunLock
 
 PROFILE = "profile.yaml"
 
@@ -78,7 +79,8 @@ def main(argv=None):
     for path in [args.baseline, *args.pruned]:
         label = label_for(path, taken)
         if path.endswith(".onnx"):
-            from tools.quantize import onnx_input_shape, resolve_onnx_config
+            from tools.deploy.quantize import resolve_onnx_config
+            from tools.modeling.export import onnx_input_shape
 
             cfg = resolve_onnx_config(args, Path(path), flags)
             input_shape = onnx_input_shape(Path(path))

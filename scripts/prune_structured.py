@@ -35,10 +35,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tools.cli import base_parser, load_checkpoint_run
-from tools.errors import UserError, run_cli
-from tools.run_folder import RunFolder
-from tools.structured_run import (
+from tools.core.cli import base_parser
+from tools.training.start import load_checkpoint_run
+from tools.core.errors import UserError, run_cli
+from tools.core.run_folder import RunFolder
+from tools.runs.prune_structured import (
     METRICS,
     PRUNED_MODEL,
     PRUNED_STATE,
@@ -46,9 +47,9 @@ from tools.structured_run import (
     check_structured_resume,
     final_block,
     run_structured,
-    structured_run_name,
+    structured_name,
 )
-from tools.training import read_prune_resume, resumed_checkpoint
+from tools.training.fit import read_prune_resume, resumed_checkpoint
 
 
 def parse_args(argv):
@@ -118,7 +119,7 @@ def main(argv=None):
     check_structured_config(cfg)
     if resume is not None:
         check_structured_resume(resume, model, cfg, len(data.train), args.resume)
-    run = RunFolder.new(cfg.output.root, "structured", structured_run_name(cfg.structured),
+    run = RunFolder.new(cfg.output.root, "structured", structured_name(cfg.structured),
                         args.save_dir or (Path(args.resume).parent if resume else None)).start(cfg)
     with run:
         prune_in(run.path, cfg, ckpt, data, model, device, checkpoint=str(checkpoint), resume=resume)

@@ -6,7 +6,7 @@
     uv run python -m scripts.prune_unstructured --checkpoint best_model.pth --method nm --nm 2:4
     uv run python -m scripts.prune_unstructured --checkpoint best_model.pth --method l1 --sparsity-file results/sensitivity/resnet20_l1/layer_sparsity.yaml
 
-Methods: l1, global, random, taylor, movement, lamp, nm (see tools.unstructured). Settings come
+Methods: l1, global, random, taylor, movement, lamp, nm (see tools.pruning.unstructured). Settings come
 from the checkpoint's config < --config < --set < flags; the `unstructured` section holds the
 pruning keys and `finetune` the fine-tuning (learning rate 0 = one tenth of training's).
 
@@ -28,17 +28,18 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tools.checkpoint import save_checkpoint
-from tools.cli import base_parser, load_checkpoint_run
-from tools.config import config_to_dict
-from tools.errors import UserError, run_cli
-from tools.io import atomic_write_yaml
-from tools.lineage import LINEAGE, child_lineage, versus
-from tools.metrics import layer_sparsity_table
-from tools.run_folder import RunFolder
-from tools.sparsity_plots import plot_layer_weights
-from tools.training import PRUNE_STATE, check_resume, finetune_train_config, read_prune_resume, resumed_checkpoint
-from tools.unstructured import (
+from tools.modeling.checkpoint import save_checkpoint
+from tools.core.cli import base_parser
+from tools.training.start import load_checkpoint_run
+from tools.core.config import config_to_dict
+from tools.core.errors import UserError, run_cli
+from tools.core.io import atomic_write_yaml
+from tools.core.lineage import LINEAGE, child_lineage, versus
+from tools.measure.metrics import layer_sparsity_table
+from tools.core.run_folder import RunFolder
+from tools.reports.sparsity_plots import plot_layer_weights
+from tools.training.fit import PRUNE_STATE, check_resume, finetune_train_config, read_prune_resume, resumed_checkpoint
+from tools.pruning.unstructured import (
     METHODS,
     MODES,
     SCHEDULES,
@@ -49,7 +50,7 @@ from tools.unstructured import (
     validate_nm,
     validate_sparsity,
 )
-from tools.unstructured_pipeline import (
+from tools.runs.prune_unstructured import (
     accuracy_and_cost,
     finetune_loss,
     format_figures,

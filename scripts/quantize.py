@@ -21,11 +21,12 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from tools.cli import base_parser, load_checkpoint_run
-from tools.config import save_config
-from tools.errors import UserError, run_cli
-from tools.quantize import check_input_shape, check_quantize_config, load_onnx_run
-from tools.quantize_run import QuantizeJob, run_quantize
+from tools.core.cli import base_parser
+from tools.training.start import load_checkpoint_run
+from tools.core.config import save_config
+from tools.core.errors import UserError, run_cli
+from tools.deploy.quantize import check_input_shape, check_quantize_config, load_onnx_run
+from tools.runs.quantize import QuantizeJob, run_quantize
 
 
 def parse_args(argv):
@@ -50,7 +51,7 @@ def main(argv=None):
 
 def checkpoint_job(args, flags: dict) -> QuantizeJob:
     from datasets import build_data
-    from tools.export import export_onnx
+    from tools.modeling.export import export_onnx
 
     cfg, _, data, model, _ = load_checkpoint_run(args, flags=flags)
     check_quantize_config(cfg.quantize)

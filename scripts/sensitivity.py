@@ -6,7 +6,7 @@
 
 Accuracy is measured on a seeded random sample of sensitivity.num_images validation images. The derived dict
 either keeps every layer, pruned alone, within sensitivity.max_drop top-1 points, or (with
---target-sparsity) meets that total sparsity at an equal per-layer drop; see tools.sensitivity.
+--target-sparsity) meets that total sparsity at an equal per-layer drop; see tools.pruning.sensitivity.
 Which layers are scanned follows the unstructured.keep_* / prune_* keys.
 
 Writes results/sensitivity/<model>_<method>/ (or --save-dir): sensitivity.csv (one row per layer
@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import time
 
-from tools.cli import base_parser, load_checkpoint_run, parse_list
-from tools.errors import run_cli
-from tools.io import atomic_write_csv, atomic_write_yaml
-from tools.run_folder import RunFolder
-from tools.sensitivity import (
+from tools.core.cli import base_parser, parse_list
+from tools.training.start import load_checkpoint_run
+from tools.core.errors import run_cli
+from tools.core.io import atomic_write_csv, atomic_write_yaml
+from tools.core.run_folder import RunFolder
+from tools.pruning.sensitivity import (
     check_scan_config,
     check_sparsities,
     derive_layer_sparsity,
@@ -30,8 +31,8 @@ from tools.sensitivity import (
     sensitivity_scan,
     total_sparsity,
 )
-from tools.sparsity_plots import plot_sensitivity
-from tools.unstructured import accumulate_taylor_scores, prunable_targets
+from tools.reports.sparsity_plots import plot_sensitivity
+from tools.pruning.unstructured import accumulate_taylor_scores, prunable_targets
 
 
 def parse_args(argv):

@@ -20,22 +20,13 @@ from pathlib import Path
 
 import yaml
 
-from tools.cli import base_parser
-from tools.errors import UserError, run_cli
-from tools.io import atomic_write_csv, atomic_write_yaml
-from tools.report import plot_pareto
-from tools.run_folder import RunLock
-from tools.sweep import (
-    SweepSpec,
-    check_metric_keys,
-    expand_grid,
-    pareto_front,
-    point_fingerprint,
-    point_name,
-    point_stale_reason,
-    read_sweep,
-    record_point,
-)
+from tools.core.cli import base_parser
+from tools.core.errors import UserError, run_cli
+from tools.core.io import atomic_write_csv, atomic_write_yaml
+from tools.reports.report import plot_pareto
+from tools.core.run_folder import RunLock
+from tools.workflows.sweep import SweepSpec, check_metric_keys, expand_grid, point_fingerprint, point_name, point_stale_reason, read_sweep, record_point
+from tools.reports.comparison import pareto_front
 
 
 def parse_args(argv):

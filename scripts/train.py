@@ -24,17 +24,17 @@ import contextlib
 from pathlib import Path
 
 from datasets import build_data
-from tools.checkpoint import read_checkpoint, unwrap
-from tools.cli import base_parser, resolve_config, run_name
-from tools.config import config_to_dict
-from tools.distributed import cleanup_distributed, setup_distributed, wrap_ddp
-from tools.engine import seed_everything, set_num_threads
-from tools.errors import UserError, run_cli
-from tools.io import atomic_write_yaml
-from tools.metrics import count_macs_params, flops_from_macs, format_count
+from tools.modeling.checkpoint import read_checkpoint, unwrap
+from tools.core.cli import base_parser, resolve_config, run_name
+from tools.core.config import config_to_dict
+from tools.core.distributed import cleanup_distributed, setup_distributed, wrap_ddp
+from tools.core.device import seed_everything, set_num_threads
+from tools.core.errors import UserError, run_cli
+from tools.core.io import atomic_write_yaml
+from tools.measure.metrics import count_macs_params, flops_from_macs, format_count
 from tools.models import build_from_config, extract_state_dict, load_state_into
-from tools.run_folder import RunFolder
-from tools.training import BEST, LAST, check_resume, fit, test_best_checkpoint
+from tools.core.run_folder import RunFolder
+from tools.training.fit import BEST, LAST, check_resume, fit, test_best_checkpoint
 
 
 def parse_args(argv):

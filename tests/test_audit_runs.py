@@ -20,9 +20,9 @@ import scripts.prune_structured as structured_script
 import scripts.prune_unstructured as unstructured_script
 import scripts.sweep as sweep_script
 import scripts.train as train_script
-import tools.pipeline
+import tools.workflows.pipeline
 from conftest import ROOT, TINY_TRAIN
-from tools.errors import run_cli
+from tools.core.errors import run_cli
 
 FAST = ["--set", "train.device=cpu", "data.num_workers=0"]
 
@@ -68,8 +68,8 @@ class FakeScripts:
 @pytest.fixture
 def fake_pipeline(monkeypatch, tmp_path):
     fake = FakeScripts()
-    monkeypatch.setattr(tools.pipeline, "_script", fake.script)
-    monkeypatch.setattr("tools.report.write_report", lambda runs, out: (out / "report.md").write_text("report") and out / "report.md")
+    monkeypatch.setattr(tools.workflows.pipeline, "_script", fake.script)
+    monkeypatch.setattr("tools.reports.report.write_report", lambda runs, out: (out / "report.md").write_text("report") and out / "report.md")
     argv = ["--config", str(ROOT / "cfgs" / "quickstart.yaml"), "--save-dir", str(tmp_path / "p")]
     return fake, argv, tmp_path / "p"
 
@@ -141,7 +141,7 @@ def test_sweep_reruns_points_when_the_base_config_changes(tmp_path, monkeypatch,
 
 
 def test_benchmark_row_is_stale_when_its_recipe_or_baseline_changes(tmp_path):
-    from tools.benchmark import RECORD, discover
+    from tools.workflows.benchmark import RECORD, discover
 
     bench = tmp_path / "cfgs"
     bench.mkdir()
@@ -165,7 +165,7 @@ def test_benchmark_row_is_stale_when_its_recipe_or_baseline_changes(tmp_path):
 
 # ----------------------------------------------------------------------------- one writer per folder
 def hold_lock(folder, command: str) -> subprocess.Popen:
-    """Another process holding `folder` as tools.run_folder documents it (as a running train would):
+    """Another process holding `folder` as tools.core.run_folder documents it (as a running train would):
     <folder>/.lock created with O_EXCL, naming PID, host and command, flock held while it runs."""
     code = ("import fcntl, os, socket, sys, time\n"
             f"os.makedirs({str(folder)!r}, exist_ok=True)\n"
@@ -204,8 +204,8 @@ def test_stale_lock_of_a_dead_process_is_taken_over_with_a_notice(tmp_path, caps
 
 
 def test_run_lock_is_reusable_on_any_folder(tmp_path):
-    from tools.errors import UserError
-    from tools.run_folder import RunLock
+    from tools.core.errors import UserError
+    from tools.core.run_folder import RunLock
 
     row = tmp_path / "bench" / "row"
     holder = hold_lock(row, "scripts.benchmark --run row")
@@ -256,7 +256,7 @@ def test_profile_honours_save_dir_and_never_overwrites(tiny_checkpoint, tmp_path
 
 # ----------------------------------------------------------------------------- lineage
 def test_repruning_is_judged_against_the_original_baseline(tiny_checkpoint, tmp_path, capsys):
-    from tools.fingerprint import file_sha256
+    from tools.core.fingerprint import file_sha256
 
     def prune(checkpoint, name, *extra):
         structured_script.main(["--checkpoint", str(checkpoint), "--save-dir", str(tmp_path / name), "--method", "l1",
@@ -296,7 +296,7 @@ def test_unstructured_repruning_reports_against_the_original(tiny_checkpoint, tm
 
 
 def test_a_complete_run_is_marked_last(tmp_path):
-    from tools.run_folder import COMPLETE, FAILED, RunFolder
+    from tools.core.run_folder import COMPLETE, FAILED, RunFolder
 
     with RunFolder(tmp_path / "r") as run:
         (run / "metrics.yaml").write_text("top1: 1\n")

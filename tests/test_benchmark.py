@@ -5,10 +5,10 @@ import yaml
 
 import scripts.benchmark as benchmark_script
 from conftest import ROOT
-from tools.benchmark import (check_targets, discover, finetune_epochs, marker, plan, render_doc, script_argv,
+from tools.workflows.benchmark import (check_targets, discover, finetune_epochs, marker, plan, render_doc, script_argv,
                              semi_structured_text)
-from tools.config import config_to_dict, load_config
-from tools.errors import UserError, run_cli
+from tools.core.config import config_to_dict, load_config
+from tools.core.errors import UserError, run_cli
 
 TRAIN = f"""# A one-epoch resnet20 on tiny synthetic data.
 base: {ROOT / 'cfgs' / 'quickstart.yaml'}

@@ -22,8 +22,8 @@ import yaml
 from torch import nn
 
 from datasets import build_data
-from tools.config import DataConfig, SyntheticConfig
-from tools.engine import evaluate, train_one_epoch
+from tools.core.config import DataConfig, SyntheticConfig
+from tools.training.engine import evaluate, train_one_epoch
 from tools.models import build_model
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -72,8 +72,8 @@ def test_amp_bf16_train_step_on_cuda():
 
 
 def test_amp_fp16_with_grad_scaler_fit_checkpoint_and_resume_on_cuda(tmp_path):
-    from tools.config import TrainConfig
-    from tools.training import LAST, fit
+    from tools.core.config import TrainConfig
+    from tools.training.fit import LAST, fit
 
     data = build_data(DATA, seed=0, device=CUDA)
     cfg = TrainConfig(epochs=1, lr=0.05, amp="fp16", scheduler="cosine", device="cuda")
@@ -100,7 +100,7 @@ def test_channels_last_train_and_eval_on_cuda():
 
 
 def test_cuda_event_latency_whole_model_and_per_layer():
-    from tools.latency import measure_latency, per_layer_latency
+    from tools.measure.latency import measure_latency, per_layer_latency
 
     model = tiny_model()
     stats = measure_latency(model, (3, 16, 16), batch_size=32, device="cuda", warmup=3, repeats=10)
@@ -112,13 +112,13 @@ def test_cuda_event_latency_whole_model_and_per_layer():
 @pytest.mark.skipif(torch.cuda.is_available() and torch.cuda.get_device_capability() < (8, 0),
                     reason="2:4 sparse tensor cores need compute capability >= 8.0")
 def test_semi_structured_2to4_conversion_and_speed_measurement_on_cuda():
-    from tools import pruning_utils as pu
-    from tools.semi_structured import semi_structured_report
+    from tools.pruning import unstructured as un
+    from tools.pruning.semi_structured import semi_structured_report
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10)).to(CUDA)
-    pu.prune_step(pu.prunable_targets(model), method="nm", mode="layerwise", sparsity=0.0, n=2, m=4)
-    model = pu.remove_pruning_reparameterization(model)
+    un.prune_step(un.prunable_targets(model), method="nm", mode="layerwise", sparsity=0.0, n=2, m=4)
+    model = un.remove_pruning_reparameterization(model)
     report = semi_structured_report(model, n=2, m=4, device=CUDA, batch_sizes=[256], warmup=3, repeats=10)
     assert [r["eligible"] for r in report["layers"]] == [True, False], report["layers"]
     (timing,) = report["timings"]
@@ -129,7 +129,7 @@ def test_semi_structured_2to4_conversion_and_speed_measurement_on_cuda():
 def test_ddp_one_process_nccl_train_step_on_cuda(tmp_path, monkeypatch):
     import torch.distributed as torch_dist
 
-    from tools.checkpoint import unwrap
+    from tools.modeling.checkpoint import unwrap
 
     # One process on one machine: a file store (no port to pick) and NCCL's bootstrap on loopback,
     # so a sandbox without other network interfaces works too.

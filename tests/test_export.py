@@ -8,7 +8,7 @@ import yaml
 
 import scripts.export_onnx as export_script
 from conftest import save_variant
-from tools.errors import run_cli
+from tools.core.errors import run_cli
 from tools.models import build_model
 
 

@@ -1,4 +1,4 @@
-"""Latency targets (tools.latency_target): the measured table, the greedy allocation on the
+"""Latency targets (tools.pruning.latency_target): the measured table, the greedy allocation on the
 detected block multiple, BatchNorm folding, and the bad inputs (unreachable target, missing
 backend, exclusive targets) exiting 2 with one line."""
 
@@ -10,13 +10,13 @@ import yaml
 from torch import nn
 
 import scripts.prune_structured as prune_script
-from tools import latency_target as lt
-from tools import structured as st
-from tools.config import Config
-from tools.errors import UserError, run_cli
-from tools.latency import fold_batchnorm
+from tools.pruning import latency_target as lt
+from tools.pruning import structured as st
+from tools.core.config import Config
+from tools.core.errors import UserError, run_cli
+from tools.measure.latency import fold_batchnorm
 from tools.models import build_model
-from tools.structured_run import check_structured_config
+from tools.runs.prune_structured import check_structured_config
 
 FAST = ["--set", "train.device=cpu", "data.num_workers=0"]
 
@@ -178,7 +178,7 @@ def test_noisy_timing_refuses_to_call_the_target_met(monkeypatch):
 
 
 def test_explanation_names_layers_off_the_fast_path_with_the_count_they_need(monkeypatch):
-    from tools.profiling import explain, off_fast_path
+    from tools.measure.profiling import explain, off_fast_path
 
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
     model = tiny_net()

@@ -5,7 +5,7 @@ import yaml
 
 import scripts.pipeline as pipeline_script
 from conftest import ROOT
-from tools.errors import run_cli
+from tools.core.errors import run_cli
 
 TINY = [
     "--config", str(ROOT / "cfgs" / "quickstart.yaml"), "--set", "data.synthetic.train_size=96",

@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 import scripts.profile as profile_script
-from tools.errors import run_cli
-from tools.profiling import explain, flops_vs_latency, merge_rounds
+from tools.core.errors import run_cli
+from tools.measure.profiling import explain, flops_vs_latency, merge_rounds
 
 
 def test_profile_two_checkpoints_writes_every_key_and_the_plot(tiny_checkpoint, pruned_checkpoint, tmp_path):

@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import tools.pai_run as pai_run
-from tools.errors import UserError
+import tools.runs.prune_at_init as at_init_run
+from tools.core.errors import UserError
 from tools.models import build_model
-from tools.pai_trace import STEP_LABEL, conv_time_from_trace, merged_duration_us, record_inference_trace
-from tools.prune_at_init import (
+from tools.measure.traces import STEP_LABEL, conv_time_from_trace, merged_duration_us, record_inference_trace
+from tools.pruning.at_init import (
     GRASP_EPS,
     PRUNERS,
     compute_scores,
@@ -28,7 +28,7 @@ from tools.prune_at_init import (
     snip_scores,
     synflow_scores,
 )
-from tools.unstructured import current_masks, prunable_targets
+from tools.pruning.unstructured import current_masks, prunable_targets
 
 W1 = [[1.0, -2.0], [0.5, 1.5]]
 W2 = [[2.0, -1.0], [-0.5, 1.0]]
@@ -296,10 +296,10 @@ def test_multishot_levels_rewind_weights_and_keep_masks(monkeypatch, tmp_path):
                 t.trainable.add_(torch.randn_like(t.trainable))
         return {"epochs": epochs, "wall_time_s": 0.0, "peak_memory_mib": None, "memory_kind": None, "best_val_top1": None}
 
-    monkeypatch.setattr(pai_run, "train_phase", fake_training)
-    plan = pai_run.PaiPlan(experiment="multishot", pruners=["mag"], compressions=[1.0], levels=[2], pre_epochs=1)
+    monkeypatch.setattr(at_init_run, "train_phase", fake_training)
+    plan = at_init_run.AtInitPlan(experiment="multishot", pruners=["mag"], compressions=[1.0], levels=[2], pre_epochs=1)
     ctx = SimpleNamespace(input_shape=(3, 6, 6), cfg=SimpleNamespace(train=SimpleNamespace(seed=0)))
-    report, costs, _ = pai_run.prune_point(model, targets, ctx, plan, pai_run.Point("mag", 1.0, 2), batches=[],
+    report, costs, _ = at_init_run.prune_point(model, targets, ctx, plan, at_init_run.Point("mag", 1.0, 2), batches=[],
                                            init_state=init, point_dir=tmp_path)
     assert len(seen) == 2 and not seen[0][0]  # no mask before the first level's training
     level1_masks, level2_start = seen[1]

@@ -15,12 +15,12 @@ import yaml
 
 import scripts.eval as eval_script
 import scripts.export_onnx as export_script
-import scripts.pai_report as pai_report_script
-import scripts.prune_at_init as pai_script
+import scripts.at_init_report as at_init_report_script
+import scripts.prune_at_init as at_init_script
 import scripts.prune_structured as prune_script
 import scripts.report as report_script
-from tools.comparison import COLUMNS
-from tools.lab_grader import lab_score
+from tools.reports.comparison import COLUMNS
+from tools.measure.lab_grader import lab_score
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = ["--set", "train.device=cpu", "data.num_workers=0"]
@@ -103,11 +103,11 @@ def test_bootcamp_commands_print_what_the_documents_promise(course_dir, capsys):
 def test_mobilenet_lab_grader_scores_the_file_as_the_lab_does(tmp_path, capsys):
     import torch_pruning as tp
 
-    from tools import structured as st
-    from tools.config import config_to_dict, load_config
-    from tools.metrics import count_macs_params
+    from tools.pruning import structured as st
+    from tools.core.config import config_to_dict, load_config
+    from tools.measure.metrics import count_macs_params
     from tools.models import build_model
-    from tools.structured_run import save_pruned_model
+    from tools.runs.prune_structured import save_pruned_model
 
     cfg = load_config(str(ROOT / "cfgs" / "lab_mobilenetv2.yaml"), overrides=[
         "data.name=synthetic", "data.synthetic.test_size=4", "data.synthetic.train_size=4", "data.fast_path=true",
@@ -144,18 +144,18 @@ def test_lab_score_formula_on_known_numbers():
 def test_prune_at_init_runs_the_assignments_own_command_line(tmp_path, capsys):
     assignment = ["--model-class", "lottery", "--model", "resnet20", "--dataset", "synthetic", "--experiment",
                   "singleshot", "--pruner", "synflow", "--compression", "0.5", "--post-epoch", "1"]
-    tiny = ["--config", str(ROOT / "cfgs" / "pai_quickstart.yaml"), "--prune-epochs", "2", "--set",
+    tiny = ["--config", str(ROOT / "cfgs" / "at_init_quickstart.yaml"), "--prune-epochs", "2", "--set",
             "data.synthetic.train_size=32", "data.synthetic.test_size=16", "train.device=cpu"]
     for expid, extra in (("fp32", []), ("amp", ["--quantization"])):
-        pai_script.main(tiny + assignment + ["--expid", expid, "--save-dir", str(tmp_path / expid)] + extra)
+        at_init_script.main(tiny + assignment + ["--expid", expid, "--save-dir", str(tmp_path / expid)] + extra)
         point = yaml.safe_load((tmp_path / expid / "results.yaml").read_text())["points"][0]
         assert (point["pruner"], point["compression"], point["post_epochs"]) == ("synflow", 0.5, 1)
     assert yaml.safe_load((tmp_path / "amp" / "config.yaml").read_text())["train"]["amp"] == "bf16"
     capsys.readouterr()
-    pai_report_script.main([str(tmp_path / "fp32"), str(tmp_path / "amp")])
+    at_init_report_script.main([str(tmp_path / "fp32"), str(tmp_path / "amp")])
     text = (tmp_path / "fp32" / "report_all.md").read_text()
     assert "## AMP vs FP32" in text and "needs CUDA" in text
-    flags = pai_script.cli_flags(pai_script.parse_args(["--model-class", "imagenet", "--dataset", "cifar10",
+    flags = at_init_script.cli_flags(at_init_script.parse_args(["--model-class", "imagenet", "--dataset", "cifar10",
                                                          "--post-epoch", "3", "--quantization", "fp16"]))
     assert (flags["model.stem"], flags["data.name"], flags["pai.post_epochs"], flags["train.amp"]) == (
         "imagenet", "cifar10", 3, "fp16")

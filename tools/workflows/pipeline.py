@@ -1,0 +1,167 @@
+"""The whole bootcamp as one resumable sequence of steps, each run through its script's main().
+
+    uv run python -m scripts.pipeline --config cfgs/quickstart.yaml
+
+    steps = pipeline_steps(config="cfgs/quickstart.yaml", run_dir=Path("results/pipeline/quickstart"), sets=[])
+    records = StepRecords(Path("results/pipeline/quickstart"))
+    records.stale_reason(steps[0], config={})   # None when the step finished from exactly these inputs
+
+A step is done when `<run_dir>/steps.yaml` records that it finished from the same fingerprint
+(resolved config, command line, input checkpoints' sha256, project version) and its result file
+is still the one it wrote. Otherwise it runs again, and so does every step after it; its folder is
+emptied first, so nothing of an earlier run is read as this run's result.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from tools.core.fingerprint import file_sha256, fingerprint, stale_reason
+from tools.core.io import atomic_write_yaml, read_yaml_mapping
+
+STEPS = "steps.yaml"  # the pipeline's record of finished steps, in the run folder
+
+
+@dataclass
+class Step:
+    name: str
+    result: Path  # written last by the step
+    run: Callable[[], None]
+    argv: list[str] = field(default_factory=list)  # the script's own flags (--config / --set count as resolved config)
+    inputs: list[Path] = field(default_factory=list)  # files the step reads (their sha256 is part of it)
+    sections: tuple[str, ...] | None = None  # the config sections its script reads (None: all)
+
+    def fingerprint(self, config: dict) -> dict:
+        """Only the sections the step reads count: a changed structured.* must not retrain the baseline."""
+        used = config if self.sections is None else {k: config.get(k) for k in self.sections}
+        return fingerprint(config=used, argv=[self.name, *self.argv], inputs=self.inputs)
+
+    def clear(self, run_dir: Path) -> None:
+        """Remove what an earlier run of this step left, so none of it is read as this run's result."""
+        folder = self.result.parent
+        if folder != run_dir:
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            self.result.unlink(missing_ok=True)
+
+
+class StepRecords:
+    """`<run_dir>/steps.yaml`: for each finished step, its fingerprint and its result file's sha256."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / STEPS
+        self.records: dict = (read_yaml_mapping(self.path) or {}).get("steps") or {}
+
+    def stale_reason(self, step: Step, config: dict) -> str | None:
+        """None when `step` finished from these inputs and its result is untouched; else why not."""
+        record = self.records.get(step.name)
+        if record is None or not step.result.is_file():
+            return "not run yet"
+        if record.get("result_sha256") != file_sha256(step.result):
+            return f"{step.result} was rewritten by another run"
+        return stale_reason(record.get("fingerprint"), step.fingerprint(config))
+
+    def forget_from(self, steps: list[Step], index: int) -> None:
+        """Drop the records of steps[index:] (written before they start, so a kill never leaves them 'done')."""
+        names = {s.name for s in steps[index:]}
+        self.records = {k: v for k, v in self.records.items() if k not in names}
+        self._write()
+
+    def finish(self, step: Step, fp: dict) -> None:
+        self.records[step.name] = {"fingerprint": fp, "result_sha256": file_sha256(step.result),
+                                   "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        self._write()
+
+    def _write(self) -> None:
+        atomic_write_yaml(self.path, {"steps": self.records})
+
+
+def _script(name: str, argv: list[str]) -> Callable[[], None]:
+    def run() -> None:
+        importlib.import_module(f"scripts.{name}").main(argv)
+
+    return run
+
+
+BASE_SECTIONS = ("data", "model", "train")  # every script builds data and model from these
+SECTIONS = {"train": (), "eval": ("profile",), "prune_unstructured": ("finetune", "unstructured", "profile"),
+            "prune_structured": ("finetune", "structured"), "export": ("export",), "quantize": ("export", "quantize"),
+            "quantize_dense": ("export", "quantize"), "profile": ("profile",)}
+
+
+def _step(name: str, script: str, result: Path, argv: list[str], inputs: list[Path], common: list[str]) -> Step:
+    return Step(name, result, _script(script, argv + common), argv, inputs, BASE_SECTIONS + SECTIONS[name])
+
+
+def pipeline_steps(*, config: str, run_dir: Path, sets: list[str]) -> list[Step]:
+    """train -> eval -> unstructured prune + fine-tune -> structured prune + fine-tune ->
+    export (verified) -> INT8 quantization of the structured and the dense model (ONNX Runtime) ->
+    profile (the checkpoints and the four ONNX files) -> report, all inside `run_dir`."""
+    from tools.reports.report import write_report
+
+    d = {name: run_dir / name for name in ("train", "eval", "unstructured", "structured", "export", "quantize",
+                                           "quantize_dense", "profile")}
+    baseline = d["train"] / "best_model.pth"
+    common = ["--config", config] + (["--set", *sets] if sets else [])
+    structured_model = d["structured"] / "pruned_model.pth"
+    unstructured_model = d["unstructured"] / "pruned_model.pth"
+    onnx_files = [d[q] / name for q in ("quantize_dense", "quantize") for name in ("model.onnx", "model.int8.onnx")]
+    results = [d["train"] / "metrics.yaml", d["eval"] / "eval_metrics.yaml", d["unstructured"] / "metrics.yaml",
+               d["structured"] / "metrics.yaml", d["export"] / "export.yaml", d["quantize"] / "quantize.yaml",
+               d["quantize_dense"] / "quantize.yaml", d["profile"] / "profile.yaml"]
+    return [
+        _step("train", "train", results[0], ["--save-dir", str(d["train"])], [], common),
+        _step("eval", "eval", results[1], ["--checkpoint", str(baseline), "--save-dir", str(d["eval"])], [baseline], common),
+        _step("prune_unstructured", "prune_unstructured", results[2],
+              ["--checkpoint", str(baseline), "--save-dir", str(d["unstructured"])], [baseline], common),
+        _step("prune_structured", "prune_structured", results[3],
+              ["--checkpoint", str(baseline), "--save-dir", str(d["structured"])], [baseline], common),
+        _step("export", "export_onnx", results[4],
+              ["--checkpoint", str(structured_model), "--verify", "--save-dir", str(d["export"])], [structured_model], common),
+        _step("quantize", "quantize", results[5],
+              ["--checkpoint", str(structured_model), "--save-dir", str(d["quantize"])], [structured_model], common),
+        _step("quantize_dense", "quantize", results[6],
+              ["--checkpoint", str(baseline), "--save-dir", str(d["quantize_dense"])], [baseline], common),
+        _step("profile", "profile", results[7],
+              ["--baseline", str(baseline), "--pruned", str(structured_model), str(unstructured_model),
+               *map(str, onnx_files), "--measure-latency", "--backend", "both", "--save-dir", str(d["profile"])],
+              [baseline, structured_model, unstructured_model, *onnx_files], common),
+        Step("report", run_dir / "report.md", lambda: print(f"wrote {write_report([run_dir], run_dir)}"),
+             ["report"], results),
+    ]
+
+
+def run_steps(steps: list[Step], *, run_dir: Path, config: dict, force: bool) -> None:
+    """Run every step that is not done from these inputs, and every step after the first one that runs.
+    `force` forgets every step before the first one starts, so a killed forced run leaves nothing 'done'."""
+    from tools.core.errors import UserError
+
+    records = StepRecords(run_dir)
+    if force:
+        records.forget_from(steps, 0)
+    rerun = False
+    for i, step in enumerate(steps):
+        head = f"== step {i + 1}/{len(steps)} {step.name}"
+        reason = "an earlier step ran again" if rerun else records.stale_reason(step, config)
+        if reason is None:
+            print(f"{head}: done earlier ({step.result}), skipped")
+            continue
+        rerun = True
+        records.forget_from(steps, i)
+        step.clear(run_dir)
+        print(f"\n{head}" + ("" if reason == "not run yet" else f" (again: {reason})"), flush=True)
+        fp = step.fingerprint(config)  # before it runs: a step must not certify inputs that changed under it
+        try:
+            step.run()
+        except SystemExit as e:  # a script's own failure exit (e.g. export verification)
+            if e.code:
+                raise UserError(f"step {step.name} failed (exit {e.code}); earlier steps' outputs in {run_dir} are "
+                                f"intact, fix the cause and re-run to resume") from None
+        if not step.result.is_file():
+            raise UserError(f"step {step.name} finished without writing {step.result}; re-run with --force")
+        records.finish(step, fp)
