@@ -41,6 +41,7 @@ from tools.training.evaluation import describe_model, latency_table
 from tools.core.io import atomic_write_yaml, read_yaml_mapping
 from tools.measure.lab_grader import LAB_INPUT_SHAPE, count_like_the_lab, format_grade, lab_score
 from tools.measure.metrics import format_count, normalize_metrics
+from tools.core.run_folder import EVAL_METRICS, METRICS
 
 
 def parse_args(argv):
@@ -77,7 +78,7 @@ def read_baseline(path: str) -> dict:
 def run_metrics_of(ckpt, checkpoint: Path) -> dict | None:
     """The metrics the run that wrote `checkpoint` recorded: in the file, else beside it."""
     found = getattr(ckpt, "run_metrics", None) or (ckpt.get("metrics") if isinstance(ckpt, dict) else None)
-    return found or read_yaml_mapping(checkpoint.parent / "metrics.yaml")
+    return found or read_yaml_mapping(checkpoint.parent / METRICS)
 
 
 def grade_mobilenet_lab(args) -> None:
@@ -124,7 +125,7 @@ def main(argv=None):
         report["vs_baseline"] = versus_baseline(baseline, report, goal) | {"baseline_metrics": str(args.baseline_metrics)}
 
     out_dir = Path(args.save_dir) if args.save_dir else Path(args.checkpoint).parent
-    atomic_write_yaml(out_dir / "eval_metrics.yaml", report)
+    atomic_write_yaml(out_dir / EVAL_METRICS, report)
     print_report(report)
     if baseline is not None:
         print(format_versus(report["vs_baseline"], args.baseline_metrics, baseline.get("top1")))

@@ -32,7 +32,7 @@ from tools.modeling.export import (
 )
 from tools.core.io import atomic_write_bytes, atomic_write_yaml
 from tools.measure.metrics import file_size_bytes
-from tools.core.run_folder import RunFolder
+from tools.core.run_folder import EXPORT_RECORD, RunFolder
 
 
 def parse_args(argv):
@@ -109,11 +109,11 @@ def export_in(out_dir: Path, args, cfg, data, model) -> None:
         if beside:
             report["onnx"]["beside_checkpoint"] = str(beside)
             print(f"ONNX beside the checkpoint: {beside}")
-    atomic_write_yaml(out_dir / "export.yaml", report)
-    print(f"wrote {out_dir / 'export.yaml'}")
+    atomic_write_yaml(out_dir / EXPORT_RECORD, report)
+    print(f"wrote {out_dir / EXPORT_RECORD}")
     if failed:
         print(f"verification FAILED for {', '.join(failed)}: outputs differ from PyTorch by more than "
-              f"{cfg.export.tolerance:g} (see {out_dir / 'export.yaml'})")
+              f"{cfg.export.tolerance:g} (see {out_dir / EXPORT_RECORD})")
         raise SystemExit(1)
 
 

@@ -25,7 +25,7 @@ from tools.core.cli import base_parser, resolve_config, run_name
 from tools.core.config import config_to_dict
 from tools.core.errors import run_cli
 from tools.workflows.pipeline import pipeline_steps, run_steps
-from tools.core.run_folder import RunFolder
+from tools.core.run_folder import METRICS, REPORT, RunFolder
 
 
 def parse_args(argv):
@@ -46,7 +46,7 @@ def main(argv=None):
 
 
 def print_verdict(run_dir: Path, elapsed_s: float) -> None:
-    metrics_path = run_dir / "structured" / "metrics.yaml"
+    metrics_path = run_dir / "structured" / METRICS
     metrics = yaml.safe_load(metrics_path.read_text()) if metrics_path.is_file() else {}
     goal = metrics.get("goal", {})
     verdict = "MET" if metrics.get("goal_met") else "NOT MET"
@@ -54,7 +54,7 @@ def print_verdict(run_dir: Path, elapsed_s: float) -> None:
           f"{metrics.get('flops_reduction_pct', 0):.1f}% of FLOPs (FLOPs = 2 x MACs) for a "
           f"{metrics.get('accuracy_drop', 0):.2f}-point top-1 drop: goal {verdict} "
           f"(>={goal.get('min_flops_reduction_pct')}% FLOPs, <={goal.get('max_accuracy_drop')} pts drop)")
-    print(f"report: {run_dir / 'report.md'}")
+    print(f"report: {run_dir / REPORT}")
 
 
 if __name__ == "__main__":

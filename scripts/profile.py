@@ -32,9 +32,7 @@ from tools.core.io import atomic_write_yaml
 from tools.measure.metrics import compare_metrics, format_comparison, format_count
 from tools.measure.profiling import (backend_list, flops_vs_latency, measure_models, plot_latency_vs_macs, profile_model,
                              profile_onnx, slowest_layers)
-from tools.core.run_folder import RunFolder, RunLock
-
-PROFILE = "profile.yaml"
+from tools.core.run_folder import PROFILE, RunFolder, RunLock
 
 
 def parse_args(argv):

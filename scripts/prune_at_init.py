@@ -41,7 +41,7 @@ from tools.core.io import atomic_write_text
 from tools.reports.at_init import load_run, plot_curves, run_report
 from tools.runs.prune_at_init import EXPERIMENTS, RunContext, make_plan, run_experiment
 from tools.pruning.at_init import PRUNERS, SCHEDULES, SCOPES
-from tools.core.run_folder import RunFolder
+from tools.core.run_folder import REPORT, RESULTS_CSV, RunFolder
 
 
 def parse_args(argv):
@@ -108,9 +108,9 @@ def experiment_in(run_dir, cfg, data, device, plan) -> None:
     rows = run_experiment(ctx, plan)
     plot_curves(rows, run_dir)
     report = run_report(load_run(run_dir))
-    atomic_write_text(run_dir / "report.md", report + "\n")
+    atomic_write_text(run_dir / REPORT, report + "\n")
     print("\n" + report)
-    print(f"\nwrote {run_dir / 'results.csv'}, {run_dir / 'results.yaml'}, {run_dir / 'report.md'}, *_vs_compression.png")
+    print(f"\nwrote {run_dir / RESULTS_CSV}, {run_dir / 'results.yaml'}, {run_dir / REPORT}, *_vs_compression.png")
     print(f"tables across runs and weight histograms: uv run python -m scripts.at_init_report {run_dir} --histogram "
           f"{plan.pruners[-1]}:{plan.compressions[-1]:g}")
 

@@ -38,11 +38,11 @@ from pathlib import Path
 from tools.core.cli import base_parser
 from tools.training.start import load_checkpoint_run
 from tools.core.errors import UserError, run_cli
-from tools.core.run_folder import RunFolder
+from tools.core.run_folder import LOGS, LOG_CSV, RunFolder
 from tools.runs.prune_structured import (
     METRICS,
     PRUNED_MODEL,
-    PRUNED_STATE,
+    PRUNED_MODEL_STATE,
     check_structured_config,
     check_structured_resume,
     final_block,
@@ -133,13 +133,13 @@ def prune_in(run_dir, cfg, ckpt, data, model, device, *, checkpoint: str, resume
     metrics = run_structured(model, data, cfg=cfg, run_dir=run_dir, device=device, checkpoint=checkpoint,
                              parent=ckpt, resume=resume)
     print(final_block(metrics))
-    if PRUNED_STATE in metrics["saved_models"]:
-        print(f"pruned model: {run_dir / PRUNED_STATE}  (weights-only; every script rebuilds the model from it)")
+    if PRUNED_MODEL_STATE in metrics["saved_models"]:
+        print(f"pruned model: {run_dir / PRUNED_MODEL_STATE}  (weights-only; every script rebuilds the model from it)")
     if PRUNED_MODEL in metrics["saved_models"]:
         print(f"pickled:      {run_dir / PRUNED_MODEL}  (plain torch.load(path, weights_only=False) returns the module)")
     print(f"metrics:      {run_dir / METRICS}")
-    if (run_dir / "logs").is_dir():  # absent when nothing was trained (finetune.epochs 0, no rounds)
-        print(f"fine-tuning:  {run_dir / 'log.csv'}; TensorBoard: uv run tensorboard --logdir {run_dir}")
+    if (run_dir / LOGS).is_dir():  # absent when nothing was trained (finetune.epochs 0, no rounds)
+        print(f"fine-tuning:  {run_dir / LOG_CSV}; TensorBoard: uv run tensorboard --logdir {run_dir}")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from tools.core.errors import UserError, run_cli
 from tools.core.io import atomic_write_yaml
 from tools.core.lineage import LINEAGE, child_lineage, versus
 from tools.measure.metrics import layer_sparsity_table
-from tools.core.run_folder import RunFolder
+from tools.core.run_folder import METRICS, PRUNED_MODEL, RunFolder
 from tools.reports.sparsity_plots import plot_layer_weights
 from tools.training.fit import PRUNE_STATE, check_resume, finetune_train_config, read_prune_resume, resumed_checkpoint
 from tools.pruning.unstructured import (
@@ -173,7 +173,7 @@ def prune_in(run_dir, args, cfg, ckpt, data, model, device, p: Pruning) -> None:
                             targets=targets, baseline=baseline, final=final, history=history, data=data, device=device,
                             lineage=lineage)
     metrics["wall_time_s"] = time.perf_counter() - start
-    atomic_write_yaml(run_dir / "metrics.yaml", metrics)
+    atomic_write_yaml(run_dir / METRICS, metrics)
     print_summary(metrics, run_dir)
 
 
@@ -194,7 +194,7 @@ def write_results(model, run_dir, *, checkpoint, cfg, config, plan, targets, bas
     ucfg = cfg.unstructured
     summary = {"top1": final["top1"], "top5": final["top5"], "baseline_top1": baseline["top1"],
                "actual_sparsity": history[-1]["actual_sparsity"], "method": plan.method, "mode": plan.mode}
-    save_checkpoint(run_dir / "pruned_model.pth", model=model, config=config, metrics=summary, extra={LINEAGE: lineage})
+    save_checkpoint(run_dir / PRUNED_MODEL, model=model, config=config, metrics=summary, extra={LINEAGE: lineage})
     images = next(iter(data.test))[0][:64].to(device)
     sizes = storage_sizes(model, run_dir, config=config, metrics=summary, fmt=ucfg.compressed_format,
                           save=ucfg.save_compressed, images=images)
@@ -232,7 +232,7 @@ def print_summary(metrics: dict, run_dir) -> None:
               f"{metrics['compressed_outputs_identical']})")
     if "semi_structured" in metrics:
         print(format_nm(metrics["semi_structured"]))
-    print(f"wrote {run_dir / 'pruned_model.pth'}, {run_dir / 'metrics.yaml'}, {run_dir / 'layer_weights.png'}")
+    print(f"wrote {run_dir / PRUNED_MODEL}, {run_dir / METRICS}, {run_dir / 'layer_weights.png'}")
     print(f"TensorBoard: uv run tensorboard --logdir {run_dir}")
 
 

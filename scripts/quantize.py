@@ -27,6 +27,7 @@ from tools.core.config import save_config
 from tools.core.errors import UserError, run_cli
 from tools.deploy.quantize import check_input_shape, check_quantize_config, load_onnx_run
 from tools.runs.quantize import QuantizeJob, run_quantize
+from tools.core.run_folder import CONFIG
 
 
 def parse_args(argv):
@@ -45,7 +46,7 @@ def main(argv=None):
     flags = {"quantize.calibration": args.calibration, "quantize.num_images": args.num_images,
              "quantize.max_drop": args.max_drop, "train.device": "cpu"}
     job = checkpoint_job(args, flags) if args.checkpoint else onnx_job(args, flags)
-    save_config(job.cfg, job.out_dir / "config.yaml")
+    save_config(job.cfg, job.out_dir / CONFIG)
     run_quantize(job)
 
 

@@ -22,7 +22,7 @@ from tools.core.cli import base_parser, parse_list
 from tools.training.start import load_checkpoint_run
 from tools.core.errors import run_cli
 from tools.core.io import atomic_write_csv, atomic_write_yaml
-from tools.core.run_folder import RunFolder
+from tools.core.run_folder import LAYER_SPARSITY, METRICS, RunFolder
 from tools.pruning.sensitivity import (
     check_scan_config,
     check_sparsities,
@@ -85,9 +85,9 @@ def scan_in(run_dir, args, cfg, data, model, device, *, loader, targets, sparsit
 
     atomic_write_csv(run_dir / "sensitivity.csv", rows)
     plot_sensitivity(rows, baseline_top1=baseline["top1"], path=run_dir / "sensitivity.png")
-    atomic_write_yaml(run_dir / "layer_sparsity.yaml", per_layer)
+    atomic_write_yaml(run_dir / LAYER_SPARSITY, per_layer)
     total = total_sparsity(per_layer, params)
-    atomic_write_yaml(run_dir / "metrics.yaml", {
+    atomic_write_yaml(run_dir / METRICS, {
         "checkpoint": str(args.checkpoint), "model": cfg.model.name, "method": scfg.method,
         "num_images": baseline["num_samples"], "baseline_top1": baseline["top1"], "sparsities": sparsities,
         "rule": rule, "total_sparsity": total, "layer_sparsity": per_layer, "device": str(device),
@@ -96,9 +96,9 @@ def scan_in(run_dir, args, cfg, data, model, device, *, loader, targets, sparsit
     print(f"per-layer sparsities ({rule}): total {100 * total:.2f}% of {sum(params.values()):,} weights")
     for name, value in per_layer.items():
         print(f"  {name:<24} {100 * value:6.2f}%")
-    print(f"wrote {run_dir / 'sensitivity.csv'}, {run_dir / 'sensitivity.png'}, {run_dir / 'layer_sparsity.yaml'}")
+    print(f"wrote {run_dir / 'sensitivity.csv'}, {run_dir / 'sensitivity.png'}, {run_dir / LAYER_SPARSITY}")
     print(f"next: uv run python -m scripts.prune_unstructured --checkpoint {args.checkpoint} --method l1 "
-          f"--sparsity-file {run_dir / 'layer_sparsity.yaml'}")
+          f"--sparsity-file {run_dir / LAYER_SPARSITY}")
 
 
 def print_row(row: dict) -> None:

@@ -141,7 +141,8 @@ def test_sweep_reruns_points_when_the_base_config_changes(tmp_path, monkeypatch,
 
 
 def test_benchmark_row_is_stale_when_its_recipe_or_baseline_changes(tmp_path):
-    from tools.workflows.benchmark import RECORD, discover
+    from tools.core.run_folder import BENCHMARK_RECORD
+    from tools.workflows.benchmark import discover
 
     bench = tmp_path / "cfgs"
     bench.mkdir()
@@ -152,14 +153,14 @@ def test_benchmark_row_is_stale_when_its_recipe_or_baseline_changes(tmp_path):
         b = discover(bench)[name]
         (results / name).mkdir(parents=True)
         (results / name / "metrics.yaml").write_text("top1: 1\n")
-        (results / name / RECORD).write_text(yaml.safe_dump({"finished_at": "t0", "fingerprint": b.fingerprint(results)}))
+        (results / name / BENCHMARK_RECORD).write_text(yaml.safe_dump({"finished_at": "t0", "fingerprint": b.fingerprint(results)}))
     assert all(b.state(results) == "done" for b in discover(bench).values())
     (bench / "base.yaml").write_text("bench: {script: train, table: t, targets: {max_drop: 1}}\ntrain: {epochs: 1}\n")
     assert discover(bench)["base"].state(results) == "done"  # a target is how the doc reads the row, not the run
     (bench / "base.yaml").write_text("bench: {script: train, table: t}\ntrain: {epochs: 2}\n")
     assert discover(bench)["base"].state(results) == "stale" and not discover(bench)["base"].done(results)
-    record = yaml.safe_load((results / "base" / RECORD).read_text())
-    (results / "base" / RECORD).write_text(yaml.safe_dump(record | {"finished_at": "t1"}))  # the baseline ran again
+    record = yaml.safe_load((results / "base" / BENCHMARK_RECORD).read_text())
+    (results / "base" / BENCHMARK_RECORD).write_text(yaml.safe_dump(record | {"finished_at": "t1"}))  # the baseline ran again
     assert discover(bench)["pruned"].stale_reason(results) == "config changed"
 
 

@@ -23,7 +23,7 @@ from torch import nn
 
 from datasets import build_data
 from tools.core.config import DataConfig, SyntheticConfig
-from tools.training.engine import evaluate, train_one_epoch
+from tools.training.engine import StepOptions, evaluate, train_one_epoch
 from tools.models import build_model
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -66,14 +66,15 @@ def test_amp_bf16_train_step_on_cuda():
     model, data = tiny_model(), build_data(DATA, seed=0, device=CUDA)
     before = model.fc.weight.detach().clone()
     dtypes = conv_output_dtypes(model)
-    stats = train_one_epoch(model, data.train, sgd(model), device=CUDA, amp="bf16")
+    stats = train_one_epoch(model, data.train, sgd(model), device=CUDA, step=StepOptions(amp="bf16"))
     assert dtypes == {torch.bfloat16} and model.fc.weight.dtype == torch.float32  # autocast, fp32 master weights
     assert torch.isfinite(torch.tensor(stats["loss"])) and not torch.equal(before, model.fc.weight)
 
 
 def test_amp_fp16_with_grad_scaler_fit_checkpoint_and_resume_on_cuda(tmp_path):
     from tools.core.config import TrainConfig
-    from tools.training.fit import LAST, fit
+    from tools.training.fit import fit
+    from tools.core.run_folder import LAST
 
     data = build_data(DATA, seed=0, device=CUDA)
     cfg = TrainConfig(epochs=1, lr=0.05, amp="fp16", scheduler="cosine", device="cuda")
@@ -92,7 +93,7 @@ def test_channels_last_train_and_eval_on_cuda():
     model, data = tiny_model(), build_data(DATA, seed=0, device=CUDA)
     seen = []
     model.conv1.register_forward_hook(lambda m, i, o: seen.append(i[0].is_contiguous(memory_format=torch.channels_last)))
-    train_one_epoch(model, data.train, sgd(model), device=CUDA, channels_last=True, amp="bf16")
+    train_one_epoch(model, data.train, sgd(model), device=CUDA, step=StepOptions(amp="bf16", channels_last=True))
     assert seen and all(seen)
     nhwc = evaluate(model, data.test, device=CUDA, channels_last=True)
     nchw = evaluate(model, data.test, device=CUDA, channels_last=False)
@@ -138,7 +139,7 @@ def test_ddp_one_process_nccl_train_step_on_cuda(tmp_path, monkeypatch):
     try:
         model = nn.parallel.DistributedDataParallel(tiny_model(), device_ids=[CUDA.index or 0])
         data = build_data(DATA, seed=0, device=CUDA, rank=0, world_size=torch_dist.get_world_size())
-        stats = train_one_epoch(model, data.train, sgd(model), device=CUDA, amp="bf16")
+        stats = train_one_epoch(model, data.train, sgd(model), device=CUDA, step=StepOptions(amp="bf16"))
         result = evaluate(unwrap(model), data.test, device=CUDA)
         assert torch.isfinite(torch.tensor(stats["loss"])) and result["num_samples"] == 128
         assert unwrap(model) is model.module

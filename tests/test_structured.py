@@ -13,7 +13,7 @@ from tools.pruning import kernels
 
 from tools.pruning import structured as st
 from tools.training.distill import distillation_loss, kd_divergence
-from tools.training.engine import train_one_epoch
+from tools.training.engine import StepOptions, train_one_epoch
 from tools.core.errors import UserError
 from tools.measure.metrics import count_macs_params, count_nonzero_macs_params
 from tools.models import MODEL_NAMES, build_model
@@ -215,7 +215,7 @@ def test_bn_l1_penalty_drives_scales_toward_zero():
         loss = st.bn_l1_loss(lambda logits, y, x: nn.functional.cross_entropy(logits, y), layers, reg)
         opt = torch.optim.SGD(model.parameters(), lr=0.05)
         for _ in range(3):
-            train_one_epoch(model, batches, opt, device=torch.device("cpu"), loss_fn=loss)
+            train_one_epoch(model, batches, opt, device=torch.device("cpu"), step=StepOptions(loss_fn=loss))
         return float(torch.cat([m.weight.detach().abs() for m in layers]).mean())
 
     plain, penalised = mean_scale_after(0.0), mean_scale_after(0.5)

@@ -41,9 +41,23 @@ LOGS = "logs"  # TensorBoard event files
 LAST = "last.pth"
 BEST = "best_model.pth"
 PRUNED_MODEL = "pruned_model.pth"
+PRUNED_MODEL_STATE = "pruned_model_state.pth"  # its weights-only twin (tools.modeling.checkpoint.safe_twin)
+PRUNED_MODEL_COMPRESSED = "pruned_model_compressed.pth"  # sparse storage (tools.modeling.sparse_storage)
 LOCK = ".lock"
 COMPLETE = "COMPLETE"
 FAILED = "FAILED"
+# What each script records beside (or instead of) metrics.yaml, and what the runners keep.
+EVAL_METRICS = "eval_metrics.yaml"  # scripts.eval
+EXPORT_RECORD = "export.yaml"  # scripts.export_onnx
+QUANTIZE_RECORD = "quantize.yaml"  # scripts.quantize
+PROFILE = "profile.yaml"  # scripts.profile
+LOADER_SPEED = "loader_speed.yaml"  # scripts.loader_speed
+LAYER_SPARSITY = "layer_sparsity.yaml"  # scripts.sensitivity
+RESULTS_CSV = "results.csv"  # scripts.prune_at_init: one row per point
+REPORT = "report.md"  # scripts.report, scripts.pipeline, scripts.prune_at_init
+STEPS = "steps.yaml"  # the pipeline's record of finished steps
+SWEEP_POINT = "sweep_point.yaml"  # the sweep's record in a point's folder: the fingerprint it ran from
+BENCHMARK_RECORD = "benchmark.yaml"  # the benchmark runner's record: command, wall time, host
 _ATTEMPTS = 5
 
 

@@ -33,6 +33,7 @@ import torch
 from tools.core.config import QuantizeConfig
 from tools.core.errors import UserError
 from tools.modeling.export import QDQ_OPS, load_onnx, onnx_input_shape
+from tools.core.run_folder import CONFIG, EXPORT_RECORD
 
 CALIBRATIONS = ("minmax", "entropy", "percentile")
 ACTIVATION_TYPES = ("uint8", "int8")
@@ -199,16 +200,16 @@ def sidecar_config(onnx_path: Path) -> tuple[dict, str] | None:
     from tools.core.io import read_yaml_mapping
 
     folder = onnx_path.parent
-    tree = read_yaml_mapping(folder / "config.yaml")
+    tree = read_yaml_mapping(folder / CONFIG)
     if tree is not None:
-        return tree, str(folder / "config.yaml")
-    checkpoint = (read_yaml_mapping(folder / "export.yaml") or {}).get("checkpoint")
+        return tree, str(folder / CONFIG)
+    checkpoint = (read_yaml_mapping(folder / EXPORT_RECORD) or {}).get("checkpoint")
     if checkpoint and Path(checkpoint).is_file():
         stored = checkpoint_config(read_checkpoint(checkpoint))
         if stored is not None:
             return stored, f"checkpoint {checkpoint}"
-    tree = read_yaml_mapping(folder.parent / "config.yaml")
-    return (tree, str(folder.parent / "config.yaml")) if tree is not None else None
+    tree = read_yaml_mapping(folder.parent / CONFIG)
+    return (tree, str(folder.parent / CONFIG)) if tree is not None else None
 
 
 def resolve_onnx_config(args, onnx_path: Path, flags: dict | None = None):

@@ -25,6 +25,7 @@ from torch import nn
 
 from tools.core.errors import UserError
 from tools.measure.metrics import count_macs_params, flops_from_macs, model_size_bytes, per_layer_macs
+from tools.core.run_folder import QUANTIZE_RECORD
 
 BACKENDS = ("torch", "onnxruntime", "both")
 SMALL_BATCH = 8  # at or below this, fixed per-layer costs dominate on most hardware
@@ -93,7 +94,7 @@ def profile_onnx(label: str, path: Path) -> dict:
     from tools.core.io import read_yaml_mapping
     from tools.modeling.export import is_int8
 
-    sidecar = read_yaml_mapping(path.parent / "quantize.yaml") or {}
+    sidecar = read_yaml_mapping(path.parent / QUANTIZE_RECORD) or {}
     macs = sidecar.get("macs")
     return {"label": label, "onnx": str(path), "precision": "int8" if is_int8(path) else "fp32", "macs": macs,
             "flops": flops_from_macs(macs) if macs else None, "params": sidecar.get("params"),

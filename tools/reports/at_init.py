@@ -25,6 +25,7 @@ from tools.core.errors import UserError
 from tools.core.plots import pyplot, save_figure
 from tools.measure.metrics import format_count
 from tools.pruning.at_init import PRUNERS
+from tools.core.run_folder import CONFIG, PRUNED_MODEL
 
 CURVES = (("top1", "test top-1 (%)", "accuracy_vs_compression.png"),
           ("inference_time_s", "test-set inference time (s)", "inference_time_vs_compression.png"),
@@ -48,7 +49,7 @@ def load_run(run_dir: Path) -> dict:
 
 
 def _config(run: dict) -> dict:
-    path = run["dir"] / "config.yaml"
+    path = run["dir"] / CONFIG
     return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
 
 
@@ -309,6 +310,6 @@ def load_point_model(run: dict, pruner: str, compression: float, level: int | No
     info = run["run"]
     stored = _config(run).get("model", {})
     model_cfg = ModelConfig(name=info["model"], stem=stored.get("stem", "auto"), kwargs=stored.get("kwargs") or {})
-    model, _ = load_model(run["dir"] / name / "pruned_model.pth", model_cfg=model_cfg, num_classes=info["num_classes"],
+    model, _ = load_model(run["dir"] / name / PRUNED_MODEL, model_cfg=model_cfg, num_classes=info["num_classes"],
                           input_shape=tuple(info["input_shape"]))
     return model, point

@@ -27,6 +27,7 @@ from tools.core.config import GoalConfig
 from tools.core.io import atomic_write_text, read_yaml_mapping
 from tools.measure.metrics import format_count
 from tools.pruning.structured import goal_met
+from tools.core.run_folder import CONFIG, METRICS
 
 PRUNED = ("unstructured", "structured")
 _OUTLIER_GAP = 0.15  # sensitivity: a layer tolerating this much less sparsity than the median one
@@ -43,11 +44,11 @@ def _md(headers: list[str], rows: list[list]) -> list[str]:
 
 
 def _metrics(row: dict) -> dict:
-    return read_yaml_mapping(Path(row["run"]) / "metrics.yaml") or {}
+    return read_yaml_mapping(Path(row["run"]) / METRICS) or {}
 
 
 def _config(run: str | Path) -> dict:
-    return read_yaml_mapping(Path(run) / "config.yaml") or {}
+    return read_yaml_mapping(Path(run) / CONFIG) or {}
 
 
 def _name(row: dict) -> str:
@@ -126,7 +127,7 @@ def sensitivity_outliers(roots: list[Path]) -> list[dict]:
     """Per sensitivity run: layers whose tolerated sparsity is _OUTLIER_GAP below the median layer,
     with their drop at the highest sparsity scanned."""
     out = []
-    for metrics_path in sorted(p for root in roots for p in root.rglob("metrics.yaml")):
+    for metrics_path in sorted(p for root in roots for p in root.rglob(METRICS)):
         m = read_yaml_mapping(metrics_path) or {}
         per_layer = m.get("layer_sparsity")
         if "rule" not in m or not isinstance(per_layer, dict) or len(per_layer) < 3:

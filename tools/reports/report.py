@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tools.core.io import read_yaml_mapping
 from tools.core.plots import pyplot, save_figure
+from tools.core.run_folder import CONFIG, LOG_CSV, METRICS, PROFILE, QUANTIZE_RECORD, REPORT
 
 
 def plot_pareto(rows: list[dict], front: list[dict], *, x: str, y: str, path: Path, title: str,
@@ -34,7 +35,7 @@ def find_run_dirs(roots: list[Path]) -> list[Path]:
     """Every folder under `roots` holding a metrics.yaml, or a profile.yaml."""
     found = set()
     for root in roots:
-        for name in ("metrics.yaml", "profile.yaml"):
+        for name in (METRICS, PROFILE):
             found.update(p.parent for p in root.rglob(name))
     return sorted(found)
 
@@ -83,12 +84,12 @@ def collect_runs(roots: list[Path]) -> tuple[list[dict], list[dict]]:
     """(run rows, profile results) from every run folder under `roots`; unreadable files are skipped."""
     rows, profiles = [], []
     for run_dir in find_run_dirs(roots):
-        metrics = read_yaml_mapping(run_dir / "metrics.yaml")
+        metrics = read_yaml_mapping(run_dir / METRICS)
         if metrics:
-            row = summarize_run(run_dir, metrics, read_yaml_mapping(run_dir / "config.yaml"))
+            row = summarize_run(run_dir, metrics, read_yaml_mapping(run_dir / CONFIG))
             if row["kind"] != "other":
                 rows.append(row)
-        profile = read_yaml_mapping(run_dir / "profile.yaml")
+        profile = read_yaml_mapping(run_dir / PROFILE)
         if profile and profile.get("models"):
             profiles.append(profile | {"run": str(run_dir)})
     return rows, profiles
@@ -146,7 +147,7 @@ def deployment_table(roots: list[Path], profiles: list[dict]) -> str | None:
                for p in profiles for e in p["models"] if "onnx" in e}
     batch_sizes = sorted({bs for by_batch in latency.values() for bs in by_batch})
     rows = []
-    for path in sorted(p for root in roots for p in root.rglob("quantize.yaml")):
+    for path in sorted(p for root in roots for p in root.rglob(QUANTIZE_RECORD)):
         q = read_yaml_mapping(path)
         if not q or "fp32" not in q:
             continue
@@ -225,7 +226,7 @@ def write_report(roots: list[Path], out: Path) -> Path:
     parts += findings.recommendation_section(rows, profiles)
     parts += _figures(rows, roots, out)
     findings.write_comparison_csv(rows, out / "final_comparison.csv")
-    report = out / "report.md"
+    report = out / REPORT
     atomic_write_text(report, "\n".join(parts) + "\n")
     return report
 
@@ -244,11 +245,11 @@ def _figures(rows: list[dict], roots: list[Path], out: Path) -> list[str]:
         png = plot_pareto(usable, front, x="macs", y="top1", path=out / "pareto.png",
                           title="accuracy vs MACs (non-zero MACs for unstructured runs)")
         lines += [f"![Pareto]({png.name})", ""]
-    logs = [(str(log.parent.relative_to(root)), log) for root in roots for log in sorted(root.rglob("log.csv"))]
+    logs = [(str(log.parent.relative_to(root)), log) for root in roots for log in sorted(root.rglob(LOG_CSV))]
     png = plot_curves(logs, out / "curves.png")
     if png:
         lines += [f"![training and fine-tuning curves]({png.name})", ""]
-    sparsity = {Path(r["run"]).name: (read_yaml_mapping(Path(r["run"]) / "metrics.yaml") or {}).get("layer_sparsity", {})
+    sparsity = {Path(r["run"]).name: (read_yaml_mapping(Path(r["run"]) / METRICS) or {}).get("layer_sparsity", {})
                 for r in rows if r["kind"] == "unstructured"}
     png = plot_layer_bars({k: v for k, v in sparsity.items() if v}, ylabel="sparsity", title="per-layer sparsity",
                           path=out / "layer_sparsity.png")
@@ -257,7 +258,7 @@ def _figures(rows: list[dict], roots: list[Path], out: Path) -> list[str]:
     channels = {}
     for r in rows:
         if r["kind"] == "structured":
-            table = (read_yaml_mapping(Path(r["run"]) / "metrics.yaml") or {}).get("channels", {})
+            table = (read_yaml_mapping(Path(r["run"]) / METRICS) or {}).get("channels", {})
             channels[Path(r["run"]).name] = {n: c["after"] / c["before"] for n, c in table.items() if c.get("before")}
     png = plot_layer_bars({k: v for k, v in channels.items() if v}, ylabel="fraction of channels kept",
                           title="per-layer channels kept", path=out / "channels.png")

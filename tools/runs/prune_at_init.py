@@ -53,8 +53,9 @@ from tools.pruning.at_init import (
     prune_to_density,
     rewind_weights,
 )
-from tools.training.fit import fit
+from tools.training.fit import FitOptions, fit
 from tools.pruning.unstructured import enforce_masks, prunable_targets, remove_pruning_reparameterization
+from tools.core.run_folder import PRUNED_MODEL, RESULTS_CSV
 
 EXPERIMENTS = ("singleshot", "multishot")
 MIB = 2**20
@@ -192,9 +193,9 @@ def train_phase(model: nn.Module, ctx: RunContext, *, epochs: int, run_dir: Path
         return {"epochs": 0, "wall_time_s": 0.0, "peak_memory_mib": None, "memory_kind": None, "best_val_top1": None}
     _reset_peak_memory(ctx.device)
     start = time.perf_counter()
+    options = FitOptions(after_step=(lambda: enforce_masks(model)) if masked else None, tag=tag)
     summary = fit(model, ctx.data, train_cfg=replace(ctx.cfg.train, epochs=epochs), run_dir=run_dir,
-                  config=ctx.config, device=ctx.device, after_step=(lambda: enforce_masks(model)) if masked else None,
-                  tag=tag)
+                  config=ctx.config, device=ctx.device, options=options)
     wall_time_s = time.perf_counter() - start
     peak, kind = peak_memory_mib(ctx.device)
     return {"epochs": summary["epochs_run"], "wall_time_s": wall_time_s, "peak_memory_mib": peak,
@@ -330,7 +331,7 @@ def _save_point(model, targets, ctx: RunContext, point_dir: Path, row: dict, rep
     atomic_write_csv(point_dir / "layer_density.csv",
                      [r | {"sparsity": 1 - r["density"], "collapsed": r["name"] in report["collapsed_layers"]}
                       for r in report["layers"]])
-    save_checkpoint(point_dir / "pruned_model.pth", model=_plain_copy(model), config=ctx.config, metrics=row)
+    save_checkpoint(point_dir / PRUNED_MODEL, model=_plain_copy(model), config=ctx.config, metrics=row)
 
 
 def format_row(row: dict) -> str:
@@ -384,7 +385,7 @@ def run_experiment(ctx: RunContext, plan: AtInitPlan) -> list[dict]:
 
 
 def write_results(ctx: RunContext, plan: AtInitPlan, rows: list[dict], layers: dict, pretrain: dict | None) -> None:
-    atomic_write_csv(ctx.run_dir / "results.csv", rows)
+    atomic_write_csv(ctx.run_dir / RESULTS_CSV, rows)
     atomic_write_yaml(ctx.run_dir / "results.yaml", {
         "run": {"experiment": plan.experiment, "data": ctx.cfg.data.name, "model": ctx.cfg.model.name,
                 "input_shape": list(ctx.input_shape), "num_classes": ctx.data.num_classes,

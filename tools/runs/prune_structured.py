@@ -44,11 +44,9 @@ from tools.core.io import atomic_torch_save, atomic_write_yaml
 from tools.core.lineage import LINEAGE, child_lineage, versus
 from tools.pruning.kernels import KERNEL_METHODS, apply_kernel_masks, kernel_layers, masks_from_zeros, prune_kernels
 from tools.measure.metrics import count_macs_params, count_nonzero_macs_params, format_count
-from tools.training.fit import BEST, PRUNE_STATE, check_resume, fit, finetune_train_config
-
-PRUNED_MODEL = "pruned_model.pth"
-PRUNED_STATE = "pruned_model_state.pth"  # tools.modeling.checkpoint.safe_twin(PRUNED_MODEL)
-METRICS = "metrics.yaml"
+from tools.training.fit import PRUNE_STATE, FitOptions, check_resume, finetune_train_config, fit
+from tools.core.run_folder import BEST
+from tools.core.run_folder import METRICS, PRUNED_MODEL, PRUNED_MODEL_STATE
 
 
 # ----------------------------------------------------------------------------- config
@@ -326,8 +324,9 @@ def finetune(model: nn.Module, data, *, cfg: Config, epochs: int, run_dir: Path,
     if cfg.structured.granularity != "channel":
         masks = masks_from_zeros(kernel_layers(model))
         after_step = lambda: apply_kernel_masks(masks)  # noqa: E731  (keeps zeroed kernels at zero)
-    summary = fit(model, data, train_cfg=train_cfg, run_dir=run_dir, config=config, device=device, loss_fn=loss_fn,
-                  after_step=after_step, tag=tag, save_full_module=True, resume=resume, last_extra=last_extra)
+    options = FitOptions(loss_fn=loss_fn, after_step=after_step, tag=tag, save_full_module=True, last_extra=last_extra)
+    summary = fit(model, data, train_cfg=train_cfg, run_dir=run_dir, config=config, device=device, resume=resume,
+                  options=options)
     # best_model.pth holds the same architecture as `model` (plus its structure): load in place.
     model.load_state_dict(read_checkpoint(run_dir / BEST)["model"])
     return model.eval(), summary
@@ -342,8 +341,8 @@ def sparsity_train(model: nn.Module, data, *, cfg: Config, run_dir: Path, device
     before = _scale_stats(layers)
     train_cfg = dataclasses.replace(finetune_train_config(cfg.train, cfg.finetune), epochs=s.bn_scale.epochs)
     loss_fn = st.bn_l1_loss(cross_entropy(train_cfg.label_smoothing), layers, s.bn_scale.reg)
-    summary = fit(model, data, train_cfg=train_cfg, run_dir=run_dir, config=config, device=device, loss_fn=loss_fn,
-                  tag="sparsity")
+    summary = fit(model, data, train_cfg=train_cfg, run_dir=run_dir, config=config, device=device,
+                  options=FitOptions(loss_fn=loss_fn, tag="sparsity"))
     after = _scale_stats(layers)
     print(f"sparsity training: mean |gamma| {before['mean_abs_gamma']:.4f} -> {after['mean_abs_gamma']:.4f}, "
           f"scales below 0.01: {100 * before['fraction_below_0.01']:.1f}% -> {100 * after['fraction_below_0.01']:.1f}%")
@@ -430,7 +429,7 @@ def _finetune_summary(cfg: Config, summary: dict | None) -> dict:
 
 def save_pruned_model(model: nn.Module, run_dir: Path, *, config: dict, metrics: dict,
                       input_shape: tuple[int, int, int], num_classes: int) -> list[str]:
-    """Write the pruned model (CPU, eval mode) twice: PRUNED_STATE, a weights-only checkpoint with
+    """Write the pruned model (CPU, eval mode) twice: PRUNED_MODEL_STATE, a weights-only checkpoint with
     its structure that every script rebuilds it from without unpickling, and PRUNED_MODEL, the
     module pickled bare with `run_config` and `run_metrics` attributes, for plain torch.load users
     (graders, existing scripts). Each is skipped with a printed notice when it cannot be written
@@ -444,11 +443,11 @@ def save_pruned_model(model: nn.Module, run_dir: Path, *, config: dict, metrics:
     structure = model_structure(module, config["model"])
     problem = rebuild_problem(module, structure, num_classes=num_classes, input_shape=input_shape)
     if problem is None:
-        save_checkpoint(run_dir / PRUNED_STATE, model=module, config=config, metrics=slim_metrics,
+        save_checkpoint(run_dir / PRUNED_MODEL_STATE, model=module, config=config, metrics=slim_metrics,
                         extra={LINEAGE: metrics.get(LINEAGE, [])})
-        written.append(PRUNED_STATE)
+        written.append(PRUNED_MODEL_STATE)
     else:
-        reasons.append(f"{PRUNED_STATE} not written: {problem}")
+        reasons.append(f"{PRUNED_MODEL_STATE} not written: {problem}")
     setattr(module, MODULE_CONFIG_ATTR, config)
     setattr(module, LINEAGE, metrics.get(LINEAGE, []))
     module.run_metrics = {k: v for k, v in slim_metrics.items() if k != LINEAGE}

@@ -32,7 +32,9 @@ from tools.training.engine import LossFn, build_optimizer, cross_entropy, evalua
 from tools.core.errors import UserError
 from tools.core.io import read_yaml_mapping
 from tools.measure.metrics import count_macs_params, count_nonzero_macs_params, flops_from_macs, format_count
-from tools.training.fit import BEST, LAST, PRUNE_STATE, fit
+from tools.training.fit import PRUNE_STATE, FitOptions, fit
+from tools.core.run_folder import BEST, LAST
+from tools.core.run_folder import LOGS, PRUNED_MODEL, PRUNED_MODEL_COMPRESSED
 from tools.pruning.unstructured import (
     GRADIENT_METHODS,
     GradientScores,
@@ -195,9 +197,10 @@ def finetune_phase(model: nn.Module, data, *, finetune_cfg: TrainConfig, epochs:
     if epochs <= 0:
         return None
     last_path, last_extra = last or (None, None)
+    options = FitOptions(loss_fn=loss_fn, after_step=lambda: enforce_masks(model), tag=tag, last_path=last_path,
+                         last_extra=last_extra)
     summary = fit(model, data, train_cfg=replace(finetune_cfg, epochs=epochs), run_dir=run_dir, config=config,
-                  device=device, loss_fn=loss_fn, after_step=lambda: enforce_masks(model), tag=tag, resume=resume,
-                  last_path=last_path, last_extra=last_extra)
+                  device=device, resume=resume, options=options)
     model.load_state_dict(read_checkpoint(run_dir / BEST)["model"])
     return summary
 
@@ -355,7 +358,7 @@ def tensorboard_logger(run_dir: Path):
     """A `log(step_row)` callable writing prune/* scalars to <run_dir>/logs, one point per step."""
     from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(log_dir=str(run_dir / "logs"))
+    writer = SummaryWriter(log_dir=str(run_dir / LOGS))
 
     def log(row: dict) -> None:
         for key in ("target_sparsity", "actual_sparsity", "pruned_top1", "finetuned_top1"):
@@ -384,10 +387,10 @@ def storage_sizes(model: nn.Module, run_dir: Path, *, config: dict, metrics: dic
     from tools.modeling.sparse_storage import compressed_checkpoint, save_compressed_checkpoint, serialized_size_bytes
 
     state = model.state_dict()
-    dense = file_size_bytes(run_dir / "pruned_model.pth")
+    dense = file_size_bytes(run_dir / PRUNED_MODEL)
     out = {"dense_size_bytes": dense}
     if save:
-        path = run_dir / "pruned_model_compressed.pth"
+        path = run_dir / PRUNED_MODEL_COMPRESSED
         storage = save_compressed_checkpoint(path, state_dict=state, config=config, metrics=metrics, fmt=fmt)
         compressed = file_size_bytes(path)
         out |= {"compressed_file": str(path),

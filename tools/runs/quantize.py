@@ -20,8 +20,7 @@ from tools.core.config import Config, config_to_dict
 from tools.core.io import atomic_write_yaml
 from tools.deploy.quantize import LoaderCalibrationReader, evaluate_onnx, file_entry, int8_path, prepare_fp32, quantize_int8, verdict
 from tools.modeling.export import load_onnx
-
-RESULT = "quantize.yaml"
+from tools.core.run_folder import QUANTIZE_RECORD
 
 
 @dataclass
@@ -73,10 +72,10 @@ def run_quantize(job: QuantizeJob) -> dict:
             report["int8"] = report["qat"]
         drop, met = verdict(fp32["top1"], report["int8"]["top1"], q.max_drop)
     report |= summary(job, report, drop, met)
-    atomic_write_yaml(job.out_dir / RESULT, report)
+    atomic_write_yaml(job.out_dir / QUANTIZE_RECORD, report)
     print(f"deployed INT8 file: {report['int8']['path']} ({report['int8']['method']}); "
           f"top-1 drop {drop:.2f} pts vs FP32 ONNX (max {q.max_drop:g}): {met}")
-    print(f"wrote {job.out_dir / RESULT}")
+    print(f"wrote {job.out_dir / QUANTIZE_RECORD}")
     return report
 
 
@@ -101,14 +100,14 @@ def run_qat(job: QuantizeJob) -> dict:
     """Fake-quantized fine-tuning (tools.deploy.qat), then the plain model exported and quantized as PTQ was."""
     from tools.modeling.export import export_onnx
     from tools.deploy.qat import prepare_qat, strip_qat
-    from tools.training.fit import finetune_train_config, fit
+    from tools.training.fit import FitOptions, finetune_train_config, fit
 
     q, cfg = job.cfg.quantize, job.cfg
     model = prepare_qat(job.model.cpu(), signed_activations=q.activation_type == "int8")
     train_cfg = replace(finetune_train_config(cfg.train, cfg.finetune), epochs=q.qat_epochs, lr=q.qat_lr,
                         device="cpu", patience=0)
     fit(model, job.train_data, train_cfg=train_cfg, run_dir=job.out_dir / "qat", config=config_to_dict(cfg),
-        device=torch.device("cpu"), tag="qat")
+        device=torch.device("cpu"), options=FitOptions(tag="qat"))
     fp32_path = export_onnx(strip_qat(model), job.input_shape, job.out_dir / "model.qat.onnx", opset=cfg.export.opset)
     out = int8_path(fp32_path, job.out_dir)
     info = calibrate_and_quantize(job, fp32_path, out)

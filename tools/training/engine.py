@@ -4,7 +4,7 @@
     optimizer = build_optimizer(model.parameters(), name="sgd", lr=0.1, momentum=0.9,
                                 nesterov=False, weight_decay=5e-4)
     scheduler = build_scheduler(optimizer, name="cosine", epochs=10, steps_per_epoch=len(loader))
-    stats = train_one_epoch(model, loader, optimizer, scheduler, device=device)
+    stats = train_one_epoch(model, loader, optimizer, scheduler, device=device, step=StepOptions(amp="bf16"))
     result = evaluate(model, test_loader, device=device)   # {"loss", "top1", "top5", ...}
 
 Schedulers step once per batch, so warm-up and one-cycle are smooth and a resumed run continues
@@ -18,6 +18,7 @@ import math
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import torch
@@ -120,59 +121,62 @@ def progress_bar(iterable, total: int, desc: str):
     return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True, disable=not sys.stderr.isatty())
 
 
-def _on_device(images: torch.Tensor, targets: torch.Tensor, device: torch.device,
-               channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    images = images.to(device, non_blocking=True)
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    return images, targets.to(device, non_blocking=True)
+def device_batches(loader, *, device: torch.device, channels_last: bool = False, desc: str = ""):
+    """The batch loop shared by training and evaluation: (images, targets) on `device` (images
+    channels-last when asked), behind a progress bar that stays quiet when not on a terminal."""
+    for images, targets in progress_bar(loader, len(loader), desc):
+        images = images.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        yield images, targets.to(device, non_blocking=True)
 
 
-def train_one_epoch(
-    model: nn.Module,
-    loader,
-    optimizer: torch.optim.Optimizer,
-    scheduler=None,
-    *,
-    device: torch.device,
-    loss_fn: LossFn | None = None,
-    amp: str = "none",
-    scaler: torch.amp.GradScaler | None = None,
-    grad_clip_norm: float = 0.0,
-    channels_last: bool = False,
-    after_step: Callable[[], None] | None = None,
-    desc: str = "train",
-) -> dict:
-    """One pass over `loader`. `after_step` runs after every optimizer step (pruning masks use
-    it to keep pruned weights at zero). Returns loss, top1 (%), images/s and time."""
-    loss_fn = loss_fn or cross_entropy()
+@dataclass(frozen=True)
+class StepOptions:
+    """How each training step runs, beyond model, data and optimizer."""
+
+    loss_fn: LossFn | None = None  # default: plain cross-entropy
+    amp: str = "none"  # see AMP_MODES; "none" off CUDA
+    scaler: torch.amp.GradScaler | None = None  # fp16 loss scaling
+    grad_clip_norm: float = 0.0  # 0 = no clipping
+    channels_last: bool = False
+    after_step: Callable[[], None] | None = None  # after every optimizer step (pruning masks keep pruned weights at zero)
+
+
+def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, step: StepOptions) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    if step.scaler is not None:
+        step.scaler.scale(loss).backward()
+        step.scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    if step.grad_clip_norm > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), step.grad_clip_norm)
+    if step.scaler is not None:
+        step.scaler.step(optimizer)
+        step.scaler.update()
+    else:
+        optimizer.step()
+
+
+def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, scheduler=None, *,
+                    device: torch.device, step: StepOptions = StepOptions(), desc: str = "train") -> dict:
+    """One pass over `loader`. Returns loss, top1 (%), images/s and time."""
+    loss_fn = step.loss_fn or cross_entropy()
     model.train()
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
     start = time.perf_counter()
-    for images, targets in progress_bar(loader, len(loader), desc):
-        images, targets = _on_device(images, targets, device, channels_last)
-        with amp_context(device, amp):
+    for images, targets in device_batches(loader, device=device, channels_last=step.channels_last, desc=desc):
+        with amp_context(device, step.amp):
             logits = model(images)
             loss = loss_fn(logits, targets, images)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-        else:
-            loss.backward()
-        if grad_clip_norm > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
+        _optimizer_step(model, optimizer, loss, step)
         if scheduler is not None:
             scheduler.step()
-        if after_step is not None:
-            after_step()
+        if step.after_step is not None:
+            step.after_step()
         # Accumulate on the device: a .item() per batch would synchronise CUDA every step.
         total_loss += loss.detach() * targets.size(0)
         correct += (logits.detach().argmax(1) == targets).sum()
@@ -202,8 +206,7 @@ def evaluate(model: nn.Module, loader, *, device: torch.device, amp: str = "none
     correct5 = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
     start = time.perf_counter()
-    for images, targets in progress_bar(loader, len(loader), desc):
-        images, targets = _on_device(images, targets, device, channels_last)
+    for images, targets in device_batches(loader, device=device, channels_last=channels_last, desc=desc):
         with amp_context(device, amp):
             logits = model(images)
         logits = logits.float()

@@ -24,6 +24,7 @@ from tools.modeling.checkpoint import read_checkpoint, save_checkpoint, unwrap
 from tools.core.config import TrainConfig
 from tools.training.engine import (
     LossFn,
+    StepOptions,
     build_optimizer,
     build_scheduler,
     check_amp,
@@ -35,9 +36,7 @@ from tools.core.errors import UserError
 from tools.core.io import atomic_write_csv
 from tools.measure.metrics import flops_from_macs
 from tools.models import load_state_into
-
-LAST = "last.pth"
-BEST = "best_model.pth"
+from tools.core.run_folder import BEST, LAST, LOGS, LOG_CSV
 
 
 @dataclass
@@ -77,96 +76,96 @@ def check_resume(resume: dict, model: nn.Module, train_cfg: TrainConfig, steps_p
                             f"resume with the same settings or start a new run")
 
 
-def fit(
-    model: nn.Module,
-    data,
-    *,
-    train_cfg: TrainConfig,
-    run_dir: Path,
-    config: dict,
-    device: torch.device,
-    resume: dict | None = None,
-    loss_fn: LossFn | None = None,
-    after_step: Callable[[], None] | None = None,
-    is_main: bool = True,
-    tag: str = "train",
-    save_full_module: bool = False,
-    last_path: Path | None = None,
-    last_extra: dict | None = None,
-) -> dict:
+@dataclass(frozen=True)
+class FitOptions:
+    """The optional parts of a fit."""
+
+    loss_fn: LossFn | None = None  # default: cross-entropy with train.label_smoothing
+    after_step: Callable[[], None] | None = None  # after every optimizer step (pruning masks)
+    is_main: bool = True  # only the main process writes files
+    tag: str = "train"  # progress bar and TensorBoard label
+    save_full_module: bool = False  # see tools.modeling.checkpoint.save_checkpoint
+    last_path: Path | None = None  # the resume checkpoint; default run_dir/last.pth
+    last_extra: dict | None = None  # added to it (the pruning scripts keep there what their own resume needs)
+
+
+def fit(model: nn.Module, data, *, train_cfg: TrainConfig, run_dir: Path, config: dict, device: torch.device,
+        resume: dict | None = None, options: FitOptions = FitOptions()) -> dict:
     """Train `model` on `data.train` for `train_cfg.epochs`, validating on `data.val`.
-    `resume` is a `last.pth` dict. Only the main process (`is_main`) writes files. The resume
-    checkpoint goes to `last_path` (default run_dir/last.pth) with `last_extra` added to it
-    (the pruning scripts keep there what their own resume needs)."""
+    `resume` is a `last.pth` dict."""
     amp = check_amp(train_cfg.amp, device)
-    channels_last = train_cfg.channels_last and device.type == "cuda"
+    step = StepOptions(loss_fn=options.loss_fn or cross_entropy(train_cfg.label_smoothing), amp=amp,
+                       scaler=torch.amp.GradScaler("cuda") if amp == "fp16" else None,
+                       grad_clip_norm=train_cfg.grad_clip_norm, after_step=options.after_step,
+                       channels_last=train_cfg.channels_last and device.type == "cuda")
+    optimizer, scheduler = _optimisation(model, train_cfg, len(data.train))
+    state = FitState(schedule=schedule_key(train_cfg, len(data.train)))
+    if resume is not None:
+        check_resume(resume, model, train_cfg, len(data.train), source="the resumed checkpoint")
+        state = _restore(resume, model, optimizer, scheduler, step.scaler, state.schedule)
+    writer = _writer(run_dir, state.epoch) if options.is_main else None
+
+    def checkpoint(path: Path, metrics: dict, extra: dict | None = None) -> None:
+        save_checkpoint(
+            path, model=model, config=config, epoch=state.epoch, metrics=metrics, optimizer=optimizer,
+            scheduler=scheduler, scaler=step.scaler, full_module=options.save_full_module,
+            extra={"fit_state": _state_dict(state), "rng": _rng_state(), **(extra or {})},
+        )
+
+    try:
+        while state.epoch < train_cfg.epochs and not _should_stop(state, train_cfg.patience):
+            epoch = state.epoch
+            data.train.set_epoch(epoch)
+            lr = optimizer.param_groups[0]["lr"]
+            train_stats = train_one_epoch(model, data.train, optimizer, scheduler, device=device, step=step,
+                                          desc=f"{options.tag} {epoch + 1}/{train_cfg.epochs}")
+            val_stats = evaluate(unwrap(model), data.val, device=device, amp=amp, channels_last=step.channels_last)
+            row = _epoch_row(epoch + 1, lr, train_stats, val_stats)
+            improved = _advance(state, row)
+            if options.is_main:
+                print(_format_row(row, train_cfg.epochs, improved), flush=True)
+                _log(writer, row, options.tag)
+                atomic_write_csv(run_dir / LOG_CSV, state.history)
+                if improved:
+                    checkpoint(run_dir / BEST, row)
+                checkpoint(options.last_path or run_dir / LAST, row, options.last_extra)
+    finally:
+        if writer is not None:
+            writer.close()
+    return {"best_top1": state.best_top1, "best_epoch": state.best_epoch, "epochs_run": state.epoch,
+            "wall_time_s": state.wall_time_s, "history": state.history}
+
+
+def _optimisation(model: nn.Module, train_cfg: TrainConfig, steps_per_epoch: int) -> tuple:
     optimizer = build_optimizer(
         model.parameters(), name=train_cfg.optimizer, lr=train_cfg.lr, momentum=train_cfg.momentum,
         nesterov=train_cfg.nesterov, weight_decay=train_cfg.weight_decay,
     )
     scheduler = build_scheduler(
-        optimizer, name=train_cfg.scheduler, epochs=train_cfg.epochs, steps_per_epoch=len(data.train),
+        optimizer, name=train_cfg.scheduler, epochs=train_cfg.epochs, steps_per_epoch=steps_per_epoch,
         milestones=train_cfg.milestones, gamma=train_cfg.gamma, warmup_epochs=train_cfg.warmup_epochs,
     )
-    scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
-    state = FitState(schedule=schedule_key(train_cfg, len(data.train)))
-    if resume is not None:
-        check_resume(resume, model, train_cfg, len(data.train), source="the resumed checkpoint")
-        state = _restore(resume, model, optimizer, scheduler, scaler, state.schedule)
-    loss_fn = loss_fn or cross_entropy(train_cfg.label_smoothing)
-    writer = _writer(run_dir, state.epoch) if is_main else None
+    return optimizer, scheduler
 
-    def checkpoint(path: Path, metrics: dict, extra: dict | None = None) -> None:
-        save_checkpoint(
-            path, model=model, config=config, epoch=state.epoch, metrics=metrics, optimizer=optimizer,
-            scheduler=scheduler, scaler=scaler, full_module=save_full_module,
-            extra={"fit_state": _state_dict(state), "rng": _rng_state(), **(extra or {})},
-        )
 
-    try:
-        while state.epoch < train_cfg.epochs:
-            if _should_stop(state, train_cfg.patience):
-                print(f"early stopping: no val improvement for {state.epochs_since_best} epochs")
-                break
-            epoch = state.epoch
-            data.train.set_epoch(epoch)
-            lr = optimizer.param_groups[0]["lr"]
-            train_stats = train_one_epoch(
-                model, data.train, optimizer, scheduler, device=device, loss_fn=loss_fn, amp=amp,
-                scaler=scaler, grad_clip_norm=train_cfg.grad_clip_norm, channels_last=channels_last,
-                after_step=after_step, desc=f"{tag} {epoch + 1}/{train_cfg.epochs}",
-            )
-            val_stats = evaluate(unwrap(model), data.val, device=device, amp=amp, channels_last=channels_last)
-            row = _epoch_row(epoch + 1, lr, train_stats, val_stats)
-            state.epoch = epoch + 1
-            state.wall_time_s += row["epoch_time_s"]
-            state.history.append(row)
-            improved = val_stats["top1"] > state.best_top1
-            if improved:
-                state.best_top1, state.best_epoch, state.epochs_since_best = val_stats["top1"], epoch + 1, 0
-            else:
-                state.epochs_since_best += 1
-            if is_main:
-                print(_format_row(row, train_cfg.epochs, improved), flush=True)
-                _log(writer, row, tag)
-                atomic_write_csv(run_dir / "log.csv", state.history)
-                if improved:
-                    checkpoint(run_dir / BEST, row)
-                checkpoint(last_path or run_dir / LAST, row, last_extra)
-    finally:
-        if writer is not None:
-            writer.close()
-    return {
-        "best_top1": state.best_top1,
-        "best_epoch": state.best_epoch,
-        "epochs_run": state.epoch,
-        "wall_time_s": state.wall_time_s,
-        "history": state.history,
-    }
+def _advance(state: FitState, row: dict) -> bool:
+    """Count the epoch `row` into `state`; True when it is a new best validation accuracy."""
+    state.epoch = row["epoch"]
+    state.wall_time_s += row["epoch_time_s"]
+    state.history.append(row)
+    improved = row["val_top1"] > state.best_top1
+    if improved:
+        state.best_top1, state.best_epoch, state.epochs_since_best = row["val_top1"], row["epoch"], 0
+    else:
+        state.epochs_since_best += 1
+    return improved
 
 
 def _should_stop(state: FitState, patience: int) -> bool:
-    return patience > 0 and state.epochs_since_best >= patience
+    if patience > 0 and state.epochs_since_best >= patience:
+        print(f"early stopping: no val improvement for {state.epochs_since_best} epochs")
+        return True
+    return False
 
 
 def _epoch_row(epoch: int, lr: float, train: dict, val: dict) -> dict:
@@ -197,7 +196,7 @@ def _writer(run_dir: Path, start_epoch: int):
     from torch.utils.tensorboard import SummaryWriter
 
     # purge_step drops events a killed run wrote after its last checkpoint, so curves don't fork.
-    return SummaryWriter(log_dir=str(run_dir / "logs"), purge_step=start_epoch + 1 if start_epoch else None)
+    return SummaryWriter(log_dir=str(run_dir / LOGS), purge_step=start_epoch + 1 if start_epoch else None)
 
 
 def _log(writer, row: dict, tag: str) -> None:

@@ -39,7 +39,7 @@ from tools.core.config import Config, config_from_dict, config_to_dict, load_con
 from tools.core.errors import UserError
 from tools.core.fingerprint import digest, fingerprint, stale_reason
 from tools.core.io import atomic_write_text, atomic_write_yaml, read_yaml_mapping
-from tools.core.run_folder import LAST, LOCK, RunLock
+from tools.core.run_folder import BENCHMARK_RECORD, BEST, CONFIG, LAST, LOADER_SPEED, LOCK, METRICS, PROFILE, PRUNED_MODEL, QUANTIZE_RECORD, RunLock
 from tools.training.fit import finetune_train_config
 
 
@@ -50,14 +50,14 @@ class ScriptSpec:
 
 
 SCRIPTS = {
-    "train": ScriptSpec("metrics.yaml", "best_model.pth"),
-    "prune_structured": ScriptSpec("metrics.yaml", "pruned_model.pth"),
-    "prune_unstructured": ScriptSpec("metrics.yaml", "pruned_model.pth"),
-    "profile": ScriptSpec("profile.yaml", None),
-    "loader_speed": ScriptSpec("loader_speed.yaml", None),
-    "quantize": ScriptSpec("quantize.yaml", "model.onnx"),  # model.int8.onnx lies beside it
+    "train": ScriptSpec(METRICS, BEST),
+    "prune_structured": ScriptSpec(METRICS, PRUNED_MODEL),
+    "prune_unstructured": ScriptSpec(METRICS, PRUNED_MODEL),
+    "profile": ScriptSpec(PROFILE, None),
+    "loader_speed": ScriptSpec(LOADER_SPEED, None),
+    "quantize": ScriptSpec(QUANTIZE_RECORD, "model.onnx"),  # model.int8.onnx lies beside it
 }
-RECORD = "benchmark.yaml"  # the runner's own record in the run folder: command, wall time, host
+
 COMMAND = "uv run python -m scripts.benchmark --run {name}"
 
 # target name -> (measured value it bounds, comparison, how the value reads)
@@ -115,7 +115,7 @@ class Benchmark:
 
     def stale_reason(self, results_root: Path, seed: int | None = None) -> str | None:
         """Why a run's result no longer matches its recipe; None when it does or was recorded without a fingerprint."""
-        recorded = (read_yaml_mapping(self.run_dir(results_root, seed) / RECORD) or {}).get("fingerprint")
+        recorded = (read_yaml_mapping(self.run_dir(results_root, seed) / BENCHMARK_RECORD) or {}).get("fingerprint")
         return None if recorded is None else stale_reason(recorded, self.fingerprint(results_root))
 
     def state(self, results_root: Path) -> str:
@@ -133,8 +133,8 @@ class Benchmark:
 
 def need_record(row_dir: Path) -> Path:
     """The runner's record of the run a dependent row starts from (a seeded row: its first seed's)."""
-    seeded = sorted(row_dir.glob(f"seed*/{RECORD}"), key=lambda p: int(p.parent.name[4:]))
-    return row_dir / RECORD if (row_dir / RECORD).is_file() or not seeded else seeded[0]
+    seeded = sorted(row_dir.glob(f"seed*/{BENCHMARK_RECORD}"), key=lambda p: int(p.parent.name[4:]))
+    return row_dir / BENCHMARK_RECORD if (row_dir / BENCHMARK_RECORD).is_file() or not seeded else seeded[0]
 
 
 # ----------------------------------------------------------------------------- discovery
@@ -313,7 +313,7 @@ def run_once(b: Benchmark, benchmarks: dict[str, Benchmark], results_root: Path,
     if code != 0 or not b.result_path(results_root, seed).is_file():
         raise UserError(f"benchmark {b.name} failed (exit {code}) without writing {b.result_path(results_root, seed)}; "
                         f"see {log_path}, fix the cause and re-run --run {b.name} to resume")
-    atomic_write_yaml(b.run_dir(results_root, seed) / RECORD, {
+    atomic_write_yaml(b.run_dir(results_root, seed) / BENCHMARK_RECORD, {
         "benchmark": b.name, "config": str(b.path), "command": COMMAND.format(name=b.name),
         "script_command": f"python -m scripts.{b.script} {' '.join(argv)}", "wall_time_s": wall_s,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -374,11 +374,11 @@ class Run:
 
 def read_run(b: Benchmark, results_root: Path, seed: int | None = None) -> Run:
     run_dir = b.run_dir(results_root, seed)
-    config = read_yaml_mapping(run_dir / "config.yaml")
+    config = read_yaml_mapping(run_dir / CONFIG)
     if config is None and not b.cfg.bench.needs:  # a script that saves no config, run from the YAML alone
         config = config_to_dict(b.cfg)
     return Run(b, config or {}, read_yaml_mapping(b.result_path(results_root, seed)) or {},
-               read_yaml_mapping(run_dir / RECORD) or {})
+               read_yaml_mapping(run_dir / BENCHMARK_RECORD) or {})
 
 
 def read_row(b: Benchmark, results_root: Path) -> Run:
@@ -607,8 +607,8 @@ def onnx_profile_rows(run: Run, benchmarks, results_root) -> list[dict]:
     size, ONNX Runtime accuracy (from the quantize.yaml beside it) and latency at every batch
     against the first file. The targets judge the last file."""
     models = run.result["models"]
-    quantized = [read_yaml_mapping(Path(m["onnx"]).parent / "quantize.yaml") or {} for m in models]
-    configs = [read_yaml_mapping(Path(m["onnx"]).parent / "config.yaml") or {} for m in models]
+    quantized = [read_yaml_mapping(Path(m["onnx"]).parent / QUANTIZE_RECORD) or {} for m in models]
+    configs = [read_yaml_mapping(Path(m["onnx"]).parent / CONFIG) or {} for m in models]
     top1 = [q.get("int8" if m["precision"] == "int8" else "fp32", {}).get("top1") for m, q in zip(models, quantized)]
     base, base_top1 = models[0], top1[0]
     rows = []

@@ -36,6 +36,7 @@ import torch
 
 from tools.core.errors import UserError
 from tools.core.io import atomic_write_text, atomic_write_yaml, read_yaml_mapping
+from tools.core.run_folder import PRUNED_MODEL_STATE
 
 NUM_CLASSES = 10
 TARGET = 0.3
@@ -102,7 +103,7 @@ def _reload(pruned, cfg, shape):
     from tools.core.config import config_to_dict
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "pruned_model_state.pth"
+        path = Path(tmp) / PRUNED_MODEL_STATE
         save_checkpoint(path, model=pruned, config=config_to_dict(cfg))
         model, _ = load_model(path, model_cfg=cfg.model, num_classes=NUM_CLASSES, input_shape=shape)
     images = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))

@@ -23,8 +23,7 @@ from typing import Callable
 
 from tools.core.fingerprint import file_sha256, fingerprint, stale_reason
 from tools.core.io import atomic_write_yaml, read_yaml_mapping
-
-STEPS = "steps.yaml"  # the pipeline's record of finished steps, in the run folder
+from tools.core.run_folder import BEST, EVAL_METRICS, EXPORT_RECORD, METRICS, PROFILE, PRUNED_MODEL, QUANTIZE_RECORD, REPORT, STEPS
 
 
 @dataclass
@@ -106,14 +105,14 @@ def pipeline_steps(*, config: str, run_dir: Path, sets: list[str]) -> list[Step]
 
     d = {name: run_dir / name for name in ("train", "eval", "unstructured", "structured", "export", "quantize",
                                            "quantize_dense", "profile")}
-    baseline = d["train"] / "best_model.pth"
+    baseline = d["train"] / BEST
     common = ["--config", config] + (["--set", *sets] if sets else [])
-    structured_model = d["structured"] / "pruned_model.pth"
-    unstructured_model = d["unstructured"] / "pruned_model.pth"
+    structured_model = d["structured"] / PRUNED_MODEL
+    unstructured_model = d["unstructured"] / PRUNED_MODEL
     onnx_files = [d[q] / name for q in ("quantize_dense", "quantize") for name in ("model.onnx", "model.int8.onnx")]
-    results = [d["train"] / "metrics.yaml", d["eval"] / "eval_metrics.yaml", d["unstructured"] / "metrics.yaml",
-               d["structured"] / "metrics.yaml", d["export"] / "export.yaml", d["quantize"] / "quantize.yaml",
-               d["quantize_dense"] / "quantize.yaml", d["profile"] / "profile.yaml"]
+    results = [d["train"] / METRICS, d["eval"] / EVAL_METRICS, d["unstructured"] / METRICS,
+               d["structured"] / METRICS, d["export"] / EXPORT_RECORD, d["quantize"] / QUANTIZE_RECORD,
+               d["quantize_dense"] / QUANTIZE_RECORD, d["profile"] / PROFILE]
     return [
         _step("train", "train", results[0], ["--save-dir", str(d["train"])], [], common),
         _step("eval", "eval", results[1], ["--checkpoint", str(baseline), "--save-dir", str(d["eval"])], [baseline], common),
@@ -131,7 +130,7 @@ def pipeline_steps(*, config: str, run_dir: Path, sets: list[str]) -> list[Step]
               ["--baseline", str(baseline), "--pruned", str(structured_model), str(unstructured_model),
                *map(str, onnx_files), "--measure-latency", "--backend", "both", "--save-dir", str(d["profile"])],
               [baseline, structured_model, unstructured_model, *onnx_files], common),
-        Step("report", run_dir / "report.md", lambda: print(f"wrote {write_report([run_dir], run_dir)}"),
+        Step("report", run_dir / REPORT, lambda: print(f"wrote {write_report([run_dir], run_dir)}"),
              ["report"], results),
     ]
 

@@ -24,9 +24,9 @@ from tools.core.config import read_yaml_file
 from tools.core.errors import UserError
 from tools.core.fingerprint import file_sha256, fingerprint, stale_reason
 from tools.core.io import atomic_write_yaml, read_yaml_mapping
+from tools.core.run_folder import METRICS, SWEEP_POINT
 
 SCRIPTS = ("train", "prune_unstructured", "prune_structured")
-POINT_RECORD = "sweep_point.yaml"  # the sweep's record in a point's folder: the fingerprint it ran from
 
 
 @dataclass
@@ -105,13 +105,13 @@ def point_fingerprint(spec: SweepSpec, command: list[str]) -> dict:
 
 def point_stale_reason(run_dir: Path, current: dict) -> str | None:
     """None when the point's metrics.yaml is the one a run from `current` wrote; else why it must run."""
-    record = read_yaml_mapping(run_dir / POINT_RECORD) or {}
-    if not (run_dir / "metrics.yaml").is_file() or not record:
+    record = read_yaml_mapping(run_dir / SWEEP_POINT) or {}
+    if not (run_dir / METRICS).is_file() or not record:
         return "not run yet"
-    if record.get("result_sha256") != file_sha256(run_dir / "metrics.yaml"):
+    if record.get("result_sha256") != file_sha256(run_dir / METRICS):
         return "metrics.yaml was rewritten by another run"
     return stale_reason(record.get("fingerprint"), current)
 
 
 def record_point(run_dir: Path, fp: dict) -> None:
-    atomic_write_yaml(run_dir / POINT_RECORD, {"fingerprint": fp, "result_sha256": file_sha256(run_dir / "metrics.yaml")})
+    atomic_write_yaml(run_dir / SWEEP_POINT, {"fingerprint": fp, "result_sha256": file_sha256(run_dir / METRICS)})
