@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tools.workflows.bench_budget import Budget, by_priority, expected_text
-from tools.workflows.benchmark import COMMAND, cuda_available, discover, plan, run_benchmark, script_argv, write_doc
 from tools.core.cli import _Parser
 from tools.core.errors import UserError, run_cli
+from tools.workflows.bench_budget import Budget, by_priority, expected_text
+from tools.workflows.benchmark import COMMAND, cuda_available, discover, plan, run_benchmark, script_argv, write_doc
 
 
 def parse_args(argv):

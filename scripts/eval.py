@@ -33,15 +33,22 @@ from pathlib import Path
 import torch
 
 from tools.core.cli import base_parser, parse_batch_sizes
-from tools.training.start import load_checkpoint_run
-from tools.reports.comparison import append_csv_row, comparison_row, format_versus, model_figures, run_method, versus_baseline
-from tools.training.engine import evaluate
 from tools.core.errors import UserError, run_cli
-from tools.training.evaluation import describe_model, latency_table
 from tools.core.io import atomic_write_yaml, read_yaml_mapping
+from tools.core.run_folder import EVAL_METRICS, METRICS
 from tools.measure.lab_grader import LAB_INPUT_SHAPE, count_like_the_lab, format_grade, lab_score
 from tools.measure.metrics import format_count, normalize_metrics
-from tools.core.run_folder import EVAL_METRICS, METRICS
+from tools.reports.comparison import (
+    append_csv_row,
+    comparison_row,
+    format_versus,
+    model_figures,
+    run_method,
+    versus_baseline,
+)
+from tools.training.engine import evaluate
+from tools.training.evaluation import describe_model, latency_table
+from tools.training.start import load_checkpoint_run
 
 
 def parse_args(argv):
@@ -129,7 +136,7 @@ def main(argv=None):
     print_report(report)
     if baseline is not None:
         print(format_versus(report["vs_baseline"], args.baseline_metrics, baseline.get("top1")))
-    print(f"wrote {out_dir / 'eval_metrics.yaml'}")
+    print(f"wrote {out_dir / EVAL_METRICS}")
     if args.append_csv:
         method, sparsity = run_method(run_metrics_of(ckpt, Path(args.checkpoint)), Path(args.checkpoint).parent.name,
                                       report["weight_sparsity"])
@@ -138,8 +145,8 @@ def main(argv=None):
 
 
 def eval_onnx(args, baseline: dict | None) -> None:
-    from tools.measure.latency import measure_onnx_latency
     from tools.deploy.quantize import evaluate_onnx, load_onnx_run
+    from tools.measure.latency import measure_onnx_latency
     from tools.modeling.export import is_int8
 
     path = Path(args.checkpoint)

@@ -18,8 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from tools.core.cli import base_parser
-from tools.training.start import load_checkpoint_run
 from tools.core.errors import UserError, run_cli
+from tools.core.io import atomic_write_bytes, atomic_write_yaml
+from tools.core.run_folder import EXPORT_RECORD, RunFolder
+from tools.measure.metrics import file_size_bytes
 from tools.modeling.export import (
     FORMATS,
     check_opset,
@@ -30,9 +32,7 @@ from tools.modeling.export import (
     max_abs_diffs,
     verification_inputs,
 )
-from tools.core.io import atomic_write_bytes, atomic_write_yaml
-from tools.measure.metrics import file_size_bytes
-from tools.core.run_folder import EXPORT_RECORD, RunFolder
+from tools.training.start import load_checkpoint_run
 
 
 def parse_args(argv):

@@ -15,11 +15,11 @@ import torch
 
 from datasets import benchmark_loader, build_data
 from tools.core.cli import base_parser, resolve_config
-from tools.training.engine import train_step_throughput
 from tools.core.device import resolve_device, set_num_threads
 from tools.core.errors import UserError, run_cli
 from tools.core.io import atomic_write_yaml
 from tools.models import build_from_config
+from tools.training.engine import train_step_throughput
 
 
 def main(argv=None):

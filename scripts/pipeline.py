@@ -24,8 +24,8 @@ import yaml
 from tools.core.cli import base_parser, resolve_config, run_name
 from tools.core.config import config_to_dict
 from tools.core.errors import run_cli
-from tools.workflows.pipeline import pipeline_steps, run_steps
 from tools.core.run_folder import METRICS, REPORT, RunFolder
+from tools.workflows.pipeline import pipeline_steps, run_steps
 
 
 def parse_args(argv):

@@ -38,10 +38,10 @@ from tools.core.config import config_to_dict
 from tools.core.device import resolve_device, seed_everything, set_num_threads
 from tools.core.errors import run_cli
 from tools.core.io import atomic_write_text
+from tools.core.run_folder import REPORT, RESULTS_CSV, RunFolder
+from tools.pruning.at_init import PRUNERS, SCHEDULES, SCOPES
 from tools.reports.at_init import load_run, plot_curves, run_report
 from tools.runs.prune_at_init import EXPERIMENTS, RunContext, make_plan, run_experiment
-from tools.pruning.at_init import PRUNERS, SCHEDULES, SCOPES
-from tools.core.run_folder import REPORT, RESULTS_CSV, RunFolder
 
 
 def parse_args(argv):

@@ -36,9 +36,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tools.core.cli import base_parser
-from tools.training.start import load_checkpoint_run
 from tools.core.errors import UserError, run_cli
-from tools.core.run_folder import LOGS, LOG_CSV, RunFolder
+from tools.core.run_folder import LOG_CSV, LOGS, RunFolder
 from tools.runs.prune_structured import (
     METRICS,
     PRUNED_MODEL,
@@ -50,6 +49,7 @@ from tools.runs.prune_structured import (
     structured_name,
 )
 from tools.training.fit import read_prune_resume, resumed_checkpoint
+from tools.training.start import load_checkpoint_run
 
 
 def parse_args(argv):

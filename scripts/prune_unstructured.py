@@ -28,29 +28,28 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tools.modeling.checkpoint import save_checkpoint
 from tools.core.cli import base_parser
-from tools.training.start import load_checkpoint_run
 from tools.core.config import config_to_dict
 from tools.core.errors import UserError, run_cli
 from tools.core.io import atomic_write_yaml
 from tools.core.lineage import LINEAGE, child_lineage, versus
-from tools.measure.metrics import layer_sparsity_table
 from tools.core.run_folder import METRICS, PRUNED_MODEL, RunFolder
-from tools.reports.sparsity_plots import plot_layer_weights
-from tools.training.fit import PRUNE_STATE, check_resume, finetune_train_config, read_prune_resume, resumed_checkpoint
+from tools.measure.metrics import layer_sparsity_table
+from tools.modeling.checkpoint import save_checkpoint
 from tools.pruning.unstructured import (
     METHODS,
     MODES,
     SCHEDULES,
-    prunable_targets,
-    print_layerwise_sparsity,
     natural_mode,
+    print_layerwise_sparsity,
+    prunable_targets,
     remove_pruning_reparameterization,
     validate_nm,
     validate_sparsity,
 )
+from tools.reports.sparsity_plots import plot_layer_weights
 from tools.runs.prune_unstructured import (
+    PruneJob,
     accuracy_and_cost,
     finetune_loss,
     format_figures,
@@ -63,6 +62,8 @@ from tools.runs.prune_unstructured import (
     storage_sizes,
     tensorboard_logger,
 )
+from tools.training.fit import PRUNE_STATE, check_resume, finetune_train_config, read_prune_resume, resumed_checkpoint
+from tools.training.start import load_checkpoint_run
 
 
 def parse_args(argv):
@@ -162,9 +163,10 @@ def prune_in(run_dir, args, cfg, ckpt, data, model, device, p: Pruning) -> None:
     prune_state = {"script": "prune_unstructured", "checkpoint": str(Path(checkpoint).resolve()),
                    "baseline": baseline, "plan": plan.run_name}
     with tensorboard_logger(run_dir) as log:
-        history = run_pruning(model, data, plan=plan, targets=targets, finetune_cfg=ft_cfg,
-                              final_epochs=cfg.finetune.epochs, run_dir=run_dir, config=config, device=device,
-                              loss_fn=loss_fn, seed=cfg.train.seed, log=log, prune_state=prune_state, resume=resume)
+        job = PruneJob(model, data, plan, targets, finetune_cfg=ft_cfg, run_dir=run_dir, config=config, device=device,
+                       loss_fn=loss_fn)
+        history = run_pruning(job, final_epochs=cfg.finetune.epochs, seed=cfg.train.seed, log=log,
+                              prune_state=prune_state, resume=resume)
     remove_pruning_reparameterization(model)
     final = accuracy_and_cost(model, data, device)
     print_layerwise_sparsity(model)

@@ -22,12 +22,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from tools.core.cli import base_parser
-from tools.training.start import load_checkpoint_run
 from tools.core.config import save_config
 from tools.core.errors import UserError, run_cli
+from tools.core.run_folder import CONFIG
 from tools.deploy.quantize import check_input_shape, check_quantize_config, load_onnx_run
 from tools.runs.quantize import QuantizeJob, run_quantize
-from tools.core.run_folder import CONFIG
+from tools.training.start import load_checkpoint_run
 
 
 def parse_args(argv):

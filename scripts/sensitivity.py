@@ -19,7 +19,6 @@ from __future__ import annotations
 import time
 
 from tools.core.cli import base_parser, parse_list
-from tools.training.start import load_checkpoint_run
 from tools.core.errors import run_cli
 from tools.core.io import atomic_write_csv, atomic_write_yaml
 from tools.core.run_folder import LAYER_SPARSITY, METRICS, RunFolder
@@ -27,12 +26,14 @@ from tools.pruning.sensitivity import (
     check_scan_config,
     check_sparsities,
     derive_layer_sparsity,
+    layer_scores,
     sample_eval_subset,
     sensitivity_scan,
     total_sparsity,
 )
-from tools.reports.sparsity_plots import plot_sensitivity
 from tools.pruning.unstructured import accumulate_taylor_scores, prunable_targets
+from tools.reports.sparsity_plots import plot_sensitivity
+from tools.training.start import load_checkpoint_run
 
 
 def parse_args(argv):
@@ -78,8 +79,9 @@ def scan_in(run_dir, args, cfg, data, model, device, *, loader, targets, sparsit
     if scfg.method == "taylor":
         data.train.set_epoch(0)
         grads = accumulate_taylor_scores(model, targets, data.train, num_batches=ucfg.score_batches, device=device)
-    baseline, rows = sensitivity_scan(model, targets, sparsities=sparsities, method=scfg.method, loader=loader,
-                                      device=device, gradient_scores=grads, seed=cfg.train.seed, progress=print_row)
+    scores = layer_scores(targets, scfg.method, grads, cfg.train.seed)
+    baseline, rows = sensitivity_scan(model, targets, sparsities=sparsities, scores=scores, loader=loader, device=device,
+                                      progress=print_row)
     params = {t.name: t.numel() for t in targets}
     per_layer, rule = derive_layer_sparsity(rows, params, max_drop=scfg.max_drop, target_sparsity=scfg.target_sparsity)
 

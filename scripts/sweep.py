@@ -23,10 +23,19 @@ import yaml
 from tools.core.cli import base_parser
 from tools.core.errors import UserError, run_cli
 from tools.core.io import atomic_write_csv, atomic_write_yaml
-from tools.reports.report import plot_pareto
 from tools.core.run_folder import METRICS, RunLock
-from tools.workflows.sweep import SweepSpec, check_metric_keys, expand_grid, point_fingerprint, point_name, point_stale_reason, read_sweep, record_point
 from tools.reports.comparison import pareto_front
+from tools.reports.report import plot_pareto
+from tools.workflows.sweep import (
+    SweepSpec,
+    check_metric_keys,
+    expand_grid,
+    point_fingerprint,
+    point_name,
+    point_stale_reason,
+    read_sweep,
+    record_point,
+)
 
 
 def parse_args(argv):

@@ -24,18 +24,17 @@ import contextlib
 from pathlib import Path
 
 from datasets import build_data
-from tools.modeling.checkpoint import read_checkpoint, unwrap
 from tools.core.cli import base_parser, resolve_config, run_name
 from tools.core.config import config_to_dict
-from tools.core.distributed import cleanup_distributed, setup_distributed, wrap_ddp
 from tools.core.device import seed_everything, set_num_threads
+from tools.core.distributed import cleanup_distributed, setup_distributed, wrap_ddp
 from tools.core.errors import UserError, run_cli
 from tools.core.io import atomic_write_yaml
+from tools.core.run_folder import BEST, LAST, LOG_CSV, LOGS, METRICS, RunFolder
 from tools.measure.metrics import count_macs_params, flops_from_macs, format_count
+from tools.modeling.checkpoint import read_checkpoint, unwrap
 from tools.models import build_from_config, extract_state_dict, load_state_into
-from tools.core.run_folder import LOGS, LOG_CSV, METRICS, RunFolder
 from tools.training.fit import FitOptions, check_resume, fit, test_best_checkpoint
-from tools.core.run_folder import BEST, LAST
 
 
 def parse_args(argv):

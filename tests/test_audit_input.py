@@ -25,11 +25,11 @@ import scripts.prune_structured as structured_script
 import scripts.prune_unstructured as unstructured_script
 import scripts.sweep as sweep_script
 import scripts.train as train_script
+import tools.core.errors
 import tools.core.io
 import tools.training.fit
 from datasets import build_data
 from tools.core.config import Config, DataConfig, _all_keys, config_to_dict, load_config
-import tools.core.errors
 from tools.core.errors import UserError, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]

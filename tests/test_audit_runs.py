@@ -12,6 +12,7 @@ import sys
 import pytest
 import torch
 import yaml
+from conftest import ROOT, TINY_TRAIN
 
 import scripts.export_onnx as export_script
 import scripts.pipeline as pipeline_script
@@ -21,7 +22,6 @@ import scripts.prune_unstructured as unstructured_script
 import scripts.sweep as sweep_script
 import scripts.train as train_script
 import tools.workflows.pipeline
-from conftest import ROOT, TINY_TRAIN
 from tools.core.errors import run_cli
 
 FAST = ["--set", "train.device=cpu", "data.num_workers=0"]

@@ -3,11 +3,11 @@
 
 import pytest
 import yaml
+from test_benchmark import PRUNE, TRAIN, write_bench
 
 import scripts.benchmark as benchmark_script
-from test_benchmark import PRUNE, TRAIN, write_bench
-from tools.workflows.benchmark import check_targets, discover, marker, mean_and_spread, read_row, script_argv
 from tools.core.errors import UserError
+from tools.workflows.benchmark import check_targets, discover, marker, mean_and_spread, read_row, script_argv
 
 SEEDED = PRUNE.replace("table: pruning", "table: pruning\n  seeds: [3, 5]")
 
@@ -84,6 +84,7 @@ def test_a_second_runner_on_one_row_exits_2_naming_the_holder(seeded, tmp_path, 
     import sys
 
     from conftest import ROOT
+
     from tools.core.errors import run_cli
 
     root, _ = seeded

@@ -23,8 +23,8 @@ from torch import nn
 
 from datasets import build_data
 from tools.core.config import DataConfig, SyntheticConfig
-from tools.training.engine import StepOptions, evaluate, train_one_epoch
 from tools.models import build_model
+from tools.training.engine import StepOptions, evaluate, train_one_epoch
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 CUDA = torch.device("cuda")
@@ -73,8 +73,8 @@ def test_amp_bf16_train_step_on_cuda():
 
 def test_amp_fp16_with_grad_scaler_fit_checkpoint_and_resume_on_cuda(tmp_path):
     from tools.core.config import TrainConfig
-    from tools.training.fit import fit
     from tools.core.run_folder import LAST
+    from tools.training.fit import fit
 
     data = build_data(DATA, seed=0, device=CUDA)
     cfg = TrainConfig(epochs=1, lr=0.05, amp="fp16", scheduler="cosine", device="cuda")
@@ -118,7 +118,7 @@ def test_semi_structured_2to4_conversion_and_speed_measurement_on_cuda():
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10)).to(CUDA)
-    un.prune_step(un.prunable_targets(model), method="nm", mode="layerwise", sparsity=0.0, n=2, m=4)
+    un.prune_step(un.prunable_targets(model), method="nm", mode="layerwise", sparsity=0.0, nm=(2, 4))
     model = un.remove_pruning_reparameterization(model)
     report = semi_structured_report(model, n=2, m=4, device=CUDA, batch_sizes=[256], warmup=3, repeats=10)
     assert [r["eligible"] for r in report["layers"]] == [True, False], report["layers"]
@@ -148,11 +148,12 @@ def test_ddp_one_process_nccl_train_step_on_cuda(tmp_path, monkeypatch):
 
 
 def test_scripts_train_prune_structured_export_profile_on_cuda(tmp_path):
+    from conftest import ROOT
+
     import scripts.export_onnx as export_script
     import scripts.profile as profile_script
     import scripts.prune_structured as prune_script
     import scripts.train as train_script
-    from conftest import ROOT
 
     cuda = ["--device", "cuda"]
     train_script.main(["--config", str(ROOT / "cfgs" / "quickstart.yaml"), "--save-dir", str(tmp_path / "train"),

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import save_variant
 
 import scripts.export_onnx as export_script
-from conftest import save_variant
 from tools.core.errors import run_cli
 from tools.models import build_model
 

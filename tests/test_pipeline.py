@@ -2,9 +2,9 @@
 
 import pytest
 import yaml
+from conftest import ROOT
 
 import scripts.pipeline as pipeline_script
-from conftest import ROOT
 from tools.core.errors import run_cli
 
 TINY = [

@@ -13,14 +13,14 @@ import pytest
 import torch
 import yaml
 
+import scripts.at_init_report as at_init_report_script
 import scripts.eval as eval_script
 import scripts.export_onnx as export_script
-import scripts.at_init_report as at_init_report_script
 import scripts.prune_at_init as at_init_script
 import scripts.prune_structured as prune_script
 import scripts.report as report_script
-from tools.reports.comparison import COLUMNS
 from tools.measure.lab_grader import lab_score
+from tools.reports.comparison import COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = ["--set", "train.device=cpu", "data.num_workers=0"]
@@ -103,10 +103,10 @@ def test_bootcamp_commands_print_what_the_documents_promise(course_dir, capsys):
 def test_mobilenet_lab_grader_scores_the_file_as_the_lab_does(tmp_path, capsys):
     import torch_pruning as tp
 
-    from tools.pruning import structured as st
     from tools.core.config import config_to_dict, load_config
     from tools.measure.metrics import count_macs_params
     from tools.models import build_model
+    from tools.pruning import structured as st
     from tools.runs.prune_structured import save_pruned_model
 
     cfg = load_config(str(ROOT / "cfgs" / "lab_mobilenetv2.yaml"), overrides=[
@@ -119,7 +119,7 @@ def test_mobilenet_lab_grader_scores_the_file_as_the_lab_does(tmp_path, capsys):
     assert dense_macs * (1 - s.target_macs_reduction + s.target_tolerance) < 45e6
     example = torch.zeros(1, 3, 32, 32)  # channels do not depend on the resolution: trace small, grade at 224
     plan = st.ChannelPlan(model, example, table=st.importance_table(model, example, method="l2", ignored_layers=[
-        "classifier.1"]), round_to=8, max_pruning_ratio=0.8, ignored_layers=["classifier.1"])
+        "classifier.1"]), limits=st.ChannelLimits(max_pruning_ratio=0.8, round_to=8), ignored_layers=["classifier.1"])
     st.apply_plan(model, example, plan, plan.counts(0.5))
     save_pruned_model(model, tmp_path, config=config_to_dict(cfg), metrics={}, input_shape=(3, 224, 224), num_classes=10)
     (tmp_path / "pruned_model.pth").rename(tmp_path / "mobilenet.pth")  # the lab's file name

@@ -9,15 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from tools.pruning import kernels
-
-from tools.pruning import structured as st
-from tools.training.distill import distillation_loss, kd_divergence
-from tools.training.engine import StepOptions, train_one_epoch
 from tools.core.errors import UserError
 from tools.measure.metrics import count_macs_params, count_nonzero_macs_params
 from tools.models import MODEL_NAMES, build_model
+from tools.pruning import kernels
+from tools.pruning import structured as st
 from tools.runs.prune_structured import final_block
+from tools.training.distill import distillation_loss, kd_divergence
+from tools.training.engine import StepOptions, train_one_epoch
 
 NUM_CLASSES = 10
 
@@ -43,7 +42,7 @@ def prepared(name: str):
 def plan_for(name: str, **limits) -> st.ChannelPlan:
     model, example, ignored, table, _ = prepared(name)
     limits = {"max_pruning_ratio": 0.8, "round_to": 8, **limits}
-    return st.ChannelPlan(model, example, table=table, ignored_layers=ignored, **limits)
+    return st.ChannelPlan(model, example, table=table, ignored_layers=ignored, limits=st.ChannelLimits(**limits))
 
 
 def changed_layers_respect_round_to(before: dict, after: dict, round_to: int) -> bool:
@@ -135,8 +134,7 @@ def test_reduction_grows_with_the_ratio():
 
 def test_layer_ratios_override_the_default():
     model, example, ignored, table, _ = prepared("resnet20")
-    plan = st.ChannelPlan(model, example, table=table, round_to=1, ignored_layers=ignored,
-                          layer_ratios={"layer3.1.conv1": 0.5})
+    plan = st.ChannelPlan(model, example, table=table, ignored_layers=ignored, layer_ratios={"layer3.1.conv1": 0.5})
     counts = plan.counts(0.0)
     assert counts["layer3.1.conv1"] == 32 and sum(counts.values()) == 32
     with pytest.raises(UserError, match="structured.layer_ratios names 'layer9'"):
@@ -173,8 +171,8 @@ def test_unreachable_target_is_a_user_error():
 
 def test_search_lands_in_the_window_or_explains_why():
     def search(step_fn, **kw):
-        return st.search_ratio(nn.Linear(1, 1), target=0.5, tolerance=0.01, prune=lambda m, r: setattr(m, "r", r),
-                               reduction_of=lambda m: step_fn(m.r), **kw)
+        how = st.RatioSearch(prune=lambda m, r: setattr(m, "r", r), reduction_of=lambda m: step_fn(m.r), **kw)
+        return st.search_ratio(nn.Linear(1, 1), how, target=0.5, tolerance=0.01)
 
     smooth = search(lambda r: 1 - (1 - r) ** 2)
     assert 0.5 <= smooth.reduction <= 0.51 and smooth.probes <= 4
@@ -225,8 +223,8 @@ def test_bn_l1_penalty_drives_scales_toward_zero():
 def test_kernel_granularity_zeroes_whole_kernels():
     model, example, ignored, _, _ = prepared("resnet20")
     model = copy.deepcopy(model)
-    masks = kernels.prune_kernels(model, granularity="kernel", ratio=0.5, method="l1", ignored_layers=ignored,
-                             global_pruning=False)
+    masks = kernels.prune_kernels(model, kernels.KernelPruning("kernel", "l1", global_pruning=False), ratio=0.5,
+                                  ignored_layers=ignored)
     for conv, mask in masks.items():
         kernels_zero = (conv.weight.abs().sum((2, 3)) == 0).float().mean()
         assert kernels_zero == pytest.approx(0.5, abs=0.01)
@@ -239,8 +237,8 @@ def test_kernel_granularity_zeroes_whole_kernels():
 def test_intra_kernel_keeps_a_pattern_in_every_kernel():
     model, _, ignored, _, _ = prepared("resnet20")
     model = copy.deepcopy(model)
-    kernels.prune_kernels(model, granularity="intra_kernel", ratio=0.0, method="l2", ignored_layers=ignored,
-                     pattern_size=4, num_patterns=6)
+    kernels.prune_kernels(model, kernels.KernelPruning("intra_kernel", "l2", pattern_size=4, num_patterns=6),
+                          ratio=0.0, ignored_layers=ignored)
     shapes = set()
     for conv in kernels.kernel_layers(model, ignored):
         nonzero = (conv.weight != 0).flatten(0, 1).flatten(1)
@@ -252,10 +250,10 @@ def test_intra_kernel_keeps_a_pattern_in_every_kernel():
 def test_kernel_target_search_uses_nonzero_macs():
     model, example, ignored, _, _ = prepared("resnet20")
     base, _ = count_nonzero_macs_params(model, tuple(example.shape))
-    found = st.search_ratio(
-        model, target=0.4, tolerance=0.01, what="kernel",
-        prune=lambda m, r: kernels.prune_kernels(m, granularity="kernel", ratio=r, method="l2", ignored_layers=ignored),
-        reduction_of=lambda m: 1 - count_nonzero_macs_params(m, tuple(example.shape))[0] / base)
+    how = st.RatioSearch(
+        prune=lambda m, r: kernels.prune_kernels(m, kernels.KernelPruning("kernel", "l2"), ratio=r, ignored_layers=ignored),
+        reduction_of=lambda m: 1 - count_nonzero_macs_params(m, tuple(example.shape))[0] / base, what="kernel")
+    found = st.search_ratio(model, how, target=0.4, tolerance=0.01)
     assert 0.39 <= found.reduction <= 0.41
 
 

@@ -60,8 +60,8 @@ def test_one_epoch_lowers_the_loss(tmp_path):
     ckpt = torch.load(run_dir / "last.pth", weights_only=False)
     from datasets import build_data
     from tools.core.config import config_from_dict
-    from tools.training.engine import evaluate
     from tools.models import build_model
+    from tools.training.engine import evaluate
 
     cfg = config_from_dict(ckpt["config"])
     data = build_data(cfg.data, seed=cfg.train.seed)

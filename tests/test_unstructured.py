@@ -6,15 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-from tools.pruning import unstructured as un
 from tools.core.errors import UserError
-from tools.pruning.sensitivity import sparsities_for_drop, sparsities_for_total, total_sparsity
 from tools.modeling.sparse_storage import (
     FORMATS,
     compressed_size_bytes,
     pack_state_dict,
     save_compressed_checkpoint,
 )
+from tools.pruning import unstructured as un
+from tools.pruning.sensitivity import sparsities_for_drop, sparsities_for_total, total_sparsity
 
 W = torch.tensor([[0.5, -0.1, 0.3, -0.7], [0.2, 0.0, -0.9, 0.4]])
 
@@ -101,7 +101,7 @@ def test_nm_pattern_validity_and_eligibility():
         torch.manual_seed(0)
         model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 3), nn.Flatten(), nn.Linear(8, 6), nn.Linear(6, 2))
         targets = un.prunable_targets(model)
-        report = un.prune_step(targets, method="nm", mode="layerwise", sparsity=0.0, n=n, m=m)
+        report = un.prune_step(targets, method="nm", mode="layerwise", sparsity=0.0, nm=(n, m))
         for t in targets:
             eligible = un.nm_ineligibility(t.module, t.param, m) is None
             assert eligible == (t.name in ("1", "3")), t.name  # input widths 3, 8, 8, 6
@@ -286,7 +286,7 @@ def nm_model(device="cpu") -> nn.Module:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10)).to(device)
     targets = un.prunable_targets(model)
-    un.prune_step(targets, method="nm", mode="layerwise", sparsity=0.0, n=2, m=4)
+    un.prune_step(targets, method="nm", mode="layerwise", sparsity=0.0, nm=(2, 4))
     return un.remove_pruning_reparameterization(model)
 
 

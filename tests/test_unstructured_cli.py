@@ -10,8 +10,8 @@ import yaml
 import scripts.eval as eval_script
 import scripts.prune_unstructured as prune_script
 import scripts.sensitivity as sensitivity_script
-from tools.pruning import unstructured as un
 from tools.core.errors import run_cli
+from tools.pruning import unstructured as un
 
 
 @pytest.fixture(scope="module")

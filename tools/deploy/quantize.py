@@ -32,8 +32,8 @@ import torch
 
 from tools.core.config import QuantizeConfig
 from tools.core.errors import UserError
-from tools.modeling.export import QDQ_OPS, load_onnx, onnx_input_shape
 from tools.core.run_folder import CONFIG, EXPORT_RECORD
+from tools.modeling.export import QDQ_OPS, load_onnx, onnx_input_shape
 
 CALIBRATIONS = ("minmax", "entropy", "percentile")
 ACTIVATION_TYPES = ("uint8", "int8")
@@ -196,8 +196,8 @@ def sidecar_config(onnx_path: Path) -> tuple[dict, str] | None:
     """The config of the run an ONNX file came from: config.yaml beside it (scripts.quantize writes
     one), the checkpoint named in export.yaml beside it (scripts.export_onnx), or the config.yaml of
     the run folder holding its export/ folder. None when there is none."""
-    from tools.modeling.checkpoint import checkpoint_config, read_checkpoint
     from tools.core.io import read_yaml_mapping
+    from tools.modeling.checkpoint import checkpoint_config, read_checkpoint
 
     folder = onnx_path.parent
     tree = read_yaml_mapping(folder / CONFIG)

@@ -129,17 +129,16 @@ def measure_latency(
     repeats: int = 50,
     dtype: torch.dtype = torch.float32,
     num_threads: int | None = None,
-    fold_bn: bool = True,
 ) -> dict:
     """Per-batch forward latency stats (ms) and throughput (images/s, from the median), of the
-    model as deployed: BatchNorm folded into the convs (`fold_bn`; see fold_batchnorm)."""
+    model as deployed: BatchNorm folded into the convs (see fold_batchnorm)."""
     _check_positive("batch_size", batch_size)
     _check_positive("repeats", repeats)
     _check_positive("warmup", warmup, minimum=0)
     if num_threads is not None:
         _check_positive("num_threads", num_threads)
     device = torch.device(device)
-    net, optimisations = _prepared(model, device, dtype, fold_bn)
+    net, optimisations = _prepared(model, device, dtype)
     x = _example(input_shape, batch_size, device, dtype)
     with _threads(num_threads) as threads_used, torch.inference_mode():
         for _ in range(warmup):

@@ -3,8 +3,8 @@
     uv run python -m scripts.profile --baseline base.pth --pruned pruned.pth --measure-latency
 
     entry = profile_model("pruned", model, (3, 32, 32))          # MACs, FLOPs, params, size
-    entry["latency"] = measure_models({"pruned": model}, (3, 32, 32), batch_sizes=[1, 64], backends=["torch"],
-                                      device=torch.device("cpu"), warmup=10, repeats=50, num_threads=1)["pruned"]
+    plan = LatencyPlan(batch_sizes=[1, 64], backends=["torch"], device=torch.device("cpu"), num_threads=1)
+    entry["latency"] = measure_models({"pruned": model}, (3, 32, 32), plan)["pruned"]
     rows = flops_vs_latency(baseline_entry, entry)   # one row per backend and batch size
 
 Latency figures are the median of `repeats` timed runs after `warmup` untimed ones, with the
@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import statistics
 import tempfile
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +25,8 @@ import torch
 from torch import nn
 
 from tools.core.errors import UserError
-from tools.measure.metrics import count_macs_params, flops_from_macs, model_size_bytes, per_layer_macs
 from tools.core.run_folder import QUANTIZE_RECORD
+from tools.measure.metrics import count_macs_params, flops_from_macs, model_size_bytes, per_layer_macs
 
 BACKENDS = ("torch", "onnxruntime", "both")
 SMALL_BATCH = 8  # at or below this, fixed per-layer costs dominate on most hardware
@@ -55,21 +56,34 @@ def profile_model(label: str, model: nn.Module, input_shape: tuple[int, int, int
     }
 
 
-def measure_models(models: dict[str, nn.Module], input_shape: tuple[int, int, int], *, batch_sizes: list[int],
-                   backends: list[str], device: torch.device, warmup: int, repeats: int, num_threads: int | None,
-                   rounds: int = 1, onnx_files: dict[str, Path] | None = None) -> dict[str, dict[str, dict[int, dict]]]:
+@dataclass(frozen=True)
+class LatencyPlan:
+    """What to time and how (the profile.* keys of the same names)."""
+
+    batch_sizes: list[int]
+    backends: list[str]  # torch and/or onnxruntime
+    device: torch.device
+    warmup: int = 10  # untimed runs first
+    repeats: int = 50  # timed runs, split over the rounds
+    num_threads: int | None = None  # None: torch's default
+    rounds: int = 1  # > 1: the models take turns (interleaved)
+
+
+def measure_models(models: dict[str, nn.Module], input_shape: tuple[int, int, int], plan: LatencyPlan,
+                   onnx_files: dict[str, Path] | None = None) -> dict[str, dict[str, dict[int, dict]]]:
     """Latency per model, backend and batch size; `onnx_files` (label -> .onnx file, FP32 or INT8)
-    are timed on onnxruntime alone. With `rounds` > 1 the models take turns: every round times
-    each of them with repeats / rounds runs, so a burst of load from another process hits all
-    models alike instead of whichever was being timed; the figures are then those of the round
-    medians (see merge_rounds)."""
+    are timed on onnxruntime alone. With `plan.rounds` > 1 the models take turns: every round
+    times each of them with repeats / rounds runs, so a burst of load from another process hits
+    all models alike instead of whichever was being timed; the figures are then those of the
+    round medians (see merge_rounds)."""
+    rounds = plan.rounds
     if rounds < 1:
         raise UserError(f"profile.rounds must be >= 1, got {rounds}")
-    per_round = -(-repeats // rounds)
+    per_round = -(-plan.repeats // rounds)
     labels = list(models) + list(onnx_files or {})
     with tempfile.TemporaryDirectory() as tmp:
         onnx = dict(onnx_files or {})
-        if "onnxruntime" in backends:
+        if "onnxruntime" in plan.backends:
             from tools.modeling.export import export_onnx
 
             for i, (label, model) in enumerate(models.items()):
@@ -77,11 +91,10 @@ def measure_models(models: dict[str, nn.Module], input_shape: tuple[int, int, in
 
         def time_one(label: str, first: bool) -> dict[str, dict[int, dict]]:
             model = models.get(label)
-            return measure_backends(model, input_shape, batch_sizes=batch_sizes,
-                                    backends=backends if model is not None else ["onnxruntime"],
-                                    device=device if model is not None else torch.device("cpu"),
-                                    warmup=warmup if first else max(1, warmup // rounds), repeats=per_round,
-                                    num_threads=num_threads, onnx_path=onnx.get(label))
+            this = replace(plan, warmup=plan.warmup if first else max(1, plan.warmup // rounds), repeats=per_round)
+            if model is None:  # an ONNX file: onnxruntime on the CPU only
+                this = replace(this, backends=["onnxruntime"], device=torch.device("cpu"))
+            return measure_backends(model, input_shape, this, onnx_path=onnx.get(label))
 
         timed = [{label: time_one(label, r == 0) for label in labels} for r in range(rounds)]
     return {label: {backend: {bs: merge_rounds([t[label][backend][bs] for t in timed]) for bs in by_batch}
@@ -123,20 +136,20 @@ def merge_rounds(stats: list[dict]) -> dict:
     }
 
 
-def measure_backends(model: nn.Module, input_shape: tuple[int, int, int], *, batch_sizes: list[int],
-                     backends: list[str], device: torch.device, warmup: int, repeats: int,
-                     num_threads: int | None, onnx_path: Path | None = None) -> dict[str, dict[int, dict]]:
-    """One model's latency per backend and batch size; onnxruntime times the ONNX file at `onnx_path`."""
+def measure_backends(model: nn.Module, input_shape: tuple[int, int, int], plan: LatencyPlan,
+                     onnx_path: Path | None = None) -> dict[str, dict[int, dict]]:
+    """One model's latency per backend and batch size (plan.rounds is ignored here); onnxruntime
+    times the ONNX file at `onnx_path`."""
     from tools.measure.latency import measure_latency, measure_onnx_latency
 
+    timing = {"warmup": plan.warmup, "repeats": plan.repeats, "num_threads": plan.num_threads}
     results: dict[str, dict[int, dict]] = {}
-    if "torch" in backends:
-        results["torch"] = {bs: measure_latency(model, input_shape, batch_size=bs, device=device, warmup=warmup,
-                                                repeats=repeats, num_threads=num_threads) for bs in batch_sizes}
-    if "onnxruntime" in backends:
-        results["onnxruntime"] = {bs: measure_onnx_latency(str(onnx_path), input_shape, batch_size=bs, warmup=warmup,
-                                                           repeats=repeats, num_threads=num_threads)
-                                  for bs in batch_sizes}
+    if "torch" in plan.backends:
+        results["torch"] = {bs: measure_latency(model, input_shape, batch_size=bs, device=plan.device, **timing)
+                            for bs in plan.batch_sizes}
+    if "onnxruntime" in plan.backends:
+        results["onnxruntime"] = {bs: measure_onnx_latency(str(onnx_path), input_shape, batch_size=bs, **timing)
+                                  for bs in plan.batch_sizes}
     return results
 
 
@@ -221,18 +234,30 @@ def flops_vs_latency(baseline: dict, pruned: dict) -> list[dict]:
                 "latency_over_flops_reduction": ratio,
                 "noise_p90_over_median": max(s["p90_ms"] / s["median_ms"] for s in (base, stats)),
                 "explanation": explain(flops_red, lat_red, batch_size=bs, device=stats["device"], backend=backend,
-                                       odd_channels=pruned["channels_not_multiple_of_8"],
-                                       odd_channels_16=pruned.get("channels_not_multiple_of_16", []),
-                                       off_fast_path=pruned.get("off_fast_path"),
+                                       channels=ChannelFacts.of(pruned),
                                        noise=max(s["p90_ms"] / s["median_ms"] for s in (base, stats))),
             })
     return rows
 
 
-def explain(flops_red: float, lat_red: float, *, batch_size: int, device: str, odd_channels: list[str],
-            noise: float, backend: str = "torch", odd_channels_16: list[str] | None = None,
-            off_fast_path: dict | None = None) -> str:
+@dataclass(frozen=True)
+class ChannelFacts:
+    """What a pruned model's channel counts say about its kernels' fast paths (profile entry keys)."""
+
+    odd_8: list[str] = field(default_factory=list)  # convs whose counts are not multiples of 8
+    odd_16: list[str] = field(default_factory=list)  # ... of 16 (ONNX Runtime's AVX-512 blocks)
+    off_fast_path: dict | None = None  # off_fast_path(): the layers and the counts they need
+
+    @classmethod
+    def of(cls, entry: dict) -> ChannelFacts:
+        return cls(entry.get("channels_not_multiple_of_8", []), entry.get("channels_not_multiple_of_16", []),
+                   entry.get("off_fast_path"))
+
+
+def explain(flops_red: float, lat_red: float, *, batch_size: int, device: str, noise: float, backend: str = "torch",
+            channels: ChannelFacts = ChannelFacts()) -> str:
     """Why the measured latency did (not) follow the FLOPs, in words a practitioner can act on."""
+    odd_channels, odd_channels_16, off_fast_path = channels.odd_8, channels.odd_16, channels.off_fast_path
     if flops_red <= 0:
         return "no FLOPs reduction: latency can only change by noise or by unstructured sparsity the dense kernels ignore"
     if lat_red > 1.2 * flops_red:

@@ -1,6 +1,6 @@
 """Checkpoints are plain dicts; this module writes them atomically and reads any of them back.
 
-    save_checkpoint(run_dir / "last.pth", model=model, optimizer=opt, epoch=3, config=cfg_dict)
+    save_checkpoint(run_dir / "last.pth", model=model, training={"optimizer": opt}, epoch=3, config=cfg_dict)
     model, ckpt = load_model(Path("results/train/quickstart/best_model.pth"), model_cfg=cfg.model,
                              num_classes=10, input_shape=(3, 32, 32))
 
@@ -40,24 +40,24 @@ def save_checkpoint(
     config: dict,
     epoch: int = 0,
     metrics: dict | None = None,
-    optimizer: torch.optim.Optimizer | None = None,
-    scheduler: Any = None,
-    scaler: Any = None,
+    training: dict[str, Any] | None = None,
     full_module: bool = False,
     extra: dict | None = None,
 ) -> None:
     """Nothing is pickled, so the file loads with weights_only=True. When `config` names a model,
     the model's `structure` (tools.modeling.structure) is stored beside the state dict, so load_model
-    rebuilds it whatever pruning did to its shapes, in any later script. `full_module` is kept for
-    callers written when pruned models were pickled here; the structure makes it unnecessary."""
+    rebuilds it whatever pruning did to its shapes, in any later script. `training` holds what a
+    resume needs besides the model ({"optimizer": ..., "scheduler": ..., "scaler": ...}; each
+    stored as its state dict, None when absent). `full_module` stores the structure even when
+    `config` names no model."""
     from tools.modeling.structure import STRUCTURE_KEY, model_structure
 
     model = unwrap(model)
+    training = training or {}
     ckpt = {
         "model": model.state_dict(),
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "scaler": scaler.state_dict() if scaler is not None else None,
+        **{key: training[key].state_dict() if training.get(key) is not None else None
+           for key in ("optimizer", "scheduler", "scaler")},
         "epoch": epoch,
         "config": config,
         "metrics": metrics or {},

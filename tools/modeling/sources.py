@@ -78,7 +78,7 @@ def _torchvision_kwargs(name: str, num_classes: int, image_size: int, kwargs: di
 
 def _build_torchvision(name: str, num_classes: int, in_channels: int, image_size: int, stem: str,
                        kwargs: dict) -> nn.Module:
-    from tools.models import _mobilenet_stem, _resolve_stem, _resnet_stem
+    from tools.models import _mobilenet_stem, _resnet_stem, _resolve_stem
 
     try:
         model = torchvision.models.get_model(name, **_torchvision_kwargs(name, num_classes, image_size, kwargs))

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import torch
@@ -268,10 +269,20 @@ def masks_for_density(keep: dict[str, torch.Tensor], density: float, scope: str,
     return layerwise_masks(keep, sparsities, previous)
 
 
+@dataclass(frozen=True)
+class ScoreInputs:
+    """What the pruners score with: data batches (snip, grasp), the input shape (synflow's all-ones
+    input), a generator (rand) and GraSP's temperature."""
+
+    batches: Batches
+    input_shape: tuple[int, ...]
+    generator: torch.Generator | None = None
+    grasp_temperature: float = 200.0
+    loss_fn: LossFn | None = None
+
+
 def prune_to_density(model: nn.Module, targets: list[Target], *, pruner: str, density: float, scope: str,
-                     schedule: str, iterations: int, batches: Batches, input_shape: tuple[int, ...],
-                     generator: torch.Generator | None = None, grasp_temperature: float = 200.0,
-                     loss_fn: LossFn | None = None) -> dict:
+                     schedule: str, iterations: int, inputs: ScoreInputs) -> dict:
     """Score -> mask `iterations` times along `schedule` down to `density`; the masks are
     installed on the targets (torch.nn.utils.prune). Returns density_report(targets)."""
     check_pruner(pruner)
@@ -280,8 +291,9 @@ def prune_to_density(model: nn.Module, targets: list[Target], *, pruner: str, de
     if iterations < 1:
         raise UserError(f"prune iterations must be >= 1, got {iterations}")
     for step in range(1, iterations + 1):
-        scores = compute_scores(pruner, model, targets, batches=batches, input_shape=input_shape, generator=generator,
-                                grasp_temperature=grasp_temperature, loss_fn=loss_fn)
+        scores = compute_scores(pruner, model, targets, batches=inputs.batches, input_shape=inputs.input_shape,
+                                generator=inputs.generator, grasp_temperature=inputs.grasp_temperature,
+                                loss_fn=inputs.loss_fn)
         step_density = schedule_density(density, step, iterations, schedule)
         masks = masks_for_density(keep_scores(pruner, scores), step_density, scope, current_masks(targets))
         apply_masks(targets, masks)

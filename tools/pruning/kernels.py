@@ -4,8 +4,8 @@ inside each kernel.
     uv run python -m scripts.prune_structured --checkpoint results/train/quickstart/best_model.pth \
         --granularity kernel --method l1 --sparsity 0.5
 
-    masks = prune_kernels(model, granularity="intra_kernel", ratio=0.2, method="l2", ignored_layers=["fc"],
-                          pattern_size=4, num_patterns=8)
+    masks = prune_kernels(model, KernelPruning("intra_kernel", "l2", pattern_size=4, num_patterns=8), ratio=0.2,
+                          ignored_layers=["fc"])
     apply_kernel_masks(masks)   # again after every optimizer step while fine-tuning
 
 - kernel: removes whole (output, input) connections of k x k convolutions (Mao et al. 2017,
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -32,7 +33,7 @@ from torch import nn
 from tools.core.errors import UserError
 
 __all__ = ["KERNEL_METHODS", "kernel_layers", "kernel_scores", "kernel_masks", "pattern_library",
-           "pattern_masks", "prune_kernels", "apply_kernel_masks", "masks_from_zeros"]
+           "pattern_masks", "KernelPruning", "prune_kernels", "apply_kernel_masks", "masks_from_zeros"]
 
 KERNEL_METHODS = ("l1", "l2", "random")
 PATTERN_KERNEL = (3, 3)
@@ -135,20 +136,31 @@ def pattern_masks(layers: list[nn.Conv2d], library: torch.Tensor) -> Masks:
     return masks
 
 
-def prune_kernels(model: nn.Module, *, granularity: str, ratio: float, method: str,
-                  ignored_layers: list[str] = (), global_pruning: bool = True, max_pruning_ratio: float = 1.0,
-                  pattern_size: int = 4, num_patterns: int = 8, seed: int = 0) -> Masks:
+@dataclass(frozen=True)
+class KernelPruning:
+    """How prune_kernels ranks and zeroes kernels (the structured.* keys of the same names)."""
+
+    granularity: str  # kernel | intra_kernel (kernels, then a pattern inside each kept one)
+    method: str  # see KERNEL_METHODS
+    global_pruning: bool = True  # rank all layers' kernels together, else each layer alone
+    max_pruning_ratio: float = 1.0  # no layer loses more than this share of its kernels
+    pattern_size: int = 4  # intra_kernel: entries kept in each 3x3 kernel
+    num_patterns: int = 8  # intra_kernel: patterns in the library
+    seed: int = 0  # the random method
+
+
+def prune_kernels(model: nn.Module, spec: KernelPruning, *, ratio: float, ignored_layers: list[str] = ()) -> Masks:
     """Zero kernels (and, for intra_kernel, entries outside each kernel's pattern) in place.
     Returns the combined element masks, to re-apply after each fine-tuning step."""
     layers = kernel_layers(model, ignored_layers)
     if not layers:
         raise UserError("the model has no k x k convolutions (k > 1) outside ignored_layers; "
                         "kernel and intra_kernel granularities need some")
-    if granularity == "intra_kernel":
-        library = pattern_library(layers, pattern_size=pattern_size, num_patterns=num_patterns)
+    if spec.granularity == "intra_kernel":
+        library = pattern_library(layers, pattern_size=spec.pattern_size, num_patterns=spec.num_patterns)
         apply_kernel_masks(pattern_masks(layers, library))
-    apply_kernel_masks(kernel_masks(layers, ratio=ratio, method=method, global_pruning=global_pruning,
-                             max_pruning_ratio=max_pruning_ratio, seed=seed))
+    apply_kernel_masks(kernel_masks(layers, ratio=ratio, method=spec.method, global_pruning=spec.global_pruning,
+                                    max_pruning_ratio=spec.max_pruning_ratio, seed=spec.seed))
     return masks_from_zeros(layers)
 
 

@@ -5,7 +5,8 @@ an importance-per-millisecond allocation, and the measured whole-model check tha
         --target-latency-reduction 0.5 --set structured.latency.backend=onnxruntime structured.latency.batch_size=64
 
     backend = Backend("onnxruntime", input_shape=(3, 32, 32), batch_size=64, threads=1, rounds=7, repeats=3)
-    plan = st.ChannelPlan(model, example, table=scores, round_to=backend.fast_multiple, ignored_layers=ignored)
+    plan = st.ChannelPlan(model, example, table=scores, limits=st.ChannelLimits(round_to=backend.fast_multiple),
+                          ignored_layers=ignored)
     table = latency_table(model, example, plan, backend, levels=6, cache_dir=Path("results/latency_cache"))
     alloc = allocate(plan, table, goal=0.5)      # alloc.counts: channels removed per group; alloc.predicted
     st.apply_plan(pruned := copy.deepcopy(model), example, plan, alloc.counts)
@@ -60,11 +61,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from tools.pruning import structured as st
 from tools.core.device import synchronize
 from tools.core.errors import UserError
 from tools.core.io import atomic_write_yaml
 from tools.measure.latency import fast_multiple
+from tools.pruning import structured as st
 
 BACKENDS = ("torch", "onnxruntime", "cuda")
 TABLE_FILE = "latency_table.yaml"
@@ -374,8 +375,7 @@ class LatencySearch:
 
 
 def search_latency(model: nn.Module, example: torch.Tensor, plan: st.ChannelPlan, table: LatencyTable,
-                   backend: Backend, *, target: float, tolerance: float, max_attempts: int,
-                   max_pruning_ratio: float) -> LatencySearch:
+                   backend: Backend, *, target: float, tolerance: float, max_attempts: int) -> LatencySearch:
     """Allocate for `target`, measure, move the goal by the miss, repeat; see the module docstring."""
     goal, attempts, best = target, [], None
     most = allocate(plan, table, float("inf"))  # every block that saves time: the table's ceiling
@@ -394,7 +394,7 @@ def search_latency(model: nn.Module, example: torch.Tensor, plan: st.ChannelPlan
         if abs(timing.reduction - target) <= tolerance:
             return _confirmed(found, model, backend, tolerance)
         if alloc.exhausted and timing.reduction < target:
-            raise UserError(_unreachable(target, best, alloc, max_pruning_ratio))
+            raise UserError(_unreachable(target, best, alloc, plan.limits.max_pruning_ratio))
         goal = min(most.predicted, max(0.0, goal + target - timing.reduction))
     raise UserError(f"the measured latency reduction did not land within {100 * tolerance:.0f} pts of "
                     f"{100 * target:.0f}% in {max_attempts} attempts (best {100 * best.timing.reduction:.1f}% "

@@ -2,7 +2,7 @@
 
     uv run python -m scripts.sensitivity --checkpoint results/train/quickstart/best_model.pth --max-drop 1.0
 
-    baseline, rows = sensitivity_scan(model, targets, sparsities=[0.1, 0.5, 0.9], method="l1",
+    baseline, rows = sensitivity_scan(model, targets, sparsities=[0.1, 0.5, 0.9], scores=layer_scores(targets, "l1"),
                                       loader=sample_eval_subset(data.val, 1000), device=device)
     per_layer = sparsities_for_drop(rows, max_drop=1.0)              # each layer alone within 1 point
     per_layer = sparsities_for_total(rows, params, target_total=0.8) # meets 80% overall
@@ -28,9 +28,9 @@ import math
 import torch
 from torch import nn
 
-from tools.training.engine import evaluate
 from tools.core.errors import UserError
 from tools.pruning.unstructured import Target, layerwise_masks, magnitude_scores, random_scores, validate_sparsity
+from tools.training.engine import evaluate
 
 SCAN_METHODS = ("l1", "random", "taylor")
 _SLOPE = 1e-6  # top-1 points per unit sparsity: makes flat curve segments strictly increasing
@@ -94,7 +94,9 @@ def check_scan_config(*, sparsities: list[float], method: str, num_images: int, 
     return check_sparsities(sparsities)
 
 
-def _scores(targets: list[Target], method: str, gradient_scores: dict | None, seed: int) -> dict[str, torch.Tensor]:
+def layer_scores(targets: list[Target], method: str, gradient_scores: dict | None = None,
+                 seed: int = 0) -> dict[str, torch.Tensor]:
+    """Each target's importance under `method` (taylor takes `gradient_scores`, random `seed`)."""
     if method not in SCAN_METHODS:
         raise UserError(f"unknown sensitivity method {method!r}; choose one of: {', '.join(SCAN_METHODS)}")
     if method == "taylor":
@@ -116,12 +118,11 @@ def _evaluate_with_mask(model: nn.Module, target: Target, mask: torch.Tensor, lo
         tensor.copy_(saved)
 
 
-def sensitivity_scan(model: nn.Module, targets: list[Target], *, sparsities: list[float], method: str, loader,
-                     device: torch.device, gradient_scores: dict | None = None, seed: int = 0,
-                     progress=None) -> tuple[dict, list[dict]]:
-    """(baseline evaluate() dict, rows {layer, params, sparsity, top1, top5, loss, drop})."""
+def sensitivity_scan(model: nn.Module, targets: list[Target], *, sparsities: list[float], scores: dict, loader,
+                     device: torch.device, progress=None) -> tuple[dict, list[dict]]:
+    """(baseline evaluate() dict, rows {layer, params, sparsity, top1, top5, loss, drop}); `scores`
+    from layer_scores."""
     sparsities = check_sparsities(sparsities)
-    scores = _scores(targets, method, gradient_scores, seed)
     baseline = evaluate(model, loader, device=device)
     rows = []
     for t in targets:

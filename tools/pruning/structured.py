@@ -7,7 +7,8 @@
     example = torch.zeros(1, 3, 32, 32)
     ignored = st.output_layer_names(model, example)            # the classifier keeps its classes
     table = st.importance_table(model, example, method="l2", ignored_layers=ignored)
-    plan = st.ChannelPlan(model, example, table=table, round_to=8, max_pruning_ratio=0.8, ignored_layers=ignored)
+    plan = st.ChannelPlan(model, example, table=table, limits=st.ChannelLimits(max_pruning_ratio=0.8, round_to=8),
+                          ignored_layers=ignored)
     st.apply_plan(model, example, plan, plan.counts(0.3))     # in place: physically smaller
     found = st.search_channels(model, example, plan, target=0.5, tolerance=0.01,
                                reduction_of=lambda m: 1 - count_macs_params(m, (1, 3, 32, 32))[0] / base_macs)
@@ -48,13 +49,13 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from tools.training.engine import LossFn
 from tools.core.errors import UserError
+from tools.training.engine import LossFn
 
 __all__ = [
     "STRUCTURED_METHODS", "GRANULARITIES", "build_importance", "check_traceable", "output_layer_names",
-    "resolve_names", "importance_table", "accumulate_gradients", "ChannelPlan", "apply_plan", "prune_channels",
-    "round_ratio", "SearchResult", "search_ratio", "search_channels", "verify_forward", "channel_counts",
+    "resolve_names", "importance_table", "accumulate_gradients", "ChannelLimits", "ChannelPlan", "apply_plan", "prune_channels",
+    "round_ratio", "SearchResult", "RatioSearch", "search_ratio", "search_channels", "verify_forward", "channel_counts",
     "channel_changes", "batchnorm_layers", "bn_l1_loss", "goal_met", "goal_line",
 ]
 
@@ -211,6 +212,15 @@ class _Group:
     ratio: float | None  # from layer_ratios; None = the default ratio
 
 
+@dataclass(frozen=True)
+class ChannelLimits:
+    """How many channels a ChannelPlan may take, and from where."""
+
+    global_pruning: bool = True  # rank all groups together (else each group loses the same share)
+    max_pruning_ratio: float = 1.0  # no group loses more than this share of its original channels
+    round_to: int = 1  # channel counts stay multiples of this (hardware-friendly widths)
+
+
 class ChannelPlan:
     """Which channels to remove, for any ratio, from one state of a model: torch-pruning's
     dependency groups and an importance `table`, read once.
@@ -228,10 +238,11 @@ class ChannelPlan:
     the target search relies on."""
 
     def __init__(self, model: nn.Module, example_inputs: torch.Tensor, *, table: dict[str, torch.Tensor | None],
-                 global_pruning: bool = True, max_pruning_ratio: float = 1.0, round_to: int = 1,
-                 ignored_layers: list[str] = (), layer_ratios: dict[str, float] | None = None,
-                 original_channels: dict[str, int] | None = None):
-        self.global_pruning, self.round_to = global_pruning, max(1, round_to)
+                 limits: ChannelLimits = ChannelLimits(), ignored_layers: list[str] = (),
+                 layer_ratios: dict[str, float] | None = None, original_channels: dict[str, int] | None = None):
+        self.limits = limits
+        self.global_pruning, self.round_to = limits.global_pruning, max(1, limits.round_to)
+        max_pruning_ratio = limits.max_pruning_ratio
         self.groups: dict[str, _Group] = {}
         graph = _build_graph(model, example_inputs)
         names = {m: n for n, m in model.named_modules()}
@@ -345,10 +356,10 @@ def _forward_ok(model: nn.Module, example_inputs: torch.Tensor, plan: ChannelPla
 
 
 def prune_channels(model: nn.Module, example_inputs: torch.Tensor, *, ratio: float,
-                   table: dict[str, torch.Tensor | None], **limits) -> dict[str, int]:
-    """One-shot channel pruning in place at `ratio`; `limits` are ChannelPlan's keywords.
+                   table: dict[str, torch.Tensor | None], ignored_layers: list[str] = (), **limits) -> dict[str, int]:
+    """One-shot channel pruning in place at `ratio`; `limits` are ChannelLimits' fields.
     Returns the counts removed per group."""
-    plan = ChannelPlan(model, example_inputs, table=table, **limits)
+    plan = ChannelPlan(model, example_inputs, table=table, limits=ChannelLimits(**limits), ignored_layers=ignored_layers)
     counts = plan.counts(ratio)
     apply_plan(model, example_inputs, plan, counts)
     return counts
@@ -423,71 +434,91 @@ class _Probe:
     model: nn.Module | None = None  # None: the unpruned model (ratio 0, nothing fixed)
 
 
-def search_ratio(model: nn.Module, *, target: float, tolerance: float,
-                 prune: Callable[[nn.Module, float], None], reduction_of: Callable[[nn.Module], float],
-                 max_ratio: float = 1.0, fixed_part: bool = False, max_probes: int = 40, what: str = "channel",
-                 config_of: Callable[[float], Hashable] | None = None,
-                 refine: Callable[[_Probe], SearchResult | None] | None = None) -> SearchResult:
+@dataclass(frozen=True)
+class RatioSearch:
+    """How search_ratio prunes and measures a copy, and what bounds the search."""
+
+    prune: Callable[[nn.Module, float], None]  # prune(copy, ratio), in place
+    reduction_of: Callable[[nn.Module], float]  # the fraction of MACs a pruned copy removes
+    max_ratio: float = 1.0
+    fixed_part: bool = False  # ratio 0 already removes something (intra-kernel patterns): measure it
+    max_probes: int = 40
+    what: str = "channel"  # named in the errors
+    config_of: Callable[[float], Hashable] | None = None  # what a ratio prunes: equal configs are measured once
+    refine: Callable[[_Probe], SearchResult | None] | None = None  # tried when the target falls inside one step
+
+
+class _Prober:
+    """Pruned copies of `model` by ratio, each measured once."""
+
+    def __init__(self, model: nn.Module, how: RatioSearch):
+        self.model, self.how, self.count, self.seen = model, how, 0, {}
+
+    def __call__(self, ratio: float) -> _Probe:
+        key = self.how.config_of(ratio) if self.how.config_of is not None else ratio
+        if key not in self.seen:
+            with _one_thread():
+                pruned = copy.deepcopy(self.model)
+                self.how.prune(pruned, ratio)
+                self.count += 1
+                self.seen[key] = (self.how.reduction_of(pruned), pruned)
+        reduction, pruned = self.seen[key]
+        return _Probe(ratio, reduction, pruned)
+
+    def result(self, p: _Probe) -> SearchResult:
+        kept = p.model if p.model is not None else copy.deepcopy(self.model)
+        return SearchResult(kept, p.ratio, p.reduction, self.count)
+
+
+def search_ratio(model: nn.Module, how: RatioSearch, *, target: float, tolerance: float) -> SearchResult:
     """Find a ratio whose pruned copy of `model` removes `target` (a fraction of MACs):
     preferably in [target, target + tolerance], else in [target - tolerance, target).
-    `prune(copy, ratio)` prunes a deep copy in place, `reduction_of(copy)` measures it;
-    `model` itself is left untouched. `fixed_part`: ratio 0 already removes something (e.g.
-    intra-kernel patterns), so it is measured rather than assumed to be 0. `config_of(ratio)`,
-    if given, names what a ratio prunes, so ratios pruning the same are measured once.
+    `model` itself is left untouched (see RatioSearch for the rest).
 
     The reduction grows with the ratio in steps. Guesses interpolate in 1 - sqrt(1 - reduction),
     which is about linear in the channel ratio (MACs of a conv scale with in x out channels),
     so 2-5 probes usually land; every third probe bisects, so the bracket always shrinks.
-    When the target falls inside one step, `refine(highest probe below it)` may still reach it;
-    otherwise that, like an unreachable target, is a UserError."""
-    probes, seen = [0], {}
-
-    def probe(ratio: float) -> _Probe:
-        key = config_of(ratio) if config_of is not None else ratio
-        if key not in seen:
-            with _one_thread():
-                pruned = copy.deepcopy(model)
-                prune(pruned, ratio)
-                probes[0] += 1
-                seen[key] = (reduction_of(pruned), pruned)
-        reduction, pruned = seen[key]
-        return _Probe(ratio, reduction, pruned)
-
-    def result(p: _Probe) -> SearchResult:
-        kept = p.model if p.model is not None else copy.deepcopy(model)
-        return SearchResult(kept, p.ratio, p.reduction, probes[0])
-
-    lo, hi = (probe(0.0) if fixed_part else _Probe(0.0, 0.0)), None
+    When the target falls inside one step, `how.refine(highest probe below it)` may still reach
+    it; otherwise that, like an unreachable target, is a UserError."""
+    probe, what = _Prober(model, how), how.what
+    lo, hi = (probe(0.0) if how.fixed_part else _Probe(0.0, 0.0)), None
     if lo.reduction > target + tolerance:
         raise UserError(f"the fixed part of {what} pruning already removes {100 * lo.reduction:.1f}% of MACs, beyond the "
                         f"target {100 * target:.1f}% + {100 * tolerance:.1f} pts; raise the target or keep more (e.g. a "
                         "larger structured.pattern_size)")
-    for i in range(max_probes):
+    for i in range(how.max_probes):
         if target <= lo.reduction <= target + tolerance:
-            return result(lo)
+            return probe.result(lo)
         if hi is not None and (target <= hi.reduction <= target + tolerance or hi.ratio - lo.ratio < 1e-4):
             break
-        ratio = _next_guess(lo, hi, target + tolerance / 2, max_ratio, bisect=hi is not None and i % 3 == 2)
-        p = probe(min(ratio, max_ratio))
-        if p.ratio >= max_ratio and p.reduction < target:
+        ratio = _next_guess(lo, hi, target + tolerance / 2, how.max_ratio, bisect=hi is not None and i % 3 == 2)
+        p = probe(min(ratio, how.max_ratio))
+        if p.ratio >= how.max_ratio and p.reduction < target:
             _check_reachable(p, target, tolerance, what)
-            return result(p)  # the most that can be removed, short of the target by less than the tolerance
+            return probe.result(p)  # the most that can be removed, short of the target by less than the tolerance
         if p.reduction < target:
             lo = p
         else:
             hi = p
+    return _closest(probe, (lo, hi), target=target, tolerance=tolerance)
+
+
+def _closest(probe: _Prober, bracket: tuple[_Probe, _Probe | None], *, target: float, tolerance: float) -> SearchResult:
+    """The end of a search that did not land on its own: the probe above within the window, a
+    refined one, the probe below within the window, or a UserError naming the nearest two."""
+    lo, hi = bracket
     if hi is not None and target <= hi.reduction <= target + tolerance:
-        return result(hi)
-    refined = refine(lo) if refine is not None else None
+        return probe.result(hi)
+    refined = probe.how.refine(lo) if probe.how.refine is not None else None
     if refined is not None:
-        refined.probes += probes[0]
+        refined.probes += probe.count
         return refined
     if target - tolerance <= lo.reduction < target:
-        return result(lo)
+        return probe.result(lo)
     reach = f"{100 * lo.reduction:.1f}% and {100 * hi.reduction:.1f}%" if hi else f"{100 * lo.reduction:.1f}%"
     raise UserError(f"cannot land within {100 * tolerance:.1f} pts of the target MACs reduction {100 * target:.1f}%: the "
-                    f"nearest reachable are {reach} ({what} steps are coarse on this model); lower structured.round_to, "
-                    "raise structured.target_tolerance or move the target")
+                    f"nearest reachable are {reach} ({probe.how.what} steps are coarse on this model); lower "
+                    "structured.round_to, raise structured.target_tolerance or move the target")
 
 
 def search_channels(model: nn.Module, example_inputs: torch.Tensor, plan: ChannelPlan, *, target: float,
@@ -503,8 +534,9 @@ def search_channels(model: nn.Module, example_inputs: torch.Tensor, plan: Channe
         return _fill_to_target(model, example_inputs, plan, lo, target=target, tolerance=tolerance,
                                reduction_of=reduction_of)
 
-    found = search_ratio(model, target=target, tolerance=tolerance, prune=prune, reduction_of=reduction_of,
-                         config_of=lambda ratio: tuple(sorted(plan.counts(ratio).items())), refine=refine)
+    how = RatioSearch(prune, reduction_of, config_of=lambda ratio: tuple(sorted(plan.counts(ratio).items())),
+                      refine=refine)
+    found = search_ratio(model, how, target=target, tolerance=tolerance)
     if found.counts is None:
         found.counts = plan.counts(found.ratio)
     return found

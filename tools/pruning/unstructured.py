@@ -327,16 +327,16 @@ def compute_masks(
     sparsity: float = 0.5,
     layer_sparsity: dict[str, float] | None = None,
     gradient_scores: dict[str, torch.Tensor] | None = None,
-    n: int = 2,
-    m: int = 4,
+    nm: tuple[int, int] = (2, 4),
     generator: torch.Generator | None = None,
 ) -> dict[str, torch.Tensor]:
     """Keep-masks (target name -> 0/1 tensor) for `method` under `mode` ("layerwise"/"global",
-    already resolved). `gradient_scores` are required for taylor and movement. Targets that are
-    already reparameterised keep their pruned entries pruned."""
+    already resolved). `gradient_scores` are required for taylor and movement; `nm` = (N, M) keeps
+    N of every M weights for method nm. Targets that are already reparameterised keep their
+    pruned entries pruned."""
     _check_method(method)
     if method == "nm":
-        return _nm_masks(targets, n, m)
+        return _nm_masks(targets, *nm)
     validate_sparsity(sparsity)
     scores = _scores(targets, method, gradient_scores, generator)
     previous = current_masks(targets)
@@ -521,9 +521,9 @@ def accumulate_taylor_scores(model: nn.Module, targets: list[Target], loader, *,
 
 def prune_step(targets: list[Target], *, method: str, mode: str, sparsity: float,
                layer_sparsity: dict[str, float] | None = None, gradient_scores: dict | None = None,
-               n: int = 2, m: int = 4, generator: torch.Generator | None = None) -> dict:
+               nm: tuple[int, int] = (2, 4), generator: torch.Generator | None = None) -> dict:
     """compute_masks + apply_masks; returns the actual sparsity report of the targets."""
     masks = compute_masks(targets, method=method, mode=mode, sparsity=sparsity, layer_sparsity=layer_sparsity,
-                          gradient_scores=gradient_scores, n=n, m=m, generator=generator)
+                          gradient_scores=gradient_scores, nm=nm, generator=generator)
     apply_masks(targets, masks)
     return target_sparsity_report(targets)

@@ -23,9 +23,9 @@ from torch import nn
 
 from tools.core.errors import UserError
 from tools.core.plots import pyplot, save_figure
+from tools.core.run_folder import CONFIG, PRUNED_MODEL
 from tools.measure.metrics import format_count
 from tools.pruning.at_init import PRUNERS
-from tools.core.run_folder import CONFIG, PRUNED_MODEL
 
 CURVES = (("top1", "test top-1 (%)", "accuracy_vs_compression.png"),
           ("inference_time_s", "test-set inference time (s)", "inference_time_vs_compression.png"),
@@ -296,8 +296,8 @@ def parse_point(text: str) -> tuple[str, float, int | None]:
 
 def load_point_model(run: dict, pruner: str, compression: float, level: int | None) -> tuple[nn.Module, dict]:
     """The pruned model of one grid point (plain weights with zeros) and its row."""
-    from tools.modeling.checkpoint import load_model
     from tools.core.config import ModelConfig
+    from tools.modeling.checkpoint import load_model
 
     match = [p for p in run["points"] if p["pruner"] == pruner and _close(p["compression"], compression)
              and (level is None or (p.get("level") or None) == level)]

@@ -22,12 +22,12 @@ import os
 import statistics
 from pathlib import Path
 
-from tools.reports.comparison import comparison_row, csv_text, run_method
 from tools.core.config import GoalConfig
 from tools.core.io import atomic_write_text, read_yaml_mapping
+from tools.core.run_folder import CONFIG, METRICS
 from tools.measure.metrics import format_count
 from tools.pruning.structured import goal_met
-from tools.core.run_folder import CONFIG, METRICS
+from tools.reports.comparison import comparison_row, csv_text, run_method
 
 PRUNED = ("unstructured", "structured")
 _OUTLIER_GAP = 0.15  # sensitivity: a layer tolerating this much less sparsity than the median one

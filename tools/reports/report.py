@@ -204,9 +204,9 @@ def plot_layer_bars(series: dict[str, dict[str, float]], *, ylabel: str, title: 
 
 # ----------------------------------------------------------------------------- the report
 def write_report(roots: list[Path], out: Path) -> Path:
-    from tools.reports import findings
     from tools.core.errors import UserError
     from tools.core.io import atomic_write_text
+    from tools.reports import findings
 
     rows, profiles = collect_runs(roots)
     if not rows and not profiles:

@@ -34,15 +34,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tools.modeling.checkpoint import save_checkpoint
 from tools.core.config import Config, PruneAtInitConfig
-from tools.training.engine import check_amp, evaluate
 from tools.core.errors import UserError
 from tools.core.io import atomic_torch_save, atomic_write_csv, atomic_write_yaml
+from tools.core.run_folder import PRUNED_MODEL, RESULTS_CSV
 from tools.measure.metrics import count_macs_params, count_nonzero_macs_params, flops_from_macs
+from tools.modeling.checkpoint import save_checkpoint
 from tools.models import build_from_config
 from tools.pruning.at_init import (
     DATA_PRUNERS,
+    ScoreInputs,
     check_pruner,
     check_schedule,
     check_scope,
@@ -53,9 +54,9 @@ from tools.pruning.at_init import (
     prune_to_density,
     rewind_weights,
 )
-from tools.training.fit import FitOptions, fit
 from tools.pruning.unstructured import enforce_masks, prunable_targets, remove_pruning_reparameterization
-from tools.core.run_folder import PRUNED_MODEL, RESULTS_CSV
+from tools.training.engine import check_amp, evaluate
+from tools.training.fit import FitOptions, fit
 
 EXPERIMENTS = ("singleshot", "multishot")
 MIB = 2**20
@@ -259,10 +260,10 @@ class Point:
 
 
 def _prune(model, targets, ctx: RunContext, plan: AtInitPlan, *, pruner: str, density: float, batches) -> dict:
+    inputs = ScoreInputs(batches, ctx.input_shape, generator=torch.Generator().manual_seed(ctx.cfg.train.seed),
+                         grasp_temperature=plan.grasp_temperature)
     return prune_to_density(model, targets, pruner=pruner, density=density, scope=plan.scope, schedule=plan.schedule,
-                            iterations=plan.iterations(pruner), batches=batches, input_shape=ctx.input_shape,
-                            generator=torch.Generator().manual_seed(ctx.cfg.train.seed),
-                            grasp_temperature=plan.grasp_temperature)
+                            iterations=plan.iterations(pruner), inputs=inputs)
 
 
 def prune_point(model, targets, ctx: RunContext, plan: AtInitPlan, point: Point, *, batches, init_state,

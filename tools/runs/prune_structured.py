@@ -26,27 +26,35 @@ import dataclasses
 import math
 import pickle
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from tools.pruning import latency_target as lt
-from tools.pruning import structured as st
-from tools.modeling.checkpoint import MODULE_CONFIG_ATTR, read_checkpoint, save_checkpoint
 from tools.core.config import Config, config_to_dict
-from tools.training.distill import distillation_loss
-from tools.training.engine import cross_entropy, evaluate
 from tools.core.device import seed_everything
 from tools.core.errors import UserError
-from tools.training.evaluation import describe_model
 from tools.core.io import atomic_torch_save, atomic_write_yaml
 from tools.core.lineage import LINEAGE, child_lineage, versus
-from tools.pruning.kernels import KERNEL_METHODS, apply_kernel_masks, kernel_layers, masks_from_zeros, prune_kernels
+from tools.core.run_folder import BEST, METRICS, PRUNED_MODEL, PRUNED_MODEL_STATE
 from tools.measure.metrics import count_macs_params, count_nonzero_macs_params, format_count
+from tools.modeling.checkpoint import MODULE_CONFIG_ATTR, read_checkpoint, save_checkpoint
+from tools.pruning import latency_target as lt
+from tools.pruning import structured as st
+from tools.pruning.kernels import (
+    KERNEL_METHODS,
+    KernelPruning,
+    apply_kernel_masks,
+    kernel_layers,
+    masks_from_zeros,
+    prune_kernels,
+)
+from tools.training.distill import distillation_loss
+from tools.training.engine import cross_entropy, evaluate
+from tools.training.evaluation import describe_model
 from tools.training.fit import PRUNE_STATE, FitOptions, check_resume, finetune_train_config, fit
-from tools.core.run_folder import BEST
-from tools.core.run_folder import METRICS, PRUNED_MODEL, PRUNED_MODEL_STATE
 
 
 # ----------------------------------------------------------------------------- config
@@ -88,6 +96,30 @@ def structured_name(s) -> str:
 
 
 # ----------------------------------------------------------------------------- the pipeline
+@dataclass(frozen=True)
+class PruneJob:
+    """What the phases of one structured run share. The model is passed along instead: pruning
+    replaces it with a smaller one."""
+
+    data: Any
+    cfg: Config
+    device: torch.device
+    run_dir: Path | None = None  # None: nothing is written (the model zoo check)
+    config: dict = field(default_factory=dict)  # cfg as a dict, stored in every checkpoint
+    teacher: nn.Module | None = None  # the unpruned model when finetune.kd.alpha > 0
+
+
+@dataclass(frozen=True)
+class RoundScope:
+    """What every prune round works against: the example input, the layers kept whole, and the
+    baseline figures and channel counts that targets and ratios refer to."""
+
+    example: torch.Tensor
+    ignored: list[str]
+    baseline: dict
+    original_channels: dict[str, int]
+
+
 def run_structured(model: nn.Module, data, *, cfg: Config, run_dir: Path, device: torch.device,
                    checkpoint: str = "", parent=None, resume: dict | None = None) -> dict:
     """Prune `model` (trained, on `device`; loaded from `checkpoint` as `parent`) as cfg.structured
@@ -97,34 +129,30 @@ def run_structured(model: nn.Module, data, *, cfg: Config, run_dir: Path, device
     start = time.perf_counter()
     config = config_to_dict(cfg)
     teacher = copy.deepcopy(model).eval() if cfg.finetune.kd.alpha > 0 else None
+    job = PruneJob(data, cfg, device, run_dir=run_dir, config=config, teacher=teacher)
     if resume is None:
-        model, state = prune_model(model, data, cfg=cfg, run_dir=run_dir, device=device, config=config,
-                                   teacher=teacher, checkpoint=checkpoint, parent=parent)
+        model, state = prune_model(model, job, checkpoint=checkpoint, parent=parent)
     else:
         model, state = resume["model"].to(device), resume[PRUNE_STATE]
         print(f"resuming the final fine-tuning after epoch {resume['epoch']}; pruning is not redone")
     state = {**state, "script": "prune_structured", "checkpoint": str(Path(checkpoint).resolve()),
              "plan": structured_name(cfg.structured)}
-    model, summary = finetune(model, data, cfg=cfg, epochs=cfg.finetune.epochs, run_dir=run_dir, device=device,
-                              teacher=teacher, config=config, tag="finetune", resume=resume,
+    model, summary = finetune(model, job, epochs=cfg.finetune.epochs, run_dir=run_dir, tag="finetune", resume=resume,
                               last_extra={PRUNE_STATE: state})
     final = measure(model, data, device)
-    metrics = build_metrics(cfg, baseline=state["baseline"], after_prune=state["after_prune"], final=final,
-                            rounds=state["rounds"],
+    metrics = build_metrics(cfg, state, final=final, finetune=summary, device=device, checkpoint=checkpoint,
                             channels=st.channel_changes(state["channels_before"], st.channel_counts(model)),
-                            finetune=summary, sparsity=state["sparsity"], device=device, checkpoint=checkpoint,
-                            wall_time_s=time.perf_counter() - start, lineage=state.get("lineage", []))
+                            wall_time_s=time.perf_counter() - start)
     metrics["saved_models"] = save_pruned_model(model, run_dir, config=config, metrics=metrics,
                                                 input_shape=tuple(data.input_shape), num_classes=data.num_classes)
     atomic_write_yaml(run_dir / METRICS, metrics)
     return metrics
 
 
-def prune_model(model: nn.Module, data, *, cfg: Config, run_dir: Path, device: torch.device, config: dict,
-                teacher: nn.Module | None, checkpoint: str = "", parent=None) -> tuple[nn.Module, dict]:
+def prune_model(model: nn.Module, job: PruneJob, *, checkpoint: str = "", parent=None) -> tuple[nn.Module, dict]:
     """Baseline figures, (sparsity training), the prune rounds with their fine-tuning. Returns
     the pruned model and the figures the final report needs (baseline, after_prune, rounds, ...)."""
-    s = cfg.structured
+    data, cfg, device, run_dir, s = job.data, job.cfg, job.device, job.run_dir, job.cfg.structured
     example = torch.zeros(1, *data.input_shape, device=device)
     model.eval()
     if s.granularity == "channel":
@@ -142,16 +170,16 @@ def prune_model(model: nn.Module, data, *, cfg: Config, run_dir: Path, device: t
     sparsity = None
     if s.method == "bn_scale" and s.granularity == "channel" and s.bn_scale.epochs > 0:
         model, sparsity = sparsity_train(model, data, cfg=cfg, run_dir=run_dir / "sparsity", device=device,
-                                         config=config)
+                                         config=job.config)
     rounds = []
+    scope = RoundScope(example, ignored, baseline, original_channels=channels_before)
     for step in range(1, s.iterative_steps + 1):
-        model, info = prune_round(model, data, cfg=cfg, step=step, example=example, ignored=ignored,
-                                  baseline=baseline, original_channels=channels_before, device=device, run_dir=run_dir)
+        model, info = prune_round(model, job, step, scope)
         rounds.append(info)
         print(f"round {step}/{s.iterative_steps}: {format_round(info)}")
         if step < s.iterative_steps:
-            model, _ = finetune(model, data, cfg=cfg, epochs=s.step_epochs, run_dir=run_dir / "rounds" / f"round{step}",
-                                device=device, teacher=teacher, config=config, tag=f"round{step}")
+            model, _ = finetune(model, job, epochs=s.step_epochs, run_dir=run_dir / "rounds" / f"round{step}",
+                                tag=f"round{step}")
     after_prune = measure(model, data, device)
     print(f"after pruning, before fine-tuning: {format_report(after_prune, baseline, s.granularity)}")
     return model, {"baseline": baseline, "after_prune": after_prune, "rounds": rounds,
@@ -176,37 +204,35 @@ def check_structured_resume(resume: dict, baseline: nn.Module, cfg: Config, step
     resume["model"] = module
 
 
-def prune_round(model: nn.Module, data, *, cfg: Config, step: int, example: torch.Tensor, ignored: list[str],
-                baseline: dict, original_channels: dict[str, int], device: torch.device,
-                run_dir: Path | None = None) -> tuple[nn.Module, dict]:
+def prune_round(model: nn.Module, job: PruneJob, step: int, scope: RoundScope) -> tuple[nn.Module, dict]:
     """Round `step` of cfg.structured.iterative_steps: toward step/steps of the ratio or target.
     Returns the pruned model (possibly a new object) and what the round did."""
-    s = cfg.structured
-    if s.granularity == "channel":
-        model, info = _prune_channel_round(model, data, cfg=cfg, step=step, example=example, ignored=ignored,
-                                           baseline=baseline, original_channels=original_channels, device=device,
-                                           run_dir=run_dir)
+    data = job.data
+    if job.cfg.structured.granularity == "channel":
+        model, info = _prune_channel_round(model, job, step, scope)
     else:
-        model, info = _prune_kernel_round(model, cfg=cfg, step=step, ignored=ignored, baseline=baseline,
-                                          input_shape=tuple(data.input_shape))
-    st.verify_forward(model, example, data.num_classes)
+        model, info = _prune_kernel_round(model, cfg=job.cfg, step=step, ignored=scope.ignored,
+                                          baseline=scope.baseline, input_shape=tuple(data.input_shape))
+    st.verify_forward(model, scope.example, data.num_classes)
     return model, {"round": step, **info}
 
 
-def _prune_channel_round(model, data, *, cfg, step, example, ignored, baseline, original_channels, device, run_dir):
-    s = cfg.structured
+def _prune_channel_round(model: nn.Module, job: PruneJob, step: int, scope: RoundScope) -> tuple[nn.Module, dict]:
+    cfg, data, s = job.cfg, job.data, job.cfg.structured
+    example, ignored, baseline = scope.example, scope.ignored, scope.baseline
     steps = s.iterative_steps
     seed_everything(cfg.train.seed + step, cfg.train.deterministic)  # random importance, calibration batches
     if s.method == "taylor":
-        st.accumulate_gradients(model, data.train, batches=s.calibration_batches, device=device)
+        st.accumulate_gradients(model, data.train, batches=s.calibration_batches, device=job.device)
     table = st.importance_table(model, example, method=s.method, ignored_layers=ignored)
     model.zero_grad(set_to_none=True)
     latency = s.target_latency_reduction > 0
     original = copy.deepcopy(model) if s.latency.report else None  # the ratio path prunes in place
     plan = st.ChannelPlan(
-        model, example, table=table, global_pruning=s.global_pruning, max_pruning_ratio=s.max_pruning_ratio,
-        round_to=math.lcm(s.round_to, lt.fast_multiple(s.latency.backend)) if latency else s.round_to,
-        ignored_layers=ignored, original_channels=original_channels,
+        model, example, table=table, limits=st.ChannelLimits(
+            global_pruning=s.global_pruning, max_pruning_ratio=s.max_pruning_ratio,
+            round_to=math.lcm(s.round_to, lt.fast_multiple(s.latency.backend)) if latency else s.round_to),
+        ignored_layers=ignored, original_channels=scope.original_channels,
         layer_ratios={name: st.round_ratio(r, step, steps) for name, r in s.layer_ratios.items()},
     )
     kept = st.drop_unprunable_groups(model, example, plan)
@@ -215,7 +241,7 @@ def _prune_channel_round(model, data, *, cfg, step, example, ignored, baseline, 
               "zero-padding or lambda shortcut), so pruning them would break the model")
     if latency:
         model, info = _latency_search(model, plan, cfg=cfg, example=example, input_shape=tuple(data.input_shape),
-                                      run_dir=run_dir)
+                                      run_dir=job.run_dir)
     elif s.target_macs_reduction > 0:
         found = st.search_channels(model, example, plan, target=s.target_macs_reduction * step / steps,
                                    tolerance=s.target_tolerance,
@@ -250,8 +276,7 @@ def _latency_search(model, plan, *, cfg, example, input_shape, run_dir) -> tuple
                              cache_dir=Path(lat.cache_dir) if lat.cache_dir else None,
                              run_file=run_dir / lt.TABLE_FILE if run_dir else None)
     found = lt.search_latency(timed, example, plan, table, backend, target=s.target_latency_reduction,
-                              tolerance=lat.tolerance, max_attempts=lat.max_attempts,
-                              max_pruning_ratio=s.max_pruning_ratio)
+                              tolerance=lat.tolerance, max_attempts=lat.max_attempts)
     t = found.timing
     print(f"latency target {100 * s.target_latency_reduction:g}% on {lat.backend} batch {lat.batch_size}, "
           f"{lat.threads} thread(s): predicted -{100 * found.predicted:.1f}%, measured -{100 * t.reduction:.1f}% "
@@ -279,19 +304,18 @@ def _latency_report(baseline: nn.Module, pruned: nn.Module, *, cfg, input_shape)
 def _prune_kernel_round(model, *, cfg, step, ignored, baseline, input_shape):
     s = cfg.structured
     steps = s.iterative_steps
+    spec = KernelPruning(s.granularity, s.method, global_pruning=s.global_pruning, max_pruning_ratio=s.max_pruning_ratio,
+                         pattern_size=s.pattern_size, num_patterns=s.num_patterns, seed=cfg.train.seed)
 
     def prune(m: nn.Module, ratio: float) -> None:
-        prune_kernels(m, granularity=s.granularity, ratio=ratio, method=s.method, ignored_layers=ignored,
-                      global_pruning=s.global_pruning, max_pruning_ratio=s.max_pruning_ratio,
-                      pattern_size=s.pattern_size, num_patterns=s.num_patterns, seed=cfg.train.seed)
+        prune_kernels(m, spec, ratio=ratio, ignored_layers=ignored)
 
     def reduction_of(m: nn.Module) -> float:
         return 1 - count_nonzero_macs_params(m, (1, *input_shape))[0] / baseline["nonzero_macs"]
 
     if s.target_macs_reduction > 0:
-        found = st.search_ratio(model, target=s.target_macs_reduction * step / steps, tolerance=s.target_tolerance,
-                                prune=prune, reduction_of=reduction_of, fixed_part=s.granularity == "intra_kernel",
-                                what="kernel")
+        how = st.RatioSearch(prune, reduction_of, fixed_part=s.granularity == "intra_kernel", what="kernel")
+        found = st.search_ratio(model, how, target=s.target_macs_reduction * step / steps, tolerance=s.target_tolerance)
         model, info = found.model, {"ratio": found.ratio, "probes": found.probes}
     else:
         ratio = s.pruning_ratio * step / steps  # cumulative: kernels zeroed earlier score 0 and stay counted
@@ -307,13 +331,13 @@ def _reduction(model: nn.Module, base_macs: int, example: torch.Tensor) -> float
 
 
 # ----------------------------------------------------------------------------- training phases
-def finetune(model: nn.Module, data, *, cfg: Config, epochs: int, run_dir: Path, device: torch.device,
-             teacher: nn.Module | None, config: dict, tag: str, resume: dict | None = None,
+def finetune(model: nn.Module, job: PruneJob, *, epochs: int, run_dir: Path, tag: str, resume: dict | None = None,
              last_extra: dict | None = None) -> tuple[nn.Module, dict | None]:
-    """fit for `epochs` with finetune.* settings (KD from `teacher` when finetune.kd.alpha > 0);
+    """fit for `epochs` with finetune.* settings (KD from `job.teacher` when finetune.kd.alpha > 0);
     kernel masks are re-applied after every step. Returns the best-validation model."""
     if epochs <= 0:
         return model, None
+    cfg, teacher = job.cfg, job.teacher
     train_cfg = dataclasses.replace(finetune_train_config(cfg.train, cfg.finetune), epochs=epochs)
     loss_fn = None
     if teacher is not None:
@@ -325,8 +349,8 @@ def finetune(model: nn.Module, data, *, cfg: Config, epochs: int, run_dir: Path,
         masks = masks_from_zeros(kernel_layers(model))
         after_step = lambda: apply_kernel_masks(masks)  # noqa: E731  (keeps zeroed kernels at zero)
     options = FitOptions(loss_fn=loss_fn, after_step=after_step, tag=tag, save_full_module=True, last_extra=last_extra)
-    summary = fit(model, data, train_cfg=train_cfg, run_dir=run_dir, config=config, device=device, resume=resume,
-                  options=options)
+    summary = fit(model, job.data, train_cfg=train_cfg, run_dir=run_dir, config=job.config, device=job.device,
+                  resume=resume, options=options)
     # best_model.pth holds the same architecture as `model` (plus its structure): load in place.
     model.load_state_dict(read_checkpoint(run_dir / BEST)["model"])
     return model.eval(), summary
@@ -364,12 +388,14 @@ def measure(model: nn.Module, data, device: torch.device) -> dict:
     return {"top1": test["top1"], "top5": test["top5"], **{k: report[k] for k in keys}}
 
 
-def build_metrics(cfg: Config, *, baseline: dict, after_prune: dict, final: dict, rounds: list, channels: dict,
-                  finetune: dict | None, sparsity: dict | None, device, checkpoint: str, wall_time_s: float,
-                  lineage: list[dict] | None = None) -> dict:
-    """metrics.yaml: figures against the immediate parent (`baseline`) and, under vs_original, against
-    the original baseline of `lineage`, which the goal is judged on."""
+def build_metrics(cfg: Config, state: dict, *, final: dict, channels: dict, finetune: dict | None, device,
+                  checkpoint: str, wall_time_s: float) -> dict:
+    """metrics.yaml: figures against the immediate parent (state["baseline"]) and, under vs_original,
+    against the original baseline of state["lineage"], which the goal is judged on. `state` is what
+    prune_model returned (baseline, after_prune, rounds, sparsity, lineage)."""
     s = cfg.structured
+    baseline, after_prune, rounds, sparsity = state["baseline"], state["after_prune"], state["rounds"], state["sparsity"]
+    lineage = state.get("lineage", [])
     prefix = "" if s.granularity == "channel" else "nonzero_"
     macs_pct = _pct(baseline[prefix + "macs"], final[prefix + "macs"])
     drop = baseline["top1"] - final["top1"]

@@ -3,7 +3,9 @@
     uv run python -m scripts.prune_unstructured --checkpoint results/train/quickstart/best_model.pth --method taylor --sparsity 0.8 --iterative --num-iterations 3
 
     plan = make_plan(cfg.unstructured)                # validated; per-step sparsities
-    history = run_pruning(model, data, plan=plan, targets=targets, finetune_cfg=ft, ...)
+    job = PruneJob(model, data, plan, targets, finetune_cfg=ft, run_dir=run_dir, config=config, device=device,
+                   loss_fn=loss_fn)
+    history = run_pruning(job, final_epochs=cfg.finetune.epochs)
 
 One step = gradient scores if the method needs them (taylor: a fresh pass of `score_batches`
 batches on the current weights; movement: the -w*g sum kept since the start, the first step
@@ -20,21 +22,17 @@ import contextlib
 import copy
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from tools.modeling.checkpoint import read_checkpoint
 from tools.core.config import TrainConfig, UnstructuredConfig
-from tools.training.distill import distillation_loss
-from tools.training.engine import LossFn, build_optimizer, cross_entropy, evaluate
 from tools.core.errors import UserError
 from tools.core.io import read_yaml_mapping
+from tools.core.run_folder import BEST, LAST, LOGS, PRUNED_MODEL, PRUNED_MODEL_COMPRESSED
 from tools.measure.metrics import count_macs_params, count_nonzero_macs_params, flops_from_macs, format_count
-from tools.training.fit import PRUNE_STATE, FitOptions, fit
-from tools.core.run_folder import BEST, LAST
-from tools.core.run_folder import LOGS, PRUNED_MODEL, PRUNED_MODEL_COMPRESSED
+from tools.modeling.checkpoint import read_checkpoint
 from tools.pruning.unstructured import (
     GRADIENT_METHODS,
     GradientScores,
@@ -51,6 +49,9 @@ from tools.pruning.unstructured import (
     validate_nm,
     validate_sparsity,
 )
+from tools.training.distill import distillation_loss
+from tools.training.engine import LossFn, build_optimizer, cross_entropy, evaluate
+from tools.training.fit import PRUNE_STATE, FitOptions, fit
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -173,61 +174,63 @@ def movement_warmup(model: nn.Module, loader, *, finetune_cfg: TrainConfig, num_
     return steps
 
 
-def _gradient_scores(plan: PrunePlan, model: nn.Module, targets: list[Target], data, movement: GradientScores | None,
-                     *, finetune_cfg: TrainConfig, device: torch.device, loss_fn: LossFn) -> dict | None:
+@dataclass(frozen=True)
+class PruneJob:
+    """What every step of an unstructured run shares: the model (reparameterised in place), its
+    data, the plan and its targets, the fine-tuning settings and where the run writes."""
+
+    model: nn.Module
+    data: Any
+    plan: PrunePlan
+    targets: list[Target]
+    finetune_cfg: TrainConfig
+    run_dir: Path
+    config: dict  # the resolved config, stored in every checkpoint
+    device: torch.device
+    loss_fn: LossFn
+
+
+def _gradient_scores(job: PruneJob, movement: GradientScores | None) -> dict | None:
+    plan, data = job.plan, job.data
     if plan.method == "taylor":
         data.train.set_epoch(0)
-        return accumulate_taylor_scores(model, targets, data.train, num_batches=plan.score_batches, device=device,
-                                        loss_fn=loss_fn)
+        return accumulate_taylor_scores(job.model, job.targets, data.train, num_batches=plan.score_batches,
+                                        device=job.device, loss_fn=job.loss_fn)
     if plan.method == "movement":
         if movement.num_backwards == 0:
             data.train.set_epoch(0)
-            movement_warmup(model, data.train, finetune_cfg=finetune_cfg, num_batches=plan.score_batches,
-                            device=device, loss_fn=loss_fn)
+            movement_warmup(job.model, data.train, finetune_cfg=job.finetune_cfg, num_batches=plan.score_batches,
+                            device=job.device, loss_fn=job.loss_fn)
         return movement.scores
     return None
 
 
-def finetune_phase(model: nn.Module, data, *, finetune_cfg: TrainConfig, epochs: int, run_dir: Path, config: dict,
-                   device: torch.device, loss_fn: LossFn, tag: str, resume: dict | None = None,
+def finetune_phase(job: PruneJob, *, epochs: int, run_dir: Path, tag: str, resume: dict | None = None,
                    last: tuple[Path, dict] | None = None) -> dict | None:
     """fit() with masks enforced after every step; the model ends at the phase's best
     validation checkpoint. None when `epochs` is 0. `last`: where the resume checkpoint goes and
     what it carries besides fit's own state (the final phase: <run folder>/last.pth)."""
     if epochs <= 0:
         return None
+    model = job.model
     last_path, last_extra = last or (None, None)
-    options = FitOptions(loss_fn=loss_fn, after_step=lambda: enforce_masks(model), tag=tag, last_path=last_path,
+    options = FitOptions(loss_fn=job.loss_fn, after_step=lambda: enforce_masks(model), tag=tag, last_path=last_path,
                          last_extra=last_extra)
-    summary = fit(model, data, train_cfg=replace(finetune_cfg, epochs=epochs), run_dir=run_dir, config=config,
-                  device=device, resume=resume, options=options)
+    summary = fit(model, job.data, train_cfg=replace(job.finetune_cfg, epochs=epochs), run_dir=run_dir,
+                  config=job.config, device=job.device, resume=resume, options=options)
     model.load_state_dict(read_checkpoint(run_dir / BEST)["model"])
     return summary
 
 
-def run_pruning(
-    model: nn.Module,
-    data,
-    *,
-    plan: PrunePlan,
-    targets: list[Target],
-    finetune_cfg: TrainConfig,
-    final_epochs: int,
-    run_dir: Path,
-    config: dict,
-    device: torch.device,
-    loss_fn: LossFn,
-    seed: int = 0,
-    log: Callable[[dict], None] | None = None,
-    prune_state: dict | None = None,
-    resume: dict | None = None,
-) -> list[dict]:
-    """All steps of `plan` on `model` (reparameterised in place). Returns one dict per step:
-    target/actual sparsity, top-1/top-5 right after pruning and after that step's fine-tuning.
-    The final fine-tuning saves <run_dir>/last.pth with `prune_state` and the steps so far;
-    `resume` (that file, its masks and weights already in `model`) continues that fine-tuning."""
+def run_pruning(job: PruneJob, *, final_epochs: int, seed: int = 0, log: Callable[[dict], None] | None = None,
+                prune_state: dict | None = None, resume: dict | None = None) -> list[dict]:
+    """All steps of `job.plan` on `job.model`. Returns one dict per step: target/actual sparsity,
+    top-1/top-5 right after pruning and after that step's fine-tuning. The final fine-tuning
+    saves <run_dir>/last.pth with `prune_state` and the steps so far; `resume` (that file, its
+    masks and weights already in the model) continues that fine-tuning."""
+    plan, run_dir = job.plan, job.run_dir
     generator = torch.Generator().manual_seed(seed)
-    movement = GradientScores(targets, "movement") if plan.method == "movement" else None
+    movement = GradientScores(job.targets, "movement") if plan.method == "movement" else None
     saved = resume[PRUNE_STATE] if resume is not None else {"step": 0, "history": []}
     history = list(saved["history"])
     with movement or contextlib.nullcontext():
@@ -236,33 +239,27 @@ def run_pruning(
             if step == saved["step"]:  # resumed: pruned before, its figures saved
                 row = saved["row"]
             else:
-                row = _prune(model, data, plan=plan, targets=targets, step=step, movement=movement,
-                             generator=generator, finetune_cfg=finetune_cfg, device=device, loss_fn=loss_fn)
+                row = _prune(job, step, movement, generator)
             phase_dir = run_dir / ("finetune" if plan.num_steps == 1 else f"finetune_step{step}")
             state = {**(prune_state or {}), "step": step, "row": row, "history": history}
-            summary = finetune_phase(model, data, finetune_cfg=finetune_cfg,
-                                     epochs=final_epochs if last else plan.step_epochs, run_dir=phase_dir,
-                                     config=config, device=device, loss_fn=loss_fn, tag=f"finetune_step{step}",
-                                     resume=resume if step == saved["step"] else None,
+            summary = finetune_phase(job, epochs=final_epochs if last else plan.step_epochs, run_dir=phase_dir,
+                                     tag=f"finetune_step{step}", resume=resume if step == saved["step"] else None,
                                      last=(run_dir / LAST, {PRUNE_STATE: state}) if last else None)
-            row = row | _after_finetune(model, data, device, summary, row)
+            row = row | _after_finetune(job.model, job.data, job.device, summary, row)
             history.append(row)
             if log is not None:
                 log(row)
     return history
 
 
-def _prune(model: nn.Module, data, *, plan: PrunePlan, targets: list[Target], step: int,
-           movement: GradientScores | None, generator: torch.Generator, finetune_cfg: TrainConfig,
-           device: torch.device, loss_fn: LossFn) -> dict:
+def _prune(job: PruneJob, step: int, movement: GradientScores | None, generator: torch.Generator) -> dict:
     """Step `step`'s masks, and the figures right after pruning."""
-    grads = _gradient_scores(plan, model, targets, data, movement, finetune_cfg=finetune_cfg, device=device,
-                             loss_fn=loss_fn)
-    report = prune_step(targets, method=plan.method, mode=plan.mode, sparsity=plan.step_sparsity(step),
-                        layer_sparsity=plan.step_layer_sparsity(step), gradient_scores=grads,
-                        n=plan.n, m=plan.m, generator=generator)
-    pruned = evaluate(model, data.test, device=device)
-    row = {"step": step, "target_sparsity": _step_target(plan, targets, step), "actual_sparsity": report["total"],
+    plan = job.plan
+    report = prune_step(job.targets, method=plan.method, mode=plan.mode, sparsity=plan.step_sparsity(step),
+                        layer_sparsity=plan.step_layer_sparsity(step), gradient_scores=_gradient_scores(job, movement),
+                        nm=(plan.n, plan.m), generator=generator)
+    pruned = evaluate(job.model, job.data.test, device=job.device)
+    row = {"step": step, "target_sparsity": _step_target(plan, job.targets, step), "actual_sparsity": report["total"],
            "pruned_weights": report["pruned"], "pruned_top1": pruned["top1"], "pruned_top5": pruned["top5"]}
     print(format_step(row, plan.num_steps), flush=True)
     return row

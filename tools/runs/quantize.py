@@ -18,9 +18,17 @@ from torch import nn
 
 from tools.core.config import Config, config_to_dict
 from tools.core.io import atomic_write_yaml
-from tools.deploy.quantize import LoaderCalibrationReader, evaluate_onnx, file_entry, int8_path, prepare_fp32, quantize_int8, verdict
-from tools.modeling.export import load_onnx
 from tools.core.run_folder import QUANTIZE_RECORD
+from tools.deploy.quantize import (
+    LoaderCalibrationReader,
+    evaluate_onnx,
+    file_entry,
+    int8_path,
+    prepare_fp32,
+    quantize_int8,
+    verdict,
+)
+from tools.modeling.export import load_onnx
 
 
 @dataclass
@@ -98,8 +106,8 @@ def summary(job: QuantizeJob, report: dict, drop: float, met: str) -> dict:
 
 def run_qat(job: QuantizeJob) -> dict:
     """Fake-quantized fine-tuning (tools.deploy.qat), then the plain model exported and quantized as PTQ was."""
-    from tools.modeling.export import export_onnx
     from tools.deploy.qat import prepare_qat, strip_qat
+    from tools.modeling.export import export_onnx
     from tools.training.fit import FitOptions, finetune_train_config, fit
 
     q, cfg = job.cfg.quantize, job.cfg

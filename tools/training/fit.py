@@ -20,8 +20,13 @@ from typing import Callable
 import torch
 from torch import nn
 
-from tools.modeling.checkpoint import read_checkpoint, save_checkpoint, unwrap
 from tools.core.config import TrainConfig
+from tools.core.errors import UserError
+from tools.core.io import atomic_write_csv
+from tools.core.run_folder import BEST, LAST, LOG_CSV, LOGS
+from tools.measure.metrics import flops_from_macs
+from tools.modeling.checkpoint import read_checkpoint, save_checkpoint, unwrap
+from tools.models import load_state_into
 from tools.training.engine import (
     LossFn,
     StepOptions,
@@ -32,11 +37,6 @@ from tools.training.engine import (
     evaluate,
     train_one_epoch,
 )
-from tools.core.errors import UserError
-from tools.core.io import atomic_write_csv
-from tools.measure.metrics import flops_from_macs
-from tools.models import load_state_into
-from tools.core.run_folder import BEST, LAST, LOGS, LOG_CSV
 
 
 @dataclass
@@ -107,8 +107,8 @@ def fit(model: nn.Module, data, *, train_cfg: TrainConfig, run_dir: Path, config
 
     def checkpoint(path: Path, metrics: dict, extra: dict | None = None) -> None:
         save_checkpoint(
-            path, model=model, config=config, epoch=state.epoch, metrics=metrics, optimizer=optimizer,
-            scheduler=scheduler, scaler=step.scaler, full_module=options.save_full_module,
+            path, model=model, config=config, epoch=state.epoch, metrics=metrics, full_module=options.save_full_module,
+            training={"optimizer": optimizer, "scheduler": scheduler, "scaler": step.scaler},
             extra={"fit_state": _state_dict(state), "rng": _rng_state(), **(extra or {})},
         )
 

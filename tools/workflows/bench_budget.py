@@ -22,8 +22,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from tools.workflows.benchmark import Benchmark
 from tools.core.errors import UserError
+from tools.workflows.benchmark import Benchmark
 
 
 def by_priority(benchmarks: dict[str, Benchmark], names: list[str]) -> list[str]:

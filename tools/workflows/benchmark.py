@@ -39,7 +39,19 @@ from tools.core.config import Config, config_from_dict, config_to_dict, load_con
 from tools.core.errors import UserError
 from tools.core.fingerprint import digest, fingerprint, stale_reason
 from tools.core.io import atomic_write_text, atomic_write_yaml, read_yaml_mapping
-from tools.core.run_folder import BENCHMARK_RECORD, BEST, CONFIG, LAST, LOADER_SPEED, LOCK, METRICS, PROFILE, PRUNED_MODEL, QUANTIZE_RECORD, RunLock
+from tools.core.run_folder import (
+    BENCHMARK_RECORD,
+    BEST,
+    CONFIG,
+    LAST,
+    LOADER_SPEED,
+    LOCK,
+    METRICS,
+    PROFILE,
+    PRUNED_MODEL,
+    QUANTIZE_RECORD,
+    RunLock,
+)
 from tools.training.fit import finetune_train_config
 
 

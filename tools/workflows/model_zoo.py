@@ -83,24 +83,23 @@ def check_model(name: str, *, image_size: int) -> dict:
 
 
 def _prune(model, cfg, shape) -> tuple[torch.nn.Module, int, int, float]:
-    from tools.pruning import structured as st
     from tools.measure.metrics import count_macs_params
-    from tools.runs.prune_structured import prune_round
+    from tools.pruning import structured as st
+    from tools.runs.prune_structured import PruneJob, RoundScope, prune_round
 
     example = torch.zeros(1, *shape)
     st.check_traceable(model, example)
     macs, params = count_macs_params(model, (1, *shape))
     ignored = st.output_layer_names(model, example)
     data = SimpleNamespace(input_shape=shape, num_classes=NUM_CLASSES, train=None)
-    pruned, info = prune_round(model, data, cfg=cfg, step=1, example=example, ignored=ignored,
-                               baseline={"macs": macs}, original_channels=st.channel_counts(model),
-                               device=torch.device("cpu"))
+    scope = RoundScope(example, ignored, baseline={"macs": macs}, original_channels=st.channel_counts(model))
+    pruned, info = prune_round(model, PruneJob(data, cfg, torch.device("cpu")), 1, scope)
     return pruned, params, macs, round(info["macs_reduction_pct"], 1)
 
 
 def _reload(pruned, cfg, shape):
-    from tools.modeling.checkpoint import load_model, save_checkpoint
     from tools.core.config import config_to_dict
+    from tools.modeling.checkpoint import load_model, save_checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / PRUNED_MODEL_STATE

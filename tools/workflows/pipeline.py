@@ -23,7 +23,17 @@ from typing import Callable
 
 from tools.core.fingerprint import file_sha256, fingerprint, stale_reason
 from tools.core.io import atomic_write_yaml, read_yaml_mapping
-from tools.core.run_folder import BEST, EVAL_METRICS, EXPORT_RECORD, METRICS, PROFILE, PRUNED_MODEL, QUANTIZE_RECORD, REPORT, STEPS
+from tools.core.run_folder import (
+    BEST,
+    EVAL_METRICS,
+    EXPORT_RECORD,
+    METRICS,
+    PROFILE,
+    PRUNED_MODEL,
+    QUANTIZE_RECORD,
+    REPORT,
+    STEPS,
+)
 
 
 @dataclass
