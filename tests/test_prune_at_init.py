@@ -268,7 +268,7 @@ def test_rewind_restores_weights_and_keeps_masks():
     init = initial_state(model)
     targets = prunable_targets(model)
     prune_to_density(model, targets, pruner="mag", density=0.3, scope="global", schedule="exponential", iterations=1,
-                     batches=[], input_shape=(3, 6, 6))
+                     inputs=ScoreInputs([], (3, 6, 6)))
     masks = current_masks(targets)
     with torch.no_grad():
         for p in model.parameters():
