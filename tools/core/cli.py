@@ -1,9 +1,12 @@
 """Argument parsing shared by every script: --config, --set, --device, --save-dir.
 
-    parser = base_parser(__doc__)
-    parser.add_argument("--epochs", type=int)
-    args = parser.parse_args(argv)
-    cfg = resolve_config(args, flags={"train.epochs": args.epochs})
+    >>> parser = base_parser("A script's docstring: its first paragraph becomes the description.")
+    >>> _ = parser.add_argument("--epochs", type=int)
+    >>> args = parser.parse_args(["--config", "cfgs/quickstart.yaml", "--epochs", "2"])
+    >>> resolve_config(args, flags={"train.epochs": args.epochs}).train.epochs   # flags win over the YAML
+    2
+    >>> parse_list("1,32,256", int, "--batch-sizes", "1,32")
+    [1, 32, 256]
 """
 
 from __future__ import annotations

@@ -1,7 +1,10 @@
 """Typed run configuration: dataclass defaults < YAML file (may extend a base) < CLI flags.
 
-    cfg = load_config("cfgs/quickstart.yaml", overrides=["train.epochs=3"])
-    save_config(cfg, run_dir / "config.yaml")   # feeding this file back reproduces the run
+    >>> cfg = load_config("cfgs/quickstart.yaml", overrides=["train.epochs=3"])   # from the repository root
+    >>> cfg.train.epochs, cfg.model.name
+    (3, 'resnet20')
+
+    save_config(cfg, run_dir / CONFIG)   # feeding this file back reproduces the run
 
 A YAML file is a mapping of sections (`data`, `model`, `train`, ...). `base: other.yaml`
 (relative to the file) pulls in another file first, so variants stay short. Every layer is

@@ -1,9 +1,11 @@
 """Model cost and quality metrics: MACs/params, sparsity, size, accuracy, before/after tables.
 
-    from tools.measure.metrics import count_macs_params, flops_from_macs, format_count
-    macs, params = count_macs_params(model, (1, 3, 32, 32))
-    print(format_count(macs), "MACs =", format_count(flops_from_macs(macs)), "FLOPs")
-    print(format_comparison(compare_metrics(baseline, pruned)))
+    >>> from torch import nn
+    >>> macs, params = count_macs_params(nn.Conv2d(3, 64, 3, padding=1), (1, 3, 32, 32))
+    >>> print(format_count(macs), "MACs =", format_count(flops_from_macs(macs)), "FLOPs;", params, "params")
+    1.84M MACs = 3.67M FLOPs; 1792 params
+
+    print(format_comparison(compare_metrics(baseline, pruned)))   # two metrics dicts side by side
 
 Counting rules (mirroring torch_pruning.utils.count_ops_and_params, so the two agree
 exactly at batch 1): a module is charged only if its exact type has a rule; a charged

@@ -141,7 +141,12 @@ def append_csv_row(path: Path, row: dict) -> None:
 
 def pareto_front(rows: list[dict], *, maximize: str, minimize: str) -> list[dict]:
     """Rows not dominated by any other (at least as good on both keys, better on one), sorted
-    by cost. Rows lacking either key are ignored."""
+    by cost. Rows lacking either key are ignored.
+
+    >>> rows = [{"top1": 90, "macs": 10}, {"top1": 85, "macs": 12}, {"top1": 80, "macs": 5}]
+    >>> pareto_front(rows, maximize="top1", minimize="macs")
+    [{'top1': 80, 'macs': 5}, {'top1': 90, 'macs': 10}]
+    """
     usable = [r for r in rows if r.get(maximize) is not None and r.get(minimize) is not None]
     front = [
         r for r in usable

@@ -1,11 +1,16 @@
 """Training and evaluation loops shared by train, fine-tuning and every pruning script.
 
-    device = resolve_device("auto")
-    optimizer = build_optimizer(model.parameters(), name="sgd", lr=0.1, momentum=0.9,
-                                nesterov=False, weight_decay=5e-4)
-    scheduler = build_scheduler(optimizer, name="cosine", epochs=10, steps_per_epoch=len(loader))
-    stats = train_one_epoch(model, loader, optimizer, scheduler, device=device, step=StepOptions(amp="bf16"))
-    result = evaluate(model, test_loader, device=device)   # {"loss", "top1", "top5", ...}
+    >>> _ = torch.manual_seed(0)
+    >>> model, cpu = nn.Linear(4, 2), torch.device("cpu")
+    >>> loader = [(torch.randn(8, 4), torch.randint(0, 2, (8,))) for _ in range(3)]   # any sized iterable
+    >>> optimizer = build_optimizer(model.parameters(), name="sgd", lr=0.1, momentum=0.9,
+    ...                             nesterov=False, weight_decay=5e-4)
+    >>> scheduler = build_scheduler(optimizer, name="cosine", epochs=1, steps_per_epoch=len(loader))
+    >>> stats = train_one_epoch(model, loader, optimizer, scheduler, device=cpu, step=StepOptions(grad_clip_norm=1.0))
+    >>> sorted(stats)
+    ['images_per_s', 'loss', 'num_samples', 'time_s', 'top1']
+    >>> evaluate(model, loader, device=cpu)["num_samples"]   # also loss, top1, top5 (%), time_s
+    24
 
 Schedulers step once per batch, so warm-up and one-cycle are smooth and a resumed run continues
 the schedule exactly where it stopped.

@@ -1,8 +1,14 @@
 """Everything `eval` reports about one model: accuracy, cost, sparsity, size and latency.
 
-    model, ckpt, cfg = load_checkpoint_model("results/train/quickstart/best_model.pth", args_like)
-    report = describe_model(model, (3, 32, 32), checkpoint_path=path)
-    report |= evaluate(model, data.test, device=device)
+    uv run python -m scripts.eval --checkpoint results/train/quickstart/best_model.pth
+
+    >>> from torch import nn
+    >>> model = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    >>> report = describe_model(model, (3, 8, 8))    # the script adds evaluate()'s accuracy
+    >>> report["macs"], report["flops"], report["params"], report["weight_sparsity"]
+    (4178, 8356, 398, 0.0)
+
+scripts.eval loads the model with tools.training.start.load_checkpoint_run first.
 """
 
 from __future__ import annotations

@@ -2,9 +2,11 @@
 
     uv run python -m scripts.sweep --sweep cfgs/sweeps/quickstart_unstructured.yaml --workers 2
 
-    points = expand_grid({"unstructured.sparsity": [0.5, 0.8], "finetune.epochs": [1, 2]})
-    # [{"unstructured.sparsity": 0.5, "finetune.epochs": 1}, ...]  (4 points, stable order)
-    front = pareto_front(rows, maximize="top1", minimize="macs")
+    >>> points = expand_grid({"unstructured.sparsity": [0.5, 0.8], "finetune.epochs": [1, 2]})
+    >>> len(points), points[0]   # stable order
+    (4, {'unstructured.sparsity': 0.5, 'finetune.epochs': 1})
+
+The Pareto front of the points' rows is tools.reports.comparison.pareto_front.
 
 A point is done when its folder's sweep_point.yaml records the fingerprint it ran from (base config,
 command line, checkpoint sha256, project version) and its metrics.yaml is still the one that run
