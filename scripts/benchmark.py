@@ -32,6 +32,8 @@ def parse_args(argv):
     action.add_argument("--list", action="store_true", help="list the benchmarks and their state")
     action.add_argument("--run", nargs="+", metavar="NAME", help="benchmarks to run (with what they need), or all")
     action.add_argument("--doc-only", action="store_true", help="only regenerate the doc's tables")
+    parser.add_argument("--seeds", type=int, nargs="+", metavar="K",
+                        help="with --run: only these seeds of seeded rows (e.g. seed 0 of every row first, the rest later)")
     parser.add_argument("--device", choices=["cpu", "cuda"], help="with --run all: only the rows defined for this device")
     parser.add_argument("--budget-min", type=float, help="with --run: leave out rows whose bench.expected_min "
                         "estimate does not fit in the minutes left; they are listed at the end")
@@ -65,7 +67,7 @@ def main(argv=None):
             raise UserError("--device filters --run all only; name the benchmarks or drop --device")
         budget = Budget(args.budget_min)
         for b in plan(benchmarks, names):
-            if b.done(results):
+            if not b.todo(results, args.seeds):
                 print(f"== {b.name}: done earlier ({b.run_dir(results)}), skipped")
                 continue
             if b.cfg.bench.device == "cuda" and not cuda:
@@ -78,7 +80,7 @@ def main(argv=None):
                 print(f"== {b.name}: left out, {reason}")
                 continue
             print(f"\n== {b.name}: {expected_text(b)}", flush=True)
-            print(f"== {b.name}: finished in {run_benchmark(b, benchmarks, results) / 60:.1f} min (measured)")
+            print(f"== {b.name}: finished in {run_benchmark(b, benchmarks, results, args.seeds) / 60:.1f} min (measured)")
         for line in budget.summary():
             print(line)
     print(f"wrote {write_doc(benchmarks, results_root=results, doc=Path(args.doc), cuda=cuda)}")

@@ -38,7 +38,8 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = resolve_config(args)  # fail fast on a bad config, before any step runs
     run_dir = Path(args.save_dir) if args.save_dir else Path(cfg.output.root) / "pipeline" / run_name(cfg, args.config, "pipeline")
-    steps = pipeline_steps(config=args.config, run_dir=run_dir, sets=args.set)
+    steps = pipeline_steps(config=args.config, run_dir=run_dir, sets=args.set,
+                           latency_target=cfg.pipeline.latency_target_reduction)
     start = time.perf_counter()
     with RunFolder(run_dir):  # locked while it runs; COMPLETE at the end, FAILED with the failing step's error
         run_steps(steps, run_dir=run_dir, config=config_to_dict(cfg), force=args.force)
@@ -46,15 +47,24 @@ def main(argv=None):
 
 
 def print_verdict(run_dir: Path, elapsed_s: float) -> None:
-    metrics_path = run_dir / "structured" / METRICS
-    metrics = yaml.safe_load(metrics_path.read_text()) if metrics_path.is_file() else {}
+    metrics = _read(run_dir / "structured" / METRICS)
     goal = metrics.get("goal", {})
     verdict = "MET" if metrics.get("goal_met") else "NOT MET"
     print(f"\npipeline finished in {elapsed_s:.0f} s: structured {metrics.get('method')} pruning removed "
           f"{metrics.get('flops_reduction_pct', 0):.1f}% of FLOPs (FLOPs = 2 x MACs) for a "
           f"{metrics.get('accuracy_drop', 0):.2f}-point top-1 drop: goal {verdict} "
           f"(>={goal.get('min_flops_reduction_pct')}% FLOPs, <={goal.get('max_accuracy_drop')} pts drop)")
+    latency = _read(run_dir / "structured_latency" / METRICS)
+    if latency.get("latency"):
+        lat = latency["latency"]
+        print(f"latency-targeted row: measured latency -{lat['measured_reduction_pct']:.1f}% on {lat['backend']} "
+              f"batch {lat['batch_size']} (target {lat['target_pct']:g}%), {latency['flops_reduction_pct']:.1f}% of FLOPs "
+              f"removed, {latency.get('accuracy_drop', 0):.2f}-point top-1 drop")
     print(f"report: {run_dir / REPORT}")
+
+
+def _read(path: Path) -> dict:
+    return yaml.safe_load(path.read_text()) if path.is_file() else {}
 
 
 if __name__ == "__main__":

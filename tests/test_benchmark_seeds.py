@@ -59,6 +59,14 @@ def test_partial_seeds_are_shown_as_partial(seeded, tmp_path):
     assert script_argv(b, discover(root / "cfgs"), results, 5)[:4] == ["--config", str(b.path), "--set", "train.seed=5"]
 
 
+def test_seeds_flag_runs_only_those_seeds(seeded):
+    root, _ = seeded
+    b = discover(root / "cfgs")["tiny_seeded"]
+    assert b.todo(root / "results") == [] and b.todo(root / "results", [5]) == []
+    fresh = root / "nothing_yet"
+    assert b.todo(fresh) == [3, 5] and b.todo(fresh, [5]) == [5] and b.todo(fresh, [7]) == []
+
+
 def test_mean_and_spread_of_nested_results():
     mean, spread = mean_and_spread([{"a": 1.0, "n": 4, "m": "x", "d": {"t": 2.0}},
                                     {"a": 3.0, "n": 4, "m": "y", "d": {"t": 4.0}}])

@@ -12,6 +12,7 @@ TINY = [
     "data.synthetic.test_size=48", "data.synthetic.resolution=16", "data.synthetic.num_classes=4",
     "train.epochs=1", "finetune.epochs=1", "train.device=cpu", "train.num_threads=1",
     "profile.batch_sizes=[1,2]", "profile.repeats=2", "profile.warmup=1", "export.verify_batch_sizes=[1,2]",
+    "pipeline.latency_target_reduction=0",  # timing-judged: covered by test_latency_step_sits_beside_the_macs_step
 ]
 
 ARTIFACTS = [
@@ -67,3 +68,18 @@ def test_failed_step_stops_and_keeps_earlier_outputs(pipeline_run, tmp_path, cap
     assert "\n" not in err and err.startswith("error:")
     assert (run_dir / "train" / "best_model.pth").is_file() and (run_dir / "unstructured" / "metrics.yaml").is_file()
     assert not (run_dir / "structured" / "metrics.yaml").exists() and not (run_dir / "report.md").exists()
+
+
+def test_latency_step_sits_beside_the_macs_step(tmp_path):
+    from tools.workflows.pipeline import pipeline_steps
+
+    steps = pipeline_steps(config="c.yaml", run_dir=tmp_path, sets=[], latency_target=0.4)
+    names = [s.name for s in steps]
+    assert names[3:5] == ["prune_structured", "prune_structured_latency"]
+    latency = steps[4]
+    assert latency.argv[-2:] == ["--target-latency-reduction", "0.4"] and "pipeline" in latency.sections
+    model = tmp_path / "structured_latency" / "pruned_model.pth"
+    profile = steps[names.index("profile")]
+    assert str(model) in profile.argv and model in profile.inputs  # timed beside the MACs-targeted model
+    assert latency.result in steps[-1].inputs  # the report is redone when the row changes
+    assert "prune_structured_latency" not in [s.name for s in pipeline_steps(config="c.yaml", run_dir=tmp_path, sets=[])]

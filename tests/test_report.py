@@ -27,6 +27,10 @@ STRUCTURED = {"method": "l2", "granularity": "channel", "target_macs_reduction":
               "goal_met": True, "pruned": {"macs": 495}, "finetune": {"epochs": 2},
               "channels": {"conv1": {"before": 16, "after": 8}}}
 
+STRUCTURED_LATENCY = STRUCTURED | {"target_macs_reduction": None, "target_latency_reduction": 0.5,
+                                   "flops_reduction_pct": 30.0, "pruned_top1": 79.5, "accuracy_drop": 0.5,
+                                   "latency": {"backend": "onnxruntime", "batch_size": 64}, "latency_reduction_pct": 47.5}
+
 
 def test_summaries_name_the_reduction_basis():
     row = summarize_run(__import__("pathlib").Path("u"), UNSTRUCTURED, {"finetune": {"epochs": 1}})
@@ -41,10 +45,13 @@ def test_full_report(tmp_path):
     write_run(tmp_path / "runs" / "train", TRAIN, log=log)
     write_run(tmp_path / "runs" / "unstructured" / "global_sp0.8", UNSTRUCTURED, {"finetune": {"epochs": 1}}, log=log)
     write_run(tmp_path / "runs" / "structured" / "l2_macs0.5", STRUCTURED, log=log)
+    write_run(tmp_path / "runs" / "structured_latency", STRUCTURED_LATENCY)
     report_script.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")])
     text = (tmp_path / "out" / "report.md").read_text()
     assert text.index("## Method comparison") < text.index("## Figures")
-    assert "| structured | l2 | MACs -0.5 | 50.50 | dense | 80.00 | 79.20 | 0.80 | MET | 2 |" in text
+    assert "| structured | l2 | MACs -0.5 | 50.50 | dense |  | 80.00 | 79.20 | 0.80 | MET | 2 |" in text
+    assert ("| structured | l2 | latency -0.5 (onnxruntime, batch 64) | 30.00 | dense | 47.50 | 80.00 | 79.50 | 0.50 "
+            "| MET | 2 |") in text  # the latency-targeted row beside the MACs-targeted one
     assert "| unstructured | global (global) | 0.80 | 75.00 | non-zero (theoretical)" in text
     for png in ("pareto.png", "curves.png", "layer_sparsity.png", "channels.png"):
         assert (tmp_path / "out" / png).stat().st_size > 1000, png

@@ -441,6 +441,15 @@ class BenchConfig:
 
 
 @dataclass
+class PipelineConfig:
+    # Read by scripts.pipeline only.
+    latency_target_reduction: float = 0.0  # > 0: a second structured step prunes to this MEASURED latency reduction (timed as structured.latency says), beside the MACs-targeted one
+
+    def check(self, bound: Bound) -> None:
+        bound("latency_target_reduction", ge=0, lt=1, why="a fraction of latency; 0 = no latency-targeted step")
+
+
+@dataclass
 class OutputConfig:
     root: str = "results"  # run folders are created under <root>/<script>/
     name: str = ""  # run folder name; "" -> the config file's stem
@@ -461,6 +470,7 @@ class Config:
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
 
 # ----------------------------------------------------------------------------- loading

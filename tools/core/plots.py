@@ -31,3 +31,19 @@ def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
     path = Path(path)
     atomic_write_bytes(path, buffer.getvalue())
     return path
+
+
+def spread_labels(ax, points: list[tuple[float, float, str]]) -> None:
+    """Annotate each point, nudging labels upward so that no two are closer than 5% of the
+    axes' current y range (matplotlib places annotations blindly and stacks labels of close
+    points). Call it after the data and the y limits are set."""
+    if not points:
+        return
+    low, high = ax.get_ylim()
+    gap, last = 0.05 * (high - low), None
+    for x, y, label in sorted(points, key=lambda p: p[1]):
+        text_y = y if last is None else max(y, last + gap)
+        ax.annotate(label, (x, y), xytext=(x, text_y), textcoords="data", fontsize=7, ha="left",
+                    arrowprops={"arrowstyle": "-", "alpha": 0.4} if text_y != y else None)
+        last = text_y
+    ax.set_ylim(top=max(ax.get_ylim()[1], last + gap))  # the highest nudged label stays inside the axes

@@ -293,7 +293,7 @@ def plot_latency_vs_macs(entries: list[dict], path: Path) -> Path | None:
     """One scatter per batch size: median latency (ms) against MMACs, a marker per backend, and
     per backend the dashed line where latency would fall in proportion to MACs from the first
     entry (the baseline), so the gap to it is seen at a glance. Labels are spread apart."""
-    from tools.core.plots import pyplot, save_figure
+    from tools.core.plots import pyplot, save_figure, spread_labels
 
     plt = pyplot()
     batch_sizes = sorted({bs for e in entries for by in e["latency"].values() for bs in by})
@@ -313,24 +313,11 @@ def plot_latency_vs_macs(entries: list[dict], path: Path) -> Path | None:
             ax.plot([0, 1.05 * x0], [0, 1.05 * y0], "--", color=dots.get_facecolor()[0], alpha=0.6, linewidth=1,
                     label=f"{backend}: latency proportional to MACs")
             labels += points
-        _spread_labels(ax, labels)
+        ax.set_ylim(bottom=0)
+        spread_labels(ax, labels)
         ax.set(title=f"batch {bs}", xlabel="MACs per image (MMACs; FLOPs = 2 x MACs)",
                ylabel="median latency per batch (ms)", xlim=(0, None), ylim=(0, None))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return save_figure(fig, path)
-
-
-def _spread_labels(ax, points: list[tuple[float, float, str]]) -> None:
-    """Annotate each point, nudging labels upward so that no two are closer than 5% of the
-    y range (matplotlib places annotations blindly and stacks labels of close points)."""
-    if not points:
-        return
-    top = max(p[1] for p in points)
-    gap, last = 0.05 * top, None
-    for x, y, label in sorted(points, key=lambda p: p[1]):
-        text_y = y if last is None else max(y, last + gap)
-        ax.annotate(label, (x, y), xytext=(x, text_y), textcoords="data", fontsize=7, ha="left",
-                    arrowprops={"arrowstyle": "-", "alpha": 0.4} if text_y != y else None)
-        last = text_y

@@ -10,23 +10,35 @@ from __future__ import annotations
 from pathlib import Path
 
 from tools.core.io import read_yaml_mapping
-from tools.core.plots import pyplot, save_figure
+from tools.core.plots import pyplot, save_figure, spread_labels
 from tools.core.run_folder import CONFIG, LOG_CSV, METRICS, PROFILE, QUANTIZE_RECORD, REPORT
+
+
+# Axis label and scale of each quantity a plot may draw: units on every axis, no bare "1e7".
+AXES = {"macs": ("MACs per image (MMACs; FLOPs = 2 x MACs)", 1e-6), "params": ("parameters (M)", 1e-6),
+        "top1": ("test top-1 (%)", 1.0), "top5": ("test top-5 (%)", 1.0), "accuracy_drop": ("top-1 drop (points)", 1.0),
+        "latency_ms": ("median latency (ms)", 1.0), "size_mb": ("file size (MB)", 1.0)}
+
+
+def axis(key: str) -> tuple[str, float]:
+    """(label with its unit, scale) of a plotted quantity; unknown keys are drawn as they are."""
+    return AXES.get(key, (key, 1.0))
 
 
 def plot_pareto(rows: list[dict], front: list[dict], *, x: str, y: str, path: Path, title: str,
                 label_key: str = "point") -> Path:
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    (x_label, x_scale), (y_label, y_scale) = axis(x), axis(y)
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
     usable = [r for r in rows if r.get(x) is not None and r.get(y) is not None]
-    ax.scatter([r[x] for r in usable], [r[y] for r in usable], color="tab:gray", label="runs")
-    for r in usable:
-        ax.annotate(str(r.get(label_key, "")), (r[x], r[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.scatter([x_scale * r[x] for r in usable], [y_scale * r[y] for r in usable], color="tab:gray", label="runs")
+    spread_labels(ax, [(x_scale * r[x], y_scale * r[y], str(r.get(label_key, ""))) for r in usable])
     if front:
-        ax.plot([r[x] for r in front], [r[y] for r in front], "o-", color="tab:red", label="Pareto frontier")
-    ax.set(title=title, xlabel=x, ylabel=y)
+        ax.plot([x_scale * r[x] for r in front], [y_scale * r[y] for r in front], "o-", color="tab:red",
+                label="Pareto frontier")
+    ax.set(title=title, xlabel=x_label, ylabel=y_label)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     return save_figure(fig, path)
 
 
@@ -67,10 +79,9 @@ def summarize_run(run_dir: Path, metrics: dict, config: dict | None) -> dict:
             "finetune_epochs": (config or {}).get("finetune", {}).get("epochs"),
         }
     if kind == "structured":
-        target = metrics.get("target_macs_reduction")
         return row | {
             "method": metrics["method"] + ("" if metrics.get("granularity", "channel") == "channel" else f" ({metrics['granularity']})"),
-            "sparsity": f"MACs -{target:g}" if target else f"ratio {metrics.get('pruning_ratio')}",
+            "sparsity": _structured_target(metrics), "latency_reduction_pct": metrics.get("latency_reduction_pct"),
             "flops_reduction_pct": metrics["flops_reduction_pct"],
             "basis": "dense" if metrics.get("reduction_basis", "dense") == "dense" else "non-zero (theoretical)",
             "baseline_top1": metrics["baseline_top1"], "top1": metrics["pruned_top1"],
@@ -78,6 +89,13 @@ def summarize_run(run_dir: Path, metrics: dict, config: dict | None) -> dict:
             "macs": metrics.get("pruned", {}).get("macs"), "finetune_epochs": metrics.get("finetune", {}).get("epochs"),
         }
     return row
+
+
+def _structured_target(metrics: dict) -> str:
+    latency, macs = metrics.get("latency") or {}, metrics.get("target_macs_reduction")
+    if metrics.get("target_latency_reduction"):
+        return f"latency -{metrics['target_latency_reduction']:g} ({latency.get('backend')}, batch {latency.get('batch_size')})"
+    return f"MACs -{macs:g}" if macs else f"ratio {metrics.get('pruning_ratio')}"
 
 
 def collect_runs(roots: list[Path]) -> tuple[list[dict], list[dict]]:
@@ -113,10 +131,11 @@ def comparison_table(rows: list[dict]) -> str:
     pruned = [r for r in rows if r["kind"] in ("unstructured", "structured")]
     pruned.sort(key=lambda r: (r["kind"], r["method"], str(r.get("sparsity"))))
     return md_table(
-        ["kind", "method", "sparsity / target", "FLOPs reduction %", "basis", "baseline top-1 %", "top-1 %",
-         "drop (pts)", "goal", "fine-tune epochs"],
-        [[r["kind"], r["method"], r.get("sparsity"), r["flops_reduction_pct"], r["basis"], r["baseline_top1"],
-          r["top1"], r["accuracy_drop"], r.get("goal_met", "n/a"), r.get("finetune_epochs")] for r in pruned])
+        ["kind", "method", "sparsity / target", "FLOPs reduction %", "basis", "measured latency reduction %",
+         "baseline top-1 %", "top-1 %", "drop (pts)", "goal", "fine-tune epochs"],
+        [[r["kind"], r["method"], r.get("sparsity"), r["flops_reduction_pct"], r["basis"], r.get("latency_reduction_pct"),
+          r["baseline_top1"], r["top1"], r["accuracy_drop"], r.get("goal_met", "n/a"), r.get("finetune_epochs")]
+         for r in pruned])
 
 
 def ablation_table(rows: list[dict], by: str, label: str) -> str | None:

@@ -109,6 +109,11 @@ class Benchmark:
     def result_path(self, results_root: Path, seed: int | None = None) -> Path:
         return self.run_dir(results_root, seed) / SCRIPTS[self.script].result
 
+    def todo(self, results_root: Path, only_seeds: list[int] | None = None) -> list[int | None]:
+        """The unfinished runs; `only_seeds` keeps a seeded row's runs to those seeds (an unseeded row's one run stays)."""
+        done = self.done_seeds(results_root)
+        return [s for s in self.seeds if s not in done and (only_seeds is None or s is None or s in only_seeds)]
+
     def done_seeds(self, results_root: Path) -> list[int | None]:
         """The runs that finished from the recipe as it is now."""
         return [s for s in self.seeds if self.result_path(results_root, s).is_file()
@@ -279,14 +284,15 @@ def host_description(device: str) -> str:
     return f"{cpu}, {os.cpu_count()} cores"
 
 
-def run_benchmark(b: Benchmark, benchmarks: dict[str, Benchmark], results_root: Path) -> float:
-    """Run every unfinished run of one benchmark (each seed in turn). Returns seconds."""
+def run_benchmark(b: Benchmark, benchmarks: dict[str, Benchmark], results_root: Path,
+                  only_seeds: list[int] | None = None) -> float:
+    """Run every unfinished run of one benchmark (each seed in turn; `only_seeds`: only those of a
+    seeded row's seeds). Returns seconds."""
     for need in b.cfg.bench.needs:
         if not benchmarks[need].done(results_root):
             raise UserError(f"benchmark {b.name} needs {need}, which has not finished; run --run {need} first")
     with RunLock(b.run_dir(results_root), command=COMMAND.format(name=b.name)):
-        todo = [s for s in b.seeds if s not in b.done_seeds(results_root)]
-        return sum(run_once(b, benchmarks, results_root, seed) for seed in todo)
+        return sum(run_once(b, benchmarks, results_root, seed) for seed in b.todo(results_root, only_seeds))
 
 
 def set_aside_stale(run_dir: Path, reason: str) -> None:

@@ -99,7 +99,8 @@ def _script(name: str, argv: list[str]) -> Callable[[], None]:
 
 BASE_SECTIONS = ("data", "model", "train")  # every script builds data and model from these
 SECTIONS = {"train": (), "eval": ("profile",), "prune_unstructured": ("finetune", "unstructured", "profile"),
-            "prune_structured": ("finetune", "structured"), "export": ("export",), "quantize": ("export", "quantize"),
+            "prune_structured": ("finetune", "structured"), "prune_structured_latency": ("finetune", "structured", "pipeline"),
+            "export": ("export",), "quantize": ("export", "quantize"),
             "quantize_dense": ("export", "quantize"), "profile": ("profile",)}
 
 
@@ -107,18 +108,26 @@ def _step(name: str, script: str, result: Path, argv: list[str], inputs: list[Pa
     return Step(name, result, _script(script, argv + common), argv, inputs, BASE_SECTIONS + SECTIONS[name])
 
 
-def pipeline_steps(*, config: str, run_dir: Path, sets: list[str]) -> list[Step]:
-    """train -> eval -> unstructured prune + fine-tune -> structured prune + fine-tune ->
-    export (verified) -> INT8 quantization of the structured and the dense model (ONNX Runtime) ->
-    profile (the checkpoints and the four ONNX files) -> report, all inside `run_dir`."""
+def pipeline_steps(*, config: str, run_dir: Path, sets: list[str], latency_target: float = 0.0) -> list[Step]:
+    """train -> eval -> unstructured prune + fine-tune -> structured prune + fine-tune (to the MACs
+    target; with `latency_target` > 0 also to that measured latency reduction, so the report shows
+    both side by side) -> export (verified) -> INT8 quantization of the structured and the dense
+    model (ONNX Runtime) -> profile (the checkpoints and the four ONNX files) -> report, all
+    inside `run_dir`."""
     from tools.reports.report import write_report
 
-    d = {name: run_dir / name for name in ("train", "eval", "unstructured", "structured", "export", "quantize",
-                                           "quantize_dense", "profile")}
+    d = {name: run_dir / name for name in ("train", "eval", "unstructured", "structured", "structured_latency",
+                                           "export", "quantize", "quantize_dense", "profile")}
     baseline = d["train"] / BEST
     common = ["--config", config] + (["--set", *sets] if sets else [])
     structured_model = d["structured"] / PRUNED_MODEL
-    unstructured_model = d["unstructured"] / PRUNED_MODEL
+    pruned = [structured_model, d["unstructured"] / PRUNED_MODEL]
+    latency_step = []
+    if latency_target > 0:
+        latency_step = [_step("prune_structured_latency", "prune_structured", d["structured_latency"] / METRICS,
+                              ["--checkpoint", str(baseline), "--save-dir", str(d["structured_latency"]),
+                               "--target-latency-reduction", f"{latency_target:g}"], [baseline], common)]
+        pruned.append(d["structured_latency"] / PRUNED_MODEL)
     onnx_files = [d[q] / name for q in ("quantize_dense", "quantize") for name in ("model.onnx", "model.int8.onnx")]
     results = [d["train"] / METRICS, d["eval"] / EVAL_METRICS, d["unstructured"] / METRICS,
                d["structured"] / METRICS, d["export"] / EXPORT_RECORD, d["quantize"] / QUANTIZE_RECORD,
@@ -130,6 +139,7 @@ def pipeline_steps(*, config: str, run_dir: Path, sets: list[str]) -> list[Step]
               ["--checkpoint", str(baseline), "--save-dir", str(d["unstructured"])], [baseline], common),
         _step("prune_structured", "prune_structured", results[3],
               ["--checkpoint", str(baseline), "--save-dir", str(d["structured"])], [baseline], common),
+        *latency_step,
         _step("export", "export_onnx", results[4],
               ["--checkpoint", str(structured_model), "--verify", "--save-dir", str(d["export"])], [structured_model], common),
         _step("quantize", "quantize", results[5],
@@ -137,11 +147,10 @@ def pipeline_steps(*, config: str, run_dir: Path, sets: list[str]) -> list[Step]
         _step("quantize_dense", "quantize", results[6],
               ["--checkpoint", str(baseline), "--save-dir", str(d["quantize_dense"])], [baseline], common),
         _step("profile", "profile", results[7],
-              ["--baseline", str(baseline), "--pruned", str(structured_model), str(unstructured_model),
-               *map(str, onnx_files), "--measure-latency", "--backend", "both", "--save-dir", str(d["profile"])],
-              [baseline, structured_model, unstructured_model, *onnx_files], common),
+              ["--baseline", str(baseline), "--pruned", *map(str, pruned), *map(str, onnx_files), "--measure-latency",
+               "--backend", "both", "--save-dir", str(d["profile"])], [baseline, *pruned, *onnx_files], common),
         Step("report", run_dir / REPORT, lambda: print(f"wrote {write_report([run_dir], run_dir)}"),
-             ["report"], results),
+             ["report"], results + [s.result for s in latency_step]),
     ]
 
 
