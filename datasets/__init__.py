@@ -11,7 +11,7 @@
 See datasets/build.py for the two loader kinds (in-memory fast path, DataLoader path).
 """
 
-from datasets.benchmark import benchmark_loader
 from datasets.build import DATASET_NAMES, DataBundle, Loader, build_data
+from datasets.loader_speed import benchmark_loader
 
 __all__ = ["DATASET_NAMES", "DataBundle", "Loader", "benchmark_loader", "build_data"]

@@ -30,10 +30,10 @@ from datasets.tensor_loader import TensorLoader
 from datasets.torch_loader import TensorImages, TorchLoader
 from datasets.torchvision_sets import TORCHVISION_SETS, open_split, to_uint8_tensors
 from datasets.transforms import imagenet_transform, small_image_transform
-from tools.errors import UserError
+from tools.core.errors import UserError
 
 if TYPE_CHECKING:
-    from tools.config import DataConfig
+    from tools.core.config import DataConfig
 
 DATASET_NAMES = ("cifar10", "cifar100", "mnist", "fashionmnist", "imagefolder", "packed", "synthetic")
 IMAGE_FILE_SETS = ("imagefolder", "packed")  # encoded image files: decoded at data.image_size

@@ -26,8 +26,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from datasets import imagefolder
-from tools.errors import UserError
-from tools.io import atomic_torch_save
+from tools.core.errors import UserError
+from tools.core.io import atomic_torch_save
 
 FORMAT = "pruning-bootcamp packed image folder"
 VERSION = 1

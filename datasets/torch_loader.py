@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from datasets.seeding import derive_seed, epoch_order, generator_for, shard
-from tools.errors import UserError
+from tools.core.errors import UserError
 
 
 class EpochSampler(Sampler):

@@ -22,7 +22,7 @@ import torch
 from torchvision import datasets as tv_datasets
 
 from datasets.augment import AugmentSpec
-from tools.errors import UserError
+from tools.core.errors import UserError
 
 DOWNLOAD_SOCKET_TIMEOUT_S = 10.0
 _FIX = (

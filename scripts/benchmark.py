@@ -13,17 +13,17 @@ are skipped, so re-running resumes where it stopped; a train row continues from 
 Rows defined for CUDA stay "pending" in the doc until they have run on a GPU. `--run all` runs
 rows with a higher `bench.priority` first; each row's estimated duration (`bench.expected_min`)
 is printed before it starts, and with `--budget-min` rows that would not fit are left out and
-listed at the end (see tools/bench_budget.py).
+listed at the end (see tools/workflows/bench_budget.py).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from tools.bench_budget import Budget, by_priority, expected_text
-from tools.benchmark import COMMAND, cuda_available, discover, plan, run_benchmark, script_argv, write_doc
-from tools.cli import _Parser
-from tools.errors import UserError, run_cli
+from tools.core.cli import _Parser
+from tools.core.errors import UserError, run_cli
+from tools.workflows.bench_budget import Budget, by_priority, expected_text
+from tools.workflows.benchmark import COMMAND, cuda_available, discover, plan, run_benchmark, script_argv, write_doc
 
 
 def parse_args(argv):

@@ -14,7 +14,7 @@ metrics.yaml, a prune run's metrics.yaml standing for its pruned model) and prin
 drop, the FLOPs / params reductions and the verdict against structured.goal; --append-csv adds
 the row Method,Sparsity,FLOPs_Reduction,Accuracy_Drop,Goal_Met to a comparison CSV.
 
---grader mobilenet-lab scores the file as the MobileNetV2 lab does (tools.lab_grader; recipe in
+--grader mobilenet-lab scores the file as the MobileNetV2 lab does (tools.measure.lab_grader; recipe in
 cfgs/lab_mobilenetv2.yaml) and writes lab_grade.yaml instead.
 
 An .onnx file (FP32 or INT8, e.g. from scripts.export_onnx or scripts.quantize) is evaluated by
@@ -32,14 +32,23 @@ from pathlib import Path
 
 import torch
 
-from tools.cli import base_parser, load_checkpoint_run, parse_batch_sizes
-from tools.comparison import append_csv_row, comparison_row, format_versus, model_figures, run_method, versus_baseline
-from tools.engine import evaluate
-from tools.errors import UserError, run_cli
-from tools.evaluation import describe_model, latency_table
-from tools.io import atomic_write_yaml, read_yaml_mapping
-from tools.lab_grader import LAB_INPUT_SHAPE, count_like_the_lab, format_grade, lab_score
-from tools.metrics import format_count, normalize_metrics
+from tools.core.cli import base_parser, parse_batch_sizes
+from tools.core.errors import UserError, run_cli
+from tools.core.io import atomic_write_yaml, read_yaml_mapping
+from tools.core.run_folder import EVAL_METRICS, METRICS
+from tools.measure.lab_grader import LAB_INPUT_SHAPE, count_like_the_lab, format_grade, lab_score
+from tools.measure.metrics import format_count, normalize_metrics
+from tools.reports.comparison import (
+    append_csv_row,
+    comparison_row,
+    format_versus,
+    model_figures,
+    run_method,
+    versus_baseline,
+)
+from tools.training.engine import evaluate
+from tools.training.evaluation import describe_model, latency_table
+from tools.training.start import load_checkpoint_run
 
 
 def parse_args(argv):
@@ -76,7 +85,7 @@ def read_baseline(path: str) -> dict:
 def run_metrics_of(ckpt, checkpoint: Path) -> dict | None:
     """The metrics the run that wrote `checkpoint` recorded: in the file, else beside it."""
     found = getattr(ckpt, "run_metrics", None) or (ckpt.get("metrics") if isinstance(ckpt, dict) else None)
-    return found or read_yaml_mapping(checkpoint.parent / "metrics.yaml")
+    return found or read_yaml_mapping(checkpoint.parent / METRICS)
 
 
 def grade_mobilenet_lab(args) -> None:
@@ -123,11 +132,11 @@ def main(argv=None):
         report["vs_baseline"] = versus_baseline(baseline, report, goal) | {"baseline_metrics": str(args.baseline_metrics)}
 
     out_dir = Path(args.save_dir) if args.save_dir else Path(args.checkpoint).parent
-    atomic_write_yaml(out_dir / "eval_metrics.yaml", report)
+    atomic_write_yaml(out_dir / EVAL_METRICS, report)
     print_report(report)
     if baseline is not None:
         print(format_versus(report["vs_baseline"], args.baseline_metrics, baseline.get("top1")))
-    print(f"wrote {out_dir / 'eval_metrics.yaml'}")
+    print(f"wrote {out_dir / EVAL_METRICS}")
     if args.append_csv:
         method, sparsity = run_method(run_metrics_of(ckpt, Path(args.checkpoint)), Path(args.checkpoint).parent.name,
                                       report["weight_sparsity"])
@@ -136,8 +145,9 @@ def main(argv=None):
 
 
 def eval_onnx(args, baseline: dict | None) -> None:
-    from tools.latency import measure_onnx_latency
-    from tools.quantize import evaluate_onnx, is_int8, load_onnx_run
+    from tools.deploy.quantize import evaluate_onnx, load_onnx_run
+    from tools.measure.latency import measure_onnx_latency
+    from tools.modeling.export import is_int8
 
     path = Path(args.checkpoint)
     cfg, data = load_onnx_run(args, path, flags={"profile.batch_sizes": parse_batch_sizes(args.batch_sizes)})

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tools.cli import base_parser, load_checkpoint_run
-from tools.errors import UserError, run_cli
-from tools.export import (
+from tools.core.cli import base_parser
+from tools.core.errors import UserError, run_cli
+from tools.core.io import atomic_write_bytes, atomic_write_yaml
+from tools.core.run_folder import EXPORT_RECORD, RunFolder
+from tools.measure.metrics import file_size_bytes
+from tools.modeling.export import (
     FORMATS,
     check_opset,
     export_onnx,
@@ -29,9 +32,7 @@ from tools.export import (
     max_abs_diffs,
     verification_inputs,
 )
-from tools.io import atomic_write_bytes, atomic_write_yaml
-from tools.metrics import file_size_bytes
-from tools.run_folder import RunFolder
+from tools.training.start import load_checkpoint_run
 
 
 def parse_args(argv):
@@ -108,11 +109,11 @@ def export_in(out_dir: Path, args, cfg, data, model) -> None:
         if beside:
             report["onnx"]["beside_checkpoint"] = str(beside)
             print(f"ONNX beside the checkpoint: {beside}")
-    atomic_write_yaml(out_dir / "export.yaml", report)
-    print(f"wrote {out_dir / 'export.yaml'}")
+    atomic_write_yaml(out_dir / EXPORT_RECORD, report)
+    print(f"wrote {out_dir / EXPORT_RECORD}")
     if failed:
         print(f"verification FAILED for {', '.join(failed)}: outputs differ from PyTorch by more than "
-              f"{cfg.export.tolerance:g} (see {out_dir / 'export.yaml'})")
+              f"{cfg.export.tolerance:g} (see {out_dir / EXPORT_RECORD})")
         raise SystemExit(1)
 
 

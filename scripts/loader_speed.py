@@ -14,11 +14,12 @@ import time
 import torch
 
 from datasets import benchmark_loader, build_data
-from tools.cli import base_parser, resolve_config
-from tools.engine import resolve_device, set_num_threads, train_step_throughput
-from tools.errors import UserError, run_cli
-from tools.io import atomic_write_yaml
+from tools.core.cli import base_parser, resolve_config
+from tools.core.device import resolve_device, set_num_threads
+from tools.core.errors import UserError, run_cli
+from tools.core.io import atomic_write_yaml
 from tools.models import build_from_config
+from tools.training.engine import train_step_throughput
 
 
 def main(argv=None):

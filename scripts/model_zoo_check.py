@@ -5,7 +5,7 @@
     uv run python -m scripts.model_zoo_check --doc-only                # rebuild the doc from the records
 
 Rows already in the records file (docs/models.yaml) are skipped unless --force; see
-tools.model_zoo for what one row checks.
+tools.workflows.model_zoo for what one row checks.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tools.cli import parse_list
-from tools.errors import UserError, run_cli
-from tools.model_sources import torchvision_names
-from tools.model_zoo import read_records, run_zoo, write_doc
+from tools.core.cli import parse_list
+from tools.core.errors import UserError, run_cli
+from tools.modeling.sources import torchvision_names
+from tools.workflows.model_zoo import read_records, run_zoo, write_doc
 
 
 def parse_args(argv):

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from datasets.packed import pack_imagefolder
-from tools.cli import _Parser
-from tools.errors import UserError, run_cli
+from tools.core.cli import _Parser
+from tools.core.errors import UserError, run_cli
 
 
 def main(argv=None):

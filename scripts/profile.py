@@ -25,15 +25,22 @@ from pathlib import Path
 
 import torch
 
-from tools.cli import base_parser, load_checkpoint_run, parse_batch_sizes
-from tools.errors import UserError, run_cli
-from tools.io import atomic_write_yaml
-from tools.metrics import compare_metrics, format_comparison, format_count
-from tools.profiling import (backend_list, flops_vs_latency, measure_models, plot_latency_vs_macs, profile_model,
-                             profile_onnx, slowest_layers)
-from tools.run_folder import RunFolder, RunLock
-
-PROFILE = "profile.yaml"
+from tools.core.cli import base_parser, parse_batch_sizes
+from tools.core.errors import UserError, run_cli
+from tools.core.io import atomic_write_yaml
+from tools.core.run_folder import PROFILE, RunFolder, RunLock
+from tools.measure.metrics import compare_metrics, format_comparison, format_count
+from tools.measure.profiling import (
+    LatencyPlan,
+    backend_list,
+    flops_vs_latency,
+    measure_models,
+    plot_latency_vs_macs,
+    profile_model,
+    profile_onnx,
+    slowest_layers,
+)
+from tools.training.start import load_checkpoint_run
 
 
 def parse_args(argv):
@@ -78,7 +85,8 @@ def main(argv=None):
     for path in [args.baseline, *args.pruned]:
         label = label_for(path, taken)
         if path.endswith(".onnx"):
-            from tools.quantize import onnx_input_shape, resolve_onnx_config
+            from tools.deploy.quantize import resolve_onnx_config
+            from tools.modeling.export import onnx_input_shape
 
             cfg = resolve_onnx_config(args, Path(path), flags)
             input_shape = onnx_input_shape(Path(path))
@@ -91,9 +99,9 @@ def main(argv=None):
         models[label] = model
     prof = cfg.profile
     if args.measure_latency:
-        latency = measure_models(models, input_shape, batch_sizes=prof.batch_sizes, backends=backends,
-                                 device=device, warmup=prof.warmup, repeats=prof.repeats,
-                                 num_threads=prof.num_threads or None, rounds=prof.rounds, onnx_files=onnx_files)
+        plan = LatencyPlan(batch_sizes=prof.batch_sizes, backends=backends, device=device, warmup=prof.warmup,
+                           repeats=prof.repeats, num_threads=prof.num_threads or None, rounds=prof.rounds)
+        latency = measure_models(models, input_shape, plan, onnx_files=onnx_files)
         for entry in entries:
             entry["latency"] = latency[entry["label"]]
         for label, model in models.items():

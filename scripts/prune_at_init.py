@@ -1,15 +1,15 @@
 """Pruning at initialization (SNIP, GraSP, SynFlow vs random and magnitude), the Synaptic-Flow protocol.
 
-    uv run python -m scripts.prune_at_init --config cfgs/pai_quickstart.yaml --pruner-list rand,mag,snip,grasp,synflow --compression-list 0.5,1
-    uv run python -m scripts.prune_at_init --config cfgs/pai_cifar10jpeg_resnet20.yaml --expid resnet20_grid --pruner-list rand,mag,snip,grasp,synflow --compression-list 0.2,0.5,1
-    uv run python -m scripts.prune_at_init --config cfgs/pai_quickstart.yaml --experiment multishot --pruner mag --compression-list 1 --level-list 1,2 --pre-epochs 1
-    uv run python -m scripts.prune_at_init --config cfgs/pai_quickstart.yaml --pruner synflow --save-trace --amp
+    uv run python -m scripts.prune_at_init --config cfgs/at_init_quickstart.yaml --pruner-list rand,mag,snip,grasp,synflow --compression-list 0.5,1
+    uv run python -m scripts.prune_at_init --config cfgs/at_init_cifar10jpeg_resnet20.yaml --expid resnet20_grid --pruner-list rand,mag,snip,grasp,synflow --compression-list 0.2,0.5,1
+    uv run python -m scripts.prune_at_init --config cfgs/at_init_quickstart.yaml --experiment multishot --pruner mag --compression-list 1 --level-list 1,2 --pre-epochs 1
+    uv run python -m scripts.prune_at_init --config cfgs/at_init_quickstart.yaml --pruner synflow --save-trace --amp
 
 The Synaptic-Flow assignment's own flags work as written: --model-class, --model, --dataset,
 --pruner, --compression, --post-epoch, --experiment, --expid, --mask-scope, --compression-schedule,
 and --quantization (mixed-precision training, like --amp), e.g.
 
-    uv run python -m scripts.prune_at_init --config cfgs/pai_cifar10jpeg_resnet20.yaml --model-class lottery \
+    uv run python -m scripts.prune_at_init --config cfgs/at_init_cifar10jpeg_resnet20.yaml --model-class lottery \
         --model resnet20 --dataset imagefolder --experiment singleshot --pruner synflow --compression 1 \
         --post-epoch 2 --expid synflow_c1
 
@@ -27,21 +27,21 @@ time, dense and non-zero FLOPs and MACs, collapsed layers, training wall time an
 per-layer densities), accuracy/inference_time/flops_vs_compression.png, report.md, and per run
 <pruner>_c<compression>[_L<levels>]/ with log.csv, TensorBoard logs, checkpoints,
 layer_density.csv, pruned_model.pth and with --save-trace trace.json (Chrome trace).
-Tables and weight histograms: `uv run python -m scripts.pai_report <run folder> --histogram synflow:1`.
+Tables and weight histograms: `uv run python -m scripts.at_init_report <run folder> --histogram synflow:1`.
 """
 
 from __future__ import annotations
 
 from datasets import build_data
-from tools.cli import base_parser, parse_list, resolve_config
-from tools.config import config_to_dict
-from tools.engine import resolve_device, seed_everything, set_num_threads
-from tools.errors import run_cli
-from tools.io import atomic_write_text
-from tools.pai_report import load_run, plot_curves, run_report
-from tools.pai_run import EXPERIMENTS, RunContext, make_plan, run_experiment
-from tools.prune_at_init import PRUNERS, SCHEDULES, SCOPES
-from tools.run_folder import RunFolder
+from tools.core.cli import base_parser, parse_list, resolve_config
+from tools.core.config import config_to_dict
+from tools.core.device import resolve_device, seed_everything, set_num_threads
+from tools.core.errors import run_cli
+from tools.core.io import atomic_write_text
+from tools.core.run_folder import REPORT, RESULTS_CSV, RunFolder
+from tools.pruning.at_init import PRUNERS, SCHEDULES, SCOPES
+from tools.reports.at_init import load_run, plot_curves, run_report
+from tools.runs.prune_at_init import EXPERIMENTS, RunContext, make_plan, run_experiment
 
 
 def parse_args(argv):
@@ -66,7 +66,7 @@ def parse_args(argv):
     parser.add_argument("--save-trace", action="store_true", default=None, help="Chrome trace of one inference step per run")
     parser.add_argument("--amp", "--quantization", nargs="?", const="bf16", choices=("bf16", "fp16"),
                         help="mixed-precision training (train.amp; bf16 when given alone; CUDA only; the assignment's "
-                             "--quantization); pai_report tabulates an AMP run against an FP32 one")
+                             "--quantization); scripts.at_init_report tabulates an AMP run against an FP32 one")
     return parser.parse_args(argv)
 
 
@@ -108,10 +108,10 @@ def experiment_in(run_dir, cfg, data, device, plan) -> None:
     rows = run_experiment(ctx, plan)
     plot_curves(rows, run_dir)
     report = run_report(load_run(run_dir))
-    atomic_write_text(run_dir / "report.md", report + "\n")
+    atomic_write_text(run_dir / REPORT, report + "\n")
     print("\n" + report)
-    print(f"\nwrote {run_dir / 'results.csv'}, {run_dir / 'results.yaml'}, {run_dir / 'report.md'}, *_vs_compression.png")
-    print(f"tables across runs and weight histograms: uv run python -m scripts.pai_report {run_dir} --histogram "
+    print(f"\nwrote {run_dir / RESULTS_CSV}, {run_dir / 'results.yaml'}, {run_dir / REPORT}, *_vs_compression.png")
+    print(f"tables across runs and weight histograms: uv run python -m scripts.at_init_report {run_dir} --histogram "
           f"{plan.pruners[-1]}:{plan.compressions[-1]:g}")
 
 

@@ -35,20 +35,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tools.cli import base_parser, load_checkpoint_run
-from tools.errors import UserError, run_cli
-from tools.run_folder import RunFolder
-from tools.structured_run import (
+from tools.core.cli import base_parser
+from tools.core.errors import UserError, run_cli
+from tools.core.run_folder import LOG_CSV, LOGS, RunFolder
+from tools.runs.prune_structured import (
     METRICS,
     PRUNED_MODEL,
-    PRUNED_STATE,
+    PRUNED_MODEL_STATE,
     check_structured_config,
     check_structured_resume,
     final_block,
     run_structured,
-    structured_run_name,
+    structured_name,
 )
-from tools.training import read_prune_resume, resumed_checkpoint
+from tools.training.fit import read_prune_resume, resumed_checkpoint
+from tools.training.start import load_checkpoint_run
 
 
 def parse_args(argv):
@@ -118,7 +119,7 @@ def main(argv=None):
     check_structured_config(cfg)
     if resume is not None:
         check_structured_resume(resume, model, cfg, len(data.train), args.resume)
-    run = RunFolder.new(cfg.output.root, "structured", structured_run_name(cfg.structured),
+    run = RunFolder.new(cfg.output.root, "structured", structured_name(cfg.structured),
                         args.save_dir or (Path(args.resume).parent if resume else None)).start(cfg)
     with run:
         prune_in(run.path, cfg, ckpt, data, model, device, checkpoint=str(checkpoint), resume=resume)
@@ -132,13 +133,13 @@ def prune_in(run_dir, cfg, ckpt, data, model, device, *, checkpoint: str, resume
     metrics = run_structured(model, data, cfg=cfg, run_dir=run_dir, device=device, checkpoint=checkpoint,
                              parent=ckpt, resume=resume)
     print(final_block(metrics))
-    if PRUNED_STATE in metrics["saved_models"]:
-        print(f"pruned model: {run_dir / PRUNED_STATE}  (weights-only; every script rebuilds the model from it)")
+    if PRUNED_MODEL_STATE in metrics["saved_models"]:
+        print(f"pruned model: {run_dir / PRUNED_MODEL_STATE}  (weights-only; every script rebuilds the model from it)")
     if PRUNED_MODEL in metrics["saved_models"]:
         print(f"pickled:      {run_dir / PRUNED_MODEL}  (plain torch.load(path, weights_only=False) returns the module)")
     print(f"metrics:      {run_dir / METRICS}")
-    if (run_dir / "logs").is_dir():  # absent when nothing was trained (finetune.epochs 0, no rounds)
-        print(f"fine-tuning:  {run_dir / 'log.csv'}; TensorBoard: uv run tensorboard --logdir {run_dir}")
+    if (run_dir / LOGS).is_dir():  # absent when nothing was trained (finetune.epochs 0, no rounds)
+        print(f"fine-tuning:  {run_dir / LOG_CSV}; TensorBoard: uv run tensorboard --logdir {run_dir}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
     uv run python -m scripts.prune_unstructured --checkpoint best_model.pth --method nm --nm 2:4
     uv run python -m scripts.prune_unstructured --checkpoint best_model.pth --method l1 --sparsity-file results/sensitivity/resnet20_l1/layer_sparsity.yaml
 
-Methods: l1, global, random, taylor, movement, lamp, nm (see tools.unstructured). Settings come
+Methods: l1, global, random, taylor, movement, lamp, nm (see tools.pruning.unstructured). Settings come
 from the checkpoint's config < --config < --set < flags; the `unstructured` section holds the
 pruning keys and `finetune` the fine-tuning (learning rate 0 = one tenth of training's).
 
@@ -28,28 +28,28 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tools.checkpoint import save_checkpoint
-from tools.cli import base_parser, load_checkpoint_run
-from tools.config import config_to_dict
-from tools.errors import UserError, run_cli
-from tools.io import atomic_write_yaml
-from tools.lineage import LINEAGE, child_lineage, versus
-from tools.metrics import layer_sparsity_table
-from tools.run_folder import RunFolder
-from tools.sparsity_plots import plot_layer_weights
-from tools.training import PRUNE_STATE, check_resume, finetune_train_config, read_prune_resume, resumed_checkpoint
-from tools.unstructured import (
+from tools.core.cli import base_parser
+from tools.core.config import config_to_dict
+from tools.core.errors import UserError, run_cli
+from tools.core.io import atomic_write_yaml
+from tools.core.lineage import LINEAGE, child_lineage, versus
+from tools.core.run_folder import METRICS, PRUNED_MODEL, RunFolder
+from tools.measure.metrics import layer_sparsity_table
+from tools.modeling.checkpoint import save_checkpoint
+from tools.pruning.unstructured import (
     METHODS,
     MODES,
     SCHEDULES,
-    prunable_targets,
-    print_layerwise_sparsity,
     natural_mode,
+    print_layerwise_sparsity,
+    prunable_targets,
     remove_pruning_reparameterization,
     validate_nm,
     validate_sparsity,
 )
-from tools.unstructured_pipeline import (
+from tools.reports.sparsity_plots import plot_layer_weights
+from tools.runs.prune_unstructured import (
+    PruneJob,
     accuracy_and_cost,
     finetune_loss,
     format_figures,
@@ -62,6 +62,8 @@ from tools.unstructured_pipeline import (
     storage_sizes,
     tensorboard_logger,
 )
+from tools.training.fit import PRUNE_STATE, check_resume, finetune_train_config, read_prune_resume, resumed_checkpoint
+from tools.training.start import load_checkpoint_run
 
 
 def parse_args(argv):
@@ -161,9 +163,10 @@ def prune_in(run_dir, args, cfg, ckpt, data, model, device, p: Pruning) -> None:
     prune_state = {"script": "prune_unstructured", "checkpoint": str(Path(checkpoint).resolve()),
                    "baseline": baseline, "plan": plan.run_name}
     with tensorboard_logger(run_dir) as log:
-        history = run_pruning(model, data, plan=plan, targets=targets, finetune_cfg=ft_cfg,
-                              final_epochs=cfg.finetune.epochs, run_dir=run_dir, config=config, device=device,
-                              loss_fn=loss_fn, seed=cfg.train.seed, log=log, prune_state=prune_state, resume=resume)
+        job = PruneJob(model, data, plan, targets, finetune_cfg=ft_cfg, run_dir=run_dir, config=config, device=device,
+                       loss_fn=loss_fn)
+        history = run_pruning(job, final_epochs=cfg.finetune.epochs, seed=cfg.train.seed, log=log,
+                              prune_state=prune_state, resume=resume)
     remove_pruning_reparameterization(model)
     final = accuracy_and_cost(model, data, device)
     print_layerwise_sparsity(model)
@@ -172,7 +175,7 @@ def prune_in(run_dir, args, cfg, ckpt, data, model, device, p: Pruning) -> None:
                             targets=targets, baseline=baseline, final=final, history=history, data=data, device=device,
                             lineage=lineage)
     metrics["wall_time_s"] = time.perf_counter() - start
-    atomic_write_yaml(run_dir / "metrics.yaml", metrics)
+    atomic_write_yaml(run_dir / METRICS, metrics)
     print_summary(metrics, run_dir)
 
 
@@ -193,7 +196,7 @@ def write_results(model, run_dir, *, checkpoint, cfg, config, plan, targets, bas
     ucfg = cfg.unstructured
     summary = {"top1": final["top1"], "top5": final["top5"], "baseline_top1": baseline["top1"],
                "actual_sparsity": history[-1]["actual_sparsity"], "method": plan.method, "mode": plan.mode}
-    save_checkpoint(run_dir / "pruned_model.pth", model=model, config=config, metrics=summary, extra={LINEAGE: lineage})
+    save_checkpoint(run_dir / PRUNED_MODEL, model=model, config=config, metrics=summary, extra={LINEAGE: lineage})
     images = next(iter(data.test))[0][:64].to(device)
     sizes = storage_sizes(model, run_dir, config=config, metrics=summary, fmt=ucfg.compressed_format,
                           save=ucfg.save_compressed, images=images)
@@ -231,7 +234,7 @@ def print_summary(metrics: dict, run_dir) -> None:
               f"{metrics['compressed_outputs_identical']})")
     if "semi_structured" in metrics:
         print(format_nm(metrics["semi_structured"]))
-    print(f"wrote {run_dir / 'pruned_model.pth'}, {run_dir / 'metrics.yaml'}, {run_dir / 'layer_weights.png'}")
+    print(f"wrote {run_dir / PRUNED_MODEL}, {run_dir / METRICS}, {run_dir / 'layer_weights.png'}")
     print(f"TensorBoard: uv run tensorboard --logdir {run_dir}")
 
 

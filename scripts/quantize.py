@@ -21,11 +21,13 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from tools.cli import base_parser, load_checkpoint_run
-from tools.config import save_config
-from tools.errors import UserError, run_cli
-from tools.quantize import check_input_shape, check_quantize_config, load_onnx_run
-from tools.quantize_run import QuantizeJob, run_quantize
+from tools.core.cli import base_parser
+from tools.core.config import save_config
+from tools.core.errors import UserError, run_cli
+from tools.core.run_folder import CONFIG
+from tools.deploy.quantize import check_input_shape, check_quantize_config, load_onnx_run
+from tools.runs.quantize import QuantizeJob, run_quantize
+from tools.training.start import load_checkpoint_run
 
 
 def parse_args(argv):
@@ -44,13 +46,13 @@ def main(argv=None):
     flags = {"quantize.calibration": args.calibration, "quantize.num_images": args.num_images,
              "quantize.max_drop": args.max_drop, "train.device": "cpu"}
     job = checkpoint_job(args, flags) if args.checkpoint else onnx_job(args, flags)
-    save_config(job.cfg, job.out_dir / "config.yaml")
+    save_config(job.cfg, job.out_dir / CONFIG)
     run_quantize(job)
 
 
 def checkpoint_job(args, flags: dict) -> QuantizeJob:
     from datasets import build_data
-    from tools.export import export_onnx
+    from tools.modeling.export import export_onnx
 
     cfg, _, data, model, _ = load_checkpoint_run(args, flags=flags)
     check_quantize_config(cfg.quantize)

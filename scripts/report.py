@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tools.cli import _Parser
-from tools.errors import UserError, run_cli
-from tools.report import write_report
+from tools.core.cli import _Parser
+from tools.core.errors import UserError, run_cli
+from tools.reports.report import write_report
 
 
 def parse_args(argv):

@@ -6,7 +6,7 @@
 
 Accuracy is measured on a seeded random sample of sensitivity.num_images validation images. The derived dict
 either keeps every layer, pruned alone, within sensitivity.max_drop top-1 points, or (with
---target-sparsity) meets that total sparsity at an equal per-layer drop; see tools.sensitivity.
+--target-sparsity) meets that total sparsity at an equal per-layer drop; see tools.pruning.sensitivity.
 Which layers are scanned follows the unstructured.keep_* / prune_* keys.
 
 Writes results/sensitivity/<model>_<method>/ (or --save-dir): sensitivity.csv (one row per layer
@@ -18,20 +18,22 @@ from __future__ import annotations
 
 import time
 
-from tools.cli import base_parser, load_checkpoint_run, parse_list
-from tools.errors import run_cli
-from tools.io import atomic_write_csv, atomic_write_yaml
-from tools.run_folder import RunFolder
-from tools.sensitivity import (
+from tools.core.cli import base_parser, parse_list
+from tools.core.errors import run_cli
+from tools.core.io import atomic_write_csv, atomic_write_yaml
+from tools.core.run_folder import LAYER_SPARSITY, METRICS, RunFolder
+from tools.pruning.sensitivity import (
     check_scan_config,
     check_sparsities,
     derive_layer_sparsity,
+    layer_scores,
     sample_eval_subset,
     sensitivity_scan,
     total_sparsity,
 )
-from tools.sparsity_plots import plot_sensitivity
-from tools.unstructured import accumulate_taylor_scores, prunable_targets
+from tools.pruning.unstructured import accumulate_taylor_scores, prunable_targets
+from tools.reports.sparsity_plots import plot_sensitivity
+from tools.training.start import load_checkpoint_run
 
 
 def parse_args(argv):
@@ -77,16 +79,17 @@ def scan_in(run_dir, args, cfg, data, model, device, *, loader, targets, sparsit
     if scfg.method == "taylor":
         data.train.set_epoch(0)
         grads = accumulate_taylor_scores(model, targets, data.train, num_batches=ucfg.score_batches, device=device)
-    baseline, rows = sensitivity_scan(model, targets, sparsities=sparsities, method=scfg.method, loader=loader,
-                                      device=device, gradient_scores=grads, seed=cfg.train.seed, progress=print_row)
+    scores = layer_scores(targets, scfg.method, grads, cfg.train.seed)
+    baseline, rows = sensitivity_scan(model, targets, sparsities=sparsities, scores=scores, loader=loader, device=device,
+                                      progress=print_row)
     params = {t.name: t.numel() for t in targets}
     per_layer, rule = derive_layer_sparsity(rows, params, max_drop=scfg.max_drop, target_sparsity=scfg.target_sparsity)
 
     atomic_write_csv(run_dir / "sensitivity.csv", rows)
     plot_sensitivity(rows, baseline_top1=baseline["top1"], path=run_dir / "sensitivity.png")
-    atomic_write_yaml(run_dir / "layer_sparsity.yaml", per_layer)
+    atomic_write_yaml(run_dir / LAYER_SPARSITY, per_layer)
     total = total_sparsity(per_layer, params)
-    atomic_write_yaml(run_dir / "metrics.yaml", {
+    atomic_write_yaml(run_dir / METRICS, {
         "checkpoint": str(args.checkpoint), "model": cfg.model.name, "method": scfg.method,
         "num_images": baseline["num_samples"], "baseline_top1": baseline["top1"], "sparsities": sparsities,
         "rule": rule, "total_sparsity": total, "layer_sparsity": per_layer, "device": str(device),
@@ -95,9 +98,9 @@ def scan_in(run_dir, args, cfg, data, model, device, *, loader, targets, sparsit
     print(f"per-layer sparsities ({rule}): total {100 * total:.2f}% of {sum(params.values()):,} weights")
     for name, value in per_layer.items():
         print(f"  {name:<24} {100 * value:6.2f}%")
-    print(f"wrote {run_dir / 'sensitivity.csv'}, {run_dir / 'sensitivity.png'}, {run_dir / 'layer_sparsity.yaml'}")
+    print(f"wrote {run_dir / 'sensitivity.csv'}, {run_dir / 'sensitivity.png'}, {run_dir / LAYER_SPARSITY}")
     print(f"next: uv run python -m scripts.prune_unstructured --checkpoint {args.checkpoint} --method l1 "
-          f"--sparsity-file {run_dir / 'layer_sparsity.yaml'}")
+          f"--sparsity-file {run_dir / LAYER_SPARSITY}")
 
 
 def print_row(row: dict) -> None:

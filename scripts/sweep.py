@@ -20,16 +20,16 @@ from pathlib import Path
 
 import yaml
 
-from tools.cli import base_parser
-from tools.errors import UserError, run_cli
-from tools.io import atomic_write_csv, atomic_write_yaml
-from tools.report import plot_pareto
-from tools.run_folder import RunLock
-from tools.sweep import (
+from tools.core.cli import base_parser
+from tools.core.errors import UserError, run_cli
+from tools.core.io import atomic_write_csv, atomic_write_yaml
+from tools.core.run_folder import METRICS, RunLock
+from tools.reports.comparison import pareto_front
+from tools.reports.report import plot_pareto
+from tools.workflows.sweep import (
     SweepSpec,
     check_metric_keys,
     expand_grid,
-    pareto_front,
     point_fingerprint,
     point_name,
     point_stale_reason,
@@ -82,7 +82,7 @@ def run_points(spec: SweepSpec, root: Path, args) -> tuple[list[dict], list[str]
         fp = point_fingerprint(spec, command)
         plans[point_name(p)] = (p, run_dir, command, fp, point_stale_reason(run_dir, fp))
     todo = [plan for plan in plans.values() if plan[4] is not None]
-    done = [run_dir / "metrics.yaml" for _, run_dir, _, _, reason in plans.values() if reason is None]
+    done = [run_dir / METRICS for _, run_dir, _, _, reason in plans.values() if reason is None]
     if done:  # a misspelt metric/cost key fails before more points run
         check_metric_keys(spec, yaml.safe_load(done[0].read_text()) or {}, done[0])
     print(f"sweep {spec.name}: {len(points)} points, {len(points) - len(todo)} already done, running {len(todo)} "
@@ -96,7 +96,7 @@ def run_points(spec: SweepSpec, root: Path, args) -> tuple[list[dict], list[str]
         jobs = [(pool.submit(run_point, command, run_dir), fp) for _, run_dir, command, fp, _ in todo]
         for job, fp in jobs:
             run_dir, code = job.result()
-            ok = code == 0 and (run_dir / "metrics.yaml").is_file()
+            ok = code == 0 and (run_dir / METRICS).is_file()
             print(f"  {run_dir.name}: {'done' if ok else f'FAILED (exit {code}), see {run_dir}/sweep_point.log'}")
             if ok:
                 record_point(run_dir, fp)
@@ -105,8 +105,8 @@ def run_points(spec: SweepSpec, root: Path, args) -> tuple[list[dict], list[str]
     rows = []
     for name, (p, run_dir, _, fp, _) in plans.items():
         if point_stale_reason(run_dir, fp) is None:
-            metrics = yaml.safe_load((run_dir / "metrics.yaml").read_text()) or {}
-            check_metric_keys(spec, metrics, run_dir / "metrics.yaml")
+            metrics = yaml.safe_load((run_dir / METRICS).read_text()) or {}
+            check_metric_keys(spec, metrics, run_dir / METRICS)
             rows.append({"point": name, **p, spec.metric: lookup(metrics, spec.metric),
                          spec.cost: lookup(metrics, spec.cost), "run_dir": str(run_dir)})
     return rows, failed

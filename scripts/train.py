@@ -24,17 +24,17 @@ import contextlib
 from pathlib import Path
 
 from datasets import build_data
-from tools.checkpoint import read_checkpoint, unwrap
-from tools.cli import base_parser, resolve_config, run_name
-from tools.config import config_to_dict
-from tools.distributed import cleanup_distributed, setup_distributed, wrap_ddp
-from tools.engine import seed_everything, set_num_threads
-from tools.errors import UserError, run_cli
-from tools.io import atomic_write_yaml
-from tools.metrics import count_macs_params, flops_from_macs, format_count
+from tools.core.cli import base_parser, resolve_config, run_name
+from tools.core.config import config_to_dict
+from tools.core.device import seed_everything, set_num_threads
+from tools.core.distributed import cleanup_distributed, setup_distributed, wrap_ddp
+from tools.core.errors import UserError, run_cli
+from tools.core.io import atomic_write_yaml
+from tools.core.run_folder import BEST, LAST, LOG_CSV, LOGS, METRICS, RunFolder
+from tools.measure.metrics import count_macs_params, flops_from_macs, format_count
+from tools.modeling.checkpoint import read_checkpoint, unwrap
 from tools.models import build_from_config, extract_state_dict, load_state_into
-from tools.run_folder import RunFolder
-from tools.training import BEST, LAST, check_resume, fit, test_best_checkpoint
+from tools.training.fit import FitOptions, check_resume, fit, test_best_checkpoint
 
 
 def parse_args(argv):
@@ -101,17 +101,17 @@ def train_in(run_dir: Path | None, cfg, model, data, dist, *, resume: dict | Non
               f"params {format_count(params)}")
 
     summary = fit(wrap_ddp(model, dist), data, train_cfg=cfg.train, run_dir=run_dir, config=config_to_dict(cfg),
-                  device=dist.device, resume=resume, is_main=dist.is_main)
+                  device=dist.device, resume=resume, options=FitOptions(is_main=dist.is_main))
 
     if dist.is_main:
         metrics = test_best_checkpoint(unwrap(model), data, run_dir, dist.device, summary, macs=macs, params=params)
-        atomic_write_yaml(run_dir / "metrics.yaml", metrics)
+        atomic_write_yaml(run_dir / METRICS, metrics)
         print(f"best val top1 {metrics['best_val_top1']:.2f}% (epoch {metrics['best_epoch']}), "
               f"test top1 {metrics['test_top1']:.2f}% top5 {metrics['test_top5']:.2f}% with the best checkpoint; "
               f"wall time {metrics['wall_time_s']:.1f}s")
         print(f"checkpoints: {run_dir / BEST}, {run_dir / LAST}")
-        print(f"metrics:     {run_dir / 'metrics.yaml'}  (per-epoch log: {run_dir / 'log.csv'})")
-        print(f"TensorBoard: uv run tensorboard --logdir {run_dir / 'logs'}")
+        print(f"metrics:     {run_dir / METRICS}  (per-epoch log: {run_dir / LOG_CSV})")
+        print(f"TensorBoard: uv run tensorboard --logdir {run_dir / LOGS}")
 
 
 if __name__ == "__main__":

@@ -13,9 +13,9 @@ import importlib.util
 import subprocess
 from pathlib import Path
 
-from tools.cli import _Parser
-from tools.errors import UserError, run_cli
-from tools.offline import WHEELS, check_modules, download_command, locked_versions
+from tools.core.cli import _Parser
+from tools.core.errors import UserError, run_cli
+from tools.core.offline import WHEELS, check_modules, download_command, locked_versions
 
 
 def main(argv=None):

@@ -31,7 +31,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
 def save_variant(checkpoint: Path, path: Path, transform) -> Path:
     """Rebuild the tiny model, apply `transform` and save it as a full-module checkpoint."""
-    from tools.checkpoint import save_checkpoint
+    from tools.modeling.checkpoint import save_checkpoint
     from tools.models import build_model
 
     ckpt = torch.load(checkpoint, weights_only=False)

@@ -25,12 +25,12 @@ import scripts.prune_structured as structured_script
 import scripts.prune_unstructured as unstructured_script
 import scripts.sweep as sweep_script
 import scripts.train as train_script
-import tools.io
-import tools.training
+import tools.core.errors
+import tools.core.io
+import tools.training.fit
 from datasets import build_data
-from tools.config import Config, DataConfig, _all_keys, config_to_dict, load_config
-import tools.errors
-from tools.errors import UserError, run_cli
+from tools.core.config import Config, DataConfig, _all_keys, config_to_dict, load_config
+from tools.core.errors import UserError, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -55,9 +55,9 @@ def one_line_exit_2(main, argv, capsys, pattern: str) -> str:
 
 
 def at_epoch(epoch: int, action):
-    """Patch for tools.training._format_row: `action()` when `epoch` finishes, before its
+    """Patch for tools.training.fit._format_row: `action()` when `epoch` finishes, before its
     checkpoint is written, as a kill during that epoch would."""
-    original = tools.training._format_row
+    original = tools.training.fit._format_row
 
     def format_row(row, epochs, improved):
         if row["epoch"] == epoch:
@@ -68,7 +68,7 @@ def at_epoch(epoch: int, action):
 
 
 def terminate():
-    raise tools.errors.Terminated()  # what run_cli's SIGTERM handler raises
+    raise tools.core.errors.Terminated()  # what run_cli's SIGTERM handler raises
 
 
 # ----------------------------------------------------------------------------- range checks
@@ -134,7 +134,7 @@ def test_a_misspelt_sweep_metric_stops_before_reporting(tmp_path, capsys):
     spec.write_text(f"script: prune_unstructured\nconfig: {ROOT / 'cfgs' / 'quickstart.yaml'}\n"
                     "grid:\n  unstructured.sparsity: [0.5]\nmetric: finetuned_top\ncost: nonzero_macs\n")
     # the point counts as finished only with the sweep's own record of what it ran from
-    from tools.sweep import point_fingerprint, read_sweep, record_point
+    from tools.workflows.sweep import point_fingerprint, read_sweep, record_point
 
     sweep = read_sweep(spec)
     command = sweep_script.point_command(sweep, {"unstructured.sparsity": 0.5}, root / "sparsity0.5", [])
@@ -170,7 +170,7 @@ def test_disk_full_and_permission_denied_are_one_line_naming_the_path(tmp_path, 
     def disk_full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(tools.io.os, "fsync", disk_full)
+    monkeypatch.setattr(tools.core.io.os, "fsync", disk_full)
     run_dir = tmp_path / "full"
     one_line_exit_2(train_script.main, TINY + ["--save-dir", str(run_dir)], capsys,
                     rf"cannot use {re.escape(str(run_dir))}/\S+: No space left on device \[ENOSPC\]; free disk space")
@@ -180,7 +180,7 @@ def test_disk_full_and_permission_denied_are_one_line_naming_the_path(tmp_path, 
     def denied(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(tools.io.tempfile, "mkstemp", denied)
+    monkeypatch.setattr(tools.core.io.tempfile, "mkstemp", denied)
     one_line_exit_2(train_script.main, TINY + ["--save-dir", str(tmp_path / "ro")], capsys,
                     r"cannot use .*ro/config.yaml: Permission denied \[EACCES\]; check the permissions")
 
@@ -240,7 +240,7 @@ def test_sigterm_prints_one_line_and_leaves_the_run_resumable(tmp_path, monkeypa
         raise AssertionError("SIGTERM reached no handler of run_cli")
 
     run_dir = tmp_path / "run"
-    monkeypatch.setattr(tools.training, "_format_row", at_epoch(2, lambda: os.kill(os.getpid(), signal.SIGTERM)))
+    monkeypatch.setattr(tools.training.fit, "_format_row", at_epoch(2, lambda: os.kill(os.getpid(), signal.SIGTERM)))
     previous = signal.signal(signal.SIGTERM, unhandled)
     try:
         code, err = exit_code(train_script.main, TINY + ["--save-dir", str(run_dir)], capsys)
@@ -261,7 +261,7 @@ def test_killed_prune_runs_resume_their_fine_tuning_exactly(tiny_checkpoint, tmp
                                                             capsys):
     argv = ["--checkpoint", str(tiny_checkpoint), *args, "--epochs", "2", "--set", "train.deterministic=true"]
     script.main(argv + ["--save-dir", str(tmp_path / "straight")])
-    monkeypatch.setattr(tools.training, "_format_row", at_epoch(2, terminate))
+    monkeypatch.setattr(tools.training.fit, "_format_row", at_epoch(2, terminate))
     code, err = exit_code(script.main, argv + ["--save-dir", str(tmp_path / "killed")], capsys)
     assert code == 143 and "SIGTERM" in err
     monkeypatch.undo()

@@ -12,6 +12,7 @@ import sys
 import pytest
 import torch
 import yaml
+from conftest import ROOT, TINY_TRAIN
 
 import scripts.export_onnx as export_script
 import scripts.pipeline as pipeline_script
@@ -20,9 +21,8 @@ import scripts.prune_structured as structured_script
 import scripts.prune_unstructured as unstructured_script
 import scripts.sweep as sweep_script
 import scripts.train as train_script
-import tools.pipeline
-from conftest import ROOT, TINY_TRAIN
-from tools.errors import run_cli
+import tools.workflows.pipeline
+from tools.core.errors import run_cli
 
 FAST = ["--set", "train.device=cpu", "data.num_workers=0"]
 
@@ -68,8 +68,8 @@ class FakeScripts:
 @pytest.fixture
 def fake_pipeline(monkeypatch, tmp_path):
     fake = FakeScripts()
-    monkeypatch.setattr(tools.pipeline, "_script", fake.script)
-    monkeypatch.setattr("tools.report.write_report", lambda runs, out: (out / "report.md").write_text("report") and out / "report.md")
+    monkeypatch.setattr(tools.workflows.pipeline, "_script", fake.script)
+    monkeypatch.setattr("tools.reports.report.write_report", lambda runs, out: (out / "report.md").write_text("report") and out / "report.md")
     argv = ["--config", str(ROOT / "cfgs" / "quickstart.yaml"), "--save-dir", str(tmp_path / "p")]
     return fake, argv, tmp_path / "p"
 
@@ -141,7 +141,8 @@ def test_sweep_reruns_points_when_the_base_config_changes(tmp_path, monkeypatch,
 
 
 def test_benchmark_row_is_stale_when_its_recipe_or_baseline_changes(tmp_path):
-    from tools.benchmark import RECORD, discover
+    from tools.core.run_folder import BENCHMARK_RECORD
+    from tools.workflows.benchmark import discover
 
     bench = tmp_path / "cfgs"
     bench.mkdir()
@@ -152,20 +153,20 @@ def test_benchmark_row_is_stale_when_its_recipe_or_baseline_changes(tmp_path):
         b = discover(bench)[name]
         (results / name).mkdir(parents=True)
         (results / name / "metrics.yaml").write_text("top1: 1\n")
-        (results / name / RECORD).write_text(yaml.safe_dump({"finished_at": "t0", "fingerprint": b.fingerprint(results)}))
+        (results / name / BENCHMARK_RECORD).write_text(yaml.safe_dump({"finished_at": "t0", "fingerprint": b.fingerprint(results)}))
     assert all(b.state(results) == "done" for b in discover(bench).values())
     (bench / "base.yaml").write_text("bench: {script: train, table: t, targets: {max_drop: 1}}\ntrain: {epochs: 1}\n")
     assert discover(bench)["base"].state(results) == "done"  # a target is how the doc reads the row, not the run
     (bench / "base.yaml").write_text("bench: {script: train, table: t}\ntrain: {epochs: 2}\n")
     assert discover(bench)["base"].state(results) == "stale" and not discover(bench)["base"].done(results)
-    record = yaml.safe_load((results / "base" / RECORD).read_text())
-    (results / "base" / RECORD).write_text(yaml.safe_dump(record | {"finished_at": "t1"}))  # the baseline ran again
+    record = yaml.safe_load((results / "base" / BENCHMARK_RECORD).read_text())
+    (results / "base" / BENCHMARK_RECORD).write_text(yaml.safe_dump(record | {"finished_at": "t1"}))  # the baseline ran again
     assert discover(bench)["pruned"].stale_reason(results) == "config changed"
 
 
 # ----------------------------------------------------------------------------- one writer per folder
 def hold_lock(folder, command: str) -> subprocess.Popen:
-    """Another process holding `folder` as tools.run_folder documents it (as a running train would):
+    """Another process holding `folder` as tools.core.run_folder documents it (as a running train would):
     <folder>/.lock created with O_EXCL, naming PID, host and command, flock held while it runs."""
     code = ("import fcntl, os, socket, sys, time\n"
             f"os.makedirs({str(folder)!r}, exist_ok=True)\n"
@@ -204,8 +205,8 @@ def test_stale_lock_of_a_dead_process_is_taken_over_with_a_notice(tmp_path, caps
 
 
 def test_run_lock_is_reusable_on_any_folder(tmp_path):
-    from tools.errors import UserError
-    from tools.run_folder import RunLock
+    from tools.core.errors import UserError
+    from tools.core.run_folder import RunLock
 
     row = tmp_path / "bench" / "row"
     holder = hold_lock(row, "scripts.benchmark --run row")
@@ -256,7 +257,7 @@ def test_profile_honours_save_dir_and_never_overwrites(tiny_checkpoint, tmp_path
 
 # ----------------------------------------------------------------------------- lineage
 def test_repruning_is_judged_against_the_original_baseline(tiny_checkpoint, tmp_path, capsys):
-    from tools.fingerprint import file_sha256
+    from tools.core.fingerprint import file_sha256
 
     def prune(checkpoint, name, *extra):
         structured_script.main(["--checkpoint", str(checkpoint), "--save-dir", str(tmp_path / name), "--method", "l1",
@@ -296,7 +297,7 @@ def test_unstructured_repruning_reports_against_the_original(tiny_checkpoint, tm
 
 
 def test_a_complete_run_is_marked_last(tmp_path):
-    from tools.run_folder import COMPLETE, FAILED, RunFolder
+    from tools.core.run_folder import COMPLETE, FAILED, RunFolder
 
     with RunFolder(tmp_path / "r") as run:
         (run / "metrics.yaml").write_text("top1: 1\n")

@@ -1,11 +1,11 @@
 """Benchmark rows: headline first (bench.priority), estimated duration, and --budget-min."""
 
 import pytest
-
 from conftest import ROOT
-from tools.bench_budget import Budget, by_priority, expected_text
-from tools.benchmark import discover, plan
-from tools.errors import UserError
+
+from tools.core.errors import UserError
+from tools.workflows.bench_budget import Budget, by_priority, expected_text
+from tools.workflows.benchmark import discover, plan
 
 ROW = "bench: {{script: train, table: t, device: cuda, expected_min: {minutes}, priority: {priority}}}\n"
 

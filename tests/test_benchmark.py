@@ -2,13 +2,21 @@
 
 import pytest
 import yaml
+from conftest import ROOT
 
 import scripts.benchmark as benchmark_script
-from conftest import ROOT
-from tools.benchmark import (check_targets, discover, finetune_epochs, marker, plan, render_doc, script_argv,
-                             semi_structured_text)
-from tools.config import config_to_dict, load_config
-from tools.errors import UserError, run_cli
+from tools.core.config import config_to_dict, load_config
+from tools.core.errors import UserError, run_cli
+from tools.workflows.benchmark import (
+    check_targets,
+    discover,
+    finetune_epochs,
+    marker,
+    plan,
+    render_doc,
+    script_argv,
+    semi_structured_text,
+)
 
 TRAIN = f"""# A one-epoch resnet20 on tiny synthetic data.
 base: {ROOT / 'cfgs' / 'quickstart.yaml'}

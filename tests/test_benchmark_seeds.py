@@ -3,11 +3,11 @@
 
 import pytest
 import yaml
+from test_benchmark import PRUNE, TRAIN, write_bench
 
 import scripts.benchmark as benchmark_script
-from test_benchmark import PRUNE, TRAIN, write_bench
-from tools.benchmark import check_targets, discover, marker, mean_and_spread, read_row, script_argv
-from tools.errors import UserError
+from tools.core.errors import UserError
+from tools.workflows.benchmark import check_targets, discover, marker, mean_and_spread, read_row, script_argv
 
 SEEDED = PRUNE.replace("table: pruning", "table: pruning\n  seeds: [3, 5]")
 
@@ -100,11 +100,12 @@ def test_a_second_runner_on_one_row_exits_2_naming_the_holder(seeded, tmp_path, 
     import sys
 
     from conftest import ROOT
-    from tools.errors import run_cli
+
+    from tools.core.errors import run_cli
 
     root, _ = seeded
     row = tmp_path / "results" / "tiny_seeded"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom tools.run_folder import RunLock\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom tools.core.run_folder import RunLock\n"
                                f"with RunLock({str(row)!r}, command='scripts.benchmark --run tiny_seeded'):\n"
                                "    print('held', flush=True); time.sleep(60)"],
                               cwd=ROOT, stdout=subprocess.PIPE, text=True)

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tools.config import Config, config_to_dict, load_config, save_config
-from tools.errors import UserError
+from tools.core.config import Config, config_to_dict, load_config, save_config
+from tools.core.errors import UserError
 
 CFGS = Path(__file__).resolve().parents[1] / "cfgs"
 
@@ -105,7 +105,7 @@ def test_shipped_configs_load(path):
 
 
 def test_readme_documents_every_key():
-    from tools.config import _all_keys
+    from tools.core.config import _all_keys
 
     readme = (CFGS.parent / "README.md").read_text()
     leaves = [k for k in _all_keys(Config) if not any(o.startswith(k + ".") for o in _all_keys(Config))]

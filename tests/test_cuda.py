@@ -22,9 +22,9 @@ import yaml
 from torch import nn
 
 from datasets import build_data
-from tools.config import DataConfig, SyntheticConfig
-from tools.engine import evaluate, train_one_epoch
+from tools.core.config import DataConfig, SyntheticConfig
 from tools.models import build_model
+from tools.training.engine import StepOptions, evaluate, train_one_epoch
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 CUDA = torch.device("cuda")
@@ -66,14 +66,15 @@ def test_amp_bf16_train_step_on_cuda():
     model, data = tiny_model(), build_data(DATA, seed=0, device=CUDA)
     before = model.fc.weight.detach().clone()
     dtypes = conv_output_dtypes(model)
-    stats = train_one_epoch(model, data.train, sgd(model), device=CUDA, amp="bf16")
+    stats = train_one_epoch(model, data.train, sgd(model), device=CUDA, step=StepOptions(amp="bf16"))
     assert dtypes == {torch.bfloat16} and model.fc.weight.dtype == torch.float32  # autocast, fp32 master weights
     assert torch.isfinite(torch.tensor(stats["loss"])) and not torch.equal(before, model.fc.weight)
 
 
 def test_amp_fp16_with_grad_scaler_fit_checkpoint_and_resume_on_cuda(tmp_path):
-    from tools.config import TrainConfig
-    from tools.training import LAST, fit
+    from tools.core.config import TrainConfig
+    from tools.core.run_folder import LAST
+    from tools.training.fit import fit
 
     data = build_data(DATA, seed=0, device=CUDA)
     cfg = TrainConfig(epochs=1, lr=0.05, amp="fp16", scheduler="cosine", device="cuda")
@@ -92,7 +93,7 @@ def test_channels_last_train_and_eval_on_cuda():
     model, data = tiny_model(), build_data(DATA, seed=0, device=CUDA)
     seen = []
     model.conv1.register_forward_hook(lambda m, i, o: seen.append(i[0].is_contiguous(memory_format=torch.channels_last)))
-    train_one_epoch(model, data.train, sgd(model), device=CUDA, channels_last=True, amp="bf16")
+    train_one_epoch(model, data.train, sgd(model), device=CUDA, step=StepOptions(amp="bf16", channels_last=True))
     assert seen and all(seen)
     nhwc = evaluate(model, data.test, device=CUDA, channels_last=True)
     nchw = evaluate(model, data.test, device=CUDA, channels_last=False)
@@ -100,7 +101,7 @@ def test_channels_last_train_and_eval_on_cuda():
 
 
 def test_cuda_event_latency_whole_model_and_per_layer():
-    from tools.latency import measure_latency, per_layer_latency
+    from tools.measure.latency import measure_latency, per_layer_latency
 
     model = tiny_model()
     stats = measure_latency(model, (3, 16, 16), batch_size=32, device="cuda", warmup=3, repeats=10)
@@ -112,13 +113,13 @@ def test_cuda_event_latency_whole_model_and_per_layer():
 @pytest.mark.skipif(torch.cuda.is_available() and torch.cuda.get_device_capability() < (8, 0),
                     reason="2:4 sparse tensor cores need compute capability >= 8.0")
 def test_semi_structured_2to4_conversion_and_speed_measurement_on_cuda():
-    from tools import pruning_utils as pu
-    from tools.semi_structured import semi_structured_report
+    from tools.pruning import unstructured as un
+    from tools.pruning.semi_structured import semi_structured_report
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10)).to(CUDA)
-    pu.prune_step(pu.prunable_targets(model), method="nm", mode="layerwise", sparsity=0.0, n=2, m=4)
-    model = pu.remove_pruning_reparameterization(model)
+    un.prune_step(un.prunable_targets(model), method="nm", mode="layerwise", sparsity=0.0, nm=(2, 4))
+    model = un.remove_pruning_reparameterization(model)
     report = semi_structured_report(model, n=2, m=4, device=CUDA, batch_sizes=[256], warmup=3, repeats=10)
     assert [r["eligible"] for r in report["layers"]] == [True, False], report["layers"]
     (timing,) = report["timings"]
@@ -129,7 +130,7 @@ def test_semi_structured_2to4_conversion_and_speed_measurement_on_cuda():
 def test_ddp_one_process_nccl_train_step_on_cuda(tmp_path, monkeypatch):
     import torch.distributed as torch_dist
 
-    from tools.checkpoint import unwrap
+    from tools.modeling.checkpoint import unwrap
 
     # One process on one machine: a file store (no port to pick) and NCCL's bootstrap on loopback,
     # so a sandbox without other network interfaces works too.
@@ -138,7 +139,7 @@ def test_ddp_one_process_nccl_train_step_on_cuda(tmp_path, monkeypatch):
     try:
         model = nn.parallel.DistributedDataParallel(tiny_model(), device_ids=[CUDA.index or 0])
         data = build_data(DATA, seed=0, device=CUDA, rank=0, world_size=torch_dist.get_world_size())
-        stats = train_one_epoch(model, data.train, sgd(model), device=CUDA, amp="bf16")
+        stats = train_one_epoch(model, data.train, sgd(model), device=CUDA, step=StepOptions(amp="bf16"))
         result = evaluate(unwrap(model), data.test, device=CUDA)
         assert torch.isfinite(torch.tensor(stats["loss"])) and result["num_samples"] == 128
         assert unwrap(model) is model.module
@@ -147,11 +148,12 @@ def test_ddp_one_process_nccl_train_step_on_cuda(tmp_path, monkeypatch):
 
 
 def test_scripts_train_prune_structured_export_profile_on_cuda(tmp_path):
+    from conftest import ROOT
+
     import scripts.export_onnx as export_script
     import scripts.profile as profile_script
     import scripts.prune_structured as prune_script
     import scripts.train as train_script
-    from conftest import ROOT
 
     cuda = ["--device", "cuda"]
     train_script.main(["--config", str(ROOT / "cfgs" / "quickstart.yaml"), "--save-dir", str(tmp_path / "train"),

@@ -24,8 +24,8 @@ from datasets.augment import AugmentSpec, crop_flip, draw_params
 from datasets.seeding import generator_for, shard
 from datasets.synthetic import generate_synthetic
 from datasets.tensor_loader import TensorLoader
-from tools.config import DataConfig, SyntheticConfig
-from tools.errors import UserError
+from tools.core.config import DataConfig, SyntheticConfig
+from tools.core.errors import UserError
 
 
 def synthetic_cfg(**overrides) -> DataConfig:

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from tools.engine import train_one_epoch
-from tools.errors import UserError
+from tools.core.errors import UserError
+from tools.training.engine import train_one_epoch
 
 
 def test_nonfinite_loss_is_reported_once_per_epoch():

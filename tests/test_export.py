@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import save_variant
 
 import scripts.export_onnx as export_script
-from conftest import save_variant
-from tools.errors import run_cli
+from tools.core.errors import run_cli
 from tools.models import build_model
 
 

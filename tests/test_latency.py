@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from tools.errors import UserError
-from tools.latency import measure_latency, per_layer_latency
+from tools.core.errors import UserError
+from tools.measure.latency import measure_latency, per_layer_latency
 
 
 def _tiny():

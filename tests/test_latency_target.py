@@ -1,4 +1,4 @@
-"""Latency targets (tools.latency_target): the measured table, the greedy allocation on the
+"""Latency targets (tools.pruning.latency_target): the measured table, the greedy allocation on the
 detected block multiple, BatchNorm folding, and the bad inputs (unreachable target, missing
 backend, exclusive targets) exiting 2 with one line."""
 
@@ -10,13 +10,13 @@ import yaml
 from torch import nn
 
 import scripts.prune_structured as prune_script
-from tools import latency_target as lt
-from tools import structured as st
-from tools.config import Config
-from tools.errors import UserError, run_cli
-from tools.latency import fold_batchnorm
+from tools.core.config import Config
+from tools.core.errors import UserError, run_cli
+from tools.measure.latency import fold_batchnorm
 from tools.models import build_model
-from tools.structured_run import check_structured_config
+from tools.pruning import latency_target as lt
+from tools.pruning import structured as st
+from tools.runs.prune_structured import check_structured_config
 
 FAST = ["--set", "train.device=cpu", "data.num_workers=0"]
 
@@ -34,8 +34,8 @@ def plan_for(model: nn.Module, round_to: int, max_pruning_ratio: float = 0.8) ->
     example = torch.zeros(1, 3, 32, 32)
     ignored = st.output_layer_names(model, example)
     table = st.importance_table(model, example, method="l2", ignored_layers=ignored)
-    return st.ChannelPlan(model, example, table=table, round_to=round_to, max_pruning_ratio=max_pruning_ratio,
-                          ignored_layers=ignored)
+    limits = st.ChannelLimits(max_pruning_ratio=max_pruning_ratio, round_to=round_to)
+    return st.ChannelPlan(model, example, table=table, limits=limits, ignored_layers=ignored)
 
 
 def test_table_is_measured_monotone_and_cached(tmp_path, monkeypatch, capsys):
@@ -178,14 +178,14 @@ def test_noisy_timing_refuses_to_call_the_target_met(monkeypatch):
 
 
 def test_explanation_names_layers_off_the_fast_path_with_the_count_they_need(monkeypatch):
-    from tools.profiling import explain, off_fast_path
+    from tools.measure.profiling import ChannelFacts, explain, off_fast_path
 
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
     model = tiny_net()
     model[0], model[3] = nn.Conv2d(3, 24, 3, padding=1), nn.Conv2d(24, 24, 3, padding=1)
     off = off_fast_path(model)
     assert off["multiple"] == 16 and [r["layer"] for r in off["layers"]] == ["0", "3"]
-    text = explain(50, 10, batch_size=64, device="cpu", odd_channels=["0"], noise=1.0, backend="onnxruntime",
-                   off_fast_path=off)
+    text = explain(50, 10, batch_size=64, device="cpu", noise=1.0, backend="onnxruntime",
+                   channels=ChannelFacts(odd_8=["0"], off_fast_path=off))
     assert "0 has 3 -> 24 channels, needs 3 -> 32" in text and "3 has 24 -> 24 channels, needs 32 -> 32" in text
     assert "16-channel blocks" in text and "multiples of 8" not in text

@@ -14,8 +14,8 @@ import torch.nn as nn
 import torch.nn.utils.prune
 import torch_pruning as tp
 
-from tools.errors import UserError
-from tools.metrics import (
+from tools.core.errors import UserError
+from tools.measure.metrics import (
     accuracy_topk,
     compare_metrics,
     count_macs_params,

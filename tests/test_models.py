@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from tools.errors import UserError
+from tools.core.errors import UserError
 from tools.models import MODEL_NAMES, build_model, extract_state_dict, load_state_into
 
 # (in_channels, image_size) each model is normally trained at.

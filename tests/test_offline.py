@@ -17,8 +17,8 @@ from conftest import ROOT
 from test_packed import make_image_tree
 
 import scripts.wheels as wheels_script
-import tools.offline as offline
-from tools.errors import UserError
+import tools.core.offline as offline
+from tools.core.errors import UserError
 
 
 def env_without_uv() -> dict[str, str]:

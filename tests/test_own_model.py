@@ -10,9 +10,9 @@ import yaml
 from torch import nn
 
 from tests.conftest import ROOT
-from tools.checkpoint import load_model, read_checkpoint, save_checkpoint
-from tools.config import ModelConfig, config_to_dict, load_config
-from tools.errors import UserError
+from tools.core.config import ModelConfig, config_to_dict, load_config
+from tools.core.errors import UserError
+from tools.modeling.checkpoint import load_model, read_checkpoint, save_checkpoint
 from tools.models import build_model, load_state_into
 
 OWN = "tests/assets/cifar_resnet.py:resnet"  # relative to the repository root, where the scripts run
@@ -118,7 +118,7 @@ def test_pickle_only_checkpoint_needs_trust(tiny_checkpoint, tmp_path, capsys):
     model.run_config = ckpt["config"]
     torch.save(model, tmp_path / "pickled.pth")
     with pytest.raises(SystemExit) as exc:
-        from tools.errors import run_cli
+        from tools.core.errors import run_cli
         run_cli(eval_script.main, ["--checkpoint", str(tmp_path / "pickled.pth"), "--save-dir", str(tmp_path / "e")])
     err = capsys.readouterr().err.strip()
     assert exc.value.code == 2 and "\n" not in err, err
@@ -169,7 +169,7 @@ def test_model_name_forms_and_their_errors():
 
 def test_model_zoo_rows_and_doc(tmp_path):
     """A fast subset of docs/models.md: one model through every step, one that torch-pruning cannot trace."""
-    from tools.model_zoo import check_model, row_key, write_doc
+    from tools.workflows.model_zoo import check_model, row_key, write_doc
 
     ok = check_model("squeezenet1_1", image_size=32)
     assert ok["status"] == "ok" and abs(ok["macs_reduction_pct"] - 30) <= 1, ok

@@ -14,8 +14,8 @@ import datasets.imagefolder as imagefolder_module
 import scripts.pack_data as pack_script
 from datasets import build_data
 from datasets.packed import read_pack
-from tools.config import DataConfig
-from tools.errors import UserError, run_cli
+from tools.core.config import DataConfig
+from tools.core.errors import UserError, run_cli
 
 
 def make_image_tree(root, splits=("train", "test"), per_class=4):

@@ -2,10 +2,10 @@
 
 import pytest
 import yaml
+from conftest import ROOT
 
 import scripts.pipeline as pipeline_script
-from conftest import ROOT
-from tools.errors import run_cli
+from tools.core.errors import run_cli
 
 TINY = [
     "--config", str(ROOT / "cfgs" / "quickstart.yaml"), "--set", "data.synthetic.train_size=96",
@@ -71,7 +71,7 @@ def test_failed_step_stops_and_keeps_earlier_outputs(pipeline_run, tmp_path, cap
 
 
 def test_latency_step_sits_beside_the_macs_step(tmp_path):
-    from tools.pipeline import pipeline_steps
+    from tools.workflows.pipeline import pipeline_steps
 
     steps = pipeline_steps(config="c.yaml", run_dir=tmp_path, sets=[], latency_target=0.4)
     names = [s.name for s in steps]
@@ -83,8 +83,8 @@ def test_latency_step_sits_beside_the_macs_step(tmp_path):
 
 
 def test_a_failed_optional_step_does_not_stop_the_pipeline(tmp_path, capsys):
-    from tools.errors import UserError
-    from tools.pipeline import Step, run_steps
+    from tools.core.errors import UserError
+    from tools.workflows.pipeline import Step, run_steps
 
     def busy():
         raise UserError("timing spread +-9.0 pts is larger than the tolerance +-5.0 pts")

@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 import scripts.profile as profile_script
-from tools.errors import run_cli
-from tools.profiling import explain, flops_vs_latency, merge_rounds
+from tools.core.errors import run_cli
+from tools.measure.profiling import ChannelFacts, explain, flops_vs_latency, merge_rounds
 
 
 def test_profile_two_checkpoints_writes_every_key_and_the_plot(tiny_checkpoint, pruned_checkpoint, tmp_path):
@@ -53,7 +53,7 @@ def test_flops_vs_latency_on_crafted_entries():
 
 
 def test_explain_mentions_noise_and_gpu_launches():
-    text = explain(50, 5, batch_size=256, device="cuda:0", odd_channels=[], noise=1.5)
+    text = explain(50, 5, batch_size=256, device="cuda:0", noise=1.5)
     assert "noisy" in text and "launch" in text and "batch 256" not in text
 
 
@@ -76,11 +76,11 @@ def test_missing_checkpoint_exits_2(tmp_path, capsys):
 
 
 def test_explain_points_onnxruntime_at_its_16_channel_blocks():
-    text = explain(50, 10, batch_size=64, device="cpu", odd_channels=[], noise=1.0, backend="onnxruntime",
-                   odd_channels_16=["layer2.0.conv1"])
+    channels = ChannelFacts(odd_16=["layer2.0.conv1"])
+    text = explain(50, 10, batch_size=64, device="cpu", noise=1.0, backend="onnxruntime", channels=channels)
     assert "blocks of 16 channels" in text and "layer2.0.conv1" in text and "round_to=16" in text
-    assert "blocks of 16" not in explain(50, 10, batch_size=64, device="cpu", odd_channels=[], noise=1.0,
-                                         odd_channels_16=["layer2.0.conv1"])  # eager torch: not this cause
+    assert "blocks of 16" not in explain(50, 10, batch_size=64, device="cpu", noise=1.0,
+                                         channels=channels)  # eager torch: not this cause
 
 
 def test_interleaved_rounds(tiny_checkpoint, pruned_checkpoint, tmp_path):

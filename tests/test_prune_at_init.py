@@ -9,13 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import tools.pai_run as pai_run
-from tools.errors import UserError
+import tools.runs.prune_at_init as at_init_run
+from tools.core.errors import UserError
+from tools.measure.traces import STEP_LABEL, conv_time_from_trace, merged_duration_us, record_inference_trace
 from tools.models import build_model
-from tools.pai_trace import STEP_LABEL, conv_time_from_trace, merged_duration_us, record_inference_trace
-from tools.prune_at_init import (
+from tools.pruning.at_init import (
     GRASP_EPS,
     PRUNERS,
+    ScoreInputs,
     compute_scores,
     density_from_compression,
     grasp_scores,
@@ -28,7 +29,7 @@ from tools.prune_at_init import (
     snip_scores,
     synflow_scores,
 )
-from tools.unstructured import current_masks, prunable_targets
+from tools.pruning.unstructured import current_masks, prunable_targets
 
 W1 = [[1.0, -2.0], [0.5, 1.5]]
 W2 = [[2.0, -1.0], [-0.5, 1.0]]
@@ -171,7 +172,7 @@ def test_grasp_prunes_its_highest_scores():
     data = [(torch.tensor([[1.0, 0.75], [0.3, -0.2]], dtype=torch.float64), torch.tensor([0, 1]))]
     scores = torch.cat([s.flatten() for s in grasp_scores(model, targets, data).values()])
     prune_to_density(model, targets, pruner="grasp", density=0.5, scope="global", schedule="exponential",
-                     iterations=1, batches=data, input_shape=(2,))
+                     iterations=1, inputs=ScoreInputs(data, (2,)))
     kept = torch.cat([(t.tensor != 0).flatten() for t in targets])
     assert set(torch.nonzero(~kept).flatten().tolist()) == set(scores.topk(4).indices.tolist())
 
@@ -218,7 +219,7 @@ def test_masks_reach_the_requested_density_exactly(pruner, scope):
         targets = prunable_targets(model, prune_biases=True)
         density = density_from_compression(compression)
         report = prune_to_density(model, targets, pruner=pruner, density=density, scope=scope, schedule="exponential",
-                                  iterations=3 if pruner == "synflow" else 1, batches=batches(0), input_shape=(3, 6, 6))
+                                  iterations=3 if pruner == "synflow" else 1, inputs=ScoreInputs(batches(0), (3, 6, 6)))
         if scope == "global":
             assert report["remaining"] == int(density * report["total"] + 0.5), (compression, report["remaining"])
         else:
@@ -230,7 +231,7 @@ def test_masks_reach_the_requested_density_exactly(pruner, scope):
 def test_masks_only_grow_and_the_model_mode_is_kept():
     model = tiny_cnn().train()
     targets = prunable_targets(model)
-    kw = dict(pruner="snip", scope="global", schedule="linear", iterations=2, batches=batches(0), input_shape=(3, 6, 6))
+    kw = dict(pruner="snip", scope="global", schedule="linear", iterations=2, inputs=ScoreInputs(batches(0), (3, 6, 6)))
     prune_to_density(model, targets, density=0.3, **kw)
     first = current_masks(targets)
     prune_to_density(model, targets, density=0.05, **kw)
@@ -254,7 +255,7 @@ def test_synflow_avoids_layer_collapse_where_magnitude_collapses():
         targets = prunable_targets(model)
         reports[pruner] = prune_to_density(model, targets, pruner=pruner, density=density_from_compression(3),
                                            scope="global", schedule="exponential", iterations=100 if pruner == "synflow" else 1,
-                                           batches=[], input_shape=(1, 8, 8))
+                                           inputs=ScoreInputs([], (1, 8, 8)))
         reports[pruner]["paths"] = connected_paths(model)
     assert reports["mag"]["collapsed_layers"] and reports["mag"]["paths"] == 0
     assert reports["synflow"]["collapsed_layers"] == [] and reports["synflow"]["paths"] > 0
@@ -267,7 +268,7 @@ def test_rewind_restores_weights_and_keeps_masks():
     init = initial_state(model)
     targets = prunable_targets(model)
     prune_to_density(model, targets, pruner="mag", density=0.3, scope="global", schedule="exponential", iterations=1,
-                     batches=[], input_shape=(3, 6, 6))
+                     inputs=ScoreInputs([], (3, 6, 6)))
     masks = current_masks(targets)
     with torch.no_grad():
         for p in model.parameters():
@@ -296,10 +297,10 @@ def test_multishot_levels_rewind_weights_and_keep_masks(monkeypatch, tmp_path):
                 t.trainable.add_(torch.randn_like(t.trainable))
         return {"epochs": epochs, "wall_time_s": 0.0, "peak_memory_mib": None, "memory_kind": None, "best_val_top1": None}
 
-    monkeypatch.setattr(pai_run, "train_phase", fake_training)
-    plan = pai_run.PaiPlan(experiment="multishot", pruners=["mag"], compressions=[1.0], levels=[2], pre_epochs=1)
+    monkeypatch.setattr(at_init_run, "train_phase", fake_training)
+    plan = at_init_run.AtInitPlan(experiment="multishot", pruners=["mag"], compressions=[1.0], levels=[2], pre_epochs=1)
     ctx = SimpleNamespace(input_shape=(3, 6, 6), cfg=SimpleNamespace(train=SimpleNamespace(seed=0)))
-    report, costs, _ = pai_run.prune_point(model, targets, ctx, plan, pai_run.Point("mag", 1.0, 2), batches=[],
+    report, costs, _ = at_init_run.prune_point(model, targets, ctx, plan, at_init_run.Point("mag", 1.0, 2), batches=[],
                                            init_state=init, point_dir=tmp_path)
     assert len(seen) == 2 and not seen[0][0]  # no mask before the first level's training
     level1_masks, level2_start = seen[1]

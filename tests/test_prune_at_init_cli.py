@@ -1,4 +1,4 @@
-"""scripts.prune_at_init and scripts.pai_report end to end on tiny synthetic data."""
+"""scripts.prune_at_init and scripts.at_init_report end to end on tiny synthetic data."""
 
 import csv
 import re
@@ -8,13 +8,13 @@ import pytest
 import torch
 import yaml
 
-import scripts.pai_report as report_script
-import scripts.prune_at_init as pai_script
-from tools.errors import run_cli
+import scripts.at_init_report as report_script
+import scripts.prune_at_init as at_init_script
+from tools.core.errors import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
-    "--config", str(ROOT / "cfgs" / "pai_quickstart.yaml"), "--set", "data.synthetic.train_size=64",
+    "--config", str(ROOT / "cfgs" / "at_init_quickstart.yaml"), "--set", "data.synthetic.train_size=64",
     "data.synthetic.test_size=32", "data.synthetic.resolution=8", "data.synthetic.num_classes=4", "data.batch_size=32",
     "data.eval_batch_size=32", "train.device=cpu", "train.deterministic=true", "pai.prune_epochs=5", "pai.prune_images=16",
     "pai.post_epochs=1",
@@ -29,7 +29,7 @@ def read_rows(run_dir: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def grid_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("pai") / "grid"
-    pai_script.main(TINY + ["--pruner-list", "rand,mag,snip,grasp,synflow", "--compression-list", "0.5,2",
+    at_init_script.main(TINY + ["--pruner-list", "rand,mag,snip,grasp,synflow", "--compression-list", "0.5,2",
                             "--save-trace", "--save-dir", str(run_dir)])
     return run_dir
 
@@ -91,7 +91,7 @@ def test_report_tables_and_histograms(grid_run, tmp_path, capsys):
 
 def test_multishot_rewinds_to_the_initial_weights(tmp_path):
     run_dir = tmp_path / "multi"
-    pai_script.main(TINY + ["--experiment", "multishot", "--pruner", "mag", "--compression", "1", "--level-list", "1,2",
+    at_init_script.main(TINY + ["--experiment", "multishot", "--pruner", "mag", "--compression", "1", "--level-list", "1,2",
                             "--pre-epochs", "1", "--post-epochs", "0", "--model", "fc", "--save-dir", str(run_dir)])
     rows = read_rows(run_dir)
     assert [(r["pruner"], r["level"]) for r in rows] == [("mag", "1"), ("mag", "2")]
@@ -114,12 +114,12 @@ def run_exit_code(main, argv, capsys) -> tuple[int, str]:
 
 def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
     cases = [
-        (pai_script.main, TINY + ["--pruner-list", "rand,snipp"], r"unknown pruner 'snipp' \(did you mean 'snip'\?\)"),
-        (pai_script.main, TINY + ["--compression", "-1"], r"pai.compressions\[0\] must be >= 0 .*got -1.0 in command-line flags"),
-        (pai_script.main, TINY + ["--compression-list", "0.5,x"], r"--compression-list must be a comma-separated list"),
-        (pai_script.main, TINY + ["--experiment", "multishot", "--level-list", "0"], r"pai.levels\[0\] must be >= 1"),
-        (pai_script.main, TINY + ["--set", "pai.scope=layer"], r"unknown scope 'layer'"),
-        (pai_script.main, TINY + ["--set", "pai.prune_epochs=0"], r"pai.prune_epochs must be >= 1"),
+        (at_init_script.main, TINY + ["--pruner-list", "rand,snipp"], r"unknown pruner 'snipp' \(did you mean 'snip'\?\)"),
+        (at_init_script.main, TINY + ["--compression", "-1"], r"pai.compressions\[0\] must be >= 0 .*got -1.0 in command-line flags"),
+        (at_init_script.main, TINY + ["--compression-list", "0.5,x"], r"--compression-list must be a comma-separated list"),
+        (at_init_script.main, TINY + ["--experiment", "multishot", "--level-list", "0"], r"pai.levels\[0\] must be >= 1"),
+        (at_init_script.main, TINY + ["--set", "pai.scope=layer"], r"unknown scope 'layer'"),
+        (at_init_script.main, TINY + ["--set", "pai.prune_epochs=0"], r"pai.prune_epochs must be >= 1"),
         (report_script.main, [str(tmp_path / "nothing")], r"results.yaml not found"),
     ]
     for main, argv, pattern in cases:

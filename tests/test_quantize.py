@@ -10,7 +10,7 @@ import yaml
 
 import scripts.eval as eval_script
 import scripts.quantize as quantize_script
-from tools.errors import run_cli
+from tools.core.errors import run_cli
 from tools.models import build_model
 
 FAST = ["quantize.num_images=32"]
@@ -84,7 +84,7 @@ def test_op_without_int8_kernel_is_listed_and_the_rest_quantized(tiny_checkpoint
 
 
 def test_calibration_data_of_the_wrong_shape_exits_2(tiny_checkpoint, tmp_path, capsys):
-    from tools.export import export_onnx
+    from tools.modeling.export import export_onnx
     from tools.models import build_model
 
     model = build_model("resnet20", num_classes=4, image_size=16)

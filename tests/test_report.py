@@ -4,8 +4,8 @@ import pytest
 import yaml
 
 import scripts.report as report_script
-from tools.errors import UserError
-from tools.report import ablation_table, summarize_run
+from tools.core.errors import UserError
+from tools.reports.report import ablation_table, summarize_run
 
 
 def write_run(folder, metrics, config=None, log=None):

@@ -13,14 +13,14 @@ import pytest
 import torch
 import yaml
 
+import scripts.at_init_report as at_init_report_script
 import scripts.eval as eval_script
 import scripts.export_onnx as export_script
-import scripts.pai_report as pai_report_script
-import scripts.prune_at_init as pai_script
+import scripts.prune_at_init as at_init_script
 import scripts.prune_structured as prune_script
 import scripts.report as report_script
-from tools.comparison import COLUMNS
-from tools.lab_grader import lab_score
+from tools.measure.lab_grader import lab_score
+from tools.reports.comparison import COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = ["--set", "train.device=cpu", "data.num_workers=0"]
@@ -103,11 +103,11 @@ def test_bootcamp_commands_print_what_the_documents_promise(course_dir, capsys):
 def test_mobilenet_lab_grader_scores_the_file_as_the_lab_does(tmp_path, capsys):
     import torch_pruning as tp
 
-    from tools import structured as st
-    from tools.config import config_to_dict, load_config
-    from tools.metrics import count_macs_params
+    from tools.core.config import config_to_dict, load_config
+    from tools.measure.metrics import count_macs_params
     from tools.models import build_model
-    from tools.structured_run import save_pruned_model
+    from tools.pruning import structured as st
+    from tools.runs.prune_structured import save_pruned_model
 
     cfg = load_config(str(ROOT / "cfgs" / "lab_mobilenetv2.yaml"), overrides=[
         "data.name=synthetic", "data.synthetic.test_size=4", "data.synthetic.train_size=4", "data.fast_path=true",
@@ -119,7 +119,7 @@ def test_mobilenet_lab_grader_scores_the_file_as_the_lab_does(tmp_path, capsys):
     assert dense_macs * (1 - s.target_macs_reduction + s.target_tolerance) < 45e6
     example = torch.zeros(1, 3, 32, 32)  # channels do not depend on the resolution: trace small, grade at 224
     plan = st.ChannelPlan(model, example, table=st.importance_table(model, example, method="l2", ignored_layers=[
-        "classifier.1"]), round_to=8, max_pruning_ratio=0.8, ignored_layers=["classifier.1"])
+        "classifier.1"]), limits=st.ChannelLimits(max_pruning_ratio=0.8, round_to=8), ignored_layers=["classifier.1"])
     st.apply_plan(model, example, plan, plan.counts(0.5))
     save_pruned_model(model, tmp_path, config=config_to_dict(cfg), metrics={}, input_shape=(3, 224, 224), num_classes=10)
     (tmp_path / "pruned_model.pth").rename(tmp_path / "mobilenet.pth")  # the lab's file name
@@ -144,18 +144,18 @@ def test_lab_score_formula_on_known_numbers():
 def test_prune_at_init_runs_the_assignments_own_command_line(tmp_path, capsys):
     assignment = ["--model-class", "lottery", "--model", "resnet20", "--dataset", "synthetic", "--experiment",
                   "singleshot", "--pruner", "synflow", "--compression", "0.5", "--post-epoch", "1"]
-    tiny = ["--config", str(ROOT / "cfgs" / "pai_quickstart.yaml"), "--prune-epochs", "2", "--set",
+    tiny = ["--config", str(ROOT / "cfgs" / "at_init_quickstart.yaml"), "--prune-epochs", "2", "--set",
             "data.synthetic.train_size=32", "data.synthetic.test_size=16", "train.device=cpu"]
     for expid, extra in (("fp32", []), ("amp", ["--quantization"])):
-        pai_script.main(tiny + assignment + ["--expid", expid, "--save-dir", str(tmp_path / expid)] + extra)
+        at_init_script.main(tiny + assignment + ["--expid", expid, "--save-dir", str(tmp_path / expid)] + extra)
         point = yaml.safe_load((tmp_path / expid / "results.yaml").read_text())["points"][0]
         assert (point["pruner"], point["compression"], point["post_epochs"]) == ("synflow", 0.5, 1)
     assert yaml.safe_load((tmp_path / "amp" / "config.yaml").read_text())["train"]["amp"] == "bf16"
     capsys.readouterr()
-    pai_report_script.main([str(tmp_path / "fp32"), str(tmp_path / "amp")])
+    at_init_report_script.main([str(tmp_path / "fp32"), str(tmp_path / "amp")])
     text = (tmp_path / "fp32" / "report_all.md").read_text()
     assert "## AMP vs FP32" in text and "needs CUDA" in text
-    flags = pai_script.cli_flags(pai_script.parse_args(["--model-class", "imagenet", "--dataset", "cifar10",
+    flags = at_init_script.cli_flags(at_init_script.parse_args(["--model-class", "imagenet", "--dataset", "cifar10",
                                                          "--post-epoch", "3", "--quantization", "fp16"]))
     assert (flags["model.stem"], flags["data.name"], flags["pai.post_epochs"], flags["train.amp"]) == (
         "imagenet", "cifar10", 3, "fp16")

@@ -9,13 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from tools import pruning_utils as pu
-from tools.distill import distillation_loss, kd_divergence
-from tools.engine import train_one_epoch
-from tools.errors import UserError
-from tools.metrics import count_macs_params, count_nonzero_macs_params
+from tools.core.errors import UserError
+from tools.measure.metrics import count_macs_params, count_nonzero_macs_params
 from tools.models import MODEL_NAMES, build_model
-from tools.structured_run import final_block
+from tools.pruning import kernels
+from tools.pruning import structured as st
+from tools.runs.prune_structured import final_block
+from tools.training.distill import distillation_loss, kd_divergence
+from tools.training.engine import StepOptions, train_one_epoch
 
 NUM_CLASSES = 10
 
@@ -32,16 +33,16 @@ def prepared(name: str):
     torch.manual_seed(0)
     example = example_for(name)
     model = build_model(name, num_classes=NUM_CLASSES, in_channels=example.shape[1], image_size=example.shape[2]).eval()
-    pu.check_traceable(model, example)
-    ignored = pu.output_layer_names(model, example)
-    table = pu.importance_table(model, example, method="l2", ignored_layers=ignored)
+    st.check_traceable(model, example)
+    ignored = st.output_layer_names(model, example)
+    table = st.importance_table(model, example, method="l2", ignored_layers=ignored)
     return model, example, ignored, table, count_macs_params(model, tuple(example.shape))[0]
 
 
-def plan_for(name: str, **limits) -> pu.ChannelPlan:
+def plan_for(name: str, **limits) -> st.ChannelPlan:
     model, example, ignored, table, _ = prepared(name)
     limits = {"max_pruning_ratio": 0.8, "round_to": 8, **limits}
-    return pu.ChannelPlan(model, example, table=table, ignored_layers=ignored, **limits)
+    return st.ChannelPlan(model, example, table=table, ignored_layers=ignored, limits=st.ChannelLimits(**limits))
 
 
 def changed_layers_respect_round_to(before: dict, after: dict, round_to: int) -> bool:
@@ -52,10 +53,10 @@ def changed_layers_respect_round_to(before: dict, after: dict, round_to: int) ->
 def test_every_model_prunes_at_ratio_0_3(name):
     model, example, ignored, table, base_macs = prepared(name)
     pruned = copy.deepcopy(model)
-    counts = pu.prune_channels(pruned, example, ratio=0.3, table=table, max_pruning_ratio=0.8, round_to=8,
+    counts = st.prune_channels(pruned, example, ratio=0.3, table=table, max_pruning_ratio=0.8, round_to=8,
                                ignored_layers=ignored)
-    pu.verify_forward(pruned, example, NUM_CLASSES)
-    before, after = pu.channel_counts(model), pu.channel_counts(pruned)
+    st.verify_forward(pruned, example, NUM_CLASSES)
+    before, after = st.channel_counts(model), st.channel_counts(pruned)
     assert sum(counts.values()) > 0 and count_macs_params(pruned, tuple(example.shape))[0] < base_macs
     assert all(after[n] == before[n] for n in ignored), "the classifier keeps its classes"
     assert changed_layers_respect_round_to(before, after, 8)
@@ -65,20 +66,20 @@ def test_every_model_prunes_at_ratio_0_3(name):
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_every_model_reaches_target_macs_reduction_0_5(name):
     model, example, ignored, table, base_macs = prepared(name)
-    found = pu.search_channels(model, example, plan_for(name), target=0.5, tolerance=0.01,
+    found = st.search_channels(model, example, plan_for(name), target=0.5, tolerance=0.01,
                                reduction_of=lambda m: 1 - count_macs_params(m, tuple(example.shape))[0] / base_macs)
-    pu.verify_forward(found.model, example, NUM_CLASSES)
+    st.verify_forward(found.model, example, NUM_CLASSES)
     assert 0.49 <= found.reduction <= 0.51, found
     reached = 1 - count_macs_params(found.model, tuple(example.shape))[0] / base_macs
     assert reached == pytest.approx(found.reduction)
-    assert changed_layers_respect_round_to(pu.channel_counts(model), pu.channel_counts(found.model), 8)
-    assert pu.channel_counts(model) == pu.channel_counts(prepared(name)[0]), "the search leaves the model alone"
+    assert changed_layers_respect_round_to(st.channel_counts(model), st.channel_counts(found.model), 8)
+    assert st.channel_counts(model) == st.channel_counts(prepared(name)[0]), "the search leaves the model alone"
 
 
 def test_ignored_layers_keep_their_shape():
     model, example, ignored, table, _ = prepared("resnet20")
     pruned = copy.deepcopy(model)
-    pu.prune_channels(pruned, example, ratio=0.5, table=table, round_to=8, ignored_layers=ignored + ["conv1"])
+    st.prune_channels(pruned, example, ratio=0.5, table=table, round_to=8, ignored_layers=ignored + ["conv1"])
     assert pruned.conv1.weight.shape == model.conv1.weight.shape
     assert pruned.fc.out_features == NUM_CLASSES
     assert pruned.layer3[0].conv1.out_channels < model.layer3[0].conv1.out_channels  # the rest is pruned
@@ -105,9 +106,9 @@ class Branches(nn.Module):
 def test_concatenations_and_grouped_convs(cat):
     torch.manual_seed(0)
     model, example = Branches(cat).eval(), torch.zeros(1, 3, 8, 8)
-    table = pu.importance_table(model, example, method="l2", ignored_layers=["fc"])
-    pu.prune_channels(model, example, ratio=0.5, table=table, round_to=1, ignored_layers=["fc"])
-    pu.verify_forward(model, example, NUM_CLASSES)
+    table = st.importance_table(model, example, method="l2", ignored_layers=["fc"])
+    st.prune_channels(model, example, ratio=0.5, table=table, round_to=1, ignored_layers=["fc"])
+    st.verify_forward(model, example, NUM_CLASSES)
     if cat:
         assert model.g.in_channels == model.a.out_channels + model.b.out_channels < 32
     else:
@@ -118,8 +119,8 @@ def test_round_to_and_max_pruning_ratio_hold():
     model, example, ignored, table, _ = prepared("resnet56")
     plan = plan_for("resnet56", round_to=16, max_pruning_ratio=0.5)
     pruned = copy.deepcopy(model)
-    pu.apply_plan(pruned, example, plan, plan.counts(0.99))
-    before, after = pu.channel_counts(model), pu.channel_counts(pruned)
+    st.apply_plan(pruned, example, plan, plan.counts(0.99))
+    before, after = st.channel_counts(model), st.channel_counts(pruned)
     assert changed_layers_respect_round_to(before, after, 16)
     assert all(after[n] >= math.ceil(before[n] * 0.5) for n in before), "no layer loses more than half"
     assert any(after[n] < before[n] for n in before)
@@ -133,46 +134,45 @@ def test_reduction_grows_with_the_ratio():
 
 def test_layer_ratios_override_the_default():
     model, example, ignored, table, _ = prepared("resnet20")
-    plan = pu.ChannelPlan(model, example, table=table, round_to=1, ignored_layers=ignored,
-                          layer_ratios={"layer3.1.conv1": 0.5})
+    plan = st.ChannelPlan(model, example, table=table, ignored_layers=ignored, layer_ratios={"layer3.1.conv1": 0.5})
     counts = plan.counts(0.0)
     assert counts["layer3.1.conv1"] == 32 and sum(counts.values()) == 32
     with pytest.raises(UserError, match="structured.layer_ratios names 'layer9'"):
-        pu.ChannelPlan(model, example, table=table, layer_ratios={"layer9": 0.5})
+        st.ChannelPlan(model, example, table=table, layer_ratios={"layer9": 0.5})
 
 
-@pytest.mark.parametrize("method", pu.STRUCTURED_METHODS)
+@pytest.mark.parametrize("method", st.STRUCTURED_METHODS)
 def test_every_importance_method_prunes_resnet20(method):
     model, example, ignored, _, _ = prepared("resnet20")
     model = copy.deepcopy(model)
     if method == "taylor":
         batches = [(torch.randn(8, 3, 16, 16), torch.randint(0, NUM_CLASSES, (8,)))]
-        pu.accumulate_gradients(model, batches, batches=1, device=torch.device("cpu"))
-    table = pu.importance_table(model, example, method=method, ignored_layers=ignored)
+        st.accumulate_gradients(model, batches, batches=1, device=torch.device("cpu"))
+    table = st.importance_table(model, example, method=method, ignored_layers=ignored)
     model.zero_grad(set_to_none=True)
-    pu.prune_channels(model, example, ratio=0.3, table=table, round_to=8, ignored_layers=ignored)
-    pu.verify_forward(model, example, NUM_CLASSES)
+    st.prune_channels(model, example, ratio=0.3, table=table, round_to=8, ignored_layers=ignored)
+    st.verify_forward(model, example, NUM_CLASSES)
     before = prepared("resnet20")[0]
-    assert sum(pu.channel_counts(model).values()) < sum(pu.channel_counts(before).values())
+    assert sum(st.channel_counts(model).values()) < sum(st.channel_counts(before).values())
 
 
 def test_bn_scale_without_batchnorm_is_a_user_error():
     model, example, ignored, _, _ = prepared("fc")
     with pytest.raises(UserError, match="no channel group method bn_scale can score .*BatchNorm"):
-        pu.importance_table(model, example, method="bn_scale", ignored_layers=ignored)
+        st.importance_table(model, example, method="bn_scale", ignored_layers=ignored)
 
 
 def test_unreachable_target_is_a_user_error():
     model, example, _, _, base_macs = prepared("resnet20")
     with pytest.raises(UserError, match="target MACs reduction 90.0% is unreachable"):
-        pu.search_channels(model, example, plan_for("resnet20", max_pruning_ratio=0.3), target=0.9, tolerance=0.01,
+        st.search_channels(model, example, plan_for("resnet20", max_pruning_ratio=0.3), target=0.9, tolerance=0.01,
                            reduction_of=lambda m: 1 - count_macs_params(m, tuple(example.shape))[0] / base_macs)
 
 
 def test_search_lands_in_the_window_or_explains_why():
     def search(step_fn, **kw):
-        return pu.search_ratio(nn.Linear(1, 1), target=0.5, tolerance=0.01, prune=lambda m, r: setattr(m, "r", r),
-                               reduction_of=lambda m: step_fn(m.r), **kw)
+        how = st.RatioSearch(prune=lambda m, r: setattr(m, "r", r), reduction_of=lambda m: step_fn(m.r), **kw)
+        return st.search_ratio(nn.Linear(1, 1), how, target=0.5, tolerance=0.01)
 
     smooth = search(lambda r: 1 - (1 - r) ** 2)
     assert 0.5 <= smooth.reduction <= 0.51 and smooth.probes <= 4
@@ -197,9 +197,9 @@ class NumpyDetour(nn.Module):
 
 def test_untraceable_models_are_user_errors():
     with pytest.raises(UserError, match="cannot trace NumpyDetour: the output does not depend through autograd on conv"):
-        pu.check_traceable(NumpyDetour(), torch.zeros(1, 3, 8, 8))
+        st.check_traceable(NumpyDetour(), torch.zeros(1, 3, 8, 8))
     with pytest.raises(UserError, match="fails on an input of shape"):
-        pu.check_traceable(nn.Linear(5, 2), torch.zeros(1, 3, 8, 8))
+        st.check_traceable(nn.Linear(5, 2), torch.zeros(1, 3, 8, 8))
 
 
 def test_bn_l1_penalty_drives_scales_toward_zero():
@@ -209,11 +209,11 @@ def test_bn_l1_penalty_drives_scales_toward_zero():
     def mean_scale_after(reg: float) -> float:
         torch.manual_seed(1)
         model = build_model("resnet20", num_classes=4, image_size=8)
-        layers = pu.batchnorm_layers(model)
-        loss = pu.bn_l1_loss(lambda logits, y, x: nn.functional.cross_entropy(logits, y), layers, reg)
+        layers = st.batchnorm_layers(model)
+        loss = st.bn_l1_loss(lambda logits, y, x: nn.functional.cross_entropy(logits, y), layers, reg)
         opt = torch.optim.SGD(model.parameters(), lr=0.05)
         for _ in range(3):
-            train_one_epoch(model, batches, opt, device=torch.device("cpu"), loss_fn=loss)
+            train_one_epoch(model, batches, opt, device=torch.device("cpu"), step=StepOptions(loss_fn=loss))
         return float(torch.cat([m.weight.detach().abs() for m in layers]).mean())
 
     plain, penalised = mean_scale_after(0.0), mean_scale_after(0.5)
@@ -223,8 +223,8 @@ def test_bn_l1_penalty_drives_scales_toward_zero():
 def test_kernel_granularity_zeroes_whole_kernels():
     model, example, ignored, _, _ = prepared("resnet20")
     model = copy.deepcopy(model)
-    masks = pu.prune_kernels(model, granularity="kernel", ratio=0.5, method="l1", ignored_layers=ignored,
-                             global_pruning=False)
+    masks = kernels.prune_kernels(model, kernels.KernelPruning("kernel", "l1", global_pruning=False), ratio=0.5,
+                                  ignored_layers=ignored)
     for conv, mask in masks.items():
         kernels_zero = (conv.weight.abs().sum((2, 3)) == 0).float().mean()
         assert kernels_zero == pytest.approx(0.5, abs=0.01)
@@ -237,10 +237,10 @@ def test_kernel_granularity_zeroes_whole_kernels():
 def test_intra_kernel_keeps_a_pattern_in_every_kernel():
     model, _, ignored, _, _ = prepared("resnet20")
     model = copy.deepcopy(model)
-    pu.prune_kernels(model, granularity="intra_kernel", ratio=0.0, method="l2", ignored_layers=ignored,
-                     pattern_size=4, num_patterns=6)
+    kernels.prune_kernels(model, kernels.KernelPruning("intra_kernel", "l2", pattern_size=4, num_patterns=6),
+                          ratio=0.0, ignored_layers=ignored)
     shapes = set()
-    for conv in pu.kernel_layers(model, ignored):
+    for conv in kernels.kernel_layers(model, ignored):
         nonzero = (conv.weight != 0).flatten(0, 1).flatten(1)
         assert (nonzero.sum(1) <= 4).all() and nonzero[:, 4].all(), "at most 4 entries, the centre kept"
         shapes |= {tuple(row.tolist()) for row in nonzero}
@@ -250,10 +250,10 @@ def test_intra_kernel_keeps_a_pattern_in_every_kernel():
 def test_kernel_target_search_uses_nonzero_macs():
     model, example, ignored, _, _ = prepared("resnet20")
     base, _ = count_nonzero_macs_params(model, tuple(example.shape))
-    found = pu.search_ratio(
-        model, target=0.4, tolerance=0.01, what="kernel",
-        prune=lambda m, r: pu.prune_kernels(m, granularity="kernel", ratio=r, method="l2", ignored_layers=ignored),
-        reduction_of=lambda m: 1 - count_nonzero_macs_params(m, tuple(example.shape))[0] / base)
+    how = st.RatioSearch(
+        prune=lambda m, r: kernels.prune_kernels(m, kernels.KernelPruning("kernel", "l2"), ratio=r, ignored_layers=ignored),
+        reduction_of=lambda m: 1 - count_nonzero_macs_params(m, tuple(example.shape))[0] / base, what="kernel")
+    found = st.search_ratio(model, how, target=0.4, tolerance=0.01)
     assert 0.39 <= found.reduction <= 0.41
 
 
@@ -277,7 +277,7 @@ def test_distillation_loss():
     (45.0, 91.5 - 90.0, True), (float("nan"), 0.0, False), (45.0, float("nan"), False),
 ])
 def test_goal_check_on_crafted_metrics(flops, drop, met):
-    assert pu.goal_met(flops_reduction_pct=flops, accuracy_drop=drop, min_flops_reduction_pct=40.0,
+    assert st.goal_met(flops_reduction_pct=flops, accuracy_drop=drop, min_flops_reduction_pct=40.0,
                        max_accuracy_drop=1.5) is met
 
 

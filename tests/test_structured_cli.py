@@ -14,7 +14,7 @@ from torch import nn
 
 import scripts.eval as eval_script
 import scripts.prune_structured as prune_script
-from tools.errors import run_cli
+from tools.core.errors import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--set", "train.device=cpu", "data.num_workers=0"]

@@ -6,8 +6,9 @@ import pytest
 import yaml
 
 import scripts.sweep as sweep_script
-from tools.errors import UserError, run_cli
-from tools.sweep import expand_grid, pareto_front, point_name, read_sweep
+from tools.core.errors import UserError, run_cli
+from tools.reports.comparison import pareto_front
+from tools.workflows.sweep import expand_grid, point_name, read_sweep
 
 
 def test_expand_grid_order_and_names():

@@ -10,8 +10,8 @@ import yaml
 
 import scripts.eval as eval_script
 import scripts.train as train_script
-import tools.training
-from tools.errors import run_cli
+import tools.training.fit
+from tools.core.errors import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,9 +59,9 @@ def test_one_epoch_lowers_the_loss(tmp_path):
     run_dir = train(tmp_path, "one", "--set", "train.epochs=1")
     ckpt = torch.load(run_dir / "last.pth", weights_only=False)
     from datasets import build_data
-    from tools.config import config_from_dict
-    from tools.engine import evaluate
+    from tools.core.config import config_from_dict
     from tools.models import build_model
+    from tools.training.engine import evaluate
 
     cfg = config_from_dict(ckpt["config"])
     data = build_data(cfg.data, seed=cfg.train.seed)
@@ -74,7 +74,7 @@ def test_one_epoch_lowers_the_loss(tmp_path):
 
 
 def test_killed_and_resumed_equals_uninterrupted(tmp_path, monkeypatch, trained):
-    real = tools.training.train_one_epoch
+    real = tools.training.fit.train_one_epoch
     calls = {"n": 0}
 
     def dies_in_second_epoch(*args, **kwargs):
@@ -83,11 +83,11 @@ def test_killed_and_resumed_equals_uninterrupted(tmp_path, monkeypatch, trained)
             raise KeyboardInterrupt  # killed mid-epoch, after epoch 1's last.pth
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(tools.training, "train_one_epoch", dies_in_second_epoch)
+    monkeypatch.setattr(tools.training.fit, "train_one_epoch", dies_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         train(tmp_path, "killed")
     assert torch.load(tmp_path / "killed" / "last.pth", weights_only=False)["epoch"] == 1
-    monkeypatch.setattr(tools.training, "train_one_epoch", real)
+    monkeypatch.setattr(tools.training.fit, "train_one_epoch", real)
     train_script.main(["--resume", str(tmp_path / "killed" / "last.pth")])
 
     resumed = torch.load(tmp_path / "killed" / "last.pth", weights_only=False)

@@ -10,8 +10,8 @@ import yaml
 import scripts.eval as eval_script
 import scripts.prune_unstructured as prune_script
 import scripts.sensitivity as sensitivity_script
-from tools import pruning_utils as pu
-from tools.errors import run_cli
+from tools.core.errors import run_cli
+from tools.pruning import unstructured as un
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_nm_on_cpu_reports_masks_and_theoretical_figures(checkpoint, tmp_path):
     (fc,) = section["layers"]
     assert not fc["eligible"] and section["timings"] == []
     model = torch.load(tmp_path / "nm" / "pruned_model.pth", weights_only=False)["model"]
-    assert pu.is_nm_pattern(model["layer3.0.conv2.weight"], 2, 4)
+    assert un.is_nm_pattern(model["layer3.0.conv2.weight"], 2, 4)
 
 
 def run_exit_code(argv, capsys, main=prune_script.main) -> tuple[int, str]:

@@ -28,7 +28,7 @@ CIFAR stems, so that a 32x32 image is not shrunk to 1x1 before the last stage:
   Linear(512, classes); 32px inputs reach 1x1 after the five max-pools.
 
 Beyond the registry, `name` may be any torchvision classification builder name or the user's own
-`package.module:factory` / `path/to/file.py:factory` (see tools.model_sources).
+`package.module:factory` / `path/to/file.py:factory` (see tools.modeling.sources).
 
 resnet20/32/56 only have a CIFAR stem; fc has none. Those accept stem="auto" (or their
 native stem) and reject anything else. Weights are always randomly initialised: this
@@ -45,7 +45,7 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from tools.errors import UserError
+from tools.core.errors import UserError
 
 MODEL_NAMES = (
     "resnet18",
@@ -284,7 +284,7 @@ def _mobilenet_stem(model: nn.Module, in_channels: int, stem: str) -> None:
 
 def _check_name(name: str) -> str:
     """The registry or torchvision name `name` means; a one-line error naming close matches."""
-    from tools.model_sources import torchvision_names
+    from tools.modeling.sources import torchvision_names
 
     key = name.strip().lower()
     if key in MODEL_NAMES or key in torchvision_names():
@@ -342,8 +342,8 @@ def build_model(
     """A randomly initialised model, tagged with `model.registry_name`: a registry name (see the
     module docstring for the stems), any torchvision classifier name, or a user factory
     (`package.module:factory`, `path/to/file.py:factory`) called with `kwargs`; see
-    tools.model_sources for the last two."""
-    from tools.model_sources import build_external, is_factory_spec
+    tools.modeling.sources for the last two."""
+    from tools.modeling.sources import build_external, is_factory_spec
 
     _check_sizes(num_classes, in_channels, image_size)
     key = name.strip() if is_factory_spec(name.strip()) else _check_name(name)
@@ -503,6 +503,6 @@ def load_state_into(
 
 
 def build_from_config(model_cfg, *, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
-    """build_model for a tools.config.ModelConfig and the data set's class count and input shape."""
+    """build_model for a tools.core.config.ModelConfig and the data set's class count and input shape."""
     return build_model(model_cfg.name, num_classes=num_classes, in_channels=input_shape[0],
                        image_size=input_shape[1], stem=model_cfg.stem, kwargs=model_cfg.kwargs)

@@ -1,0 +1,58 @@
+"""Everything `eval` reports about one model: accuracy, cost, sparsity, size and latency.
+
+    uv run python -m scripts.eval --checkpoint results/train/quickstart/best_model.pth
+
+    >>> from torch import nn
+    >>> model = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    >>> report = describe_model(model, (3, 8, 8))    # the script adds evaluate()'s accuracy
+    >>> report["macs"], report["flops"], report["params"], report["weight_sparsity"]
+    (4178, 8356, 398, 0.0)
+
+scripts.eval loads the model with tools.training.start.load_checkpoint_run first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from tools.measure.metrics import (
+    count_macs_params,
+    count_nonzero_macs_params,
+    file_size_bytes,
+    flops_from_macs,
+    model_size_bytes,
+    weight_sparsity,
+)
+
+
+def describe_model(model: nn.Module, input_shape: tuple[int, int, int], checkpoint_path: str | Path | None = None) -> dict:
+    """Dense and non-zero MACs/FLOPs/params, weight sparsity and sizes (bytes) of `model`."""
+    macs, params = count_macs_params(model, (1, *input_shape))
+    nz_macs, nz_params = count_nonzero_macs_params(model, (1, *input_shape))
+    report = {
+        "macs": macs,
+        "flops": flops_from_macs(macs),
+        "params": params,
+        "nonzero_macs": nz_macs,
+        "nonzero_flops": flops_from_macs(nz_macs),
+        "nonzero_params": nz_params,
+        "weight_sparsity": weight_sparsity(model),
+        "size_bytes": model_size_bytes(model),  # serialized state dict
+    }
+    if checkpoint_path is not None:
+        report["checkpoint_size_bytes"] = file_size_bytes(checkpoint_path)
+    return report
+
+
+def latency_table(model: nn.Module, input_shape: tuple[int, int, int], *, batch_sizes: list[int], device: torch.device,
+                  warmup: int, repeats: int, num_threads: int | None) -> dict[int, dict]:
+    from tools.measure.latency import measure_latency
+
+    return {
+        bs: measure_latency(model, input_shape, batch_size=bs, device=device, warmup=warmup, repeats=repeats,
+                            num_threads=num_threads or None)
+        for bs in batch_sizes
+    }

@@ -1,0 +1,259 @@
+"""Which torchvision classifiers go through structured pruning: the table in docs/models.md.
+
+    uv run python -m scripts.model_zoo_check                       # every model, 32 and 224 px
+    uv run python -m scripts.model_zoo_check --models squeezenet1_1 --sizes 32 --records /tmp/r.yaml
+
+    row = check_model("squeezenet1_1", image_size=32)   # {"status": "ok", "macs_reduction_pct": ..., ...}
+
+One row per (model, input size): build it for 10 classes (tools.models.build_model: ResNet and
+MobileNet families get the CIFAR stem at 32 px, the rest keep their ImageNet stem), prune channels
+with the project's own round (tools.runs.prune_structured.prune_round: l2 importance, global ranking,
+round_to 8, target 30% of MACs within 1 pt, forward check), save it as this project saves a pruned
+model and reload it weights-only in the same process (tools.modeling.checkpoint.load_model), export the
+reloaded model to ONNX (opset 17) and run it in ONNX Runtime on a random batch of 2. "ok" needs
+every step; otherwise the row says where and why, in one line. The ONNX check is relative: the
+largest |PyTorch - ONNX Runtime| difference must be at most 1e-4 x max(1, largest |logit|), since
+randomly initialised deep nets produce logits in the thousands.
+
+Rows run one after another in one process on one thread (starting a process per row costs more
+than most rows on a busy machine), each stopped by a timer after its time limit (`timeout` rows
+say so); the records file keeps finished rows, so a re-run only does what is missing and the doc
+is rebuilt from the records alone.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import gc
+import hashlib
+import signal
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from tools.core.errors import UserError
+from tools.core.io import atomic_write_text, atomic_write_yaml, read_yaml_mapping
+from tools.core.run_folder import PRUNED_MODEL_STATE
+
+NUM_CLASSES = 10
+TARGET = 0.3
+ONNX_RTOL = 1e-4
+SIZES = (32, 224)
+
+
+# ----------------------------------------------------------------------------- one row
+def _zoo_config(name: str):
+    from tools.core.config import Config
+
+    cfg = Config()
+    cfg.model.name = name
+    cfg.structured.method = "l2"
+    cfg.structured.target_macs_reduction = TARGET
+    return cfg
+
+
+def check_model(name: str, *, image_size: int) -> dict:
+    """One row: {"status": "ok" | "fails", "step", "reason", "params", "macs", "macs_reduction_pct", "seconds"}."""
+    from tools.models import build_from_config
+
+    start = time.perf_counter()
+    row: dict = {"model": name, "image_size": image_size}
+    cfg = _zoo_config(name)
+    shape = (3, image_size, image_size)
+    step = "build"
+    try:
+        torch.manual_seed(0)
+        model = build_from_config(cfg.model, num_classes=NUM_CLASSES, input_shape=shape).eval()
+        step = "prune"
+        pruned, row["params"], row["macs"], row["macs_reduction_pct"] = _prune(model, cfg, shape)
+        step = "reload"
+        reloaded = _reload(pruned, cfg, shape)
+        step = "onnx"
+        _check_onnx(reloaded, shape)
+        row["status"] = "ok"
+    except UserError as e:
+        row |= {"status": "fails", "step": step, "reason": str(e)}
+    except Exception as e:  # noqa: BLE001 (a model's own failure is this table's finding, not a crash)
+        row |= {"status": "fails", "step": step, "reason": f"{type(e).__name__}: {_first_line(e)}"}
+    row["seconds"] = round(time.perf_counter() - start, 1)
+    return row
+
+
+def _prune(model, cfg, shape) -> tuple[torch.nn.Module, int, int, float]:
+    from tools.measure.metrics import count_macs_params
+    from tools.pruning import structured as st
+    from tools.runs.prune_structured import PruneJob, RoundScope, prune_round
+
+    example = torch.zeros(1, *shape)
+    st.check_traceable(model, example)
+    macs, params = count_macs_params(model, (1, *shape))
+    ignored = st.output_layer_names(model, example)
+    data = SimpleNamespace(input_shape=shape, num_classes=NUM_CLASSES, train=None)
+    scope = RoundScope(example, ignored, baseline={"macs": macs}, original_channels=st.channel_counts(model))
+    pruned, info = prune_round(model, PruneJob(data, cfg, torch.device("cpu")), 1, scope)
+    return pruned, params, macs, round(info["macs_reduction_pct"], 1)
+
+
+def _reload(pruned, cfg, shape):
+    from tools.core.config import config_to_dict
+    from tools.modeling.checkpoint import load_model, save_checkpoint
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / PRUNED_MODEL_STATE
+        save_checkpoint(path, model=pruned, config=config_to_dict(cfg))
+        model, _ = load_model(path, model_cfg=cfg.model, num_classes=NUM_CLASSES, input_shape=shape)
+    images = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        if not torch.allclose(pruned.eval()(images), model(images), rtol=1e-4, atol=1e-5):
+            raise UserError("the weights-only reload computes other outputs than the pruned model")
+    return model
+
+
+def _check_onnx(model, shape) -> None:
+    from tools.modeling.export import export_onnx, make_onnx_runner, max_abs_diffs
+
+    images = {"random_bs2": torch.randn(2, *shape, generator=torch.Generator().manual_seed(1))}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_onnx(model, shape, Path(tmp) / "model.onnx", opset=17)
+        diff = max_abs_diffs(model, make_onnx_runner(path, num_threads=1), images)["random_bs2"]
+    with torch.no_grad():
+        scale = max(1.0, float(model(images["random_bs2"]).abs().max()))
+    if not diff <= ONNX_RTOL * scale:  # also catches NaN
+        raise UserError(f"ONNX Runtime differs from PyTorch by {diff:.2g} (logits up to {scale:.3g})")
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else ""
+
+
+# ----------------------------------------------------------------------------- many rows
+def row_key(name: str, image_size: int) -> str:
+    return f"{name}@{image_size}"
+
+
+def meta_params(name: str, image_size: int) -> int:
+    """Parameters of the model without allocating it (meta device): the memory guard."""
+    from tools.core.config import ModelConfig
+    from tools.models import build_from_config
+
+    with torch.device("meta"):
+        try:
+            model = build_from_config(ModelConfig(name=name), num_classes=NUM_CLASSES,
+                                      input_shape=(3, image_size, image_size))
+        except (UserError, RuntimeError, NotImplementedError):
+            return 0  # the real build reports it
+    return sum(p.numel() for p in model.parameters())
+
+
+class _RowTimeout(BaseException):  # not an Exception: check_model must not report it as the model's failure
+    pass
+
+
+def _on_alarm(signum, frame):
+    raise _RowTimeout
+
+
+def run_row(name: str, image_size: int, *, time_limit_s: float, max_params: int) -> dict:
+    """check_model in this process (one thread), stopped by SIGALRM after `time_limit_s`."""
+    params = meta_params(name, image_size)
+    if params > max_params:
+        return {"model": name, "image_size": image_size, "status": "not run", "params": params,
+                "reason": f"{params / 1e6:.0f} M parameters, above this run's cap of {max_params / 1e6:.0f} M "
+                          "(memory of the shared machine)"}
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, time_limit_s)
+    try:
+        return check_model(name, image_size=image_size)
+    except _RowTimeout:
+        return {"model": name, "image_size": image_size, "status": "timeout", "params": params,
+                "reason": f"not finished within {time_limit_s:g} s on one CPU thread", "seconds": time_limit_s}
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        gc.collect()
+
+
+def run_zoo(names: list[str], sizes: list[int], *, records: Path, time_limit_s: float, max_params: int,
+            force: bool = False) -> dict:
+    """Every missing (or, with `force`, every) row of names x sizes, smallest size and model first. The
+    records file is updated under a lock (several checkers may share it, e.g. one per size) before
+    each row, marking it so that a process killed by it (out of memory) is not retried forever,
+    and after it."""
+    torch.set_num_threads(1)
+    names = sorted(names, key=lambda n: meta_params(n, 224))  # small models first: most rows per hour
+    for size in sizes:
+        for name in names:
+            key = row_key(name, size)
+            if key in read_records(records) and not force:
+                continue
+            _record(records, key, {"model": name, "image_size": size, "status": "fails", "step": "process",
+                                   "reason": "the checking process died during this row (out of memory?)"})
+            row = run_row(name, size, time_limit_s=time_limit_s, max_params=max_params)
+            _record(records, key, row)
+            print(f"{key}: {row['status']} {row.get('reason', '')} ({row.get('seconds', '-')} s)", flush=True)
+    return read_records(records)
+
+
+def _record(records: Path, key: str, row: dict) -> None:
+    records.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha1(str(records.resolve()).encode()).hexdigest()[:12]  # hash() differs per process
+    lock_path = Path(tempfile.gettempdir()) / f"model_zoo_{digest}.lock"
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = read_records(records)
+        rows[key] = row
+        atomic_write_yaml(records, {"rows": rows})
+
+
+def read_records(path: Path) -> dict:
+    return dict((read_yaml_mapping(path) or {}).get("rows") or {})
+
+
+# ----------------------------------------------------------------------------- the doc
+DOC_HEAD = """# Model compatibility: torchvision classifiers through structured pruning
+
+Generated by `uv run python -m scripts.model_zoo_check` from {records}; do not edit by hand.
+Any of these names works as `model.name` (see README, "Your own model"). Each cell: the model
+built for 10 classes at that input size, channel-pruned by this project's structured round (l2,
+global, round_to 8) to a 30% MACs reduction (within 1 pt), forward-checked, saved and reloaded
+weights-only (state dict + structure, no pickle), exported to ONNX (opset 17) and run in ONNX
+Runtime (max difference at most 1e-4 x the largest logit). "ok" means every step passed; the
+figure is the MACs reduction reached. Otherwise the cell gives the failing step and the reason.
+At 32 px ResNet-family and MobileNetV2/V3 models get the CIFAR stem (tools.models); all others keep
+their ImageNet stem, so their feature maps shrink 32x and some cannot run at 32 px at all.
+Each cell ran on one CPU thread of a shared 2-core machine, with a time limit
+of {limit}; "timeout" means it did not finish in that time there (the model may still work).
+MACs are counted for one image; FLOPs = 2 x MACs.
+
+| model | params | 32 px | 224 px |
+|---|---:|---|---|
+"""
+
+
+def _cell(row: dict | None) -> str:
+    if row is None:
+        return "not run yet"
+    if row["status"] == "ok":
+        return f"ok (-{row['macs_reduction_pct']:.1f}% MACs, {row['seconds']:g} s)"
+    where = f"{row['step']}: " if row.get("step") else ""
+    reason = str(row.get("reason", "")).replace("|", "/")
+    if len(reason) > 160:
+        reason = reason[:157] + "..."
+    return f"{row['status']}: {where}{reason}"
+
+
+def write_doc(rows: dict, names: list[str], *, doc: Path, records: Path, time_limit_s: float) -> None:
+    lines = [DOC_HEAD.format(records=records, limit=f"{time_limit_s:g} s")]
+    ok = {size: 0 for size in SIZES}
+    for name in names:
+        cells = {size: rows.get(row_key(name, size)) for size in SIZES}
+        params = next((c["params"] for c in cells.values() if c and c.get("params")), None)
+        lines.append(f"| {name} | {f'{params / 1e6:.1f} M' if params else '-'} | "
+                     f"{_cell(cells[32])} | {_cell(cells[224])} |\n")
+        for size, cell in cells.items():
+            ok[size] += bool(cell and cell["status"] == "ok")
+    lines.append(f"\n{ok[32]} of {len(names)} models pass at 32 px, {ok[224]} at 224 px.\n")
+    atomic_write_text(doc, "".join(lines))

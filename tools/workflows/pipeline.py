@@ -1,0 +1,193 @@
+"""The whole bootcamp as one resumable sequence of steps, each run through its script's main().
+
+    uv run python -m scripts.pipeline --config cfgs/quickstart.yaml
+
+    steps = pipeline_steps(config="cfgs/quickstart.yaml", run_dir=Path("results/pipeline/quickstart"), sets=[])
+    records = StepRecords(Path("results/pipeline/quickstart"))
+    records.stale_reason(steps[0], config={})   # None when the step finished from exactly these inputs
+
+A step is done when `<run_dir>/steps.yaml` records that it finished from the same fingerprint
+(resolved config, command line, input checkpoints' sha256, project version) and its result file
+is still the one it wrote. Otherwise it runs again, and so does every step after it; its folder is
+emptied first, so nothing of an earlier run is read as this run's result.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from tools.core.fingerprint import file_sha256, fingerprint, stale_reason
+from tools.core.io import atomic_write_yaml, read_yaml_mapping
+from tools.core.run_folder import (
+    BEST,
+    EVAL_METRICS,
+    EXPORT_RECORD,
+    METRICS,
+    PROFILE,
+    PRUNED_MODEL,
+    QUANTIZE_RECORD,
+    REPORT,
+    STEPS,
+)
+
+
+@dataclass
+class Step:
+    name: str
+    result: Path  # written last by the step
+    run: Callable[[], None]
+    argv: list[str] = field(default_factory=list)  # the script's own flags (--config / --set count as resolved config)
+    inputs: list[Path] = field(default_factory=list)  # files the step reads (their sha256 is part of it)
+    sections: tuple[str, ...] | None = None  # the config sections its script reads (None: all)
+    optional: bool = False  # its failure is reported and the pipeline goes on (a re-run retries it)
+
+    def fingerprint(self, config: dict) -> dict:
+        """Only the sections the step reads count: a changed structured.* must not retrain the baseline."""
+        used = config if self.sections is None else {k: config.get(k) for k in self.sections}
+        return fingerprint(config=used, argv=[self.name, *self.argv], inputs=self.inputs)
+
+    def clear(self, run_dir: Path) -> None:
+        """Remove what an earlier run of this step left, so none of it is read as this run's result."""
+        folder = self.result.parent
+        if folder != run_dir:
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            self.result.unlink(missing_ok=True)
+
+
+class StepRecords:
+    """`<run_dir>/steps.yaml`: for each finished step, its fingerprint and its result file's sha256."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / STEPS
+        self.records: dict = (read_yaml_mapping(self.path) or {}).get("steps") or {}
+
+    def stale_reason(self, step: Step, config: dict) -> str | None:
+        """None when `step` finished from these inputs and its result is untouched; else why not."""
+        record = self.records.get(step.name)
+        if record is None or not step.result.is_file():
+            return "not run yet"
+        if record.get("result_sha256") != file_sha256(step.result):
+            return f"{step.result} was rewritten by another run"
+        return stale_reason(record.get("fingerprint"), step.fingerprint(config))
+
+    def forget_from(self, steps: list[Step], index: int) -> None:
+        """Drop the records of steps[index:] (written before they start, so a kill never leaves them 'done')."""
+        names = {s.name for s in steps[index:]}
+        self.records = {k: v for k, v in self.records.items() if k not in names}
+        self._write()
+
+    def finish(self, step: Step, fp: dict) -> None:
+        self.records[step.name] = {"fingerprint": fp, "result_sha256": file_sha256(step.result),
+                                   "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        self._write()
+
+    def _write(self) -> None:
+        atomic_write_yaml(self.path, {"steps": self.records})
+
+
+def _script(name: str, argv: list[str]) -> Callable[[], None]:
+    def run() -> None:
+        importlib.import_module(f"scripts.{name}").main(argv)
+
+    return run
+
+
+BASE_SECTIONS = ("data", "model", "train")  # every script builds data and model from these
+SECTIONS = {"train": (), "eval": ("profile",), "prune_unstructured": ("finetune", "unstructured", "profile"),
+            "prune_structured": ("finetune", "structured"), "prune_structured_latency": ("finetune", "structured", "pipeline"),
+            "export": ("export",), "quantize": ("export", "quantize"),
+            "quantize_dense": ("export", "quantize"), "profile": ("profile",)}
+
+
+def _step(name: str, script: str, result: Path, argv: list[str], inputs: list[Path], common: list[str]) -> Step:
+    return Step(name, result, _script(script, argv + common), argv, inputs, BASE_SECTIONS + SECTIONS[name])
+
+
+def pipeline_steps(*, config: str, run_dir: Path, sets: list[str], latency_target: float = 0.0) -> list[Step]:
+    """train -> eval -> unstructured prune + fine-tune -> structured prune + fine-tune (MACs target)
+    -> export (verified) -> INT8 quantization of the structured and the dense model (ONNX Runtime)
+    -> profile (the checkpoints and the four ONNX files) -> [with `latency_target` > 0: structured
+    prune + fine-tune to that measured latency reduction, optional] -> report, all inside
+    `run_dir`. The report shows the two structured rows side by side."""
+    from tools.reports.report import write_report
+
+    d = {name: run_dir / name for name in ("train", "eval", "unstructured", "structured", "structured_latency",
+                                           "export", "quantize", "quantize_dense", "profile")}
+    baseline = d["train"] / BEST
+    common = ["--config", config] + (["--set", *sets] if sets else [])
+    structured_model = d["structured"] / PRUNED_MODEL
+    pruned = [structured_model, d["unstructured"] / PRUNED_MODEL]
+    latency_step = []
+    if latency_target > 0:  # last before the report and optional: a machine too busy to time it loses only this row
+        latency_step = [_step("prune_structured_latency", "prune_structured", d["structured_latency"] / METRICS,
+                              ["--checkpoint", str(baseline), "--save-dir", str(d["structured_latency"]),
+                               "--target-latency-reduction", f"{latency_target:g}"], [baseline], common)]
+        latency_step[0].optional = True
+    onnx_files = [d[q] / name for q in ("quantize_dense", "quantize") for name in ("model.onnx", "model.int8.onnx")]
+    results = [d["train"] / METRICS, d["eval"] / EVAL_METRICS, d["unstructured"] / METRICS,
+               d["structured"] / METRICS, d["export"] / EXPORT_RECORD, d["quantize"] / QUANTIZE_RECORD,
+               d["quantize_dense"] / QUANTIZE_RECORD, d["profile"] / PROFILE]
+    return [
+        _step("train", "train", results[0], ["--save-dir", str(d["train"])], [], common),
+        _step("eval", "eval", results[1], ["--checkpoint", str(baseline), "--save-dir", str(d["eval"])], [baseline], common),
+        _step("prune_unstructured", "prune_unstructured", results[2],
+              ["--checkpoint", str(baseline), "--save-dir", str(d["unstructured"])], [baseline], common),
+        _step("prune_structured", "prune_structured", results[3],
+              ["--checkpoint", str(baseline), "--save-dir", str(d["structured"])], [baseline], common),
+        _step("export", "export_onnx", results[4],
+              ["--checkpoint", str(structured_model), "--verify", "--save-dir", str(d["export"])], [structured_model], common),
+        _step("quantize", "quantize", results[5],
+              ["--checkpoint", str(structured_model), "--save-dir", str(d["quantize"])], [structured_model], common),
+        _step("quantize_dense", "quantize", results[6],
+              ["--checkpoint", str(baseline), "--save-dir", str(d["quantize_dense"])], [baseline], common),
+        _step("profile", "profile", results[7],
+              ["--baseline", str(baseline), "--pruned", *map(str, pruned), *map(str, onnx_files), "--measure-latency",
+               "--backend", "both", "--save-dir", str(d["profile"])], [baseline, *pruned, *onnx_files], common),
+        *latency_step,
+        Step("report", run_dir / REPORT, lambda: print(f"wrote {write_report([run_dir], run_dir)}"),
+             ["report"], results),  # a re-run latency step re-runs the report anyway: it comes after
+    ]
+
+
+def run_steps(steps: list[Step], *, run_dir: Path, config: dict, force: bool) -> None:
+    """Run every step that is not done from these inputs, and every step after the first one that runs.
+    `force` forgets every step before the first one starts, so a killed forced run leaves nothing 'done'."""
+    from tools.core.errors import UserError
+
+    records = StepRecords(run_dir)
+    if force:
+        records.forget_from(steps, 0)
+    rerun = False
+    for i, step in enumerate(steps):
+        head = f"== step {i + 1}/{len(steps)} {step.name}"
+        reason = "an earlier step ran again" if rerun else records.stale_reason(step, config)
+        if reason is None:
+            print(f"{head}: done earlier ({step.result}), skipped")
+            continue
+        rerun = True
+        records.forget_from(steps, i)
+        step.clear(run_dir)
+        print(f"\n{head}" + ("" if reason == "not run yet" else f" (again: {reason})"), flush=True)
+        fp = step.fingerprint(config)  # before it runs: a step must not certify inputs that changed under it
+        try:
+            step.run()
+        except (SystemExit, UserError) as e:  # a script's failure exit (e.g. export verification) or its error line
+            why = f"exit {e.code}" if isinstance(e, SystemExit) else str(e)
+            if isinstance(e, SystemExit) and not e.code:
+                pass
+            elif step.optional:
+                print(f"step {step.name} did not finish ({why}); it is optional, so the pipeline goes on without it "
+                      f"(a re-run retries it)", flush=True)
+                continue
+            else:
+                raise UserError(f"step {step.name} failed ({why}); earlier steps' outputs in {run_dir} are "
+                                f"intact, fix the cause and re-run to resume") from None
+        if not step.result.is_file():
+            raise UserError(f"step {step.name} finished without writing {step.result}; re-run with --force")
+        records.finish(step, fp)
