@@ -77,17 +77,18 @@ def fake_pipeline(monkeypatch, tmp_path):
 def test_pipeline_reruns_every_step_after_a_config_change(fake_pipeline, capsys):
     fake, argv, _ = fake_pipeline
     pipeline_script.main(argv)
-    assert len(fake.calls) == 8
+    assert len(fake.calls) == 9  # the quickstart's 8 scripts and its latency-targeted prune_structured step
     fake.calls.clear()
     pipeline_script.main(argv)
-    assert fake.calls == [] and capsys.readouterr().out.count("skipped") == 9
+    assert fake.calls == [] and capsys.readouterr().out.count("skipped") == 10
     pipeline_script.main(argv + ["--set", "train.epochs=4"])
     assert fake.calls == ["train", "eval", "prune_unstructured", "prune_structured", "export_onnx", "quantize",
-                          "quantize", "profile"]
+                          "quantize", "profile", "prune_structured"]
     assert "(again: config changed)" in capsys.readouterr().out
     fake.calls.clear()
     pipeline_script.main(argv + ["--set", "train.epochs=4", "structured.target_macs_reduction=0.3"])
-    assert fake.calls == ["prune_structured", "export_onnx", "quantize", "quantize", "profile"]  # the baseline and earlier steps stand
+    assert fake.calls == ["prune_structured", "export_onnx", "quantize", "quantize", "profile",
+                          "prune_structured"]  # the baseline and earlier steps stand
 
 
 def test_killed_force_run_then_plain_rerun_reads_no_stale_figures(fake_pipeline):
@@ -99,7 +100,8 @@ def test_killed_force_run_then_plain_rerun_reads_no_stale_figures(fake_pipeline)
     fake.kill_at = None
     fake.calls.clear()
     pipeline_script.main(argv)  # must redo every step after the retrained baseline
-    assert fake.calls == ["prune_unstructured", "prune_structured", "export_onnx", "quantize", "quantize", "profile"]
+    assert fake.calls == ["prune_unstructured", "prune_structured", "export_onnx", "quantize", "quantize", "profile",
+                          "prune_structured"]
     baseline = (run_dir / "train" / "best_model.pth").read_text()
     for rel in ("eval/eval_metrics.yaml", "unstructured/metrics.yaml", "structured/metrics.yaml"):
         assert yaml.safe_load((run_dir / rel).read_text())["from"] == baseline, rel
@@ -111,7 +113,7 @@ def test_a_result_rewritten_by_hand_is_not_read_as_the_steps(fake_pipeline, caps
     (run_dir / "structured" / "metrics.yaml").write_text("accuracy_drop: 0.0\n")  # another run's figures
     fake.calls.clear()
     pipeline_script.main(argv)
-    assert fake.calls == ["prune_structured", "export_onnx", "quantize", "quantize", "profile"]
+    assert fake.calls == ["prune_structured", "export_onnx", "quantize", "quantize", "profile", "prune_structured"]
     assert "rewritten by another run" in capsys.readouterr().out
 
 
