@@ -20,11 +20,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import yaml
-
 from tools.core.cli import base_parser, resolve_config, run_name
 from tools.core.config import config_to_dict
 from tools.core.errors import run_cli
+from tools.core.io import read_yaml_mapping
 from tools.core.run_folder import METRICS, REPORT, RunFolder
 from tools.workflows.pipeline import pipeline_steps, run_steps
 
@@ -48,14 +47,14 @@ def main(argv=None):
 
 
 def print_verdict(run_dir: Path, elapsed_s: float) -> None:
-    metrics = _read(run_dir / "structured" / METRICS)
+    metrics = read_yaml_mapping(run_dir / "structured" / METRICS) or {}
     goal = metrics.get("goal", {})
     verdict = "MET" if metrics.get("goal_met") else "NOT MET"
     print(f"\npipeline finished in {elapsed_s:.0f} s: structured {metrics.get('method')} pruning removed "
           f"{metrics.get('flops_reduction_pct', 0):.1f}% of FLOPs (FLOPs = 2 x MACs) for a "
           f"{metrics.get('accuracy_drop', 0):.2f}-point top-1 drop: goal {verdict} "
           f"(>={goal.get('min_flops_reduction_pct')}% FLOPs, <={goal.get('max_accuracy_drop')} pts drop)")
-    latency = _read(run_dir / "structured_latency" / METRICS)
+    latency = read_yaml_mapping(run_dir / "structured_latency" / METRICS) or {}
     if latency.get("latency"):
         lat = latency["latency"]
         print(f"latency-targeted row: measured latency -{lat['measured_reduction_pct']:.1f}% on {lat['backend']} "
@@ -63,9 +62,6 @@ def print_verdict(run_dir: Path, elapsed_s: float) -> None:
               f"removed, {latency.get('accuracy_drop', 0):.2f}-point top-1 drop")
     print(f"report: {run_dir / REPORT}")
 
-
-def _read(path: Path) -> dict:
-    return yaml.safe_load(path.read_text()) if path.is_file() else {}
 
 
 if __name__ == "__main__":

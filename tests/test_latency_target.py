@@ -189,3 +189,16 @@ def test_explanation_names_layers_off_the_fast_path_with_the_count_they_need(mon
                    channels=ChannelFacts(odd_8=["0"], off_fast_path=off))
     assert "0 has 3 -> 24 channels, needs 3 -> 32" in text and "3 has 24 -> 24 channels, needs 32 -> 32" in text
     assert "16-channel blocks" in text and "multiples of 8" not in text
+
+
+def test_latency_report_applies_only_where_latency_can_change():
+    from tools.core.config import Config
+    from tools.runs.prune_structured import reports_latency
+
+    s = Config().structured
+    s.latency.report = True
+    assert reports_latency(s)
+    s.granularity = "intra_kernel"  # masks: the dense kernels run as before, nothing to time
+    assert not reports_latency(s)
+    s.granularity, s.iterative_steps = "channel", 2
+    assert not reports_latency(s)

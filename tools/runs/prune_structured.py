@@ -68,8 +68,17 @@ def check_structured_config(cfg: Config) -> None:
     if s.granularity != "channel" and s.method not in KERNEL_METHODS:
         raise UserError(f"structured.granularity {s.granularity} ranks kernels by {', '.join(KERNEL_METHODS)}, "
                         f"not {s.method}; pick one of those methods or granularity channel")
-    if s.target_latency_reduction > 0 or s.latency.report:
+    if s.target_latency_reduction > 0 or reports_latency(s):
         check_latency_config(cfg)
+    elif s.latency.report:
+        print(f"note: structured.latency.report is skipped: it times one-shot channel pruning (this run: "
+              f"{s.granularity}, {s.iterative_steps} step(s))")
+
+
+def reports_latency(s) -> bool:
+    """structured.latency.report applies where the latency target would: one-shot channel pruning
+    (kernel masks leave the latency as it was). With a latency target the search times it anyway."""
+    return s.latency.report and s.target_latency_reduction == 0 and s.granularity == "channel" and s.iterative_steps == 1
 
 
 def check_latency_config(cfg: Config) -> None:
@@ -80,7 +89,7 @@ def check_latency_config(cfg: Config) -> None:
                         "set one of them to 0 (on the command line: one of --target-latency-reduction, "
                         "--target-macs-reduction, --sparsity)")
     if s.granularity != "channel" or s.iterative_steps != 1:
-        raise UserError("structured.target_latency_reduction (and latency.report) need granularity channel and iterative_steps 1 "
+        raise UserError("structured.target_latency_reduction needs granularity channel and iterative_steps 1 "
                         f"(got {s.granularity}, {s.iterative_steps}): only removed channels make a model faster")
     lt.check_backend(lat.backend)
 
@@ -227,7 +236,7 @@ def _prune_channel_round(model: nn.Module, job: PruneJob, step: int, scope: Roun
     table = st.importance_table(model, example, method=s.method, ignored_layers=ignored)
     model.zero_grad(set_to_none=True)
     latency = s.target_latency_reduction > 0
-    original = copy.deepcopy(model) if s.latency.report else None  # the ratio path prunes in place
+    original = copy.deepcopy(model) if reports_latency(s) else None  # the ratio path prunes in place
     plan = st.ChannelPlan(
         model, example, table=table, limits=st.ChannelLimits(
             global_pruning=s.global_pruning, max_pruning_ratio=s.max_pruning_ratio,
@@ -253,7 +262,7 @@ def _prune_channel_round(model: nn.Module, job: PruneJob, step: int, scope: Roun
         st.apply_plan(model, example, plan, plan.counts(ratio))
         info = {"ratio": ratio}
     info["macs_reduction_pct"] = 100 * _reduction(model, baseline["macs"], example)
-    if s.latency.report and not latency:
+    if reports_latency(s):
         info["latency"] = _latency_report(original, model, cfg=cfg, input_shape=tuple(data.input_shape))
     return model, info
 
