@@ -293,7 +293,7 @@ def plot_latency_vs_macs(entries: list[dict], path: Path) -> Path | None:
     """One scatter per batch size: median latency (ms) against MMACs, a marker per backend, and
     per backend the dashed line where latency would fall in proportion to MACs from the first
     entry (the baseline), so the gap to it is seen at a glance. Labels are spread apart."""
-    from tools.core.plots import pyplot, save_figure, spread_labels
+    from tools.core.plots import axis, pyplot, save_figure, spread_labels
 
     plt = pyplot()
     batch_sizes = sorted({bs for e in entries for by in e["latency"].values() for bs in by})
@@ -301,10 +301,11 @@ def plot_latency_vs_macs(entries: list[dict], path: Path) -> Path | None:
         return None
     fig, axes = plt.subplots(1, len(batch_sizes), figsize=(5.5 * len(batch_sizes), 4.5), squeeze=False)
     markers = {"torch": "o", "onnxruntime": "s"}
+    macs_label, macs_scale = axis("macs")
     for ax, bs in zip(axes[0], batch_sizes):
         labels = []
         for backend, marker in markers.items():
-            points = [(e["macs"] / 1e6, e["latency"][backend][bs]["median_ms"], e["label"])
+            points = [(macs_scale * e["macs"], e["latency"][backend][bs]["median_ms"], e["label"])
                       for e in entries if bs in e["latency"].get(backend, {}) and e.get("macs")]
             if not points:
                 continue
@@ -315,7 +316,7 @@ def plot_latency_vs_macs(entries: list[dict], path: Path) -> Path | None:
             labels += points
         ax.set_ylim(bottom=0)
         spread_labels(ax, labels)
-        ax.set(title=f"batch {bs}", xlabel="MACs per image (MMACs; FLOPs = 2 x MACs)",
+        ax.set(title=f"batch {bs}", xlabel=macs_label,
                ylabel="median latency per batch (ms)", xlim=(0, None), ylim=(0, None))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left")

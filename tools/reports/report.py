@@ -10,19 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tools.core.io import read_yaml_mapping
-from tools.core.plots import pyplot, save_figure, spread_labels
+from tools.core.plots import axis, pyplot, save_figure, spread_labels
 from tools.core.run_folder import CONFIG, LOG_CSV, METRICS, PROFILE, QUANTIZE_RECORD, REPORT
-
-
-# Axis label and scale of each quantity a plot may draw: units on every axis, no bare "1e7".
-AXES = {"macs": ("MACs per image (MMACs; FLOPs = 2 x MACs)", 1e-6), "params": ("parameters (M)", 1e-6),
-        "top1": ("test top-1 (%)", 1.0), "top5": ("test top-5 (%)", 1.0), "accuracy_drop": ("top-1 drop (points)", 1.0),
-        "latency_ms": ("median latency (ms)", 1.0), "size_mb": ("file size (MB)", 1.0)}
-
-
-def axis(key: str) -> tuple[str, float]:
-    """(label with its unit, scale) of a plotted quantity; unknown keys are drawn as they are."""
-    return AXES.get(key, (key, 1.0))
 
 
 def plot_pareto(rows: list[dict], front: list[dict], *, x: str, y: str, path: Path, title: str,
