@@ -178,14 +178,12 @@ def run_steps(steps: list[Step], *, run_dir: Path, config: dict, force: bool) ->
         try:
             step.run()
         except (SystemExit, UserError) as e:  # a script's failure exit (e.g. export verification) or its error line
-            why = f"exit {e.code}" if isinstance(e, SystemExit) else str(e)
-            if isinstance(e, SystemExit) and not e.code:
-                pass
-            elif step.optional:
+            why = str(e) if isinstance(e, UserError) else f"exit {e.code}" if e.code else None
+            if why and step.optional:
                 print(f"step {step.name} did not finish ({why}); it is optional, so the pipeline goes on without it "
                       f"(a re-run retries it)", flush=True)
                 continue
-            else:
+            if why:
                 raise UserError(f"step {step.name} failed ({why}); earlier steps' outputs in {run_dir} are "
                                 f"intact, fix the cause and re-run to resume") from None
         if not step.result.is_file():
