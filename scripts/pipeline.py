@@ -63,6 +63,5 @@ def print_verdict(run_dir: Path, elapsed_s: float) -> None:
     print(f"report: {run_dir / REPORT}")
 
 
-
 if __name__ == "__main__":
     run_cli(main)
