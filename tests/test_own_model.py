@@ -183,6 +183,21 @@ def test_model_zoo_rows_and_doc(tmp_path):
     assert "1 of 2 models pass at 32 px, 0 at 224 px" in text
 
 
+def test_model_zoo_limits_cpu_time_and_retries_timeouts_of_a_lower_limit(tmp_path, monkeypatch):
+    from tools.workflows import model_zoo as zoo
+
+    slow = zoo.run_row("squeezenet1_1", 32, time_limit_s=0.01, max_params=10**9)
+    assert slow["status"] == "timeout" and "CPU time" in slow["reason"] and slow["seconds"] == 0.01, slow
+    records = tmp_path / "r.yaml"
+    for key, row in {zoo.row_key("squeezenet1_1", 32): slow,
+                     zoo.row_key("squeezenet1_1", 224): {**slow, "seconds": 120.0}}.items():
+        zoo._record(records, key, row)
+    ran = []
+    monkeypatch.setattr(zoo, "run_row", lambda name, size, **kw: ran.append(size) or {"status": "ok", "seconds": 1})
+    zoo.run_zoo(["squeezenet1_1"], [32, 224], records=records, time_limit_s=120, max_params=10**9)
+    assert ran == [32]  # the 0.01 s timeout again, not the one that already had 120 s
+
+
 def test_trust_flag_is_a_config_key():
     assert ModelConfig().trust_checkpoint is False
     assert load_config(None, flags={"model.trust_checkpoint": True}).model.trust_checkpoint is True

@@ -16,9 +16,10 @@ largest |PyTorch - ONNX Runtime| difference must be at most 1e-4 x max(1, larges
 randomly initialised deep nets produce logits in the thousands.
 
 Rows run one after another in one process on one thread (starting a process per row costs more
-than most rows on a busy machine), each stopped by a timer after its time limit (`timeout` rows
-say so); the records file keeps finished rows, so a re-run only does what is missing and the doc
-is rebuilt from the records alone.
+than most rows on a busy machine), each stopped after its time limit of *CPU* time (`timeout` rows
+say so): a wall-clock limit turned rows that take 7 s on an idle core into timeouts on a loaded or
+paused one. The records file keeps finished rows, so a re-run only does what is missing (and the
+timeouts of a lower limit) and the doc is rebuilt from the records alone.
 """
 
 from __future__ import annotations
@@ -157,28 +158,29 @@ def _on_alarm(signum, frame):
 
 
 def run_row(name: str, image_size: int, *, time_limit_s: float, max_params: int) -> dict:
-    """check_model in this process (one thread), stopped by SIGALRM after `time_limit_s`."""
+    """check_model in this process (one thread), stopped by SIGPROF after `time_limit_s` of CPU time."""
     params = meta_params(name, image_size)
     if params > max_params:
         return {"model": name, "image_size": image_size, "status": "not run", "params": params,
                 "reason": f"{params / 1e6:.0f} M parameters, above this run's cap of {max_params / 1e6:.0f} M "
                           "(memory of the shared machine)"}
-    previous = signal.signal(signal.SIGALRM, _on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, time_limit_s)
+    previous = signal.signal(signal.SIGPROF, _on_alarm)
+    signal.setitimer(signal.ITIMER_PROF, time_limit_s)
     try:
         return check_model(name, image_size=image_size)
     except _RowTimeout:
         return {"model": name, "image_size": image_size, "status": "timeout", "params": params,
-                "reason": f"not finished within {time_limit_s:g} s on one CPU thread", "seconds": time_limit_s}
+                "reason": f"not finished within {time_limit_s:g} s of CPU time on one thread", "seconds": time_limit_s}
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
         gc.collect()
 
 
 def run_zoo(names: list[str], sizes: list[int], *, records: Path, time_limit_s: float, max_params: int,
             force: bool = False) -> dict:
-    """Every missing (or, with `force`, every) row of names x sizes, smallest size and model first. The
+    """Every missing row of names x sizes (with `force`, every row; a timeout counts as missing when
+    `time_limit_s` is above the limit it ran with), smallest size and model first. The
     records file is updated under a lock (several checkers may share it, e.g. one per size) before
     each row, marking it so that a process killed by it (out of memory) is not retried forever,
     and after it."""
@@ -187,7 +189,7 @@ def run_zoo(names: list[str], sizes: list[int], *, records: Path, time_limit_s: 
     for size in sizes:
         for name in names:
             key = row_key(name, size)
-            if key in read_records(records) and not force:
+            if not (force or _missing(read_records(records).get(key), time_limit_s)):
                 continue
             _record(records, key, {"model": name, "image_size": size, "status": "fails", "step": "process",
                                    "reason": "the checking process died during this row (out of memory?)"})
@@ -195,6 +197,10 @@ def run_zoo(names: list[str], sizes: list[int], *, records: Path, time_limit_s: 
             _record(records, key, row)
             print(f"{key}: {row['status']} {row.get('reason', '')} ({row.get('seconds', '-')} s)", flush=True)
     return read_records(records)
+
+
+def _missing(row: dict | None, time_limit_s: float) -> bool:
+    return row is None or (row["status"] == "timeout" and row["seconds"] < time_limit_s)
 
 
 def _record(records: Path, key: str, row: dict) -> None:
@@ -224,8 +230,8 @@ Runtime (max difference at most 1e-4 x the largest logit). "ok" means every step
 figure is the MACs reduction reached. Otherwise the cell gives the failing step and the reason.
 At 32 px ResNet-family and MobileNetV2/V3 models get the CIFAR stem (tools.models); all others keep
 their ImageNet stem, so their feature maps shrink 32x and some cannot run at 32 px at all.
-Each cell ran on one CPU thread of a shared 2-core machine, with a time limit
-of {limit}; "timeout" means it did not finish in that time there (the model may still work).
+Each cell ran on one thread of a shared 2-core CPU, with a limit of {limit} of CPU time per cell;
+"timeout" means it needed more than that (the model may still work with more time).
 MACs are counted for one image; FLOPs = 2 x MACs.
 
 | model | params | 32 px | 224 px |
