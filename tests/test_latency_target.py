@@ -92,6 +92,21 @@ def test_allocation_lands_on_the_detected_multiple_and_follows_the_time(monkeypa
     assert pruned > 0 and all(c % multiple == 0 for n, c in st.channel_counts(model).items() if n != "fc")
 
 
+def test_importance_allocation_keeps_the_ranking_and_stops_on_the_time():
+    model = build_model("resnet20", num_classes=4, image_size=32).eval()
+    plan = plan_for(model, round_to=8)
+    # all the time in stage 3: per_ms cuts only there, importance cuts where the scores are lowest
+    table = synthetic_table(plan, {name: (1.0 if name.startswith("layer3") else 0.0) for name in plan.groups})
+    alloc = lt.allocate(plan, table, goal=0.3, by="importance")
+    assert 0.3 <= alloc.predicted < 0.3 + 8 / table.baseline_ms  # stops at the first block past the goal
+    taken = {name: plan.block_score(name, 0, plan.next_count(name, 0)) for name, n in alloc.counts.items() if n}
+    spared = {name: plan.block_score(name, 0, plan.next_count(name, 0)) for name, n in alloc.counts.items()
+              if not n and plan.next_count(name, 0) is not None}
+    assert any(not name.startswith("layer3") for name in taken)  # removed though it saves no time
+    assert max(taken.values()) <= min(spared.values())  # no untouched group had a cheaper first block
+    assert lt.allocate(plan, table, goal=0.3).counts != alloc.counts
+
+
 def test_batchnorm_folding_keeps_outputs():
     model = build_model("resnet20", num_classes=10, image_size=32)
     for m in model.modules():  # trained-looking statistics, so folding has something to fold
@@ -164,6 +179,9 @@ def test_bad_latency_settings_are_one_line_errors(monkeypatch):
         check_structured_config(cfg)
     cfg.structured.latency.backend = "tensorrt"
     with pytest.raises(UserError, match="unknown structured.latency.backend 'tensorrt'"):
+        check_structured_config(cfg)
+    cfg.structured.latency.backend, cfg.structured.latency.allocation = "torch", "knapsack"
+    with pytest.raises(UserError, match="unknown structured.latency.allocation 'knapsack'; choose one of: per_ms"):
         check_structured_config(cfg)
 
 

@@ -92,6 +92,9 @@ def check_latency_config(cfg: Config) -> None:
         raise UserError("structured.target_latency_reduction needs granularity channel and iterative_steps 1 "
                         f"(got {s.granularity}, {s.iterative_steps}): only removed channels make a model faster")
     lt.check_backend(lat.backend)
+    if lat.allocation not in lt.ALLOCATIONS:
+        raise UserError(f"unknown structured.latency.allocation {lat.allocation!r}; choose one of: "
+                        f"{', '.join(lt.ALLOCATIONS)}")
 
 
 def structured_name(s) -> str:
@@ -285,14 +288,14 @@ def _latency_search(model, plan, *, cfg, example, input_shape, run_dir) -> tuple
                              cache_dir=Path(lat.cache_dir) if lat.cache_dir else None,
                              run_file=run_dir / lt.TABLE_FILE if run_dir else None)
     found = lt.search_latency(timed, example, plan, table, backend, target=s.target_latency_reduction,
-                              tolerance=lat.tolerance, max_attempts=lat.max_attempts)
+                              tolerance=lat.tolerance, max_attempts=lat.max_attempts, allocation=lat.allocation)
     t = found.timing
     print(f"latency target {100 * s.target_latency_reduction:g}% on {lat.backend} batch {lat.batch_size}, "
           f"{lat.threads} thread(s): predicted -{100 * found.predicted:.1f}%, measured -{100 * t.reduction:.1f}% "
           f"+-{100 * t.spread:.1f} pts ({t.baseline_ms:.2f} -> {t.pruned_ms:.2f} ms, median of {t.rounds} interleaved "
           f"rounds); channels in multiples of {backend.fast_multiple}; timed with: {'; '.join(backend.optimisations)}")
     latency = {"backend": lat.backend, "batch_size": lat.batch_size, "threads": lat.threads,
-               "fast_multiple": backend.fast_multiple, "host": lt.host_id(), "optimisations": backend.optimisations,
+               "allocation": lat.allocation, "fast_multiple": backend.fast_multiple, "host": lt.host_id(), "optimisations": backend.optimisations,
                "target_pct": 100 * s.target_latency_reduction, "tolerance_pts": 100 * lat.tolerance,
                "predicted_reduction_pct": 100 * found.predicted, **t.as_dict(), "attempts": found.attempts,
                "table": lt.TABLE_FILE}

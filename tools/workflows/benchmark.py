@@ -127,6 +127,7 @@ class Benchmark:
         """The recipe (less how the doc shows it and which seeds run) and the records of the rows it needs."""
         recipe = config_to_dict(self.cfg)
         recipe.pop("pipeline", None)  # read by scripts.pipeline only, which no row runs: adding it stales nothing
+        _drop_at_default(recipe, ADDED_KEYS)
         recipe["bench"] = {k: v for k, v in recipe["bench"].items() if k not in ("table", "targets", "seeds")}
         needs = {n: digest(read_yaml_mapping(need_record(results_root / n))) for n in self.cfg.bench.needs}
         return fingerprint(config={"recipe": recipe, "needs": needs}, argv=[self.script])
@@ -147,6 +148,22 @@ class Benchmark:
         if finished:
             return f"partial {finished}/{len(self.seeds)}"
         return "partial" if self.run_dir(results_root).exists() else "pending"
+
+
+# Config keys added after records were made: left out of the fingerprint while at their default
+# (which keeps the old behaviour), so adding an option stales no record; set, they count as usual.
+ADDED_KEYS = ("structured.latency.allocation",)
+
+
+def _drop_at_default(recipe: dict, keys: tuple[str, ...]) -> None:
+    defaults = config_to_dict(Config())
+    for key in keys:
+        *parents, leaf = key.split(".")
+        mine, theirs = recipe, defaults
+        for part in parents:
+            mine, theirs = mine[part], theirs[part]
+        if mine[leaf] == theirs[leaf]:
+            del mine[leaf]
 
 
 def need_record(row_dir: Path) -> Path:
