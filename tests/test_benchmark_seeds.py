@@ -75,6 +75,19 @@ def test_a_section_no_row_reads_does_not_stale_the_records(seeded):
     assert b.fingerprint(root / "results") == before and b.done(root / "results")
 
 
+def test_an_option_added_at_its_default_stales_nothing_and_set_it_does(seeded, monkeypatch):
+    import tools.workflows.benchmark as bench
+
+    root, _ = seeded
+    b = discover(root / "cfgs")["tiny_seeded"]
+    monkeypatch.setattr(bench, "ADDED_KEYS", ())
+    with_key = b.fingerprint(root / "results")
+    monkeypatch.setattr(bench, "ADDED_KEYS", ("structured.latency.allocation",))
+    assert b.fingerprint(root / "results") != with_key and b.done(root / "results")  # the key is not in it
+    b.cfg.structured.latency.allocation = "importance"
+    assert b.stale_reason(root / "results", 3) == "config changed"
+
+
 def test_mean_and_spread_of_nested_results():
     mean, spread = mean_and_spread([{"a": 1.0, "n": 4, "m": "x", "d": {"t": 2.0}},
                                     {"a": 3.0, "n": 4, "m": "y", "d": {"t": 4.0}}])
