@@ -1,5 +1,6 @@
 """export_onnx: ONNX/TorchScript round trips for dense and structurally pruned models, --verify."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,14 @@ def test_bad_inputs_exit_2(tiny_checkpoint, tmp_path, capsys):
         assert exc.value.code == 2 and "\n" not in err
         assert __import__("re").search(pattern, err), err
     assert not (tmp_path / "o" / "model.onnx").exists()
+
+
+@pytest.mark.parametrize("opset, fix", [(17, "try a newer --opset (up to 20)"), (13, "try --opset 17")])
+def test_an_op_the_exporter_lacks_is_one_line_that_suggests_another_opset(tmp_path, opset, fix):
+    from tools.core.errors import UserError
+    from tools.modeling.export import export_onnx
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(5))  # 6x6 -> 5x5: no ONNX op
+    with pytest.raises(UserError, match=f"cannot be exported to ONNX with opset {opset} .*; {re.escape(fix)}") as e:
+        export_onnx(model, (3, 8, 8), tmp_path / "m.onnx", opset=opset)
+    assert "\n" not in str(e.value) and not list(tmp_path.iterdir())  # nothing half-written

@@ -60,7 +60,8 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, int, int], path: Path,
     except Exception as e:  # the exporter raises many types; any of them means "cannot export"
         tmp.unlink(missing_ok=True)
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"model cannot be exported to ONNX with opset {opset} ({reason}); try another --opset (e.g. 17)") from None
+        fix = "try --opset 17" if opset != 17 else "try a newer --opset (up to 20) or change the operator named there"
+        raise UserError(f"model cannot be exported to ONNX with opset {opset} ({reason}); {fix}") from None
     tmp.replace(path)
     return path
 
