@@ -196,6 +196,8 @@ def test_model_zoo_limits_cpu_time_and_retries_timeouts_of_a_lower_limit(tmp_pat
     monkeypatch.setattr(zoo, "run_row", lambda name, size, **kw: ran.append(size) or {"status": "ok", "seconds": 1})
     zoo.run_zoo(["squeezenet1_1"], [32, 224], records=records, time_limit_s=120, max_params=10**9)
     assert ran == [32]  # the 0.01 s timeout again, not the one that already had 120 s
+    # the memory guard also knows models that cannot be built on the meta device (RegNet's widths are tensors)
+    assert 3e6 < zoo.meta_params("regnet_y_400mf", 32) < 5e6
 
 
 def test_trust_flag_is_a_config_key():

@@ -145,8 +145,19 @@ def meta_params(name: str, image_size: int) -> int:
             model = build_from_config(ModelConfig(name=name), num_classes=NUM_CLASSES,
                                       input_shape=(3, image_size, image_size))
         except (UserError, RuntimeError, NotImplementedError):
-            return 0  # the real build reports it
+            return _published_params(name)  # e.g. RegNet computes its widths with tensors: no meta build
     return sum(p.numel() for p in model.parameters())
+
+
+def _published_params(name: str) -> int:
+    """torchvision's count for the 1000-class model (its weights' metadata), or 0 when unknown (the
+    real build then reports what is wrong)."""
+    import torchvision
+
+    try:
+        return int(torchvision.models.get_model_weights(name).DEFAULT.meta["num_params"])
+    except (ValueError, KeyError, AttributeError):
+        return 0
 
 
 class _RowTimeout(BaseException):  # not an Exception: check_model must not report it as the model's failure
