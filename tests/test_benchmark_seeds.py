@@ -75,17 +75,34 @@ def test_a_section_no_row_reads_does_not_stale_the_records(seeded):
     assert b.fingerprint(root / "results") == before and b.done(root / "results")
 
 
-def test_an_option_added_at_its_default_stales_nothing_and_set_it_does(seeded, monkeypatch):
+def test_an_added_option_at_its_old_behaviour_stales_nothing_and_set_otherwise_does(seeded, monkeypatch):
     import tools.workflows.benchmark as bench
 
     root, _ = seeded
     b = discover(root / "cfgs")["tiny_seeded"]
-    monkeypatch.setattr(bench, "ADDED_KEYS", ())
-    with_key = b.fingerprint(root / "results")
-    monkeypatch.setattr(bench, "ADDED_KEYS", ("structured.latency.allocation",))
-    assert b.fingerprint(root / "results") != with_key and b.done(root / "results")  # the key is not in it
+    b.cfg.structured.latency.allocation = "per_ms"  # what every run did before the key existed
+    b.cfg.structured.target_latency_reduction = 0.5  # a row that reads it
+
+    to_dict = bench.config_to_dict
+
+    def without_the_key(cfg):  # the config as the project wrote it before the key existed
+        d = to_dict(cfg)
+        del d["structured"]["latency"]["allocation"]
+        return d
+
+    with monkeypatch.context() as m:
+        m.setattr(bench, "ADDED_KEYS", {})
+        m.setattr(bench, "config_to_dict", without_the_key)
+        before = b.fingerprint(root / "results")
+    assert b.fingerprint(root / "results") == before
     b.cfg.structured.latency.allocation = "importance"
-    assert b.stale_reason(root / "results", 3) == "config changed"
+    assert b.fingerprint(root / "results") != before
+    b.cfg.structured.target_latency_reduction = 0.0  # a row that does not read it: as before
+    with monkeypatch.context() as m:
+        m.setattr(bench, "ADDED_KEYS", {})
+        m.setattr(bench, "config_to_dict", without_the_key)
+        before = b.fingerprint(root / "results")
+    assert b.fingerprint(root / "results") == before
 
 
 def test_mean_and_spread_of_nested_results():

@@ -82,7 +82,7 @@ def test_allocation_lands_on_the_detected_multiple_and_follows_the_time(monkeypa
     plan = plan_for(model, round_to=multiple)
     # stage 3 groups save time, the rest is memory bound here: only stage 3 may lose channels
     table = synthetic_table(plan, {name: (1.0 if name.startswith("layer3") else 0.0) for name in plan.groups})
-    alloc = lt.allocate(plan, table, goal=0.3)
+    alloc = lt.allocate(plan, table, goal=0.3, by="per_ms")
     assert alloc.predicted >= 0.3 and not alloc.exhausted
     for name, removed in alloc.counts.items():
         kept = len(plan.groups[name].scores) - removed
@@ -97,14 +97,14 @@ def test_importance_allocation_keeps_the_ranking_and_stops_on_the_time():
     plan = plan_for(model, round_to=8)
     # all the time in stage 3: per_ms cuts only there, importance cuts where the scores are lowest
     table = synthetic_table(plan, {name: (1.0 if name.startswith("layer3") else 0.0) for name in plan.groups})
-    alloc = lt.allocate(plan, table, goal=0.3, by="importance")
+    alloc = lt.allocate(plan, table, goal=0.3)  # by="importance", the default
     assert 0.3 <= alloc.predicted < 0.3 + 8 / table.baseline_ms  # stops at the first block past the goal
     taken = {name: plan.block_score(name, 0, plan.next_count(name, 0)) for name, n in alloc.counts.items() if n}
     spared = {name: plan.block_score(name, 0, plan.next_count(name, 0)) for name, n in alloc.counts.items()
               if not n and plan.next_count(name, 0) is not None}
     assert any(not name.startswith("layer3") for name in taken)  # removed though it saves no time
     assert max(taken.values()) <= min(spared.values())  # no untouched group had a cheaper first block
-    assert lt.allocate(plan, table, goal=0.3).counts != alloc.counts
+    assert lt.allocate(plan, table, goal=0.3, by="per_ms").counts != alloc.counts
 
 
 def test_batchnorm_folding_keeps_outputs():
@@ -181,7 +181,7 @@ def test_bad_latency_settings_are_one_line_errors(monkeypatch):
     with pytest.raises(UserError, match="unknown structured.latency.backend 'tensorrt'"):
         check_structured_config(cfg)
     cfg.structured.latency.backend, cfg.structured.latency.allocation = "torch", "knapsack"
-    with pytest.raises(UserError, match="unknown structured.latency.allocation 'knapsack'; choose one of: per_ms"):
+    with pytest.raises(UserError, match="unknown structured.latency.allocation 'knapsack'; choose one of: importance, per_ms"):
         check_structured_config(cfg)
 
 

@@ -296,7 +296,7 @@ class LatencyTargetConfig:
     tolerance: float = 0.05  # the measured reduction lands within this of the target (0.05 = 5 pts); also the largest timing spread accepted
     rounds: int = 7  # interleaved timing rounds of the pruned model against the baseline; medians are compared
     repeats: int = 3  # timed forwards per model per round
-    allocation: str = "per_ms"  # per_ms: least importance per ms saved (NetAdapt-style) | importance: the MACs ranking, latency decides where to stop
+    allocation: str = "importance"  # importance: the MACs target's ranking, the measured latency decides where to stop | per_ms: least importance per ms saved (NetAdapt-style)
     levels: int = 6  # channel counts measured per group for the latency table (interpolated between)
     max_attempts: int = 4  # measured re-allocations before giving up on landing within tolerance
     cache_dir: str = "results/latency_cache"  # latency tables keyed by model, backend, batch, threads and host; "" = off

@@ -1,5 +1,6 @@
 """Latency targets for structured pruning: a measured latency model of the deployment backend,
-an importance-per-millisecond allocation, and the measured whole-model check that judges it.
+an allocation over the importance ranking (or per millisecond), and the measured whole-model check
+that judges it.
 
     uv run python -m scripts.prune_structured --checkpoint results/train/quickstart/best_model.pth \
         --target-latency-reduction 0.5 --set structured.latency.backend=onnxruntime structured.latency.batch_size=64
@@ -20,19 +21,24 @@ it really moves on that backend: its convs, the BN/ReLU/add that follow them, ON
 layout reorders. The model is additive over groups (a conv between two pruned groups shrinks by
 both, so the prediction is a first-order one); the measured check is what decides.
 
-Allocation is NetAdapt-style greedy (Yang et al. 2018), not a HALP knapsack (Shen et al. 2022):
-each step removes one fast-multiple block from the group where it costs the least importance per
-millisecond saved, until the predicted reduction reaches the goal. Greedy because the table is
+Allocation (`structured.latency.allocation`) is a greedy walk over fast-multiple blocks until the
+predicted reduction reaches the goal. `importance` (the default) takes the blocks in the plan's own
+order, the one a MACs target prunes by (global L2 ranking by default), and uses the table only to
+know where to stop; `per_ms` is NetAdapt-style (Yang et al. 2018): each step removes the block
+that costs the least importance per millisecond it saves, and never a block whose measured saving
+is not positive. Greedy rather than a HALP knapsack (Shen et al. 2022) because the table is
 additive and per-group, so a knapsack would be exact only for a model that is not (the
 interactions between neighbouring groups are first-order at best) and costs a solver; greedy
 order also gives a monotone path along which the measured calibration below can move the goal
-a little and land on the same blocks. A block whose measured saving is not positive is never
-taken: it removes accuracy and buys no time (a memory-bound layer, a count off the fast path).
-`allocation: importance` keeps the plan's own ranking instead (the blocks a MACs target would
-remove, in the same order) and uses the table only for where to stop. It exists because on the
-converged ResNet-20 (docs/benchmarks.md) the per-ms rows reached -47 to -49% measured latency with
-57-65% fewer MACs and lost 4.5-4.7 points, while MACs-targeted models measured at -45.5% lost 2.9-3.1.
-Both land on the fast multiples and face the same measured check.
+a little and land on the same blocks. `importance` is the default because it was measured better
+on both models tried here (docs/benchmarks.md, ONNX Runtime, one thread): at the same measured
+latency it keeps more MACs and more accuracy. ResNet-20, batch 64, -45.5% measured: 55.3% fewer
+MACs and +3.02 points after 3 fine-tuning epochs, against 57.2% and +4.26 for `per_ms` at -46.2%
+(seed 0 each); MobileNetV2, batch 1, -26.8%: 26.4% fewer MACs, against 35.1% for `per_ms` at
+-26.1%; the quickstart pipeline's -40% row: 44.3% fewer FLOPs and a 0.80-point drop, against
+52.2% and 3.40. The per-group table misjudges where the time is (it predicted -64% for -27% on
+MobileNetV2), so `per_ms` spends accuracy on channels whose saving was overestimated, while the
+importance order spends none that a MACs target would not.
 
 The judge is the measured whole model: after allocating, the pruned model and the baseline take
 turns for `rounds` rounds of `repeats` forwards; the reduction is the median of the per-round
@@ -339,13 +345,13 @@ class Allocation:
     no_gain: int  # groups whose next block saves no measured time
 
 
-ALLOCATIONS = ("per_ms", "importance")
+ALLOCATIONS = ("importance", "per_ms")
 
 
-def allocate(plan: st.ChannelPlan, table: LatencyTable, goal: float, by: str = "per_ms") -> Allocation:
-    """Greedy: remove the block with the least importance per millisecond saved (`by="per_ms"`)
-    or the least importance (`"importance"`: the plan's own ranking, global or per layer, as a
-    MACs target would prune) until the predicted reduction reaches `goal` (see the module docstring)."""
+def allocate(plan: st.ChannelPlan, table: LatencyTable, goal: float, by: str = "importance") -> Allocation:
+    """Greedy: remove the block with the least importance (`by="importance"`: the plan's own
+    ranking, global or per layer, as a MACs target would prune) or the least importance per
+    millisecond saved (`"per_ms"`) until the predicted reduction reaches `goal` (see the module docstring)."""
     counts = {name: 0 for name in plan.groups}
     saved = {name: 0.0 for name in plan.groups}
     goal_ms = goal * table.baseline_ms
@@ -388,7 +394,7 @@ class LatencySearch:
 
 def search_latency(model: nn.Module, example: torch.Tensor, plan: st.ChannelPlan, table: LatencyTable,
                    backend: Backend, *, target: float, tolerance: float, max_attempts: int,
-                   allocation: str = "per_ms") -> LatencySearch:
+                   allocation: str = "importance") -> LatencySearch:
     """Allocate for `target`, measure, move the goal by the miss, repeat; see the module docstring."""
     goal, attempts, best = target, [], None
     most = allocate(plan, table, float("inf"), allocation)  # every block it may take: the table's ceiling

@@ -127,7 +127,7 @@ class Benchmark:
         """The recipe (less how the doc shows it and which seeds run) and the records of the rows it needs."""
         recipe = config_to_dict(self.cfg)
         recipe.pop("pipeline", None)  # read by scripts.pipeline only, which no row runs: adding it stales nothing
-        _drop_at_default(recipe, ADDED_KEYS)
+        _drop_legacy(recipe, ADDED_KEYS)
         recipe["bench"] = {k: v for k, v in recipe["bench"].items() if k not in ("table", "targets", "seeds")}
         needs = {n: digest(read_yaml_mapping(need_record(results_root / n))) for n in self.cfg.bench.needs}
         return fingerprint(config={"recipe": recipe, "needs": needs}, argv=[self.script])
@@ -150,20 +150,22 @@ class Benchmark:
         return "partial" if self.run_dir(results_root).exists() else "pending"
 
 
-# Config keys added after records were made: left out of the fingerprint while at their default
-# (which keeps the old behaviour), so adding an option stales no record; set, they count as usual.
-ADDED_KEYS = ("structured.latency.allocation",)
+# Config keys added after records were made: the value that behaves as before they existed, and
+# whether a recipe reads the key at all. Left out of the fingerprint at that value or where unread,
+# so adding an option stales no record, even when its default is new; otherwise it counts as usual.
+ADDED_KEYS = {
+    "structured.latency.allocation": ("per_ms", lambda recipe: recipe["structured"]["target_latency_reduction"] > 0),
+}
 
 
-def _drop_at_default(recipe: dict, keys: tuple[str, ...]) -> None:
-    defaults = config_to_dict(Config())
-    for key in keys:
+def _drop_legacy(recipe: dict, keys: dict) -> None:
+    for key, (legacy, reads) in keys.items():
         *parents, leaf = key.split(".")
-        mine, theirs = recipe, defaults
+        section = recipe
         for part in parents:
-            mine, theirs = mine[part], theirs[part]
-        if mine[leaf] == theirs[leaf]:
-            del mine[leaf]
+            section = section[part]
+        if section[leaf] == legacy or not reads(recipe):
+            del section[leaf]
 
 
 def need_record(row_dir: Path) -> Path:
