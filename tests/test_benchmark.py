@@ -210,3 +210,17 @@ def test_semi_structured_text():
     none = {"device": "cpu", "timings": [], "layers": [{"layer": "fc", "eligible": False, "reason": "weight 10x64"}]}
     assert semi_structured_text(none) == "no eligible layer: fc weight 10x64"
     assert semi_structured_text({"nm_layers": {}}) == "not timed (no CUDA)" and semi_structured_text(None) == "-"
+
+
+def test_latency_column_names_the_allocation_of_a_search():
+    from tools.workflows.benchmark import latency_text
+
+    timed = {"measured_reduction_pct": 45.5, "spread_pts": 1.5, "backend": "onnxruntime", "batch_size": 64, "threads": 1}
+    searched = {**timed, "predicted_reduction_pct": 52.8, "allocation": "importance"}
+    assert latency_text({"latency": searched}) == \
+        "52.8% / 45.5% (+-1.5) onnxruntime batch 64, 1 thread(s), allocation importance"
+    older = {k: v for k, v in searched.items() if k != "allocation"}  # written before the option: per_ms
+    assert latency_text({"latency": older}).endswith("allocation per_ms")
+    report = {**timed, "predicted_reduction_pct": None}  # a MACs target timed alike: no search
+    assert latency_text({"latency": report}) == "- / 45.5% (+-1.5) onnxruntime batch 64, 1 thread(s)"
+    assert latency_text({}) == "-"

@@ -294,8 +294,8 @@ def _latency_search(model, plan, *, cfg, example, input_shape, run_dir) -> tuple
           f"{lat.threads} thread(s): predicted -{100 * found.predicted:.1f}%, measured -{100 * t.reduction:.1f}% "
           f"+-{100 * t.spread:.1f} pts ({t.baseline_ms:.2f} -> {t.pruned_ms:.2f} ms, median of {t.rounds} interleaved "
           f"rounds); channels in multiples of {backend.fast_multiple}; timed with: {'; '.join(backend.optimisations)}")
-    latency = {"backend": lat.backend, "batch_size": lat.batch_size, "threads": lat.threads,
-               "allocation": lat.allocation, "fast_multiple": backend.fast_multiple, "host": lt.host_id(), "optimisations": backend.optimisations,
+    latency = {"backend": lat.backend, "batch_size": lat.batch_size, "threads": lat.threads, "allocation": lat.allocation,
+               "fast_multiple": backend.fast_multiple, "host": lt.host_id(), "optimisations": backend.optimisations,
                "target_pct": 100 * s.target_latency_reduction, "tolerance_pts": 100 * lat.tolerance,
                "predicted_reduction_pct": 100 * found.predicted, **t.as_dict(), "attempts": found.attempts,
                "table": lt.TABLE_FILE}

@@ -554,8 +554,9 @@ def latency_text(r: dict) -> str:
     if lat is None:
         return "-"
     predicted = "-" if lat.get("predicted_reduction_pct") is None else f"{lat['predicted_reduction_pct']:.1f}%"
+    searched = "" if predicted == "-" else f", allocation {lat.get('allocation', 'per_ms')}"  # per_ms: older runs
     return (f"{predicted} / {lat['measured_reduction_pct']:.1f}% (+-{lat['spread_pts']:.1f}) "
-            f"{lat['backend']} batch {lat['batch_size']}, {lat['threads']} thread(s)")
+            f"{lat['backend']} batch {lat['batch_size']}, {lat['threads']} thread(s){searched}")
 
 
 def unstructured_rows(run: Run, benchmarks, results_root) -> list[dict]:
