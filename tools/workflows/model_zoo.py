@@ -238,7 +238,8 @@ built for 10 classes at that input size, channel-pruned by this project's struct
 global, round_to 8) to a 30% MACs reduction (within 1 pt), forward-checked, saved and reloaded
 weights-only (state dict + structure, no pickle), exported to ONNX (opset 17) and run in ONNX
 Runtime (max difference at most 1e-4 x the largest logit). "ok" means every step passed; the
-figure is the MACs reduction reached. Otherwise the cell gives the failing step and the reason.
+figures are the MACs reduction reached and the cell's wall time (on a shared machine, so it can
+exceed the CPU-time limit below). Otherwise the cell gives the failing step and the reason.
 At 32 px ResNet-family and MobileNetV2/V3 models get the CIFAR stem (tools.models); all others keep
 their ImageNet stem, so their feature maps shrink 32x and some cannot run at 32 px at all.
 Each cell ran on one thread of a shared 2-core CPU, with a limit of {limit} of CPU time per cell;
