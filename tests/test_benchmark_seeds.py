@@ -90,19 +90,17 @@ def test_an_added_option_at_its_old_behaviour_stales_nothing_and_set_otherwise_d
         del d["structured"]["latency"]["allocation"]
         return d
 
-    with monkeypatch.context() as m:
-        m.setattr(bench, "ADDED_KEYS", {})
-        m.setattr(bench, "config_to_dict", without_the_key)
-        before = b.fingerprint(root / "results")
-    assert b.fingerprint(root / "results") == before
+    def recorded_before_the_key() -> dict:
+        with monkeypatch.context() as m:
+            m.setattr(bench, "ADDED_KEYS", {})
+            m.setattr(bench, "config_to_dict", without_the_key)
+            return b.fingerprint(root / "results")
+
+    assert b.fingerprint(root / "results") == recorded_before_the_key()
     b.cfg.structured.latency.allocation = "importance"
-    assert b.fingerprint(root / "results") != before
+    assert b.fingerprint(root / "results") != recorded_before_the_key()
     b.cfg.structured.target_latency_reduction = 0.0  # a row that does not read it: as before
-    with monkeypatch.context() as m:
-        m.setattr(bench, "ADDED_KEYS", {})
-        m.setattr(bench, "config_to_dict", without_the_key)
-        before = b.fingerprint(root / "results")
-    assert b.fingerprint(root / "results") == before
+    assert b.fingerprint(root / "results") == recorded_before_the_key()
 
 
 def test_mean_and_spread_of_nested_results():
