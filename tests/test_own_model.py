@@ -198,6 +198,7 @@ def test_model_zoo_limits_cpu_time_and_retries_timeouts_of_a_lower_limit(tmp_pat
     assert ran == [32]  # the 0.01 s timeout again, not the one that already had 120 s
     # the memory guard also knows models that cannot be built on the meta device (RegNet's widths are tensors)
     assert 3e6 < zoo.meta_params("regnet_y_400mf", 32) < 5e6
+    assert zoo.meta_params("vit_b_16", 20) > 80e6  # its build refuses 20 px (patch 16): still counted, no crash
 
 
 def test_trust_flag_is_a_config_key():
