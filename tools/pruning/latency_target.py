@@ -392,10 +392,17 @@ class LatencySearch:
     attempts: list[dict]
 
 
+@dataclass
+class SearchRules:
+    tolerance: float  # the measured reduction must land within this of the target (fraction)
+    max_attempts: int  # measured allocations before giving up
+    allocation: str = "importance"  # see allocate()
+
+
 def search_latency(model: nn.Module, example: torch.Tensor, plan: st.ChannelPlan, table: LatencyTable,
-                   backend: Backend, *, target: float, tolerance: float, max_attempts: int,
-                   allocation: str = "importance") -> LatencySearch:
+                   backend: Backend, *, target: float, rules: SearchRules) -> LatencySearch:
     """Allocate for `target`, measure, move the goal by the miss, repeat; see the module docstring."""
+    tolerance, max_attempts, allocation = rules.tolerance, rules.max_attempts, rules.allocation
     goal, attempts, best = target, [], None
     most = allocate(plan, table, float("inf"), allocation)  # every block it may take: the table's ceiling
     for attempt in range(1, max_attempts + 1):

@@ -287,8 +287,8 @@ def _latency_search(model, plan, *, cfg, example, input_shape, run_dir) -> tuple
     table = lt.latency_table(timed, example, plan, backend, levels=lat.levels,
                              cache_dir=Path(lat.cache_dir) if lat.cache_dir else None,
                              run_file=run_dir / lt.TABLE_FILE if run_dir else None)
-    found = lt.search_latency(timed, example, plan, table, backend, target=s.target_latency_reduction,
-                              tolerance=lat.tolerance, max_attempts=lat.max_attempts, allocation=lat.allocation)
+    rules = lt.SearchRules(lat.tolerance, lat.max_attempts, lat.allocation)
+    found = lt.search_latency(timed, example, plan, table, backend, target=s.target_latency_reduction, rules=rules)
     t = found.timing
     print(f"latency target {100 * s.target_latency_reduction:g}% on {lat.backend} batch {lat.batch_size}, "
           f"{lat.threads} thread(s): predicted -{100 * found.predicted:.1f}%, measured -{100 * t.reduction:.1f}% "
