@@ -36,9 +36,10 @@ latency it keeps more MACs and more accuracy. ResNet-20, batch 64, -45.5% measur
 MACs and +3.02 points after 3 fine-tuning epochs, against 57.2% and +4.26 for `per_ms` at -46.2%
 (seed 0 each); MobileNetV2, batch 1, -26.8%: 26.4% fewer MACs, against 35.1% for `per_ms` at
 -26.1%; the quickstart pipeline's 40%-target row: 44.3% fewer FLOPs and a 0.80-point drop at
--35.6% (idle machine) to -39.2% (busy) measured, against 52.2% and 3.40 at -40.0% for `per_ms`. The per-group table misjudges where the time is (it predicted -64% for -27% on
-MobileNetV2), so `per_ms` spends accuracy on channels whose saving was overestimated, while the
-importance order spends none that a MACs target would not.
+-35.6% (idle machine) to -39.2% (busy) measured, against 52.2% and 3.40 at -40.0% for `per_ms`.
+The per-group table misjudges where the time is (it predicted -64% for -27% on MobileNetV2), so
+`per_ms` spends accuracy on channels whose saving was overestimated, while the importance order
+spends none that a MACs target would not.
 
 The judge is the measured whole model: after allocating, the pruned model and the baseline take
 turns for `rounds` rounds of `repeats` forwards; the reduction is the median of the per-round
