@@ -30,7 +30,7 @@ def project_version() -> str:
     except Exception:  # not installed (e.g. run from a plain checkout): the pyproject says it
         import re
 
-        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"  # tools/core/ -> repo root
         try:
             found = re.search(r'^version\s*=\s*"([^"]+)"', pyproject.read_text(), re.MULTILINE)
         except OSError:
