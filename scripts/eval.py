@@ -32,11 +32,17 @@ from pathlib import Path
 
 import torch
 
-from tools.core.cli import base_parser, parse_batch_sizes
+from tools.core.cli import base_parser, parse_batch_sizes, resolve_config
 from tools.core.errors import UserError, run_cli
 from tools.core.io import atomic_write_yaml, read_yaml_mapping
 from tools.core.run_folder import EVAL_METRICS, METRICS
-from tools.measure.lab_grader import LAB_INPUT_SHAPE, count_like_the_lab, format_grade, lab_score
+from tools.measure.lab_grader import (
+    LAB_INPUT_SHAPE,
+    check_lab_may_unpickle,
+    count_like_the_lab,
+    format_grade,
+    lab_score,
+)
 from tools.measure.metrics import format_count, normalize_metrics
 from tools.reports.comparison import (
     append_csv_row,
@@ -91,7 +97,9 @@ def run_metrics_of(ckpt, checkpoint: Path) -> dict | None:
 def grade_mobilenet_lab(args) -> None:
     """The lab's numbers: MACs ("MFLOPs") and params from its own snippet in a fresh process,
     accuracy of the same file on the test split at the grader's 224 px."""
-    args.trust_checkpoint = True  # the lab's own snippet unpickles the file: grading it is trusting it
+    # The lab's snippet unpickles the file: only the user's flag or own config may allow that (never the file's).
+    check_lab_may_unpickle(Path(args.checkpoint), trusted=resolve_config(args).model.trust_checkpoint)
+    args.trust_checkpoint = True
     counted = count_like_the_lab(Path(args.checkpoint))
     _, _, data, _, device = load_checkpoint_run(args, flags={"data.image_size": LAB_INPUT_SHAPE[-1]})
     model = torch.load(args.checkpoint, map_location=device, weights_only=False)  # the graded object itself

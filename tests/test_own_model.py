@@ -63,10 +63,11 @@ def test_own_model_through_every_script_in_fresh_processes(own_weights, tmp_path
     pruned = run_dir / "pruned_model_state.pth"
     raw = torch.load(pruned, weights_only=True)  # no pickle anywhere in it
     assert raw["structure"]["spec"]["name"] == OWN
-    done = run("scripts.prune_unstructured", "--checkpoint", str(pruned), "--sparsity", "0.5", "--epochs", "0",
+    # The file names the factory, but only the user's config may choose code to run: --config again.
+    done = run("scripts.prune_unstructured", "--checkpoint", str(pruned), *common, "--sparsity", "0.5", "--epochs", "0",
                "--save-dir", str(tmp_path / "unstructured"))
     assert done.returncode == 0, done.stderr
-    done = run("scripts.export_onnx", "--checkpoint", str(pruned), "--format", "onnx", "--verify",
+    done = run("scripts.export_onnx", "--checkpoint", str(pruned), *common, "--format", "onnx", "--verify",
                "--save-dir", str(tmp_path / "export"))
     assert done.returncode == 0 and (tmp_path / "export" / "model.onnx").is_file(), done.stderr
     done = run("scripts.profile", "--baseline", str(own_weights), *common, "--pruned", str(pruned),

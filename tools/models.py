@@ -457,6 +457,33 @@ def rename_keys(state_dict: Mapping, rename: Mapping[str, str]) -> dict:
     return out
 
 
+def _untracked_batchnorm_keys(model: nn.Module, missing: list[str]) -> list[str]:
+    """The missing keys PyTorch itself accepts: `num_batches_tracked` of a BatchNorm layer that tracks
+    running statistics. Files saved before PyTorch 0.4.1 lack them (e.g. the widely used pretrained
+    CIFAR ResNet-20s), and BatchNorm's versioned loading fills them in; any other key stays missing."""
+    modules = dict(model.named_modules())
+    found = []
+    for key in missing:
+        owner, _, attr = key.rpartition(".")
+        module = modules.get(owner)
+        if attr == "num_batches_tracked" and isinstance(module, nn.modules.batchnorm._BatchNorm) \
+                and module.track_running_stats:
+            found.append(key)
+    return found
+
+
+def _as_version_1(metadata, untracked: list[str]):
+    """`metadata` with the owners of `untracked` at BatchNorm format version 1, the one PyTorch
+    loads without num_batches_tracked (it keeps the layer's own count)."""
+    if metadata is None or not untracked:
+        return metadata
+    metadata = OrderedDict((k, dict(v)) for k, v in metadata.items())
+    for key in untracked:
+        owner = key.rpartition(".")[0]
+        metadata.setdefault(owner, {})["version"] = 1
+    return metadata
+
+
 def load_state_into(
     model: nn.Module,
     state_dict: Mapping,
@@ -475,7 +502,8 @@ def load_state_into(
     """
     state_dict = rename_keys(state_dict, rename) if rename else state_dict
     model_state = model.state_dict()
-    missing = [k for k in model_state if k not in state_dict]
+    untracked = _untracked_batchnorm_keys(model, [k for k in model_state if k not in state_dict])
+    missing = [k for k in model_state if k not in state_dict and k not in untracked]
     unexpected = [k for k in state_dict if k not in model_state]
     shapes = _shape_mismatches(model_state, state_dict)
     name = model_name or getattr(model, "registry_name", None) or type(model).__name__
@@ -489,7 +517,7 @@ def load_state_into(
     fitting = OrderedDict((k, v) for k, v in state_dict.items() if k in model_state and k not in skipped)
     # Per-module format versions: files from other tools often lack them (or carry them under
     # prefixes stripped above), and some modules (MNASNet) refuse a load without; the model's own fit.
-    fitting._metadata = getattr(model_state, "_metadata", None)
+    fitting._metadata = _as_version_1(getattr(model_state, "_metadata", None), untracked)
     if not fitting:
         raise UserError(f"no tensor of checkpoint {source} fits model {name}; check model.name and model.weights_rename")
     try:

@@ -487,7 +487,7 @@ def load_config(
     """Defaults < `base` (a config dict and where it came from, e.g. a checkpoint's) < YAML at
     `path` (and its bases) < `overrides` ("a.b=value") < `flags` (dotted key -> value, from a
     script's own options; None values are ignored)."""
-    layers: list[tuple[dict, str]] = [base] if base else []
+    layers: list[tuple[dict, str]] = [_without_trust(base)] if base else []
     if path is not None:
         layers += _read_yaml_chain(Path(path))
     for item in overrides or []:
@@ -507,7 +507,43 @@ def load_config(
         _record_origins(tree, source, "", origins)
     cfg = _build(Config, merged, prefix="")
     check_ranges(cfg, lambda key: origins.get(key, "the defaults"))
+    if base:
+        _refuse_factory_from_file(cfg, base[1], layers[1:])
     return cfg
+
+
+def is_factory_name(name: str) -> bool:
+    """Whether model.name names code to import and call (`package.module:factory`, `file.py:factory`);
+    every other form (registry, torchvision) is a plain name, and none of those holds a colon.
+
+    >>> is_factory_name("tests/assets/cifar_resnet.py:resnet"), is_factory_name("resnet20")
+    (True, False)
+    """
+    return ":" in name
+
+
+def _without_trust(base: tuple[dict, str]) -> tuple[dict, str]:
+    """`base` (a checkpoint's stored config) minus model.trust_checkpoint: a file never grants
+    itself (or the files it names) the right to run code; only the user's config or flags do."""
+    tree, source = base
+    model = tree.get("model") if isinstance(tree, dict) else None
+    if isinstance(model, dict) and "trust_checkpoint" in model:
+        tree = {**tree, "model": {k: v for k, v in model.items() if k != "trust_checkpoint"}}
+    return tree, source
+
+
+def _refuse_factory_from_file(cfg: Config, source: str, user_layers: list[tuple[dict, str]]) -> None:
+    """A model.name that imports and calls code is taken from the user's own config or command line
+    (or with --trust-checkpoint), never from the stored config of a file (`source`), which anyone
+    can edit without unpickling anything: `os:system` with kwargs {command: ...} would run there."""
+    name = cfg.model.name
+    if not is_factory_name(name) or cfg.model.trust_checkpoint:
+        return
+    if any(isinstance(tree.get("model"), dict) and "name" in tree["model"] for tree, _ in user_layers):
+        return  # the user named it (the same or another factory)
+    raise UserError(f"model.name {name!r} comes from the config stored in {source}; a module:factory name runs code, "
+                    f"so it is taken only from your own config or command line: pass --set model.name={name} "
+                    "(or a --config naming it) if you trust that code, or --trust-checkpoint if you trust the file")
 
 
 def config_to_dict(cfg: Config) -> dict:
@@ -540,7 +576,10 @@ def _read_yaml_chain(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[dict
     resolved = path.resolve()
     if resolved in seen:
         raise UserError(f"config {path} extends itself through 'base:'; remove the cycle")
-    tree = read_yaml_file(path) or {}
+    tree = read_yaml_file(path)
+    if tree is None:  # an empty file is more likely a mistake than a wish for every default
+        raise UserError(f"config {path} is empty; write its sections (data:, model:, train:, ...) or pass another "
+                        "file, e.g. --config cfgs/quickstart.yaml")
     if not isinstance(tree, dict):
         raise UserError(f"config {path} must be a mapping of sections (data:, model:, train:, ...)")
     layers: list[tuple[dict, str]] = []

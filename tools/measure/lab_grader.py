@@ -52,6 +52,45 @@ def lab_score(mflops: float, accuracy: float) -> float:
     return ((LAB_REFERENCE_MFLOPS - mflops) / (LAB_REFERENCE_MFLOPS - LAB_TARGET_MFLOPS) - penalty) * LAB_WEIGHT_PCT
 
 
+# Classes a pickled model may name and still be read without running code from the file: torch's
+# layers, torchvision's classifiers and this project's models (plain data in, a module out).
+_KNOWN_MODULE_PREFIXES = ("torch.nn.modules.", "torchvision.models.", "torchvision.ops.misc", "tools.models")
+
+
+def check_lab_may_unpickle(path: Path, trusted: bool) -> None:
+    """UserError unless the user trusts `path` (--trust-checkpoint) or it is proven safe: it loads
+    weights-only with only known module classes allowed. The lab's snippet unpickles the whole file
+    (weights_only=False), which can run any code a hostile file carries."""
+    if trusted or not Path(path).is_file() or _loads_without_code(Path(path)):
+        return
+    raise UserError(f"--grader mobilenet-lab loads {path} as the lab's snippet does, torch.load(weights_only=False) of "
+                    "the whole pickled module, which can run code from the file, and it names classes beyond torch, "
+                    "torchvision and this project's models; pass --trust-checkpoint if you trust its source")
+
+
+def _loads_without_code(path: Path) -> bool:
+    import torch
+    from torch import nn
+
+    import tools.models  # noqa: F401 (its classes register as nn.Module subclasses)
+
+    try:
+        with torch.serialization.safe_globals(_known_module_classes(nn.Module)):
+            torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 (any refusal or failure: not proven safe)
+        return False
+    return True
+
+
+def _known_module_classes(cls: type) -> list[type]:
+    found = []
+    for sub in cls.__subclasses__():
+        if sub.__module__.startswith(_KNOWN_MODULE_PREFIXES):
+            found.append(sub)
+        found += _known_module_classes(sub)
+    return found
+
+
 def count_like_the_lab(path: Path) -> dict:
     """torch.load + torch-pruning's counter at 1x3x224x224 in a fresh interpreter, so a file
     that only loads inside this project's process (a class defined in a script, a lambda) fails

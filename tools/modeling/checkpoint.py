@@ -13,12 +13,17 @@ unpickling (a pickled module from another tool, a pre-0.2 pruned checkpoint) loa
 `trust=True` (`--trust-checkpoint` / model.trust_checkpoint); a pickled `X.pth` whose run also
 wrote the weights-only twin `X_state.pth` (structured runs' pruned_model.pth) is read from the
 twin instead. `load_model` also accepts a state dict from other tools under the usual keys (see
-tools.models.extract_state_dict).
+tools.models.extract_state_dict). A run's own files (best_model.pth, last.pth) are read with
+`read_own_checkpoint`, which never unpickles. A path that is no PyTorch file (a folder, text,
+random bytes) is one line saying so before torch.load sees it. The config a file stores never
+chooses code: tools.core.config refuses its `module:factory` model.name and ignores its
+model.trust_checkpoint.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import pickle
 import re
 import sys
@@ -76,7 +81,8 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 # The weights-only twin a run writes beside a pickled module: pruned_model.pth -> pruned_model_state.pth.
 SAFE_TWIN_SUFFIX = "_state"
-_LOAD_ERRORS = (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError)
+_LOAD_ERRORS = (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError, KeyError,
+                IndexError)
 
 
 def safe_twin(path: Path) -> Path:
@@ -87,8 +93,7 @@ def read_checkpoint(path: str | Path, *, trust: bool = False) -> Any:
     """torch.load with weights_only=True, one-line errors for a missing, truncated, foreign or
     pickled file; `trust=True` also unpickles (which can run code from the file)."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} not found; pass the .pth written by a run, e.g. results/train/quickstart/best_model.pth")
+    _check_is_torch_file(path)
     try:
         return _torch_load(path, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -105,6 +110,61 @@ def read_checkpoint(path: str | Path, *, trust: bool = False) -> Any:
         return read_checkpoint(twin)
     raise UserError(f"checkpoint {path} needs unpickling ({needs}), which can run code from the file; pass "
                     "--trust-checkpoint (model.trust_checkpoint: true) if you trust its source, or save a state dict")
+
+
+def read_own_checkpoint(path: str | Path) -> Any:
+    """A file this project's runs write into their own folder (best_model.pth, last.pth): always
+    a plain dict, so it is never unpickled, whatever the flags; a pickle there was put there by
+    someone else."""
+    try:
+        return read_checkpoint(path, trust=False)
+    except UserError as e:
+        if "needs unpickling" not in str(e):
+            raise
+    raise UserError(f"{path} needs unpickling, but the runs of this project write plain state dicts there: "
+                    "it was replaced by another file; it is not loaded (delete it, or restore the run's own file)")
+
+
+def _check_is_torch_file(path: Path) -> None:
+    """One line for a path that cannot be a checkpoint: missing, a folder, text, random bytes."""
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.pth"))[:4]
+        raise UserError(f"checkpoint {path} is a folder, not a file; pass the .pth inside it"
+                        + (f" ({', '.join(inside)})" if inside else ", e.g. <run folder>/best_model.pth"))
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} not found; pass the .pth written by a run, e.g. results/train/quickstart/best_model.pth")
+    if zipfile.is_zipfile(path) or _has_legacy_header(path):
+        return
+    with path.open("rb") as f:
+        head = f.read(4096)
+    why = "an empty file" if not head else "text" if _is_text(head) else \
+        "neither a zip archive nor PyTorch's legacy format"
+    raise UserError(f"checkpoint {path} is truncated or not a PyTorch file (it is {why}); "
+                    "pass a .pth saved with torch.save, e.g. a run's best_model.pth")
+
+
+class _NoGlobals(pickle.Unpickler):
+    def find_class(self, module: str, name: str):  # the header holds one integer: nothing to import
+        raise pickle.UnpicklingError(f"global {module}.{name} in the header")
+
+
+def _has_legacy_header(path: Path) -> bool:
+    """Whether the file starts as torch.save's pre-1.6 format does: a pickled magic number. Read
+    with an unpickler that imports nothing, so a hostile file can build no object here."""
+    with path.open("rb") as f:
+        head = f.read(64)  # the header pickle takes < 40 bytes in any protocol; a bounded read whatever it claims
+    try:
+        return _NoGlobals(io.BytesIO(head)).load() == torch.serialization.MAGIC_NUMBER
+    except Exception:  # noqa: BLE001 (any failure means: not that header)
+        return False
+
+
+def _is_text(head: bytes) -> bool:
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return e.start > len(head) - 4  # a character cut at the end of the sample
+    return b"\0" not in head
 
 
 def _torch_load(path: Path, *, weights_only: bool) -> Any:

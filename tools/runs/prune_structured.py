@@ -40,7 +40,7 @@ from tools.core.io import atomic_torch_save, atomic_write_yaml
 from tools.core.lineage import LINEAGE, child_lineage, versus
 from tools.core.run_folder import BEST, METRICS, PRUNED_MODEL, PRUNED_MODEL_STATE
 from tools.measure.metrics import count_macs_params, count_nonzero_macs_params, format_count
-from tools.modeling.checkpoint import MODULE_CONFIG_ATTR, read_checkpoint, save_checkpoint
+from tools.modeling.checkpoint import MODULE_CONFIG_ATTR, read_checkpoint, read_own_checkpoint, save_checkpoint
 from tools.pruning import latency_target as lt
 from tools.pruning import structured as st
 from tools.pruning.kernels import (
@@ -364,7 +364,7 @@ def finetune(model: nn.Module, job: PruneJob, *, epochs: int, run_dir: Path, tag
     summary = fit(model, job.data, train_cfg=train_cfg, run_dir=run_dir, config=job.config, device=job.device,
                   resume=resume, options=options)
     # best_model.pth holds the same architecture as `model` (plus its structure): load in place.
-    model.load_state_dict(read_checkpoint(run_dir / BEST)["model"])
+    model.load_state_dict(read_own_checkpoint(run_dir / BEST)["model"])
     return model.eval(), summary
 
 

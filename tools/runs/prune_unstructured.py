@@ -32,7 +32,7 @@ from tools.core.errors import UserError
 from tools.core.io import read_yaml_mapping
 from tools.core.run_folder import BEST, LAST, LOGS, PRUNED_MODEL, PRUNED_MODEL_COMPRESSED
 from tools.measure.metrics import count_macs_params, count_nonzero_macs_params, flops_from_macs, format_count
-from tools.modeling.checkpoint import read_checkpoint
+from tools.modeling.checkpoint import read_checkpoint, read_own_checkpoint
 from tools.pruning.unstructured import (
     GRADIENT_METHODS,
     GradientScores,
@@ -218,7 +218,7 @@ def finetune_phase(job: PruneJob, *, epochs: int, run_dir: Path, tag: str, resum
                          last_extra=last_extra)
     summary = fit(model, job.data, train_cfg=replace(job.finetune_cfg, epochs=epochs), run_dir=run_dir,
                   config=job.config, device=job.device, resume=resume, options=options)
-    model.load_state_dict(read_checkpoint(run_dir / BEST)["model"])
+    model.load_state_dict(read_own_checkpoint(run_dir / BEST)["model"])
     return summary
 
 

@@ -25,7 +25,7 @@ from tools.core.errors import UserError
 from tools.core.io import atomic_write_csv
 from tools.core.run_folder import BEST, LAST, LOG_CSV, LOGS
 from tools.measure.metrics import flops_from_macs
-from tools.modeling.checkpoint import read_checkpoint, save_checkpoint, unwrap
+from tools.modeling.checkpoint import read_checkpoint, read_own_checkpoint, save_checkpoint, unwrap
 from tools.models import load_state_into
 from tools.training.engine import (
     LossFn,
@@ -298,8 +298,10 @@ def test_best_checkpoint(model: nn.Module, data, run_dir: Path, device: torch.de
                          params: int) -> dict:
     """Test-set figures of the best checkpoint plus the run's bookkeeping."""
     history = summary["history"]
-    best = torch.load(run_dir / BEST, map_location="cpu", weights_only=False)
-    unwrap(model).load_state_dict(best["model"] if isinstance(best["model"], dict) else best["model"].state_dict())
+    best = read_own_checkpoint(run_dir / BEST)  # weights-only: a replaced file must not run code
+    if not isinstance(best, dict) or not isinstance(best.get("model"), dict):
+        raise UserError(f"{run_dir / BEST} holds no state dict under 'model'; it was replaced: restore or delete it")
+    unwrap(model).load_state_dict(best["model"])
     test = evaluate(model, data.test, device=device)
     return {
         "best_val_top1": summary["best_top1"],
