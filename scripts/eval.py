@@ -11,8 +11,11 @@ it. Writes eval_metrics.yaml next to the checkpoint (or into --save-dir).
 
 --baseline-metrics takes any metrics file the project writes (eval_metrics.yaml, a train run's
 metrics.yaml, a prune run's metrics.yaml standing for its pruned model) and prints the accuracy
-drop, the FLOPs / params reductions and the verdict against structured.goal; --append-csv adds
-the row Method,Sparsity,FLOPs_Reduction,Accuracy_Drop,Goal_Met to a comparison CSV.
+drop, the FLOPs / params reductions and the verdict against structured.goal (judged on dense
+FLOPs: a masked model whose dense FLOPs did not fall gets n/a, as in report.md); --append-csv
+adds the row Method,Sparsity,FLOPs_Reduction,Accuracy_Drop,Goal_Met to a comparison CSV. The
+baseline must have been measured on the same test set (image count, data set, data.test_subset,
+recorded as test_set in every metrics file); otherwise eval stops with one line, exit 2.
 
 --grader mobilenet-lab scores the file as the MobileNetV2 lab does (tools.measure.lab_grader; recipe in
 cfgs/lab_mobilenetv2.yaml) and writes lab_grade.yaml instead.
@@ -46,14 +49,16 @@ from tools.measure.lab_grader import (
 from tools.measure.metrics import format_count, normalize_metrics
 from tools.reports.comparison import (
     append_csv_row,
+    check_same_test_set,
     comparison_row,
     format_versus,
     model_figures,
     run_method,
+    test_set_of,
     versus_baseline,
 )
 from tools.training.engine import evaluate
-from tools.training.evaluation import describe_model, latency_table
+from tools.training.evaluation import describe_model, latency_table, test_set_record
 from tools.training.start import load_checkpoint_run
 
 
@@ -77,7 +82,8 @@ def parse_args(argv):
     return args
 
 
-def read_baseline(path: str) -> dict:
+def read_baseline(path: str) -> tuple[dict, dict | None]:
+    """(the baseline model's figures, the test set they were measured on, None when not recorded)."""
     p = Path(path)
     if not p.is_file():
         raise UserError(f"baseline metrics {p} not found; pass the metrics.yaml of the baseline's train run "
@@ -85,7 +91,7 @@ def read_baseline(path: str) -> dict:
     data = read_yaml_mapping(p)
     if data is None:
         raise UserError(f"baseline metrics {p} is not a YAML mapping of metrics; pass a metrics.yaml or eval_metrics.yaml")
-    return model_figures(data, source=str(p))
+    return model_figures(data, source=str(p)), test_set_of(data)
 
 
 def run_metrics_of(ckpt, checkpoint: Path) -> dict | None:
@@ -118,12 +124,15 @@ def main(argv=None):
     args = parse_args(argv)
     if args.grader:
         return grade_mobilenet_lab(args)
-    baseline = read_baseline(args.baseline_metrics) if args.baseline_metrics else None
+    baseline, baseline_test_set = read_baseline(args.baseline_metrics) if args.baseline_metrics else (None, None)
     if args.checkpoint.endswith(".onnx"):
-        return eval_onnx(args, baseline)
+        return eval_onnx(args, baseline, baseline_test_set)
     cfg, ckpt, data, model, device = load_checkpoint_run(
         args, flags={"profile.batch_sizes": parse_batch_sizes(args.batch_sizes)})
-    report = {"checkpoint": str(args.checkpoint), "model": cfg.model.name, "data": cfg.data.name}
+    test_set = test_set_record(cfg.data, cfg.train.seed, data.test.num_samples)
+    if baseline is not None:  # before the evaluation: nothing is written for a comparison that means nothing
+        check_same_test_set(baseline_test_set, test_set, args.baseline_metrics)
+    report = {"checkpoint": str(args.checkpoint), "model": cfg.model.name, "data": cfg.data.name, "test_set": test_set}
     report |= describe_model(model, data.input_shape, checkpoint_path=args.checkpoint)
     test = evaluate(model, data.test, device=device)
     report |= {"top1": test["top1"], "top5": test["top5"], "loss": test["loss"], "num_samples": test["num_samples"],
@@ -152,7 +161,7 @@ def main(argv=None):
         print(f"appended {method} to {args.append_csv}")
 
 
-def eval_onnx(args, baseline: dict | None) -> None:
+def eval_onnx(args, baseline: dict | None, baseline_test_set: dict | None = None) -> None:
     from tools.deploy.quantize import evaluate_onnx, load_onnx_run
     from tools.measure.latency import measure_onnx_latency
     from tools.modeling.export import is_int8
@@ -160,11 +169,14 @@ def eval_onnx(args, baseline: dict | None) -> None:
     path = Path(args.checkpoint)
     cfg, data = load_onnx_run(args, path, flags={"profile.batch_sizes": parse_batch_sizes(args.batch_sizes)})
     threads = cfg.train.num_threads
+    test_set = test_set_record(cfg.data, cfg.train.seed, data.test.num_samples)
+    if baseline is not None:
+        check_same_test_set(baseline_test_set, test_set, args.baseline_metrics)
     test = evaluate_onnx(path, data.test, num_threads=threads)
     report = {"onnx": str(path), "precision": "int8" if is_int8(path) else "fp32", "data": cfg.data.name,
               "top1": test["top1"], "top5": test["top5"], "loss": test["loss"], "num_samples": test["num_samples"],
               "size_bytes": path.stat().st_size, "device": "cpu", "backend": "onnxruntime",
-              "num_threads": threads or None}
+              "num_threads": threads or None, "test_set": test_set}
     if args.measure_latency:
         prof = cfg.profile
         report["latency"] = {bs: measure_onnx_latency(str(path), data.input_shape, batch_size=bs, warmup=prof.warmup,

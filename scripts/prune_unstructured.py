@@ -62,6 +62,7 @@ from tools.runs.prune_unstructured import (
     storage_sizes,
     tensorboard_logger,
 )
+from tools.training.evaluation import test_set_record
 from tools.training.fit import PRUNE_STATE, check_resume, finetune_train_config, read_prune_resume, resumed_checkpoint
 from tools.training.start import load_checkpoint_run
 
@@ -208,6 +209,7 @@ def write_results(model, run_dir, *, checkpoint, cfg, config, plan, targets, bas
     metrics |= {"checkpoint": str(checkpoint), "model": cfg.model.name, "data": cfg.data.name,
                 "finetune_epochs": cfg.finetune.epochs, "finetune_lr": finetune_train_config(cfg.train, cfg.finetune).lr,
                 "seed": cfg.train.seed, "eval_split": "test", "device": str(device),
+                "test_set": test_set_record(cfg.data, cfg.train.seed, data.test.num_samples),
                 "vs_original": versus(lineage[0], final, "nonzero_"), LINEAGE: lineage}
     plot_layer_weights(model, run_dir / "layer_weights.png")
     return metrics

@@ -34,6 +34,7 @@ from tools.core.run_folder import BEST, LAST, LOG_CSV, LOGS, METRICS, RunFolder
 from tools.measure.metrics import count_macs_params, flops_from_macs, format_count
 from tools.modeling.checkpoint import read_checkpoint, unwrap
 from tools.models import build_from_config, extract_state_dict, load_state_into
+from tools.training.evaluation import test_set_record
 from tools.training.fit import FitOptions, check_resume, fit, test_best_checkpoint
 
 
@@ -105,6 +106,7 @@ def train_in(run_dir: Path | None, cfg, model, data, dist, *, resume: dict | Non
 
     if dist.is_main:
         metrics = test_best_checkpoint(unwrap(model), data, run_dir, dist.device, summary, macs=macs, params=params)
+        metrics["test_set"] = test_set_record(cfg.data, cfg.train.seed, data.test.num_samples)
         atomic_write_yaml(run_dir / METRICS, metrics)
         print(f"best val top1 {metrics['best_val_top1']:.2f}% (epoch {metrics['best_epoch']}), "
               f"test top1 {metrics['test_top1']:.2f}% top5 {metrics['test_top5']:.2f}% with the best checkpoint; "

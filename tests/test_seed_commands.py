@@ -75,7 +75,7 @@ def test_bootcamp_commands_print_what_the_documents_promise(course_dir, capsys):
     export_script.main(["--checkpoint", str(run / "pruned_model.pth"), "--verify", "--format", "onnx", *CPU])
     out = capsys.readouterr().out
     assert [p.name for p in Path("results").glob("structured/*/*.onnx")] == ["pruned_model.onnx"]
-    assert re.search(r"largest max \|diff\| \d\.\d+e-\d+ \(tolerance 1e-05\): ok", out)
+    assert re.search(r"largest max \|diff\| \d\.\d+e-\d+, relative \S+ \(tolerance 1e-05 \+ 0.0001 x \|logits\|\): ok", out)
 
     # Day 20-21: the report template's five sections, with a failure to show and final_comparison.csv.
     over = Path("results/structured/overpruned")

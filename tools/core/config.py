@@ -351,12 +351,14 @@ class StructuredConfig:
 class ExportConfig:
     format: str = "both"  # onnx | torchscript | both
     opset: int = 17  # ONNX opset (the TorchScript-based exporter supports 7-20)
-    tolerance: float = 1e-5  # --verify fails when any max |PyTorch - exported| exceeds this (the bootcamp's 1e-5)
+    tolerance: float = 1e-5  # --verify: absolute part; fails when max |PyTorch - exported| > tolerance + rtol x largest |logit|
+    rtol: float = 1e-4  # --verify: part relative to the logits' scale (float32 rounding grows with it; a wrong export is far off)
     verify_batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
 
     def check(self, bound: Bound) -> None:
         bound("opset", ge=1)
         bound("tolerance", ge=0, why="max |PyTorch - exported| allowed")
+        bound("rtol", ge=0, why="a fraction of the largest |logit|")
         bound("verify_batch_sizes", ge=1)
 
 

@@ -133,6 +133,35 @@ def max_abs_diffs(model: nn.Module, runner: Runner, inputs: dict[str, torch.Tens
     return {name: float(np.abs(model(x).numpy() - runner(x)).max()) for name, x in inputs.items()}
 
 
+@torch.inference_mode()
+def output_diffs(model: nn.Module, runner: Runner, inputs: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
+    """Per input: max |PyTorch - exported| (`abs`) and the largest |PyTorch| output (`scale`)."""
+    model = model.eval().cpu()
+    out = {}
+    for name, x in inputs.items():
+        reference = model(x).numpy()
+        out[name] = {"abs": float(np.abs(reference - runner(x)).max()), "scale": float(np.abs(reference).max())}
+    return out
+
+
+def within_tolerance(diff: dict[str, float], *, atol: float, rtol: float) -> bool:
+    """max |diff| <= atol + rtol * (largest |logit| of that input): float32 rounding grows with
+    the size of the sums behind the outputs, so a fixed absolute bound alone rejects correct
+    exports of models with large logits, while a wrong export is off by a share of that scale.
+
+    >>> within_tolerance({"abs": 1.2e-5, "scale": 30.0}, atol=1e-5, rtol=1e-4)
+    True
+    >>> within_tolerance({"abs": 1.2e-5, "scale": 0.01}, atol=1e-5, rtol=1e-4)
+    False
+    """
+    return diff["abs"] <= atol + rtol * diff["scale"]
+
+
+def relative_diff(diff: dict[str, float]) -> float:
+    """max |diff| / largest |logit|: the difference relative to the logits' scale."""
+    return diff["abs"] / diff["scale"] if diff["scale"] > 0 else float("inf") if diff["abs"] > 0 else 0.0
+
+
 # ----------------------------------------------------------------------------- ONNX facts
 def load_onnx(path: Path):
     import onnx

@@ -56,7 +56,7 @@ __all__ = [
     "STRUCTURED_METHODS", "GRANULARITIES", "build_importance", "check_traceable", "output_layer_names",
     "resolve_names", "importance_table", "accumulate_gradients", "ChannelLimits", "ChannelPlan", "apply_plan", "prune_channels",
     "round_ratio", "SearchResult", "RatioSearch", "search_ratio", "search_channels", "verify_forward", "channel_counts",
-    "channel_changes", "batchnorm_layers", "bn_l1_loss", "goal_met", "goal_line",
+    "channel_changes", "batchnorm_layers", "bn_l1_loss", "goal_met", "goal_verdict", "verdict_text", "goal_line",
 ]
 
 STRUCTURED_METHODS = ("l1", "l2", "bn_scale", "taylor", "lamp", "fpgm", "random")
@@ -658,8 +658,32 @@ def goal_met(*, flops_reduction_pct: float, accuracy_drop: float, min_flops_redu
     return bool(flops >= min_flops_reduction_pct and drop <= max_accuracy_drop)
 
 
-def goal_line(met: bool, *, min_flops_reduction_pct: float, max_accuracy_drop: float) -> str:
-    return (f"Goal {'MET' if met else 'NOT MET'} "
+def goal_verdict(*, flops_reduction_pct: float | None, accuracy_drop: float | None, sparse: bool,
+                 min_flops_reduction_pct: float, max_accuracy_drop: float) -> bool | None:
+    """The one goal rule of eval, report.md and final_comparison.csv: the goal is judged on the
+    DENSE FLOPs reduction (a physically smaller model). A masked (sparse) model whose dense FLOPs
+    did not fall has no verdict, None (written "n/a"): zeros alone are not a FLOPs reduction.
+
+    >>> goal_verdict(flops_reduction_pct=0.0, accuracy_drop=0.2, sparse=True, min_flops_reduction_pct=40, max_accuracy_drop=1.5)
+    >>> goal_verdict(flops_reduction_pct=50.0, accuracy_drop=0.2, sparse=True, min_flops_reduction_pct=40, max_accuracy_drop=1.5)
+    True
+    """
+    if flops_reduction_pct is None or accuracy_drop is None:
+        return None
+    if sparse and round(float(flops_reduction_pct), 6) <= 0:
+        return None
+    return goal_met(flops_reduction_pct=flops_reduction_pct, accuracy_drop=accuracy_drop,
+                    min_flops_reduction_pct=min_flops_reduction_pct, max_accuracy_drop=max_accuracy_drop)
+
+
+def verdict_text(met: bool | None) -> str:
+    """MET / NOT MET / n/a: how every table writes a goal_verdict."""
+    return "n/a" if met is None else "MET" if met else "NOT MET"
+
+
+def goal_line(met: bool | None, *, min_flops_reduction_pct: float, max_accuracy_drop: float) -> str:
+    why = " (masks only: no dense FLOPs reduction)" if met is None else ""
+    return (f"Goal {verdict_text(met)}{why} "
             f"(>={min_flops_reduction_pct:g}% FLOPs, <={max_accuracy_drop:g}% drop)")
 
 

@@ -18,7 +18,10 @@ Methods (a score per weight; the lowest scores are pruned):
 - `taylor`: |w * dL/dw| summed over `score_batches` batches (first-order estimate of the loss
   change from removing w; Molchanov et al. 2019), global.
 - `movement`: -w * dL/dw summed during fine-tuning (Sanh et al. 2020): weights moving towards
-  zero score low. Global.
+  zero score low. Layerwise, like Sanh et al.'s per-layer top-k: raw -w*g differs by orders of
+  magnitude between layers (conv1, the classifier and 1x1 shortcuts carry the largest), so one
+  global threshold put even a 0.1% target mostly into those small layers. Asked for globally
+  (`mode=global`), each layer's scores are first divided by their mean |score|.
 - `lamp`: w_u^2 / sum_{|w_v| >= |w_u|} w_v^2 inside each layer, pruned globally (Lee et al.
   2021): a global threshold without the layer-scale bias of global magnitude.
 - `nm`: N:M, in every group of M consecutive weights along the input dimension keep the N
@@ -57,7 +60,7 @@ __all__ = [
     "METHODS", "MODES", "SCHEDULES", "GRADIENT_METHODS", "Target", "GradientScores",
     "prunable_targets", "validate_sparsity", "validate_nm", "resolve_mode", "natural_mode",
     "resolve_layer_sparsities", "magnitude_scores", "random_scores", "taylor_score", "movement_score",
-    "lamp_scores", "prune_lowest", "layerwise_masks", "global_masks", "nm_mask", "nm_ineligibility",
+    "lamp_scores", "layer_normalized", "prune_lowest", "layerwise_masks", "global_masks", "nm_mask", "nm_ineligibility",
     "is_nm_pattern", "compute_masks", "schedule_sparsity", "sparsity_schedule", "apply_masks",
     "current_masks", "enforce_masks", "is_reparameterized", "remove_pruning_reparameterization",
     "target_sparsity_report", "print_layerwise_sparsity", "accumulate_taylor_scores", "prune_step",
@@ -68,7 +71,7 @@ MODES = ("auto", "layerwise", "global")
 SCHEDULES = ("linear", "exponential", "cubic")
 GRADIENT_METHODS = ("taylor", "movement")
 _NATURAL_MODE = {"l1": "layerwise", "global": "global", "random": "layerwise", "taylor": "global",
-                 "movement": "global", "lamp": "global", "nm": "layerwise"}
+                 "movement": "layerwise", "lamp": "global", "nm": "layerwise"}
 _PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
              nn.Linear)
 
@@ -225,6 +228,13 @@ def lamp_scores(weight: torch.Tensor) -> torch.Tensor:
     return scores.view_as(weight).float()
 
 
+def layer_normalized(scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each layer's scores divided by their mean |score|: raw movement scores -w*g scale with
+    the layer's weight and gradient sizes, so a global threshold over them would rank layers, not
+    weights."""
+    return {n: s / s.detach().abs().mean().clamp_min(torch.finfo(torch.float32).tiny) for n, s in scores.items()}
+
+
 # ----------------------------------------------------------------------------- allocation
 def _round_count(fraction: float, total: int) -> int:
     return int(math.floor(fraction * total + 0.5))
@@ -343,6 +353,8 @@ def compute_masks(
     if mode == "global":
         if layer_sparsity:
             raise UserError("per-layer sparsities need layerwise allocation; use mode layerwise")
+        if method == "movement":
+            scores = layer_normalized(scores)
         return global_masks(scores, sparsity, previous)
     if mode != "layerwise":
         raise UserError(f"mode must be resolved to layerwise or global here, got {mode!r}; see resolve_mode")

@@ -10,7 +10,8 @@
 `model_figures` reads the figures of the model a metrics file describes: eval's eval_metrics.yaml,
 train's metrics.yaml (test top-1 of the best checkpoint), and a prune run's metrics.yaml (its pruned,
 fine-tuned model). The CSV has the documented columns COLUMNS: FLOPs_Reduction in percent (FLOPs =
-2 x MACs, so it equals the MACs reduction), Accuracy_Drop in top-1 points, Goal_Met True/False.
+2 x MACs, so it equals the MACs reduction), Accuracy_Drop in top-1 points, Goal_Met True/False, or
+n/a for a masked model whose dense FLOPs did not fall (goal_verdict: the same rule as report.md).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from tools.core.errors import UserError
 from tools.measure.metrics import normalize_metrics
-from tools.pruning.structured import goal_line, goal_met
+from tools.pruning.structured import goal_line, goal_verdict
 
 COLUMNS = ("Method", "Sparsity", "FLOPs_Reduction", "Accuracy_Drop", "Goal_Met")
 # Above this fraction of zero weights the FLOPs that matter are the non-zero ones (masks).
@@ -47,9 +48,37 @@ def model_figures(metrics: dict, source: str) -> dict:
                     "pass the metrics.yaml of a train or prune run, or an eval_metrics.yaml")
 
 
+def test_set_of(metrics: dict) -> dict | None:
+    """The test set a metrics file's accuracy was measured on: its `test_set` record
+    (tools.training.evaluation.test_set_record), else the image count of an eval_metrics.yaml
+    written before that record existed; None when the file does not say."""
+    if isinstance(metrics.get("test_set"), dict):
+        return metrics["test_set"]
+    if "top1" in metrics and isinstance(metrics.get("num_samples"), int):
+        return {"test_images": metrics["num_samples"]}
+    return None
+
+
+def check_same_test_set(baseline: dict | None, current: dict, source: str) -> None:
+    """UserError unless the baseline's accuracy comes from the same test set as `current`'s:
+    a drop between two different test sets is not a drop."""
+    fix = "evaluate both on the same test set (same data set and data.test_subset)"
+    if baseline is None or "test_images" not in baseline:
+        raise UserError(f"baseline metrics {source} do not record how many test images they were measured on "
+                        f"(written by an older version); re-evaluate the baseline with scripts.eval --checkpoint "
+                        f"<its checkpoint> --save-dir DIR and pass DIR/eval_metrics.yaml")
+    if baseline["test_images"] != current["test_images"]:
+        raise UserError(f"baseline metrics {source} were measured on {baseline['test_images']:,} test images, this "
+                        f"model on {current['test_images']:,}; {fix}")
+    for key in ("data", "test_subset", "subset_seed", "synthetic"):
+        if key in baseline and key in current and baseline[key] != current[key]:
+            raise UserError(f"baseline metrics {source} were measured on test set {key}={baseline[key]!r}, this model "
+                            f"on {key}={current[key]!r} ({current['test_images']:,} images each); {fix}")
+
+
 def versus_baseline(baseline: dict, current: dict, goal: dict) -> dict:
     """normalize_metrics(baseline, current) plus the FLOPs basis, the non-zero FLOPs reduction of
-    a sparse (masked) model, and the goal verdict on that basis."""
+    a sparse (masked) model, and the goal verdict (on dense FLOPs: goal_verdict)."""
     vs = normalize_metrics(baseline, current)
     sparse = current.get("weight_sparsity", 0.0) >= _SPARSE_MODEL and current.get("nonzero_macs")
     vs["flops_basis"] = "nonzero" if sparse else "dense"
@@ -57,10 +86,11 @@ def versus_baseline(baseline: dict, current: dict, goal: dict) -> dict:
         base_macs = baseline.get("nonzero_macs") or baseline.get("macs")
         if base_macs:
             vs["nonzero_flops_reduction_pct"] = 100.0 * (base_macs - current["nonzero_macs"]) / base_macs
-    flops = vs.get("nonzero_flops_reduction_pct" if sparse else "flops_reduction_pct")
-    if flops is not None and "accuracy_drop" in vs:
+    if vs.get("flops_reduction_pct") is not None and "accuracy_drop" in vs:
         vs["goal"] = dict(goal)
-        vs["goal_met"] = goal_met(flops_reduction_pct=flops, accuracy_drop=vs["accuracy_drop"], **goal)
+        # Judged on dense FLOPs only (goal_verdict): a masked model with none removed gets None ("n/a").
+        vs["goal_met"] = goal_verdict(flops_reduction_pct=vs["flops_reduction_pct"], accuracy_drop=vs["accuracy_drop"],
+                                      sparse=bool(sparse), **goal)
     return vs
 
 
@@ -79,7 +109,7 @@ def format_versus(vs: dict, source: str, baseline_top1: float | None) -> str:
         if key in vs:
             lines.append(f"  {label:<17} {vs[key]:.2f}{unit}")
     if "goal_met" in vs:
-        lines.append(f"  {goal_line(vs['goal_met'], **vs['goal'])} on {vs['flops_basis']} FLOPs")
+        lines.append(f"  {goal_line(vs['goal_met'], **vs['goal'])} on dense FLOPs")
     return "\n".join(lines)
 
 
@@ -108,7 +138,7 @@ def comparison_row(method: str, sparsity: float, vs: dict) -> dict:
     return {"Method": method, "Sparsity": round(float(sparsity), 4),
             "FLOPs_Reduction": None if flops is None else round(flops, 2),
             "Accuracy_Drop": None if vs.get("accuracy_drop") is None else round(vs["accuracy_drop"], 2),
-            "Goal_Met": vs.get("goal_met")}
+            "Goal_Met": "n/a" if vs.get("goal_met") is None else vs["goal_met"]}
 
 
 def csv_text(rows: list[dict], header: bool) -> str:

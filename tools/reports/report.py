@@ -12,6 +12,7 @@ from pathlib import Path
 from tools.core.io import read_yaml_mapping
 from tools.core.plots import axis, pyplot, save_figure, spread_labels
 from tools.core.run_folder import CONFIG, LOG_CSV, METRICS, PROFILE, QUANTIZE_RECORD, REPORT
+from tools.pruning.structured import verdict_text
 
 
 def plot_pareto(rows: list[dict], front: list[dict], *, x: str, y: str, path: Path, title: str,
@@ -64,7 +65,7 @@ def summarize_run(run_dir: Path, metrics: dict, config: dict | None) -> dict:
             "method": f"{metrics['method']} ({metrics['mode']})", "sparsity": round(metrics["actual_sparsity"], 3),
             "flops_reduction_pct": 100.0 * (1 - nonzero / dense), "basis": "non-zero (theoretical)",
             "baseline_top1": metrics["baseline_top1"], "top1": metrics["finetuned_top1"],
-            "accuracy_drop": metrics["accuracy_drop"], "macs": nonzero,
+            "accuracy_drop": metrics["accuracy_drop"], "macs": nonzero, "goal_met": None,  # masks: no dense reduction
             "finetune_epochs": (config or {}).get("finetune", {}).get("epochs"),
         }
     if kind == "structured":
@@ -74,7 +75,9 @@ def summarize_run(run_dir: Path, metrics: dict, config: dict | None) -> dict:
             "flops_reduction_pct": metrics["flops_reduction_pct"],
             "basis": "dense" if metrics.get("reduction_basis", "dense") == "dense" else "non-zero (theoretical)",
             "baseline_top1": metrics["baseline_top1"], "top1": metrics["pruned_top1"],
-            "accuracy_drop": metrics["accuracy_drop"], "goal_met": metrics["goal_met"],
+            "accuracy_drop": metrics["accuracy_drop"],
+            # goal_verdict's rule: a verdict only on a dense reduction (kernel masks: n/a)
+            "goal_met": metrics["goal_met"] if metrics.get("reduction_basis", "dense") == "dense" else None,
             "macs": metrics.get("pruned", {}).get("macs"), "finetune_epochs": metrics.get("finetune", {}).get("epochs"),
         }
     return row
@@ -123,7 +126,7 @@ def comparison_table(rows: list[dict]) -> str:
         ["kind", "method", "sparsity / target", "FLOPs reduction %", "basis", "measured latency reduction %",
          "baseline top-1 %", "top-1 %", "drop (pts)", "goal", "fine-tune epochs"],
         [[r["kind"], r["method"], r.get("sparsity"), r["flops_reduction_pct"], r["basis"], r.get("latency_reduction_pct"),
-          r["baseline_top1"], r["top1"], r["accuracy_drop"], r.get("goal_met", "n/a"), r.get("finetune_epochs")]
+          r["baseline_top1"], r["top1"], r["accuracy_drop"], verdict_text(r.get("goal_met")), r.get("finetune_epochs")]
          for r in pruned])
 
 

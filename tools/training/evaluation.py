@@ -56,3 +56,15 @@ def latency_table(model: nn.Module, input_shape: tuple[int, int, int], *, batch_
                             num_threads=num_threads or None)
         for bs in batch_sizes
     }
+
+
+def test_set_record(data_cfg, seed: int, num_images: int) -> dict:
+    """Which test images an accuracy was measured on (data set, image count, seeded subset).
+    Metrics files carry it as `test_set`, so scripts.eval --baseline-metrics compares two
+    accuracies only when they come from the same test set."""
+    record = {"data": data_cfg.name, "test_images": int(num_images), "test_subset": int(data_cfg.test_subset),
+              "subset_seed": int(seed) if data_cfg.test_subset else None}
+    if data_cfg.name == "synthetic":  # the synthetic test images are a function of these
+        record["synthetic"] = {"seed": data_cfg.synthetic.seed, "test_size": data_cfg.synthetic.test_size,
+                               "resolution": data_cfg.synthetic.resolution}
+    return record
