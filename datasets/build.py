@@ -29,7 +29,7 @@ from datasets.seeding import split_indices, subset_indices
 from datasets.tensor_loader import TensorLoader
 from datasets.torch_loader import TensorImages, TorchLoader
 from datasets.torchvision_sets import TORCHVISION_SETS, open_split, to_uint8_tensors
-from datasets.transforms import imagenet_transform, small_image_transform
+from datasets.transforms import imagenet_transform, sample_stats, small_image_transform
 from tools.core.errors import UserError
 
 if TYPE_CHECKING:
@@ -84,6 +84,8 @@ class _Source:
     augment: AugmentSpec
     train_transform: Any = None  # DataLoader path only
     eval_transform: Any = None
+    recipe: str = ""  # DataLoader path: "small" | "small-resize" | "imagenet" (transforms built once normalization is known)
+    normalize: str = "dataset"  # what mean/std are, for the printed line
 
 
 def build_data(
@@ -102,6 +104,9 @@ def build_data(
     size_px = target_size_px(cfg, name)
     fast = use_fast_path(cfg, name, size_px)
     source = _load_source(cfg, name, size_px=size_px, fast=fast)
+    _normalize(source, cfg, name)
+    _build_transforms(source)
+    print(describe(source, cfg, name))
     if fast:  # once, up front: batches are then cut on the device (GPU-resident when on CUDA)
         source.splits = {k: TensorSplit(s.images_u8.to(device), s.labels.to(device)) for k, s in source.splits.items()}
     train, val, test = _make_loaders(source, cfg, seed=seed, device=device, rank=rank, world_size=world_size)
@@ -273,12 +278,11 @@ def _decoded_source(decoded: dict[str, imagefolder.DecodedSplit], classes: list[
 
 def _image_file_source(splits: dict[str, Any], classes: list[str], size_px: int) -> _Source:
     """The DataLoader path over encoded images: decoded and transformed per sample in workers."""
-    mean, std = imagefolder.IMAGENET_MEAN, imagefolder.IMAGENET_STD  # computing them would mean decoding everything
-    source = _Source(splits, classes, mean, std, (3, size_px, size_px), _small_augment(size_px))
+    # mean/std: the training images' statistics are computed by _normalize, only when asked for
+    source = _Source(splits, classes, (), (), (3, size_px, size_px), _small_augment(size_px))
     if size_px <= FAST_PATH_MAX_IMAGEFOLDER_PX:  # same recipe as the fast path would use
         return _with_small_transforms(source, resize=True)
-    source.train_transform = imagenet_transform(size_px=size_px, train=True, mean=source.mean, std=source.std)
-    source.eval_transform = imagenet_transform(size_px=size_px, train=False, mean=source.mean, std=source.std)
+    source.recipe = "imagenet"
     return source
 
 
@@ -288,11 +292,20 @@ def _small_augment(size_px: int) -> AugmentSpec:
 
 
 def _with_small_transforms(source: _Source, *, resize: bool) -> _Source:
-    size_px = source.input_shape[-1]
-    common = dict(size_px=size_px, resize=resize, mean=source.mean, std=source.std)
-    source.train_transform = small_image_transform(augment=source.augment, **common)
-    source.eval_transform = small_image_transform(augment=None, **common)
+    source.recipe = "small-resize" if resize else "small"
     return source
+
+
+def _build_transforms(source: _Source) -> None:
+    """The DataLoader path's per-sample transforms, with the mean/std `_normalize` chose."""
+    size_px, norm = source.input_shape[-1], dict(mean=source.mean, std=source.std)
+    if source.recipe == "imagenet":
+        source.train_transform = imagenet_transform(size_px=size_px, train=True, **norm)
+        source.eval_transform = imagenet_transform(size_px=size_px, train=False, **norm)
+    elif source.recipe:
+        common = dict(size_px=size_px, resize=source.recipe == "small-resize", **norm)
+        source.train_transform = small_image_transform(augment=source.augment, **common)
+        source.eval_transform = small_image_transform(augment=None, **common)
 
 
 def _train_val_indices(num_train: int, cfg: DataConfig, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -343,3 +356,45 @@ def _loader(
         )
     transform = source.train_transform if augmented else source.eval_transform
     return TorchLoader(data, transform, indices, num_workers=cfg.num_workers, device=device, **common)
+
+
+# ----------------------------------------------------------------------------- normalization
+STATS_SAMPLE = 512  # DataLoader path over image files: statistics of a seeded sample (decoding all would take long)
+
+
+def _normalize(source: _Source, cfg: DataConfig, name: str) -> None:
+    """One rule for both loader paths (data.normalize, data.mean/std): explicit mean/std, else the
+    preset; 'dataset' keeps what the source computed (torchvision sets' published statistics, the
+    decoded training images'), computing it for image files read per sample."""
+    channels = source.input_shape[0]
+    if cfg.mean:
+        mean, std, source.normalize = tuple(cfg.mean), tuple(cfg.std), "data.mean/std"
+    elif cfg.normalize == "imagenet":
+        mean, std, source.normalize = imagefolder.IMAGENET_MEAN, imagefolder.IMAGENET_STD, "imagenet"
+    elif cfg.normalize == "none":
+        mean, std, source.normalize = (0.0,) * channels, (1.0,) * channels, "none"
+    else:
+        if not source.mean:
+            source.mean, source.std = sample_stats(source.splits["train"], size_px=source.input_shape[-1],
+                                                   count=STATS_SAMPLE, seed=0)
+        mean, std, source.normalize = source.mean, source.std, "dataset"
+    if len(mean) != channels:
+        raise UserError(f"{source.normalize} normalization has {len(mean)} channel(s) but {name} images have "
+                        f"{channels}; set data.mean and data.std with {channels} value(s) each, or data.normalize=dataset")
+    source.mean, source.std = tuple(float(m) for m in mean), tuple(float(v) for v in std)
+
+
+def describe(source: _Source, cfg: DataConfig, name: str) -> str:
+    """The run's normalization and training augmentation, e.g. 'normalize: cifar10 dataset mean
+    (0.4914, 0.4822, 0.4465) std (0.247, 0.2435, 0.2616); augmentation: pad 4 px + flip'."""
+    def fmt(values):
+        return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
+
+    if not cfg.augment:
+        augment = "off"
+    elif source.recipe == "imagenet":
+        augment = f"RandomResizedCrop + flip (ImageNet recipe: image files above {FAST_PATH_MAX_IMAGEFOLDER_PX} px)"
+    else:
+        augment = f"pad {source.augment.pad_px} px + {'flip' if source.augment.flip else 'no flip'}"
+    return (f"normalize: {name} {source.normalize} mean {fmt(source.mean)} std {fmt(source.std)} "
+            f"(data.normalize / data.mean / data.std); augmentation: {augment}")

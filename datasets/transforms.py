@@ -47,3 +47,14 @@ def imagenet_transform(*, size_px: int, train: bool, mean: tuple[float, ...], st
 def _to_normalized_tensor(mean: tuple[float, ...], std: tuple[float, ...]) -> list:
     # ToPureTensor: tv_tensors.Image survives .to(device) and collation; models want plain tensors.
     return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std)), v2.ToPureTensor()]
+
+
+def sample_stats(dataset, *, size_px: int, count: int, seed: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std ([0, 1] units) of a seeded sample of `count` images of a map-style
+    (PIL image, label) dataset, each resized and centre-cropped to size_px as evaluation sees it."""
+    from datasets.pixels import channel_stats
+
+    geometry = v2.Compose([v2.ToImage(), v2.Resize(size_px, antialias=True), v2.CenterCrop(size_px)])
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:count]
+    images = torch.stack([geometry(dataset[int(i)][0]) for i in order])
+    return channel_stats(images)

@@ -17,6 +17,13 @@ the first).
 
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # run as a file (python scripts/pipeline.py), not as -m scripts.pipeline:
+    import os  # import from the repo root, never from scripts/ (its profile.py shadows the stdlib module torch imports)
+    import sys
+
+    _scripts_dir = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [os.path.dirname(_scripts_dir)] + [p for p in sys.path if os.path.abspath(p or ".") != _scripts_dir]
+
 import time
 from pathlib import Path
 

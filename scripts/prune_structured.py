@@ -22,7 +22,8 @@ epoch (the pruned module and the baseline figures come from that file; pruning i
 The model and data come from the config stored in the checkpoint; --config / --set / flags
 override it (structured.*, finetune.*). Prints the baseline, each pruning round, the model after
 pruning, fine-tuning epochs and a final block ending in "Goal MET/NOT MET". Writes
-results/structured/<method>_sp<ratio>/ (or _macs<target>; --save-dir to choose):
+results/structured/<method>_sp<ratio>/ (--pruning-ratio, or --sparsity named as the bootcamp names it;
+<method>_macs<target> for --target-macs-reduction or a YAML target; --save-dir to choose):
 pruned_model_state.pth (weights-only: state dict + structure; what the other scripts load),
 pruned_model.pth (a bare pickled module: plain torch.load returns it; skipped with a notice when the
 model cannot be pickled), metrics.yaml, config.yaml, log.csv, logs/, and last COMPLETE (or FAILED
@@ -32,6 +33,13 @@ against the original baseline as well as the parent, and judges the goal against
 """
 
 from __future__ import annotations
+
+if __name__ == "__main__" and not __package__:  # run as a file (python scripts/prune_structured.py), not as -m scripts.prune_structured:
+    import os  # import from the repo root, never from scripts/ (its profile.py shadows the stdlib module torch imports)
+    import sys
+
+    _scripts_dir = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [os.path.dirname(_scripts_dir)] + [p for p in sys.path if os.path.abspath(p or ".") != _scripts_dir]
 
 from pathlib import Path
 
@@ -61,9 +69,12 @@ def parse_args(argv):
     target = parser.add_mutually_exclusive_group()
     # --sparsity is the bootcamp's flag: "sparsity 0.5" there means half the FLOPs gone, so it
     # sets the MACs target (FLOPs = 2 x MACs: the same fraction), not the channel ratio.
-    target.add_argument("--sparsity", "--target-macs-reduction", dest="target_macs_reduction", type=float,
+    target.add_argument("--target-macs-reduction", type=float,
                         help="fraction of FLOPs (= MACs) to remove, e.g. 0.5, reached within structured.target_tolerance "
-                             "(structured.target_macs_reduction)")
+                             "(structured.target_macs_reduction); run folder <method>_macs<target>")
+    target.add_argument("--sparsity", type=float,
+                        help="the bootcamp's name of --target-macs-reduction; run folder <method>_sp<target>, as the "
+                             "bootcamp names it")
     target.add_argument("--pruning-ratio", type=float,
                         help="fraction of channels to remove instead, e.g. 0.3 (structured.pruning_ratio)")
     target.add_argument("--target-latency-reduction", type=float,
@@ -75,6 +86,8 @@ def parse_args(argv):
 
 def cli_flags(args) -> dict:
     """Script flags as config keys; a ratio on the command line switches a YAML target off and vice versa."""
+    if args.sparsity is not None:  # the seed's spelling of the same target
+        args.target_macs_reduction = args.sparsity
     flags = {"structured.method": args.method, "structured.granularity": args.granularity,
              "finetune.epochs": args.epochs, "structured.iterative_steps": args.iterative_steps}
     if args.pruning_ratio is not None:
@@ -119,7 +132,7 @@ def main(argv=None):
     check_structured_config(cfg)
     if resume is not None:
         check_structured_resume(resume, model, cfg, len(data.train), args.resume)
-    run = RunFolder.new(cfg.output.root, "structured", structured_name(cfg.structured),
+    run = RunFolder.new(cfg.output.root, "structured", structured_name(cfg.structured, seed_form=args.sparsity is not None),
                         args.save_dir or (Path(args.resume).parent if resume else None)).start(cfg)
     with run:
         prune_in(run.path, cfg, ckpt, data, model, device, checkpoint=str(checkpoint), resume=resume)

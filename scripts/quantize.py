@@ -18,6 +18,13 @@ quantization-aware fine-tuning runs first and writes model.qat.onnx / model.qat.
 
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # run as a file (python scripts/quantize.py), not as -m scripts.quantize:
+    import os  # import from the repo root, never from scripts/ (its profile.py shadows the stdlib module torch imports)
+    import sys
+
+    _scripts_dir = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [os.path.dirname(_scripts_dir)] + [p for p in sys.path if os.path.abspath(p or ".") != _scripts_dir]
+
 from dataclasses import replace
 from pathlib import Path
 

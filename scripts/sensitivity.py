@@ -16,6 +16,13 @@ prune_unstructured --sparsity-file accepts), metrics.yaml and config.yaml.
 
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # run as a file (python scripts/sensitivity.py), not as -m scripts.sensitivity:
+    import os  # import from the repo root, never from scripts/ (its profile.py shadows the stdlib module torch imports)
+    import sys
+
+    _scripts_dir = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [os.path.dirname(_scripts_dir)] + [p for p in sys.path if os.path.abspath(p or ".") != _scripts_dir]
+
 import time
 
 from tools.core.cli import base_parser, parse_list

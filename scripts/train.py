@@ -20,6 +20,13 @@ optimizer, scheduler or batch size, or fewer epochs than done) stops before writ
 
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # run as a file (python scripts/train.py), not as -m scripts.train:
+    import os  # import from the repo root, never from scripts/ (its profile.py shadows the stdlib module torch imports)
+    import sys
+
+    _scripts_dir = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [os.path.dirname(_scripts_dir)] + [p for p in sys.path if os.path.abspath(p or ".") != _scripts_dir]
+
 import contextlib
 from pathlib import Path
 

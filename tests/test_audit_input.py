@@ -193,9 +193,9 @@ def test_corrupt_jpeg_on_the_dataloader_path_is_one_line(tmp_path):
                 Image.new("RGB", (20, 20), (40 * i, 90, 200)).save(tmp_path / split / name / f"{i}.jpg")
     bad = tmp_path / "train" / "dog" / "broken.jpg"
     bad.write_bytes(b"\xff\xd8 not really a jpeg")
-    data = build_data(DataConfig(name="imagefolder", root=str(tmp_path), image_size=16, fast_path=False,
-                                 batch_size=8, num_workers=1))
-    with pytest.raises(UserError) as exc:
+    with pytest.raises(UserError) as exc:  # at the statistics' sample (data.normalize=dataset) or at the batch
+        data = build_data(DataConfig(name="imagefolder", root=str(tmp_path), image_size=16, fast_path=False,
+                                     batch_size=8, num_workers=1))
         list(data.train)
     message = str(exc.value)
     assert "\n" not in message and message.startswith(f"cannot read image {bad}"), message

@@ -95,6 +95,7 @@ def test_round_trip(tmp_path):
     cfg = load_config(CFGS / "cifar10_resnet20.yaml", overrides=["train.epochs=2", "output.name=rt"])
     save_config(cfg, tmp_path / "config.yaml")
     again = load_config(tmp_path / "config.yaml")
+    cfg.data.root = str(Path(cfg.data.root).resolve())  # stored absolute: the file works from any folder
     assert again == cfg
     assert yaml.safe_load((tmp_path / "config.yaml").read_text()) == config_to_dict(cfg)
 

@@ -10,6 +10,7 @@ from tools.core.errors import run_cli
 from tools.measure.profiling import ChannelFacts, explain, flops_vs_latency, merge_rounds
 
 
+@pytest.mark.cpu_capability  # the entries' off_fast_path uses the detected fast multiple
 def test_profile_two_checkpoints_writes_every_key_and_the_plot(tiny_checkpoint, pruned_checkpoint, tmp_path):
     out = tmp_path / "profile.yaml"
     profile_script.main(["--baseline", str(tiny_checkpoint), "--pruned", str(pruned_checkpoint), "--measure-latency",

@@ -111,6 +111,9 @@ class SyntheticConfig:
         bound("seed", ge=0, lt=2**32)
 
 
+NORMALIZE_PRESETS = ("dataset", "imagenet", "none")
+
+
 @dataclass
 class DataConfig:
     name: str = "cifar10"  # cifar10 | cifar100 | mnist | fashionmnist | imagefolder | synthetic
@@ -127,8 +130,21 @@ class DataConfig:
     train_subset: int = 0  # 0 = all; else a fixed seeded subset of N training images
     test_subset: int = 0  # 0 = all; else a fixed seeded subset of N test images
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    # one rule on both loader paths, printed in the run's first lines: dataset = the data set's
+    # statistics (torchvision sets: their published ones; others: the training images', a seeded
+    # sample of 512 on the DataLoader path over image files) | imagenet | none (mean 0, std 1)
+    normalize: str = "dataset"
+    mean: list[float] = field(default_factory=list)  # per channel, [0, 1] units; with std: replaces the preset
+    std: list[float] = field(default_factory=list)  # per channel, > 0
 
     def check(self, bound: Bound) -> None:
+        bound("std", gt=0)
+        if self.normalize not in NORMALIZE_PRESETS:
+            raise UserError(f"unknown data.normalize {self.normalize!r} in {bound.origin(bound.prefix + 'normalize')}; "
+                            f"choose one of: {', '.join(NORMALIZE_PRESETS)} (or give data.mean and data.std)")
+        if bool(self.mean) != bool(self.std) or len(self.mean) != len(self.std):
+            raise UserError(f"data.mean {self.mean} and data.std {self.std} must be given together, one value per "
+                            f"channel each, e.g. data.mean=[0.5,0.5,0.5] data.std=[0.25,0.25,0.25]")
         bound("batch_size", ge=1)
         bound("eval_batch_size", ge=1)
         bound("num_workers", ge=0)
@@ -501,6 +517,8 @@ def load_config(
     if flag_tree:
         layers.append((flag_tree, "command-line flags"))
 
+    if base:  # a stored config from before data.normalize kept its (silent) normalization
+        layers[0] = (legacy_normalize(layers[0][0]), base[1])  # layers[0] is the stored config less its trust
     merged: dict = {}
     origins: dict[str, str] = {}  # dotted key -> the last layer that set it, for range errors
     for tree, source in layers:
@@ -511,6 +529,7 @@ def load_config(
     check_ranges(cfg, lambda key: origins.get(key, "the defaults"))
     if base:
         _refuse_factory_from_file(cfg, base[1], layers[1:])
+        print(inherited_line(cfg, origins, base[1]))
     return cfg
 
 
@@ -548,6 +567,48 @@ def _refuse_factory_from_file(cfg: Config, source: str, user_layers: list[tuple[
                     "(or a --config naming it) if you trust that code, or --trust-checkpoint if you trust the file")
 
 
+def inherited_line(cfg: Config, origins: dict[str, str], source: str) -> str:
+    """One line naming the keys whose value comes from `source` (the checkpoint's stored config:
+    --config, --set and flags did not set them) and differs from the defaults."""
+    ours, default = _leaves(config_to_dict(cfg)), _leaves(config_to_dict(Config()))
+    every = _all_keys(Config)
+    sections = {k.rsplit(".", 1)[0] for k in every if "." in k}  # their keys are listed one by one
+    keys = [k for k in every if k not in sections and origins.get(k) == source and ours[k] != default.get(k)]
+    listed = ", ".join(f"{k}={ours[k]}" for k in keys) or "none besides the defaults"
+    return (f"config: kept from {source} (defaults < checkpoint < --config < --set < flags; "
+            f"override any with --set): {listed}")
+
+
+def _leaves(tree: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in tree.items():
+        out[prefix + key] = value
+        if isinstance(value, dict):
+            out |= _leaves(value, f"{prefix}{key}.")
+    return out
+
+
+def legacy_normalize(tree: dict) -> dict:
+    """A stored config without data.normalize (written before it existed) that read image files
+    per sample (DataLoader path) was normalized with ImageNet's statistics: keep that."""
+    data = tree.get("data") if isinstance(tree, dict) else None
+    if not isinstance(data, dict) or "normalize" in data or data.get("name") not in ("imagefolder", "packed"):
+        return tree
+    size_px = data.get("image_size") or 224
+    if data.get("fast_path", True) and size_px <= 64:
+        return tree
+    return tree | {"data": data | {"normalize": "imagenet"}}
+
+
+def stored_config(config: dict) -> dict:
+    """`config` as a run folder or checkpoint stores it: a relative data.root made absolute (from
+    the folder the run started in), so the stored config works from any folder later."""
+    data = config.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("root"), str) or Path(data["root"]).expanduser().is_absolute():
+        return config
+    return config | {"data": data | {"root": str(Path(data["root"]).resolve())}}
+
+
 def config_to_dict(cfg: Config) -> dict:
     return dataclasses.asdict(cfg)
 
@@ -569,7 +630,7 @@ def _record_origins(tree: dict, source: str, prefix: str, origins: dict[str, str
 def save_config(cfg: Config, path: str | Path) -> None:
     from tools.core.io import atomic_write_text
 
-    atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(stored_config(config_to_dict(cfg)), sort_keys=False))
 
 
 def _read_yaml_chain(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[dict, str]]:

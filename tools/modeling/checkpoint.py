@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tools.core.config import stored_config
 from tools.core.errors import UserError
 from tools.core.io import atomic_torch_save
 
@@ -64,7 +65,7 @@ def save_checkpoint(
         **{key: training[key].state_dict() if training.get(key) is not None else None
            for key in ("optimizer", "scheduler", "scaler")},
         "epoch": epoch,
-        "config": config,
+        "config": stored_config(config) if config else config,  # data.root absolute: works from any folder
         "metrics": metrics or {},
     }
     if (config.get("model") or {}).get("name") or full_module:

@@ -97,13 +97,14 @@ def check_latency_config(cfg: Config) -> None:
                         f"{', '.join(lt.ALLOCATIONS)}")
 
 
-def structured_name(s) -> str:
-    """<method>[_<granularity>]_sp<ratio> or _macs<target>, e.g. taylor_macs0.5."""
+def structured_name(s, seed_form: bool = False) -> str:
+    """<method>[_<granularity>]_sp<ratio> or _macs<target>, e.g. taylor_macs0.5; `seed_form` (the
+    target came as the bootcamp's --sparsity) names a MACs target _sp<target>, as the bootcamp does."""
     method = s.method if s.granularity == "channel" else f"{s.method}_{s.granularity}"
     if s.target_latency_reduction > 0:
         return f"{method}_lat{s.target_latency_reduction:g}_{s.latency.backend}"
     if s.target_macs_reduction > 0:
-        return f"{method}_macs{s.target_macs_reduction:g}"
+        return f"{method}_{'sp' if seed_form else 'macs'}{s.target_macs_reduction:g}"
     return f"{method}_sp{s.pruning_ratio:g}"
 
 
