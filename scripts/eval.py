@@ -7,7 +7,8 @@
         --baseline-metrics results/train/quickstart/metrics.yaml --append-csv results/final_comparison.csv
 
 The data set and model come from the config stored in the checkpoint; --config / --set override
-it. Writes eval_metrics.yaml next to the checkpoint (or into --save-dir).
+it. Writes eval_metrics.yaml next to the checkpoint (or into --save-dir); a folder another run
+holds while it runs (a training run's, a pipeline's) is refused with one line.
 
 --baseline-metrics takes any metrics file the project writes (eval_metrics.yaml, a train run's
 metrics.yaml, a prune run's metrics.yaml standing for its pruned model) and prints the accuracy
@@ -38,6 +39,7 @@ if __name__ == "__main__" and not __package__:  # run as a file (python scripts/
     _scripts_dir = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [os.path.dirname(_scripts_dir)] + [p for p in sys.path if os.path.abspath(p or ".") != _scripts_dir]
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -45,7 +47,7 @@ import torch
 from tools.core.cli import base_parser, parse_batch_sizes, resolve_config
 from tools.core.errors import UserError, run_cli
 from tools.core.io import atomic_write_yaml, read_yaml_mapping
-from tools.core.run_folder import EVAL_METRICS, METRICS
+from tools.core.run_folder import EVAL_METRICS, METRICS, RunLock
 from tools.measure.lab_grader import (
     LAB_INPUT_SHAPE,
     check_lab_may_unpickle,
@@ -121,14 +123,26 @@ def grade_mobilenet_lab(args) -> None:
     grade = {"checkpoint": str(args.checkpoint), "type": counted["type"], "mflops": mflops, "mflops_counts": "MACs",
              "params": counted["params"], "accuracy": accuracy, "num_samples": test["num_samples"],
              "score_pct": lab_score(mflops, accuracy)}
-    out_dir = Path(args.save_dir) if args.save_dir else Path(args.checkpoint).parent
+    out_dir = out_folder(args)
     atomic_write_yaml(out_dir / "lab_grade.yaml", grade)
     print(format_grade(grade))
     print(f"wrote {out_dir / 'lab_grade.yaml'}")
 
 
+def out_folder(args) -> Path:
+    return Path(args.save_dir) if args.save_dir else Path(args.checkpoint).parent
+
+
 def main(argv=None):
     args = parse_args(argv)
+    out_dir = out_folder(args)
+    # Held while it runs, like every run folder: a running train's (or pipeline's) folder is refused
+    # before any work. Without --save-dir and no such folder, the checkpoint's own error says why.
+    with RunLock(out_dir) if args.save_dir or out_dir.is_dir() else contextlib.nullcontext():
+        evaluate_into(args)
+
+
+def evaluate_into(args) -> None:
     if args.grader:
         return grade_mobilenet_lab(args)
     baseline, baseline_test_set = read_baseline(args.baseline_metrics) if args.baseline_metrics else (None, None)
@@ -155,7 +169,7 @@ def main(argv=None):
                 "max_accuracy_drop": cfg.structured.goal.max_accuracy_drop}
         report["vs_baseline"] = versus_baseline(baseline, report, goal) | {"baseline_metrics": str(args.baseline_metrics)}
 
-    out_dir = Path(args.save_dir) if args.save_dir else Path(args.checkpoint).parent
+    out_dir = out_folder(args)
     atomic_write_yaml(out_dir / EVAL_METRICS, report)
     print_report(report)
     if baseline is not None:
@@ -192,7 +206,7 @@ def eval_onnx(args, baseline: dict | None, baseline_test_set: dict | None = None
         report["latency_ms"] = report["latency"][min(prof.batch_sizes)]["median_ms"]
     if baseline is not None:
         report["vs_baseline"] = normalize_metrics(baseline, report)
-    out_dir = Path(args.save_dir) if args.save_dir else path.parent
+    out_dir = out_folder(args)
     out = out_dir / f"eval_metrics.{path.name.removesuffix('.onnx')}.yaml"
     atomic_write_yaml(out, report)
     print(f"top1 {report['top1']:.2f}%  top5 {report['top5']:.2f}%  loss {report['loss']:.4f}  "

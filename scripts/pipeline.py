@@ -48,7 +48,9 @@ def main(argv=None):
     steps = pipeline_steps(config=args.config, run_dir=run_dir, sets=args.set,
                            latency_target=cfg.pipeline.latency_target_reduction)
     start = time.perf_counter()
-    with RunFolder(run_dir):  # locked while it runs; COMPLETE at the end, FAILED with the failing step's error
+    # Locked while it runs; COMPLETE at the end, FAILED with the failing step's error. A re-run continues
+    # a finished pipeline (its steps decide what runs again), so a COMPLETE folder is not refused.
+    with RunFolder(run_dir).start(resume=True):
         run_steps(steps, run_dir=run_dir, config=config_to_dict(cfg), force=args.force)
         print_verdict(run_dir, time.perf_counter() - start)  # every step's result is this run's or current
 

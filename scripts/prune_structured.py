@@ -133,7 +133,7 @@ def main(argv=None):
     if resume is not None:
         check_structured_resume(resume, model, cfg, len(data.train), args.resume)
     run = RunFolder.new(cfg.output.root, "structured", structured_name(cfg.structured, seed_form=args.sparsity is not None),
-                        args.save_dir or (Path(args.resume).parent if resume else None)).start(cfg)
+                        args.save_dir or (Path(args.resume).parent if resume else None)).start(cfg, resume=resume is not None)
     with run:
         prune_in(run.path, cfg, ckpt, data, model, device, checkpoint=str(checkpoint), resume=resume)
 

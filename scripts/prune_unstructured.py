@@ -141,7 +141,7 @@ def main(argv=None):
         check_unstructured_resume(resume, model, targets, plan, replace(ft_cfg, epochs=cfg.finetune.epochs),
                                   len(data.train), args.resume)
     save_dir = args.save_dir or (Path(args.resume).parent if resume else None)
-    with RunFolder.new(cfg.output.root, "unstructured", plan.run_name, save_dir).start(cfg) as run:
+    with RunFolder.new(cfg.output.root, "unstructured", plan.run_name, save_dir).start(cfg, resume=resume is not None) as run:
         prune_in(run.path, args, cfg, ckpt, data, model, device,
                  Pruning(plan, targets, ft_cfg, loss_fn, checkpoint, resume))
 

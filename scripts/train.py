@@ -15,7 +15,9 @@ naming the first one's PID and command.
 than the run planned, the learning-rate schedule is rebuilt for the new length and continues at
 the resumed step (cosine and multistep follow the longer curve; one-cycle's annealing restarts
 from there along the longer cycle). A resume that cannot continue (another architecture,
-optimizer, scheduler or batch size, or fewer epochs than done) stops before writing anything.
+optimizer, scheduler or batch size, fewer epochs than done, or a checkpoint older than the run
+folder's last.pth, e.g. its best_model.pth) stops before writing anything. A --save-dir holding a
+finished run (COMPLETE) is refused unless --resume continues it.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from tools.measure.metrics import count_macs_params, flops_from_macs, format_cou
 from tools.modeling.checkpoint import read_checkpoint, unwrap
 from tools.models import build_from_config, extract_state_dict, load_state_into
 from tools.training.evaluation import test_set_record
-from tools.training.fit import FitOptions, check_resume, fit, test_best_checkpoint
+from tools.training.fit import FitOptions, check_resume, check_resume_is_latest, fit, test_best_checkpoint
 
 
 def parse_args(argv):
@@ -93,7 +95,9 @@ def main(argv=None):
     if dist.is_main:
         run = RunFolder(args.save_dir or path.parent) if resume is not None else \
             RunFolder.new(cfg.output.root, "train", run_name(cfg, args.config, cfg.model.name), args.save_dir)
-        run.start(cfg)
+        if resume is not None:
+            check_resume_is_latest(resume, path, run.last)
+        run.start(cfg, resume=resume is not None)
     with run or contextlib.nullcontext():
         train_in(run.path if run else None, cfg, model, data, dist, resume=resume, macs=macs, params=params)
     cleanup_distributed(dist)

@@ -128,7 +128,7 @@ def test_sweep_reruns_points_when_the_base_config_changes(tmp_path, monkeypatch,
     def fake_point(cmd, run_dir):
         calls.append(run_dir.name)
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "metrics.yaml").write_text(f"top1: {len(calls)}\nmacs: 5\n")
+        (run_dir / "metrics.yaml").write_text(f"test_top1: {len(calls)}\nmacs: 5\n")  # a train run's frontier keys
         return run_dir, 0
 
     monkeypatch.setattr(sweep_script, "run_point", fake_point)
@@ -306,7 +306,7 @@ def test_a_complete_run_is_marked_last(tmp_path):
         assert not (run / COMPLETE).exists()
     assert (tmp_path / "r" / COMPLETE).is_file()
     with pytest.raises(ValueError):
-        with RunFolder(tmp_path / "r"):  # a second run into the folder: the old marker goes first
+        with RunFolder(tmp_path / "r").start(resume=True):  # a run continuing the folder: the old marker goes first
             assert not (tmp_path / "r" / COMPLETE).exists()
             raise ValueError("boom\nsecond line")
     assert yaml.safe_load((tmp_path / "r" / FAILED).read_text())["error"] == "ValueError: boom"

@@ -10,19 +10,24 @@
 `RunLock(folder)` creates `<folder>/.lock` with O_EXCL before anything else is written there and
 holds an flock on it while it runs; the file names the holder's PID, host and command. A second
 writer is refused with a UserError naming them. A lock whose holder died (the flock went with it)
-is taken over with a one-line notice. The holder itself and its direct children (a runner that
-starts the script in a subprocess) may write into a folder it holds.
+is taken over with a one-line notice. The holder itself and the processes it runs (a runner that
+starts the script in a subprocess) may write into a folder it holds. A folder inside a held folder
+is held too: a second writer may not write into a running pipeline's train/ or a sweep's point.
+`clear(folder)` empties a folder for a new run, never one a live run holds.
 
 A `RunFolder` ends with `COMPLETE` (written last, atomically) when its block exits normally, or
 with a `FAILED` record holding the one error line when it exits with an error, so a stopped run
 never looks finished and a failed one never looks like an unfinished run. Ctrl-C leaves neither:
-the folder stays resumable.
+the folder stays resumable. `start()` refuses a folder holding a finished run (COMPLETE) unless the
+run continues it (`start(resume=True)`: a --resume, a pipeline re-run): nothing finished is replaced
+silently.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import socket
 import sys
 import time
@@ -86,6 +91,8 @@ class RunLock:
         self.release()
 
     def acquire(self) -> None:
+        for enclosing in self.folder.resolve().parents:  # before mkdir: a refused run leaves nothing behind
+            _refuse_held(self.folder, enclosing)
         self.folder.mkdir(parents=True, exist_ok=True)
         for attempt in range(_ATTEMPTS):  # retried only while the lock file changes under us
             try:
@@ -112,11 +119,9 @@ class RunLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            if holder.get("host") == socket.gethostname() and holder.get("pid") in (os.getpid(), os.getppid()):
-                return True  # our own folder, or our parent runner's: nested, nothing to take or release
-            raise UserError(f"{self.folder} is in use by PID {holder.get('pid', '?')} on {holder.get('host', '?')} "
-                            f"({holder.get('command', 'unknown command')}, since {holder.get('started_at', '?')}); "
-                            f"wait for it to finish or pass another --save-dir") from None
+            if _is_ours(holder):
+                return True  # our own folder, or a runner's we run under: nested, nothing to take or release
+            raise UserError(_in_use(self.folder, self.folder, holder)) from None
         if not _same_file(fd, self.path) or (not holder and not last):
             os.close(fd)  # released and replaced meanwhile, or just created and not yet written: look again
             return False
@@ -154,6 +159,81 @@ def _same_file(fd: int, path: Path) -> bool:
         return os.fstat(fd).st_ino == os.stat(path).st_ino
     except FileNotFoundError:
         return False
+
+
+def _our_pids() -> set[int]:
+    """This process and the processes it runs under (its parent, their parents, ...)."""
+    pids, pid = {os.getpid(), os.getppid()}, os.getppid()
+    while pid > 1:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break  # no /proc (macOS): the parent alone
+        pid = int(stat.rsplit(")", 1)[1].split()[1])  # "pid (comm) state ppid ...": comm may hold spaces
+        pids.add(pid)
+    return pids
+
+
+def _is_ours(holder: dict) -> bool:
+    return holder.get("host") == socket.gethostname() and holder.get("pid") in _our_pids()
+
+
+def live_holder(folder: str | Path) -> dict | None:
+    """What `<folder>/.lock` says about its holder while another live process holds it (one that
+    this process does not run under); None when the folder is free, its lock stale, or ours."""
+    try:
+        fd = os.open(Path(folder) / LOCK, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # granted only when no holder has it exclusively
+        return None
+    except BlockingIOError:
+        holder = read_holder(folder) or {}
+    finally:
+        os.close(fd)  # drops our probe
+    return None if _is_ours(holder) else holder
+
+
+def _in_use(folder: Path, held: Path, holder: dict) -> str:
+    who = (f"PID {holder.get('pid', '?')} on {holder.get('host', '?')} ({holder.get('command', 'unknown command')}, "
+           f"since {holder.get('started_at', '?')})")
+    if Path(held).resolve() == Path(folder).resolve():
+        return f"{folder} is in use by {who}; wait for it to finish or pass another --save-dir"
+    return f"{folder} is inside {held}, which is in use by {who}; wait for it to finish or pass a --save-dir outside it"
+
+
+def _refuse_held(folder: Path, held: Path) -> None:
+    holder = live_holder(held)
+    if holder is not None:
+        raise UserError(_in_use(folder, held, holder))
+
+
+def check_not_held(folder: str | Path) -> None:
+    """UserError when another live run holds `folder` or a folder around it."""
+    folder = Path(folder)
+    for held in (folder, *folder.resolve().parents):
+        _refuse_held(folder, held)
+
+
+def clear(folder: str | Path) -> None:
+    """Remove `folder` and what an earlier run left there, so none of it is read as a new run's
+    result; UserError (nothing removed) while a live run holds it, e.g. an orphaned sweep point."""
+    folder = Path(folder)
+    if not folder.exists():
+        return
+    with RunLock(folder, command=f"clearing {folder} for a new run"):
+        for path in folder.iterdir():
+            if path.name == LOCK:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # a lock kept by a run we run under (nested), or a file that just appeared: leave the folder
 
 
 def read_holder(folder: str | Path) -> dict | None:
@@ -208,11 +288,14 @@ class RunFolder:
     pruned_model = property(lambda self: self.path / PRUNED_MODEL)
 
     # start and end
-    def start(self, cfg=None) -> RunFolder:
-        """Take the lock, drop an earlier run's COMPLETE / FAILED, save `cfg` (a Config) as config.yaml."""
+    def start(self, cfg=None, *, resume: bool = False) -> RunFolder:
+        """Take the lock, drop an earlier run's COMPLETE / FAILED, save `cfg` (a Config) as config.yaml.
+        A finished run (COMPLETE) is refused unless this run continues it (`resume`)."""
         self.lock.acquire()
         self._started = True
         try:
+            if not resume and self.is_complete():
+                raise UserError(self._finished_line())
             for marker in (COMPLETE, FAILED):
                 (self.path / marker).unlink(missing_ok=True)
             if cfg is not None:
@@ -260,6 +343,11 @@ class RunFolder:
 
     def is_complete(self) -> bool:
         return (self.path / COMPLETE).is_file()
+
+    def _finished_line(self) -> str:
+        cont = f", continue it with --resume {self.last}" if self.last.is_file() else ""
+        return (f"{self.path} holds a finished run (COMPLETE); pass a new --save-dir{cont}, "
+                f"or delete the folder to replace it")
 
 
 def error_line(exc: BaseException) -> str:

@@ -136,6 +136,10 @@ def device_batches(loader, *, device: torch.device, channels_last: bool = False,
         yield images, targets.to(device, non_blocking=True)
 
 
+class NonFiniteLoss(UserError):
+    """The training loss became nan or inf; the caller, which knows the run folder, adds what is kept."""
+
+
 @dataclass(frozen=True)
 class StepOptions:
     """How each training step runs, beyond model, data and optimizer."""
@@ -190,8 +194,8 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
     elapsed = time.perf_counter() - start
     # The running sum is the non-finite flag: checked once per epoch, not with a host sync per step.
     if not torch.isfinite(total_loss):
-        raise UserError(f"{desc}: the loss became {total_loss.item()} during this epoch; lower the learning rate "
-                        "or set grad_clip_norm (last.pth still holds the previous epoch)")
+        raise NonFiniteLoss(f"{desc}: the loss became {total_loss.item()} during this epoch; lower the learning rate "
+                            "or set grad_clip_norm")
     return {
         "loss": total_loss.item() / max(seen, 1),
         "top1": 100.0 * correct.item() / max(seen, 1),

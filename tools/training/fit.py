@@ -13,6 +13,7 @@ uninterrupted one (CPU, deterministic mode).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -29,6 +30,7 @@ from tools.modeling.checkpoint import read_checkpoint, read_own_checkpoint, save
 from tools.models import load_state_into
 from tools.training.engine import (
     LossFn,
+    NonFiniteLoss,
     StepOptions,
     build_optimizer,
     build_scheduler,
@@ -63,7 +65,7 @@ def check_resume(resume: dict, model: nn.Module, train_cfg: TrainConfig, steps_p
     Loads the weights into `model`. Call it before writing anything into the run folder."""
     state = resume["model"] if isinstance(resume["model"], dict) else resume["model"].state_dict()
     load_state_into(unwrap(model), state, source=source)
-    done = (resume.get("fit_state") or {}).get("epoch", resume.get("epoch", 0))
+    done = epochs_done(resume)
     if train_cfg.epochs < done:
         raise UserError(f"{source} has already trained {done} epochs; resume with epochs >= {done} "
                         f"(got {train_cfg.epochs}) or start a new run")
@@ -74,6 +76,23 @@ def check_resume(resume: dict, model: nn.Module, train_cfg: TrainConfig, steps_p
             what = "batches per epoch (batch size or data changed)" if key == "steps_per_epoch" else key
             raise UserError(f"{source} was trained with {what} {saved[key]}, this resume has {now[key]}; "
                             f"resume with the same settings or start a new run")
+
+
+def epochs_done(ckpt: dict) -> int:
+    return (ckpt.get("fit_state") or {}).get("epoch", ckpt.get("epoch", 0))
+
+
+def check_resume_is_latest(resume: dict, source: Path, last: Path) -> None:
+    """UserError when the run folder's `last` (its last.pth) is further on than `resume` read from
+    `source`: continuing an older checkpoint (its best_model.pth) would rewrite the later epochs in
+    last.pth and log.csv. Call it before writing anything into the run folder."""
+    if not last.is_file() or (source.is_file() and source.resolve() == last.resolve()):
+        return
+    done, later = epochs_done(resume), epochs_done(read_checkpoint(last))
+    if later > done:
+        raise UserError(f"{source} is from epoch {done} but {last} is at epoch {later}; resume from {last} "
+                        f"(resuming the older one would overwrite epochs {done + 1}-{later} in last.pth and log.csv) "
+                        f"or pass a new --save-dir")
 
 
 @dataclass(frozen=True)
@@ -117,8 +136,11 @@ def fit(model: nn.Module, data, *, train_cfg: TrainConfig, run_dir: Path, config
             epoch = state.epoch
             data.train.set_epoch(epoch)
             lr = optimizer.param_groups[0]["lr"]
-            train_stats = train_one_epoch(model, data.train, optimizer, scheduler, device=device, step=step,
-                                          desc=f"{options.tag} {epoch + 1}/{train_cfg.epochs}")
+            try:
+                train_stats = train_one_epoch(model, data.train, optimizer, scheduler, device=device, step=step,
+                                              desc=f"{options.tag} {epoch + 1}/{train_cfg.epochs}")
+            except NonFiniteLoss as e:
+                raise UserError(f"{e}; {_kept(run_dir, options)}") from None
             val_stats = evaluate(unwrap(model), data.val, device=device, amp=amp, channels_last=step.channels_last)
             row = _epoch_row(epoch + 1, lr, train_stats, val_stats)
             improved = _advance(state, row)
@@ -132,6 +154,10 @@ def fit(model: nn.Module, data, *, train_cfg: TrainConfig, run_dir: Path, config
     finally:
         if writer is not None:
             writer.close()
+    if options.is_main and state.best_epoch < 0 < state.epoch:
+        raise UserError(f"{options.tag}: no epoch had a finite validation loss (last: {state.history[-1]['val_loss']}), "
+                        f"so there is no best model; lower the learning rate or set grad_clip_norm; "
+                        f"{_kept(run_dir, options)}")
     return {"best_top1": state.best_top1, "best_epoch": state.best_epoch, "epochs_run": state.epoch,
             "wall_time_s": state.wall_time_s, "history": state.history}
 
@@ -148,12 +174,22 @@ def _optimisation(model: nn.Module, train_cfg: TrainConfig, steps_per_epoch: int
     return optimizer, scheduler
 
 
+def _kept(run_dir: Path | None, options: FitOptions) -> str:
+    """Which checkpoints of the run exist to go on from: only files that are there."""
+    if run_dir is None:
+        return "the main process names the checkpoints kept"
+    last = options.last_path or run_dir / LAST
+    kept = [str(p) for p in (last, run_dir / BEST) if p.is_file()]
+    return f"kept: {', '.join(kept)}" if kept else "no checkpoint was written (it failed before an epoch finished)"
+
+
 def _advance(state: FitState, row: dict) -> bool:
-    """Count the epoch `row` into `state`; True when it is a new best validation accuracy."""
+    """Count the epoch `row` into `state`; True when it is a new best validation accuracy. An epoch
+    whose validation loss is nan or inf is never the best, whatever its accuracy reads."""
     state.epoch = row["epoch"]
     state.wall_time_s += row["epoch_time_s"]
     state.history.append(row)
-    improved = row["val_top1"] > state.best_top1
+    improved = math.isfinite(row["val_loss"]) and row["val_top1"] > state.best_top1
     if improved:
         state.best_top1, state.best_epoch, state.epochs_since_best = row["val_top1"], row["epoch"], 0
     else:
@@ -183,7 +219,7 @@ def _epoch_row(epoch: int, lr: float, train: dict, val: dict) -> dict:
 
 
 def _format_row(row: dict, epochs: int, improved: bool) -> str:
-    star = " *" if improved else ""
+    star = " *" if improved else "" if math.isfinite(row["val_loss"]) else "  (val loss not finite: never the best)"
     return (
         f"epoch {row['epoch']:>3}/{epochs}  lr {row['lr']:.4g}  "
         f"train loss {row['train_loss']:.4f} top1 {row['train_top1']:6.2f}%  "

@@ -15,7 +15,6 @@ emptied first, so nothing of an earlier run is read as this run's result.
 from __future__ import annotations
 
 import importlib
-import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,6 +32,7 @@ from tools.core.run_folder import (
     QUANTIZE_RECORD,
     REPORT,
     STEPS,
+    clear,
 )
 
 
@@ -55,7 +55,7 @@ class Step:
         """Remove what an earlier run of this step left, so none of it is read as this run's result."""
         folder = self.result.parent
         if folder != run_dir:
-            shutil.rmtree(folder, ignore_errors=True)
+            clear(folder)  # never a folder another live run holds (a train started into it by hand)
         else:
             self.result.unlink(missing_ok=True)
 

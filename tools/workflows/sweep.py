@@ -11,6 +11,11 @@ The Pareto front of the points' rows is tools.reports.comparison.pareto_front.
 A point is done when its folder's sweep_point.yaml records the fingerprint it ran from (base config,
 command line, checkpoint sha256, project version) and its metrics.yaml is still the one that run
 wrote; otherwise it runs again.
+
+Before any point runs, every grid point's config is resolved (a misspelt grid key gets the config
+loader's nearest-key line) and the frontier's metric and cost are checked against the numbers the
+script writes (METRIC_NAMES). `PointProcesses` runs the points' processes so that Ctrl-C stops them:
+queued points never start, running ones are terminated, none is recorded as done.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from __future__ import annotations
 import difflib
 import itertools
 import re
+import subprocess
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +37,32 @@ from tools.core.run_folder import METRICS, SWEEP_POINT
 
 SCRIPTS = ("train", "prune_unstructured", "prune_structured")
 
+# The numbers each script's metrics.yaml holds at its top level (a sweep's metric / cost names one), and
+# its sections of numbers (named dotted: pruned.top1). A point's real metrics.yaml is checked again.
+_SIZES = ("macs", "flops", "params", "wall_time_s")
+METRIC_NAMES: dict[str, tuple[str, ...]] = {
+    "train": (*_SIZES, "best_val_top1", "best_epoch", "final_val_top1", "test_top1", "test_top5", "test_loss", "epochs",
+              "train_images_per_s"),
+    "prune_unstructured": (
+        "params", "wall_time_s", "target_sparsity", "actual_sparsity", "pruned_weights", "prunable_weights",
+        "num_iterations", "n", "m", "dense_macs", "dense_flops", "nonzero_macs", "nonzero_flops", "nonzero_params",
+        "theoretical_speedup", "baseline_top1", "baseline_top5", "pruned_top1", "pruned_top5", "finetuned_top1",
+        "finetuned_top5", "accuracy_drop", "accuracy_drop_before_finetune", "dense_size_bytes",
+        "compressed_size_bytes", "compression_ratio", "finetune_epochs", "finetune_lr", "seed"),
+    "prune_structured": (
+        "wall_time_s", "pruning_ratio", "target_macs_reduction", "target_latency_reduction", "baseline_top1",
+        "pruned_top1", "accuracy_drop", "macs_reduction_pct", "flops_reduction_pct", "params_reduction_pct",
+        "latency_reduction_pct", "predicted_latency_reduction_pct", "latency_spread_pts"),
+}
+FRONTIER_DEFAULTS = {"train": ("test_top1", "macs"), "prune_unstructured": ("finetuned_top1", "nonzero_macs"),
+                     "prune_structured": ("pruned_top1", "pruned.macs")}  # (metric, cost) when the file names none
+METRIC_SECTIONS: dict[str, tuple[str, ...]] = {
+    "train": (),
+    "prune_unstructured": ("vs_original", "semi_structured", "layer_sparsity", "layers"),
+    "prune_structured": ("baseline", "pruned", "pruned_before_finetune", "vs_original", "goal", "finetune", "channels",
+                         "latency", "sparsity_training"),
+}
+
 
 @dataclass
 class SweepSpec:
@@ -38,8 +71,8 @@ class SweepSpec:
     grid: dict[str, list]  # dotted config key -> values
     checkpoint: str = ""  # trained model the pruning scripts start from
     name: str = ""  # sweep folder name; default: the sweep file's stem
-    metric: str = "top1"  # accuracy key maximised on the frontier
-    cost: str = "macs"  # cost key minimised on the frontier
+    metric: str = ""  # accuracy key maximised on the frontier; default: the script's (FRONTIER_DEFAULTS)
+    cost: str = ""  # cost key minimised on the frontier; default: the script's
     args: list[str] = field(default_factory=list)  # extra command-line flags for every point
 
 
@@ -66,6 +99,8 @@ def read_sweep(path: str | Path) -> SweepSpec:
     if spec.checkpoint and not Path(spec.checkpoint).is_absolute():
         spec.checkpoint = str(Path(spec.checkpoint))  # relative to the working directory, like every CLI path
     spec.name = spec.name or path.stem
+    spec.metric = spec.metric or FRONTIER_DEFAULTS[spec.script][0]
+    spec.cost = spec.cost or FRONTIER_DEFAULTS[spec.script][1]
     return spec
 
 
@@ -82,6 +117,46 @@ def check_metric_keys(spec: SweepSpec, metrics: dict, source: Path) -> None:
             close = difflib.get_close_matches(key, numbers, n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"numbers there: {', '.join(numbers[:12])}"
             raise UserError(f"sweep {role} {key!r} is not a number in {source}; {hint} Fix {role}: in the sweep file")
+
+
+def check_metric_names(spec: SweepSpec, source: str) -> None:
+    """Before any point runs: the frontier's `metric` and `cost` must name numbers `spec.script` writes."""
+    names, sections = METRIC_NAMES[spec.script], METRIC_SECTIONS[spec.script]
+    for role in ("metric", "cost"):
+        key = str(getattr(spec, role))
+        head, dot, _ = key.partition(".")
+        if (key in names) or (dot and head in sections):
+            continue
+        close = _nearest(key, names)
+        hint = (f"{key!r} is a section; name a number in it, e.g. {key}.top1" if key in sections else
+                f"did you mean {close!r}?" if close else f"{spec.script} writes: {', '.join(names[:12])}")
+        raise UserError(f"sweep {role} {key!r} is not a number {spec.script} writes into metrics.yaml; {hint} "
+                        f"Fix {role}: in {source}")
+
+
+def _nearest(key: str, names: tuple[str, ...]) -> str | None:
+    """The closest name (difflib's ratio >= 0.6); a tie goes to the one listed first (top1 before top5)."""
+    scores = [(difflib.SequenceMatcher(None, key, name).ratio(), -i, name) for i, name in enumerate(names)]
+    best = max(scores, default=None)
+    return best[2] if best and best[0] >= 0.6 else None
+
+
+def point_sets(point: dict[str, Any], extra_sets: list[str]) -> list[str]:
+    """The --set items a point's command line carries: its grid values, then the sweep's own --set."""
+    return [f"{k}={v}" for k, v in point.items()] + list(extra_sets)
+
+
+def check_grid(spec: SweepSpec, points: list[dict[str, Any]], extra_sets: list[str], source: str) -> None:
+    """Resolve every point's config before any point runs: a misspelt grid key or a bad value gets the
+    config loader's line (with its nearest key), naming the sweep file, instead of failing every point."""
+    from tools.core.config import load_config
+
+    load_config(spec.config, overrides=list(extra_sets))  # the sweep's own --set: its errors say --set
+    for point in points:
+        try:
+            load_config(spec.config, overrides=point_sets(point, extra_sets))
+        except UserError as e:
+            raise UserError(f"{str(e).replace('--set', f'the grid of {source}')} (point {point_name(point)})") from None
 
 
 def expand_grid(grid: dict[str, list]) -> list[dict[str, Any]]:
@@ -117,3 +192,42 @@ def point_stale_reason(run_dir: Path, current: dict) -> str | None:
 
 def record_point(run_dir: Path, fp: dict) -> None:
     atomic_write_yaml(run_dir / SWEEP_POINT, {"fingerprint": fp, "result_sha256": file_sha256(run_dir / METRICS)})
+
+
+class PointProcesses:
+    """The points' processes running now. `stop()` (on Ctrl-C) terminates them and lets no more
+    start, so a queued point never runs after the sweep was interrupted."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen] = set()
+        self.stopped = False
+
+    def run(self, cmd: list[str], log) -> int | None:
+        """The process's exit status; None when the sweep stopped before it started."""
+        with self._lock:
+            if self.stopped:
+                return None
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+            self._running.add(proc)
+        try:
+            return proc.wait()
+        finally:
+            with self._lock:
+                self._running.discard(proc)
+
+    def stop(self, grace_s: float = 30.0) -> int:
+        """Terminate the running processes (SIGTERM: a script keeps its finished epochs, writes no
+        COMPLETE), killing any that outlive `grace_s`; returns how many were running."""
+        with self._lock:
+            self.stopped = True
+            procs = list(self._running)
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return len(procs)
