@@ -53,3 +53,20 @@ def channel_pruned(model, ratio: float = 0.5):
 @pytest.fixture(scope="session")
 def pruned_checkpoint(tiny_checkpoint, tmp_path_factory) -> Path:
     return save_variant(tiny_checkpoint, tmp_path_factory.mktemp("tiny") / "pruned.pth", channel_pruned)
+
+
+def exit_code_and_error(main, argv, capsys) -> tuple[int, str]:
+    """Exit code (0 when `main` returns) and stderr of a script run through run_cli, as the shell sees them."""
+    from tools.core.errors import run_cli
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        run_cli(main, argv)
+        raise SystemExit(0)
+    return exc.value.code, capsys.readouterr().err.strip()
+
+
+def assert_one_line(code: int, err: str) -> None:
+    """A user error: exit 2 and one `error: ...` line, no traceback."""
+    assert code == 2, err
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err

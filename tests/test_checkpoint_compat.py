@@ -8,24 +8,11 @@ import torch
 import yaml
 from torch import nn
 
-from tests.conftest import ROOT
-from tools.core.errors import run_cli
+from tests.conftest import ROOT, assert_one_line, exit_code_and_error
 from tools.models import build_model
 
 OWN = "tests/assets/cifar_resnet.py:resnet"  # the README's own-model route: a factory in the user's config
 
-
-def exit_code_and_error(main, argv, capsys) -> tuple[int, str]:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exc:
-        run_cli(main, argv)
-        raise SystemExit(0)
-    return exc.value.code, capsys.readouterr().err.strip()
-
-
-def assert_one_line(code: int, err: str) -> None:
-    assert code == 2, err
-    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
 
 
 def as_old_pytorch_saved(state_dict: dict) -> OrderedDict:

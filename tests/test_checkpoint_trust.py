@@ -10,9 +10,9 @@ import shutil
 import pytest
 import torch
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, assert_one_line, exit_code_and_error
 from tools.core.config import config_to_dict, load_config
-from tools.core.errors import UserError, run_cli
+from tools.core.errors import UserError
 from tools.modeling.checkpoint import save_checkpoint
 from tools.models import build_model
 
@@ -31,18 +31,6 @@ class TouchMarker:
     def __reduce__(self):
         return os.system, (f"touch {self.marker}",)
 
-
-def exit_code_and_error(main, argv, capsys) -> tuple[int, str]:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exc:
-        run_cli(main, argv)
-        raise SystemExit(0)
-    return exc.value.code, capsys.readouterr().err.strip()
-
-
-def assert_one_line(code: int, err: str) -> None:
-    assert code == 2, err
-    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
 
 
 @pytest.fixture
