@@ -32,12 +32,8 @@ config.yaml of the run folder holding its export/ folder.
 
 from __future__ import annotations
 
-if __name__ == "__main__" and not __package__:  # run as a file (python scripts/eval.py), not as -m scripts.eval:
-    import os  # import from the repo root, never from scripts/ (its profile.py shadows the stdlib module torch imports)
-    import sys
-
-    _scripts_dir = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [os.path.dirname(_scripts_dir)] + [p for p in sys.path if os.path.abspath(p or ".") != _scripts_dir]
+if __name__ == "__main__" and not __package__:  # run as a file (python scripts/eval.py): repo root on sys.path first
+    import _file_form  # noqa: F401  (scripts/_file_form.py; scripts/ is sys.path[0] here)
 
 import contextlib
 from pathlib import Path
