@@ -179,7 +179,7 @@ class TrainConfig:
     warmup_epochs: int = 0  # linear warm-up before multistep/cosine
     label_smoothing: float = 0.0
     grad_clip_norm: float = 0.0  # 0 disables gradient clipping
-    amp: str = "none"  # none | bf16 | fp16 (CUDA only; ignored with a warning on CPU)
+    amp: str = "none"  # none | bf16 | fp16 (CUDA; bf16 also on CPUs with native bf16, else fp32 with a warning)
     channels_last: bool = False  # CUDA only
     patience: int = 0  # early stopping after this many epochs without val improvement; 0 = off
     seed: int = 0

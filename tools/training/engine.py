@@ -39,21 +39,39 @@ AMP_MODES = ("none", "bf16", "fp16")
 
 
 # ----------------------------------------------------------------------------- environment
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs with bf16 instructions (AVX512-BF16 or AMX tiles), where oneDNN runs bf16
+    convolutions natively. Elsewhere (AVX2, plain AVX-512) bf16 is emulated and slower than fp32.
+    ATEN_CPU_CAPABILITY=avx2 (or default) makes it False, so tests see the same answer everywhere."""
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX512", "AVX512_BF16", "AMX"):
+        return False
+    checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
+    return any(check is not None and check() for check in checks)
+
+
 def amp_context(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    """Autocast for bf16/fp16 on CUDA; a no-op elsewhere (CPU autocast is slower than fp32)."""
-    if amp == "none" or device.type != "cuda":
+    """Autocast for bf16/fp16 on CUDA, bf16 on a CPU (check_amp allows that only where it is native)."""
+    if amp == "none" or device.type not in ("cuda", "cpu") or (device.type == "cpu" and amp != "bf16"):
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return torch.autocast(device_type="cuda", dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def check_amp(amp: str, device: torch.device) -> str:
+    """The precision a run really uses: bf16 on a CPU only with native bf16 (measured faster there,
+    docs/benchmarks.md "bf16 on this CPU"); otherwise fp32 with a warning saying why."""
     if amp not in AMP_MODES:
         raise UserError(f"unknown train.amp {amp!r}; choose one of: {', '.join(AMP_MODES)}")
-    if amp != "none" and device.type != "cuda":
-        warnings.warn(f"train.amp={amp} needs CUDA; training in fp32 on {device.type}", stacklevel=2)
+    if amp == "none" or device.type == "cuda":
+        return amp
+    if device.type == "cpu" and amp == "bf16":
+        if cpu_has_native_bf16():
+            return amp
+        warnings.warn(f"train.amp=bf16: this CPU ({torch.backends.cpu.get_cpu_capability()}) has no native bf16 "
+                      "(AVX512-BF16 or AMX), where bf16 is slower than fp32; training in fp32", stacklevel=2)
         return "none"
-    return amp
+    warnings.warn(f"train.amp={amp} needs CUDA; training in fp32 on {device.type}", stacklevel=2)
+    return "none"
 
 
 # ----------------------------------------------------------------------------- optimisation
@@ -236,10 +254,12 @@ def evaluate(model: nn.Module, loader, *, device: torch.device, amp: str = "none
     }
 
 
-def train_step_throughput(model: nn.Module, loader, *, device: torch.device, num_batches: int, lr: float = 0.01) -> float:
+def train_step_throughput(model: nn.Module, loader, *, device: torch.device, num_batches: int, lr: float = 0.01,
+                          amp: str = "none") -> float:
     """Images/s of full training steps (forward, backward, SGD update) on `num_batches` batches
-    of `loader` (passes over it again when it is shorter), after one untimed warm-up step.
-    Trains a throwaway copy, not `model`."""
+    of `loader` (passes over it again when it is shorter), after one untimed warm-up step, under
+    `amp_context(device, amp)` as given (not checked: this measures what bf16 would give). Trains a
+    throwaway copy, not `model`."""
     import copy
     import itertools
 
@@ -253,7 +273,8 @@ def train_step_throughput(model: nn.Module, loader, *, device: torch.device, num
         batches += more
 
     def step(images: torch.Tensor, targets: torch.Tensor) -> None:
-        loss = F.cross_entropy(net(images.to(device)), targets.to(device))
+        with amp_context(device, amp):
+            loss = F.cross_entropy(net(images.to(device)), targets.to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
