@@ -13,7 +13,7 @@ import scripts.prune_structured as prune_script
 from tools.core.config import Config
 from tools.core.errors import UserError, run_cli
 from tools.measure.latency import fold_batchnorm
-from tools.models import build_model
+from tools.modeling.registry import build_model
 from tools.pruning import latency_target as lt
 from tools.pruning import structured as st
 from tools.runs.prune_structured import check_structured_config

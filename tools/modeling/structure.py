@@ -55,7 +55,8 @@ def rebuild(structure: dict, state_dict: dict, *, num_classes: int, input_shape:
             source: str) -> nn.Module:
     """The model `structure` describes, holding `state_dict`; one-line UserError when they do not fit.
     (tools.modeling.checkpoint.load_model builds the config's model and calls apply_structure instead.)"""
-    from tools.models import build_model, load_state_into
+    from tools.modeling.registry import build_model
+    from tools.modeling.weights import load_state_into
 
     if structure.get("format") != FORMAT or not isinstance(structure.get("modules"), dict):
         raise UserError(f"{source} stores a model structure of format {structure.get('format')!r}; this version "
