@@ -53,7 +53,7 @@ from tools.runs.prune_structured import (
     structured_name,
 )
 from tools.training.fit import read_prune_resume, resumed_checkpoint
-from tools.training.start import load_checkpoint_run
+from tools.modeling.checkpoint_run import load_checkpoint_run
 
 
 def parse_args(argv):

@@ -40,7 +40,7 @@ from tools.measure.metrics import count_macs_params, flops_from_macs, format_cou
 from tools.modeling.checkpoint import read_checkpoint, unwrap
 from tools.modeling.registry import build_from_config
 from tools.modeling.weights import extract_state_dict, load_state_into
-from tools.training.evaluation import test_set_record
+from tools.measure.describe import test_set_record
 from tools.training.fit import FitOptions, check_resume, check_resume_is_latest, fit, test_best_checkpoint
 
 

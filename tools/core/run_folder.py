@@ -294,7 +294,7 @@ class RunFolder:
         self.lock.acquire()
         self._started = True
         try:
-            if not resume and self.is_complete():
+            if not resume and (self.path / COMPLETE).is_file():
                 raise UserError(self._finished_line())
             for marker in (COMPLETE, FAILED):
                 (self.path / marker).unlink(missing_ok=True)
@@ -340,9 +340,6 @@ class RunFolder:
         atomic_write_yaml(self.path / FAILED, record)
         if config is not None:
             self.config.unlink()
-
-    def is_complete(self) -> bool:
-        return (self.path / COMPLETE).is_file()
 
     def _finished_line(self) -> str:
         cont = f", continue it with --resume {self.last}" if self.last.is_file() else ""

@@ -27,6 +27,7 @@ from tools.core.io import atomic_write_text, read_yaml_mapping
 from tools.core.run_folder import CONFIG, METRICS
 from tools.measure.metrics import format_count
 from tools.reports.comparison import comparison_row, csv_text, run_method
+from tools.reports.tables import values_table
 
 PRUNED = ("unstructured", "structured")
 _OUTLIER_GAP = 0.15  # sensitivity: a layer tolerating this much less sparsity than the median one
@@ -37,9 +38,7 @@ def _section(title: str, body: list[str]) -> list[str]:
 
 
 def _md(headers: list[str], rows: list[list]) -> list[str]:
-    from tools.reports.report import md_table
-
-    return [md_table(headers, rows), ""]
+    return [values_table(headers, rows), ""]
 
 
 def _metrics(row: dict) -> dict:
