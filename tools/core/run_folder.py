@@ -36,7 +36,7 @@ from pathlib import Path
 
 import yaml
 
-from tools.core.errors import UserError
+from tools.core.errors import UserError, first_line
 
 # The files a run folder may hold; scripts and readers use these names, never string literals.
 CONFIG = "config.yaml"
@@ -350,6 +350,5 @@ class RunFolder:
 def error_line(exc: BaseException) -> str:
     if isinstance(exc, SystemExit):
         return f"exited with status {exc.code}"
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else ""
+    first = first_line(exc, empty="")
     return first if isinstance(exc, UserError) else f"{type(exc).__name__}: {first}"

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from tools.core.config import stored_config
-from tools.core.errors import UserError
+from tools.core.errors import UserError, first_line
 from tools.core.io import atomic_torch_save
 
 
@@ -194,7 +194,7 @@ def _pickled_global(message: str) -> str:
 
 
 def _unreadable(path: Path, e: Exception) -> UserError:
-    reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+    reason = first_line(e)
     return UserError(f"checkpoint {path} is truncated or not a PyTorch file ({reason}); re-create it or pick another file")
 
 
@@ -256,6 +256,6 @@ def _check_num_classes(module: nn.Module, num_classes: int, input_shape: tuple[i
         try:
             out = module.eval()(torch.zeros(1, *input_shape))
         except RuntimeError as e:
-            raise UserError(f"model in {path} does not accept inputs of shape {tuple(input_shape)} ({str(e).splitlines()[0]}); check data.name and data.image_size") from None
+            raise UserError(f"model in {path} does not accept inputs of shape {tuple(input_shape)} ({first_line(e)}); check data.name and data.image_size") from None
     if out.shape[-1] != num_classes:
         raise UserError(f"model in {path} predicts {out.shape[-1]} classes but the data set has {num_classes}; check data.name")

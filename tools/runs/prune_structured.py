@@ -35,7 +35,7 @@ from torch import nn
 
 from tools.core.config import Config, config_to_dict
 from tools.core.device import seed_everything
-from tools.core.errors import UserError
+from tools.core.errors import UserError, first_line
 from tools.core.io import atomic_torch_save, atomic_write_yaml
 from tools.core.lineage import LINEAGE, child_lineage, versus
 from tools.core.run_folder import BEST, METRICS, PRUNED_MODEL, PRUNED_MODEL_STATE
@@ -496,7 +496,7 @@ def save_pruned_model(model: nn.Module, run_dir: Path, *, config: dict, metrics:
         atomic_torch_save(module, run_dir / PRUNED_MODEL)
         written.append(PRUNED_MODEL)
     except (pickle.PicklingError, AttributeError, TypeError) as e:
-        reasons.append(f"{PRUNED_MODEL} not written: the model cannot be pickled ({str(e).splitlines()[0]})")
+        reasons.append(f"{PRUNED_MODEL} not written: the model cannot be pickled ({first_line(e)})")
     for reason in reasons:
         print(f"notice: {reason}")
     if not written:

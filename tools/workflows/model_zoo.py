@@ -35,7 +35,7 @@ from types import SimpleNamespace
 
 import torch
 
-from tools.core.errors import UserError
+from tools.core.errors import UserError, first_line
 from tools.core.io import atomic_write_text, atomic_write_yaml, read_yaml_mapping
 from tools.core.run_folder import PRUNED_MODEL_STATE
 
@@ -78,7 +78,7 @@ def check_model(name: str, *, image_size: int) -> dict:
     except UserError as e:
         row |= {"status": "fails", "step": step, "reason": str(e)}
     except Exception as e:  # noqa: BLE001 (a model's own failure is this table's finding, not a crash)
-        row |= {"status": "fails", "step": step, "reason": f"{type(e).__name__}: {_first_line(e)}"}
+        row |= {"status": "fails", "step": step, "reason": f"{type(e).__name__}: {first_line(e, empty='')}"}
     row["seconds"] = round(time.perf_counter() - start, 1)
     return row
 
@@ -124,10 +124,6 @@ def _check_onnx(model, shape) -> None:
         scale = max(1.0, float(model(images["random_bs2"]).abs().max()))
     if not diff <= ONNX_RTOL * scale:  # also catches NaN
         raise UserError(f"ONNX Runtime differs from PyTorch by {diff:.2g} (logits up to {scale:.3g})")
-
-
-def _first_line(e: BaseException) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else ""
 
 
 # ----------------------------------------------------------------------------- many rows
