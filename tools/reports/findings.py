@@ -97,7 +97,7 @@ def over_pruned(rows: list[dict]) -> list[dict]:
     return out
 
 
-def collapsed_layers(rows: list[dict], roots: list[Path]) -> list[list]:
+def collapsed_layer_rows(rows: list[dict], roots: list[Path]) -> list[list]:
     """[run, kind, layer(s), what happened] for every collapsed or floor-cut layer."""
     found = []
     for r in rows:
@@ -162,7 +162,7 @@ def failure_section(rows: list[dict], roots: list[Path], out: Path) -> list[str]
                       r["max_accuracy_drop"]] for r in failing])
         png = plot_drops(rows, out / "failures.png")
         body += [f"![accuracy drop per run against its limit]({png.name})", ""]
-    collapsed = collapsed_layers(rows, roots)
+    collapsed = collapsed_layer_rows(rows, roots)
     if collapsed:
         body += ["Collapsed layers (no weight left) and layers cut to the max_pruning_ratio floor:", ""]
         body += _md(["run", "kind", "layers", "what"], collapsed)

@@ -166,7 +166,7 @@ def deployment_table(roots: list[Path], profiles: list[dict]) -> str | None:
 
 
 # ----------------------------------------------------------------------------- plots
-def plot_curves(log_files: list[tuple[str, Path]], path: Path) -> Path | None:
+def plot_training_curves(log_files: list[tuple[str, Path]], path: Path) -> Path | None:
     """Validation top-1 per epoch of every training / fine-tuning log."""
     import csv
 
@@ -242,7 +242,7 @@ def _figures(rows: list[dict], roots: list[Path], out: Path) -> list[str]:
                           title="accuracy vs MACs (non-zero MACs for unstructured runs)")
         lines += [f"![Pareto]({png.name})", ""]
     logs = [(str(log.parent.relative_to(root)), log) for root in roots for log in sorted(root.rglob(LOG_CSV))]
-    png = plot_curves(logs, out / "curves.png")
+    png = plot_training_curves(logs, out / "curves.png")
     if png:
         lines += [f"![training and fine-tuning curves]({png.name})", ""]
     sparsity = {Path(r["run"]).name: (read_yaml_mapping(Path(r["run"]) / METRICS) or {}).get("layer_sparsity", {})
