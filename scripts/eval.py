@@ -63,8 +63,8 @@ from tools.reports.comparison import (
     versus_baseline,
 )
 from tools.training.engine import evaluate
-from tools.training.evaluation import describe_model, latency_table, test_set_record
-from tools.training.start import load_checkpoint_run
+from tools.measure.describe import describe_model, latency_by_batch_size, test_set_record
+from tools.modeling.checkpoint_run import load_checkpoint_run
 
 
 def parse_args(argv):
@@ -156,7 +156,7 @@ def evaluate_into(args) -> None:
                "device": str(device)}
     if args.measure_latency:
         prof = cfg.profile
-        report["latency"] = latency_table(model, data.input_shape, batch_sizes=prof.batch_sizes, device=device,
+        report["latency"] = latency_by_batch_size(model, data.input_shape, batch_sizes=prof.batch_sizes, device=device,
                                           warmup=prof.warmup, repeats=prof.repeats, num_threads=prof.num_threads)
         # The smallest batch stands for "the" latency in comparisons.
         report["latency_ms"] = report["latency"][min(prof.batch_sizes)]["median_ms"]

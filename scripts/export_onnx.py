@@ -40,7 +40,7 @@ from tools.modeling.export import (
     verification_inputs,
     within_tolerance,
 )
-from tools.training.start import load_checkpoint_run
+from tools.modeling.checkpoint_run import load_checkpoint_run
 
 
 def parse_args(argv):

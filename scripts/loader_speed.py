@@ -21,7 +21,7 @@ from tools.core.cli import base_parser, resolve_config
 from tools.core.device import resolve_device, set_num_threads
 from tools.core.errors import UserError, run_cli
 from tools.core.io import atomic_write_yaml
-from tools.models import build_from_config
+from tools.modeling.registry import build_from_config
 from tools.training.engine import train_step_throughput
 
 

@@ -43,7 +43,7 @@ from tools.measure.profiling import (
     profile_onnx,
     slowest_layers,
 )
-from tools.training.start import load_checkpoint_run
+from tools.modeling.checkpoint_run import load_checkpoint_run
 
 
 def parse_args(argv):

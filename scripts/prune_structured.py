@@ -42,6 +42,7 @@ from pathlib import Path
 from tools.core.cli import base_parser
 from tools.core.errors import UserError, run_cli
 from tools.core.run_folder import LOG_CSV, LOGS, RunFolder
+from tools.pruning.structured import GRANULARITIES, STRUCTURED_METHODS
 from tools.runs.prune_structured import (
     METRICS,
     PRUNED_MODEL,
@@ -52,16 +53,16 @@ from tools.runs.prune_structured import (
     run_structured,
     structured_name,
 )
+from tools.modeling.checkpoint_run import load_checkpoint_run
 from tools.training.fit import read_prune_resume, resumed_checkpoint
-from tools.training.start import load_checkpoint_run
 
 
 def parse_args(argv):
     parser = base_parser(__doc__)
     parser.add_argument("--checkpoint", help="best_model.pth of a trained model (or any .pth eval loads)")
     parser.add_argument("--resume", help="<run folder>/last.pth: continue its final fine-tuning (no re-pruning)")
-    parser.add_argument("--method", help="l1 | l2 | bn_scale | taylor | lamp | fpgm | random (structured.method)")
-    parser.add_argument("--granularity", help="channel | kernel | intra_kernel (structured.granularity)")
+    parser.add_argument("--method", help=f"{' | '.join(STRUCTURED_METHODS)} (structured.method)")
+    parser.add_argument("--granularity", help=f"{' | '.join(GRANULARITIES)} (structured.granularity)")
     target = parser.add_mutually_exclusive_group()
     # --sparsity is the bootcamp's flag: "sparsity 0.5" there means half the FLOPs gone, so it
     # sets the MACs target (FLOPs = 2 x MACs: the same fraction), not the channel ratio.

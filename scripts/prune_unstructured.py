@@ -65,9 +65,9 @@ from tools.runs.prune_unstructured import (
     storage_sizes,
     tensorboard_logger,
 )
-from tools.training.evaluation import test_set_record
+from tools.measure.describe import test_set_record
 from tools.training.fit import PRUNE_STATE, check_resume, finetune_train_config, read_prune_resume, resumed_checkpoint
-from tools.training.start import load_checkpoint_run
+from tools.modeling.checkpoint_run import load_checkpoint_run
 
 
 def parse_args(argv):

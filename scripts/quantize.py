@@ -30,7 +30,7 @@ from tools.core.errors import UserError, run_cli
 from tools.core.run_folder import CONFIG
 from tools.deploy.quantize import check_input_shape, check_quantize_config, load_onnx_run
 from tools.runs.quantize import QuantizeJob, run_quantize
-from tools.training.start import load_checkpoint_run
+from tools.modeling.checkpoint_run import load_checkpoint_run
 
 
 def parse_args(argv):

@@ -36,7 +36,7 @@ from tools.pruning.sensitivity import (
 )
 from tools.pruning.unstructured import accumulate_taylor_scores, prunable_targets
 from tools.reports.sparsity_plots import plot_sensitivity
-from tools.training.start import load_checkpoint_run
+from tools.modeling.checkpoint_run import load_checkpoint_run
 
 
 def parse_args(argv):

@@ -38,8 +38,9 @@ from tools.core.io import atomic_write_yaml
 from tools.core.run_folder import BEST, LAST, LOG_CSV, LOGS, METRICS, RunFolder
 from tools.measure.metrics import count_macs_params, flops_from_macs, format_count
 from tools.modeling.checkpoint import read_checkpoint, unwrap
-from tools.models import build_from_config, extract_state_dict, load_state_into
-from tools.training.evaluation import test_set_record
+from tools.modeling.registry import build_from_config
+from tools.modeling.weights import extract_state_dict, load_state_into
+from tools.measure.describe import test_set_record
 from tools.training.fit import FitOptions, check_resume, check_resume_is_latest, fit, test_best_checkpoint
 
 

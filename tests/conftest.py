@@ -32,7 +32,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 def save_variant(checkpoint: Path, path: Path, transform) -> Path:
     """Rebuild the tiny model, apply `transform` and save it as a full-module checkpoint."""
     from tools.modeling.checkpoint import save_checkpoint
-    from tools.models import build_model
+    from tools.modeling.registry import build_model
 
     ckpt = torch.load(checkpoint, weights_only=False)
     model = build_model("resnet20", num_classes=4, image_size=16)

@@ -9,7 +9,7 @@ import yaml
 from torch import nn
 
 from tests.conftest import ROOT, assert_one_line, exit_code_and_error
-from tools.models import build_model
+from tools.modeling.registry import build_model
 
 OWN = "tests/assets/cifar_resnet.py:resnet"  # the README's own-model route: a factory in the user's config
 
@@ -89,7 +89,7 @@ def test_a_real_missing_key_still_fails_in_one_line(tiny_checkpoint, tmp_path, c
 
 
 def test_untracked_batchnorm_keys_are_only_num_batches_tracked():
-    from tools.models import _untracked_batchnorm_keys
+    from tools.modeling.weights import _untracked_batchnorm_keys
 
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.BatchNorm2d(4, track_running_stats=False))
     missing = ["1.num_batches_tracked", "1.running_mean", "0.num_batches_tracked", "2.num_batches_tracked"]

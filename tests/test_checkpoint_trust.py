@@ -14,7 +14,7 @@ from tests.conftest import ROOT, assert_one_line, exit_code_and_error
 from tools.core.config import config_to_dict, load_config
 from tools.core.errors import UserError
 from tools.modeling.checkpoint import save_checkpoint
-from tools.models import build_model
+from tools.modeling.registry import build_model
 
 OWN = "tests/assets/cifar_resnet.py:resnet"  # a benign factory, relative to the repository root
 TINY_DATA = ["data.name=synthetic", "data.synthetic.train_size=32", "data.synthetic.test_size=32",

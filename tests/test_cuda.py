@@ -23,7 +23,7 @@ from torch import nn
 
 from datasets import build_data
 from tools.core.config import DataConfig, SyntheticConfig
-from tools.models import build_model
+from tools.modeling.registry import build_model
 from tools.training.engine import StepOptions, evaluate, train_one_epoch
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]

@@ -10,7 +10,7 @@ from conftest import save_variant
 
 import scripts.export_onnx as export_script
 from tools.core.errors import run_cli
-from tools.models import build_model
+from tools.modeling.registry import build_model
 
 
 class Doctored(torch.nn.Module):

@@ -57,5 +57,5 @@ def test_latency_grid_follows_the_detected_multiple(monkeypatch, tmp_path, capab
     multiple = lt.fast_multiple("torch")
     model = tiny_net()
     backend = lt.Backend("torch", (3, 32, 32), batch_size=2, threads=1, rounds=3, repeats=1)
-    table = lt.latency_table(model, torch.zeros(1, 3, 32, 32), plan_for(model, round_to=multiple), backend, levels=3)
+    table = lt.channel_latency_table(model, torch.zeros(1, 3, 32, 32), plan_for(model, round_to=multiple), backend, levels=3)
     assert sorted(table.raw_saved_ms["0"]) == counts

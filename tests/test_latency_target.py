@@ -13,7 +13,7 @@ import scripts.prune_structured as prune_script
 from tools.core.config import Config
 from tools.core.errors import UserError, run_cli
 from tools.measure.latency import fold_batchnorm
-from tools.models import build_model
+from tools.modeling.registry import build_model
 from tools.pruning import latency_target as lt
 from tools.pruning import structured as st
 from tools.runs.prune_structured import check_structured_config
@@ -49,7 +49,7 @@ def test_table_is_measured_monotone_and_cached(tmp_path, monkeypatch, capsys):
     model, example = tiny_net(), torch.zeros(1, 3, 32, 32)
     plan = plan_for(model, round_to=multiple)
     backend = lt.Backend("torch", (3, 32, 32), batch_size=8, threads=1, rounds=4, repeats=2)
-    table = lt.latency_table(model, example, plan, backend, levels=3, cache_dir=tmp_path / "cache",
+    table = lt.channel_latency_table(model, example, plan, backend, levels=3, cache_dir=tmp_path / "cache",
                              run_file=tmp_path / "run" / lt.TABLE_FILE)
     first = table.raw_saved_ms["0"]
     floor = -(-7 // multiple) * multiple  # ceil(32 * (1 - max_pruning_ratio 0.8)) = 7, up to a block
@@ -62,11 +62,11 @@ def test_table_is_measured_monotone_and_cached(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "run" / lt.TABLE_FILE).is_file() and len(list((tmp_path / "cache").iterdir())) == 1
 
     monkeypatch.setattr(lt, "time_interleaved", lambda *a, **k: pytest.fail("a cached table was timed again"))
-    again = lt.latency_table(model, example, plan, backend, levels=3, cache_dir=tmp_path / "cache")
+    again = lt.channel_latency_table(model, example, plan, backend, levels=3, cache_dir=tmp_path / "cache")
     assert again.saved_ms == table.saved_ms and "reused" in capsys.readouterr().out
     other = lt.Backend("torch", (3, 32, 32), batch_size=4, threads=1)  # another batch: another table
     with pytest.raises(pytest.fail.Exception):
-        lt.latency_table(model, example, plan, other, levels=3, cache_dir=tmp_path / "cache")
+        lt.channel_latency_table(model, example, plan, other, levels=3, cache_dir=tmp_path / "cache")
 
 
 @pytest.mark.parametrize("capability, multiple", [("AVX512", 16), ("AVX2", 8), ("DEFAULT", 4)])
@@ -138,7 +138,7 @@ def linear_table(monkeypatch):
     def fake(model, example, plan, backend, **kw):
         total = sum(len(g.scores) for g in plan.groups.values())
         return synthetic_table(plan, {name: 100.0 / total for name in plan.groups})
-    monkeypatch.setattr(lt, "latency_table", fake)
+    monkeypatch.setattr(lt, "channel_latency_table", fake)
 
 
 LAT_RUN = ["--epochs", "0", *FAST, "structured.latency.batch_size=4", "structured.latency.rounds=3",

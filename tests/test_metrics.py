@@ -30,7 +30,7 @@ from tools.measure.metrics import (
     normalize_metrics,
     weight_sparsity,
 )
-from tools.models import MODEL_NAMES, build_model
+from tools.modeling.registry import MODEL_NAMES, build_model
 
 DEFAULT_INPUT = {name: (3, 32) for name in MODEL_NAMES} | {"fc": (1, 28)}
 

@@ -10,7 +10,8 @@ import torch
 import torch.nn as nn
 
 from tools.core.errors import UserError
-from tools.models import MODEL_NAMES, build_model, extract_state_dict, load_state_into
+from tools.modeling.registry import MODEL_NAMES, build_model
+from tools.modeling.weights import extract_state_dict, load_state_into
 
 # (in_channels, image_size) each model is normally trained at.
 DEFAULT_INPUT = {name: (3, 32) for name in MODEL_NAMES} | {"fc": (1, 28)}

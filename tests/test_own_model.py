@@ -13,7 +13,8 @@ from tests.conftest import ROOT
 from tools.core.config import ModelConfig, config_to_dict, load_config
 from tools.core.errors import UserError
 from tools.modeling.checkpoint import load_model, read_checkpoint, save_checkpoint
-from tools.models import build_model, load_state_into
+from tools.modeling.registry import build_model
+from tools.modeling.weights import load_state_into
 
 OWN = "tests/assets/cifar_resnet.py:resnet"  # relative to the repository root, where the scripts run
 TINY_DATA = {"name": "synthetic", "batch_size": 32, "eval_batch_size": 64, "augment": False,
@@ -134,7 +135,7 @@ def test_foreign_weights_rename_and_new_head(capsys):
 
     source = resnet(num_blocks=1, num_classes=4)
     state = nn.DataParallel(source).state_dict()
-    from tools.models import extract_state_dict
+    from tools.modeling.weights import extract_state_dict
 
     state = extract_state_dict({"state_dict": state})
     target = nn.Sequential()

@@ -12,7 +12,7 @@ from torch import nn
 import tools.runs.prune_at_init as at_init_run
 from tools.core.errors import UserError
 from tools.measure.traces import STEP_LABEL, conv_time_from_trace, merged_duration_us, record_inference_trace
-from tools.models import build_model
+from tools.modeling.registry import build_model
 from tools.pruning.at_init import (
     GRASP_EPS,
     PRUNERS,

@@ -70,7 +70,7 @@ def test_pruned_model_holds_the_masks_as_exact_zeros(grid_run):
 def test_every_pruner_starts_from_the_same_initial_weights(grid_run):
     start = torch.load(grid_run / "start_model.pth", weights_only=False)["model"]
     torch.manual_seed(0)
-    from tools.models import build_model
+    from tools.modeling.registry import build_model
 
     fresh = build_model("resnet20", num_classes=4, image_size=8).state_dict()
     assert all(torch.equal(start[k], fresh[k]) for k in fresh)

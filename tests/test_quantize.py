@@ -11,7 +11,7 @@ import yaml
 import scripts.eval as eval_script
 import scripts.quantize as quantize_script
 from tools.core.errors import run_cli
-from tools.models import build_model
+from tools.modeling.registry import build_model
 
 FAST = ["quantize.num_images=32"]
 
@@ -85,7 +85,7 @@ def test_op_without_int8_kernel_is_listed_and_the_rest_quantized(tiny_checkpoint
 
 def test_calibration_data_of_the_wrong_shape_exits_2(tiny_checkpoint, tmp_path, capsys):
     from tools.modeling.export import export_onnx
-    from tools.models import build_model
+    from tools.modeling.registry import build_model
 
     model = build_model("resnet20", num_classes=4, image_size=16)
     onnx_path = export_onnx(model, (3, 16, 16), tmp_path / "model.onnx", opset=17)

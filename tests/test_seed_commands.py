@@ -105,7 +105,7 @@ def test_mobilenet_lab_grader_scores_the_file_as_the_lab_does(tmp_path, capsys):
 
     from tools.core.config import config_to_dict, load_config
     from tools.measure.metrics import count_macs_params
-    from tools.models import build_model
+    from tools.modeling.registry import build_model
     from tools.pruning import structured as st
     from tools.runs.prune_structured import save_pruned_model
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from tools.core.errors import UserError
 from tools.measure.metrics import count_macs_params, count_nonzero_macs_params
-from tools.models import MODEL_NAMES, build_model
+from tools.modeling.registry import MODEL_NAMES, build_model
 from tools.pruning import kernels
 from tools.pruning import structured as st
 from tools.runs.prune_structured import final_block

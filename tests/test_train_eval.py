@@ -60,7 +60,7 @@ def test_one_epoch_lowers_the_loss(tmp_path):
     ckpt = torch.load(run_dir / "last.pth", weights_only=False)
     from datasets import build_data
     from tools.core.config import config_from_dict
-    from tools.models import build_model
+    from tools.modeling.registry import build_model
     from tools.training.engine import evaluate
 
     cfg = config_from_dict(ckpt["config"])

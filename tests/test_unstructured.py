@@ -229,7 +229,7 @@ def test_compressed_round_trip_is_exact(fmt):
 
 def test_compressed_checkpoint_loads_like_any_checkpoint_and_is_smaller(tmp_path):
     from tools.modeling.checkpoint import load_model
-    from tools.models import build_model
+    from tools.modeling.registry import build_model
 
     torch.manual_seed(0)
     model = build_model("resnet20", num_classes=4, image_size=16).eval()

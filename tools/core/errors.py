@@ -25,6 +25,17 @@ class UserError(Exception):
     line that names the bad thing and how to fix it."""
 
 
+def first_line(e: BaseException, *, empty: str | None = None) -> str:
+    """The first line of `e`'s message, for a one-line error (torch's and the user's code's messages
+    run to many lines); `empty` (default: the exception's type name) when the message is blank.
+
+    >>> first_line(RuntimeError("shape mismatch\\n  at layer 3")), first_line(KeyError()), first_line(OSError(), empty="")
+    ('shape mismatch', 'KeyError', '')
+    """
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else (type(e).__name__ if empty is None else empty)
+
+
 class Terminated(BaseException):
     """SIGTERM arrived (a BaseException, like KeyboardInterrupt, so no `except Exception` eats it)."""
 
@@ -41,7 +52,7 @@ _OS_HINTS = {
 def os_error_line(e: OSError) -> str:
     """`cannot use <path>: <reason> [errno NAME]; <what to do>` in one line."""
     path = e.filename if e.filename is not None else "a file"
-    reason = e.strerror or (str(e).splitlines() or [type(e).__name__])[0]
+    reason = e.strerror or first_line(e)
     code = f" [{errno.errorcode.get(e.errno, e.errno)}]" if e.errno else ""
     return f"cannot use {path}: {reason}{code}; {_OS_HINTS.get(e.errno, 'check the path')}"
 

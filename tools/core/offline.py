@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.core.errors import UserError
+from tools.core.errors import UserError, first_line
 
 WHEELS = ("torch-pruning", "thop")  # pure-Python dependencies carried as wheel files
 MIN_TORCH = (2, 4)
@@ -83,7 +83,7 @@ def check_modules(modules: dict[str, tuple[str, str]] | None = None) -> list[Mod
         try:
             imported = importlib.import_module(module)
         except Exception as err:  # ImportError, or anything a broken package raises on import
-            rows.append(ModuleCheck(module, dist, needed_by, False, f"{type(err).__name__}: {err}".splitlines()[0]))
+            rows.append(ModuleCheck(module, dist, needed_by, False, f"{type(err).__name__}: {first_line(err, empty='')}"))
             continue
         version = str(getattr(imported, "__version__", "") or "")
         ok = module != "torch" or torch_version_ok(version)

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import yaml
 
-from tools.core.errors import UserError
+from tools.core.errors import UserError, first_line
 
 # The files a run folder may hold; scripts and readers use these names, never string literals.
 CONFIG = "config.yaml"
@@ -294,7 +294,7 @@ class RunFolder:
         self.lock.acquire()
         self._started = True
         try:
-            if not resume and self.is_complete():
+            if not resume and (self.path / COMPLETE).is_file():
                 raise UserError(self._finished_line())
             for marker in (COMPLETE, FAILED):
                 (self.path / marker).unlink(missing_ok=True)
@@ -341,9 +341,6 @@ class RunFolder:
         if config is not None:
             self.config.unlink()
 
-    def is_complete(self) -> bool:
-        return (self.path / COMPLETE).is_file()
-
     def _finished_line(self) -> str:
         cont = f", continue it with --resume {self.last}" if self.last.is_file() else ""
         return (f"{self.path} holds a finished run (COMPLETE); pass a new --save-dir{cont}, "
@@ -353,6 +350,5 @@ class RunFolder:
 def error_line(exc: BaseException) -> str:
     if isinstance(exc, SystemExit):
         return f"exited with status {exc.code}"
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else ""
+    first = first_line(exc, empty="")
     return first if isinstance(exc, UserError) else f"{type(exc).__name__}: {first}"

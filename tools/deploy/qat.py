@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tools.core.errors import UserError
+from tools.core.errors import UserError, first_line
 
 EMA = 0.01  # weight of each new batch in the moving-average activation range (as torch's observers)
 
@@ -46,7 +46,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
         graph_module = torch.fx.symbolic_trace(copy.deepcopy(model).eval())
     except Exception as e:  # data-dependent control flow and the like
         raise UserError(f"QAT needs a torch.fx-traceable model to fold BatchNorm ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0] if str(e) else ''}); set quantize.qat_epochs=0") from None
+                        f"{first_line(e, empty='')}); set quantize.qat_epochs=0") from None
     modules = dict(graph_module.named_modules())
     for node in list(graph_module.graph.nodes):
         conv = node.args[0] if node.op == "call_module" and node.args else None

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from tools.core.config import QuantizeConfig
-from tools.core.errors import UserError
+from tools.core.errors import UserError, first_line
 from tools.core.run_folder import CONFIG, EXPORT_RECORD
 from tools.modeling.export import QDQ_OPS, load_onnx, onnx_input_shape
 
@@ -150,7 +150,7 @@ def prepare_fp32(fp32_path: Path, prepared_path: Path) -> tuple[Path, dict]:
     try:
         quant_pre_process(str(fp32_path), str(prepared_path))
     except Exception as e:  # the symbolic shape inference gives up on some graphs; plain is fine then
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = first_line(e)
         print(f"note: symbolic shape inference failed ({reason}); retrying with ONNX shape inference only")
         quant_pre_process(str(fp32_path), str(prepared_path), skip_symbolic_shape=True)
     after = count_ops(load_onnx(prepared_path), "BatchNormalization")

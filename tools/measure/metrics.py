@@ -299,13 +299,14 @@ def file_size_bytes(path: str | os.PathLike) -> int:
 
 
 @torch.no_grad()
-def accuracy_topk(logits: torch.Tensor, targets: torch.Tensor, ks: Sequence[int] = (1, 5)) -> list[float]:
-    """Number of samples whose target is among the top-k logits, for each k (counts, so
-    batches can be summed). k is capped at the number of classes: top-5 of 3 classes is 3."""
+def accuracy_topk(logits: torch.Tensor, targets: torch.Tensor, ks: Sequence[int] = (1, 5)) -> list[torch.Tensor]:
+    """Number of samples whose target is among the top-k logits, for each k: counts (so batches can
+    be summed), as tensors on the logits' device (so a batch loop need not wait for the GPU). k is
+    capped at the number of classes: top-5 of 3 classes is 3."""
     num_classes = logits.shape[1]
     top = logits.topk(min(max(ks), num_classes), dim=1).indices
     hits = top.eq(targets.view(-1, 1))
-    return [float(hits[:, : min(k, num_classes)].any(dim=1).sum()) for k in ks]
+    return [hits[:, : min(k, num_classes)].any(dim=1).sum() for k in ks]
 
 
 # ---------------------------------------------------------- baseline vs current

@@ -13,7 +13,7 @@ unpickling (a pickled module from another tool, a pre-0.2 pruned checkpoint) loa
 `trust=True` (`--trust-checkpoint` / model.trust_checkpoint); a pickled `X.pth` whose run also
 wrote the weights-only twin `X_state.pth` (structured runs' pruned_model.pth) is read from the
 twin instead. `load_model` also accepts a state dict from other tools under the usual keys (see
-tools.models.extract_state_dict). A run's own files (best_model.pth, last.pth) are read with
+tools.modeling.weights.extract_state_dict). A run's own files (best_model.pth, last.pth) are read with
 `read_own_checkpoint`, which never unpickles. A path that is no PyTorch file (a folder, text,
 random bytes) is one line saying so before torch.load sees it. The config a file stores never
 chooses code: tools.core.config refuses its `module:factory` model.name and ignores its
@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from tools.core.config import stored_config
-from tools.core.errors import UserError
+from tools.core.errors import UserError, first_line
 from tools.core.io import atomic_torch_save
 
 
@@ -194,7 +194,7 @@ def _pickled_global(message: str) -> str:
 
 
 def _unreadable(path: Path, e: Exception) -> UserError:
-    reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+    reason = first_line(e)
     return UserError(f"checkpoint {path} is truncated or not a PyTorch file ({reason}); re-create it or pick another file")
 
 
@@ -225,7 +225,8 @@ def load_model(
     a trusted file pickles one. Files from other tools (no `config`) get model.weights_rename and
     model.weights_strict. Returns the model (eval mode, CPU) and the raw checkpoint object."""
     from tools.modeling.structure import STRUCTURE_KEY, apply_structure, same_modules
-    from tools.models import build_from_config, extract_state_dict, load_state_into
+    from tools.modeling.registry import build_from_config
+    from tools.modeling.weights import extract_state_dict, load_state_into
 
     if ckpt is None:
         ckpt = read_checkpoint(path, trust=model_cfg.trust_checkpoint)
@@ -255,6 +256,6 @@ def _check_num_classes(module: nn.Module, num_classes: int, input_shape: tuple[i
         try:
             out = module.eval()(torch.zeros(1, *input_shape))
         except RuntimeError as e:
-            raise UserError(f"model in {path} does not accept inputs of shape {tuple(input_shape)} ({str(e).splitlines()[0]}); check data.name and data.image_size") from None
+            raise UserError(f"model in {path} does not accept inputs of shape {tuple(input_shape)} ({first_line(e)}); check data.name and data.image_size") from None
     if out.shape[-1] != num_classes:
         raise UserError(f"model in {path} predicts {out.shape[-1]} classes but the data set has {num_classes}; check data.name")

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tools.core.errors import UserError
+from tools.core.errors import UserError, first_line
 from tools.core.io import atomic_write_bytes
 
 FORMATS = ("onnx", "torchscript", "both")
@@ -59,7 +59,7 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, int, int], path: Path,
         raise
     except Exception as e:  # the exporter raises many types; any of them means "cannot export"
         tmp.unlink(missing_ok=True)
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = first_line(e)
         fix = "try --opset 17" if opset != 17 else "try a newer --opset (up to 20) or change the operator named there"
         raise UserError(f"model cannot be exported to ONNX with opset {opset} ({reason}); {fix}") from None
     tmp.replace(path)

@@ -6,7 +6,7 @@
                            image_size=32, kwargs={})
     model = build_external("torchvision.models:resnet18", num_classes=10, in_channels=3, image_size=224)
 
-`model.name` forms handled here (tools.models.build_model dispatches to them):
+`model.name` forms handled here (tools.modeling.registry.build_model dispatches to them):
 
 - a torchvision classification builder name (`torchvision.models.list_models(module=torchvision.models)`),
   built with weights=None and num_classes from the data set. Stems: ResNet-family models (resnet*,
@@ -39,7 +39,8 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from tools.core.errors import UserError
+from tools.core.errors import UserError, first_line
+from tools.modeling.stems import conv_like, mobilenet_stem, resnet_stem, resolve_stem
 
 
 @cache
@@ -78,16 +79,14 @@ def _torchvision_kwargs(name: str, num_classes: int, image_size: int, kwargs: di
 
 def _build_torchvision(name: str, num_classes: int, in_channels: int, image_size: int, stem: str,
                        kwargs: dict) -> nn.Module:
-    from tools.models import _mobilenet_stem, _resnet_stem, _resolve_stem
-
     try:
         model = torchvision.models.get_model(name, **_torchvision_kwargs(name, num_classes, image_size, kwargs))
     except (TypeError, ValueError) as e:
-        raise UserError(f"torchvision {name} rejects model.kwargs {kwargs}: {str(e).splitlines()[0]}") from None
+        raise UserError(f"torchvision {name} rejects model.kwargs {kwargs}: {first_line(e)}") from None
     tv = torchvision.models
-    adapt = {tv.ResNet: _resnet_stem, tv.MobileNetV2: _mobilenet_stem, tv.MobileNetV3: _mobilenet_stem}
+    adapt = {tv.ResNet: resnet_stem, tv.MobileNetV2: mobilenet_stem, tv.MobileNetV3: mobilenet_stem}
     adapter = adapt.get(type(model))
-    resolved = _resolve_stem(name, stem, image_size, ("cifar", "imagenet") if adapter else ("imagenet",))
+    resolved = resolve_stem(name, stem, image_size, ("cifar", "imagenet") if adapter else ("imagenet",))
     if adapter is not None:
         adapter(model, in_channels, resolved)
     elif in_channels != 3:
@@ -96,13 +95,11 @@ def _build_torchvision(name: str, num_classes: int, in_channels: int, image_size
 
 
 def _replace_first_conv(model: nn.Module, in_channels: int) -> None:
-    from tools.models import _conv_like
-
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d):
             parent_name, _, attr = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, attr, _conv_like(module, in_channels=in_channels))
+            setattr(parent, attr, conv_like(module, in_channels=in_channels))
             return
     raise UserError(f"{type(model).__name__} has no Conv2d to adapt to {in_channels}-channel input; "
                     "use a 3-channel data set or a factory that takes the channel count")
@@ -117,7 +114,7 @@ def _build_from_factory(spec: str, num_classes: int, kwargs: dict) -> nn.Module:
         model = factory(**kwargs)
     except TypeError as e:
         raise UserError(f"model.name {spec}: calling it with model.kwargs {kwargs} failed: "
-                        f"{str(e).splitlines()[0]}; fix model.kwargs") from None
+                        f"{first_line(e)}; fix model.kwargs") from None
     if not isinstance(model, nn.Module):
         raise UserError(f"model.name {spec} returned a {type(model).__name__}, not a torch.nn.Module")
     return model
@@ -183,7 +180,7 @@ def check_output(model: nn.Module, name: str, num_classes: int, input_shape: tup
             out = model.eval()(torch.zeros(1, *input_shape))
     except Exception as e:  # noqa: BLE001 (the user's forward: report any failure in one line)
         raise UserError(f"model {name} fails on input {tuple(input_shape)}: {type(e).__name__}: "
-                        f"{str(e).splitlines()[0] if str(e) else ''}; check data.image_size") from None
+                        f"{first_line(e, empty='')}; check data.image_size") from None
     finally:
         model.train(was_training)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, num_classes):

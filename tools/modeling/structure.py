@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tools.core.errors import UserError
+from tools.core.errors import UserError, first_line
 
 STRUCTURE_KEY = "structure"
 FORMAT = 1
@@ -55,7 +55,8 @@ def rebuild(structure: dict, state_dict: dict, *, num_classes: int, input_shape:
             source: str) -> nn.Module:
     """The model `structure` describes, holding `state_dict`; one-line UserError when they do not fit.
     (tools.modeling.checkpoint.load_model builds the config's model and calls apply_structure instead.)"""
-    from tools.models import build_model, load_state_into
+    from tools.modeling.registry import build_model
+    from tools.modeling.weights import load_state_into
 
     if structure.get("format") != FORMAT or not isinstance(structure.get("modules"), dict):
         raise UserError(f"{source} stores a model structure of format {structure.get('format')!r}; this version "
@@ -127,7 +128,7 @@ def rebuild_problem(model: nn.Module, structure: dict, *, num_classes: int,
         with torch.no_grad():
             want, got = model.eval()(images), copy.eval()(images)
     except Exception as e:  # noqa: BLE001 (any failure of the copy is the answer)
-        return f"the rebuilt model fails: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        return f"the rebuilt model fails: {type(e).__name__}: {first_line(e, empty='')}"
     finally:
         model.train(was_training)
     if want.shape != got.shape or not torch.allclose(want, got, rtol=1e-4, atol=1e-5):

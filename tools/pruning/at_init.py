@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tools.core.errors import UserError
+from tools.pruning.schedules import schedule_point
 from tools.pruning.unstructured import (
     Target,
     apply_masks,
@@ -60,7 +61,7 @@ PRUNERS = ("rand", "mag", "snip", "grasp", "synflow")
 DATA_PRUNERS = ("snip", "grasp")  # need a pruning batch set
 PRUNES_HIGHEST = ("grasp",)  # the paper's score removes the highest values
 SCOPES = ("global", "local")
-SCHEDULES = ("exponential", "linear")
+SCHEDULES = ("exponential", "linear")  # Synaptic-Flow's two, of tools.pruning.schedules.SCHEDULES
 GRASP_EPS = 1e-10  # Synaptic-Flow's GraSP: keeps the normalisation finite when sum(w * Hg) = 0
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
@@ -237,15 +238,12 @@ def keep_scores(pruner: str, scores: dict[str, torch.Tensor]) -> dict[str, torch
 
 # ----------------------------------------------------------------------------- masks
 def schedule_density(density: float, step: int, num_steps: int, schedule: str) -> float:
-    """Density after iteration `step` of `num_steps` (Synaptic-Flow's prune_loop):
+    """Density after iteration `step` of `num_steps` (Synaptic-Flow's prune_loop; tools.pruning.schedules):
     exponential d^(t/T) (the same fraction of the survivors each time), linear 1 - (1-d) t/T."""
     check_schedule(schedule)
     if num_steps < 1 or not 1 <= step <= num_steps:
         raise UserError(f"prune iterations must be >= 1, got {num_steps}")
-    progress = step / num_steps
-    if schedule == "exponential":
-        return density ** progress
-    return 1.0 - (1.0 - density) * progress
+    return schedule_point(1.0 - density, density, step=step, num_steps=num_steps, schedule=schedule)[1]
 
 
 def _round_half_up(x: float) -> int:

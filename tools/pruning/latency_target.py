@@ -8,12 +8,12 @@ that judges it.
     backend = Backend("onnxruntime", input_shape=(3, 32, 32), batch_size=64, threads=1, rounds=7, repeats=3)
     plan = st.ChannelPlan(model, example, table=scores, limits=st.ChannelLimits(round_to=backend.fast_multiple),
                           ignored_layers=ignored)
-    table = latency_table(model, example, plan, backend, levels=6, cache_dir=Path("results/latency_cache"))
+    table = channel_latency_table(model, example, plan, backend, levels=6, cache_dir=Path("results/latency_cache"))
     alloc = allocate(plan, table, goal=0.5)      # alloc.counts: channels removed per group; alloc.predicted
     st.apply_plan(pruned := copy.deepcopy(model), example, plan, alloc.counts)
     timing = compare(model, pruned, backend)     # timing.reduction, timing.spread: measured, interleaved
 
-The latency model (`latency_table`) is measured, not assumed: for every prunable dependency group
+The latency model (`channel_latency_table`) is measured, not assumed: for every prunable dependency group
 the whole model is timed with only that group shrunk to a few channel counts (multiples of the
 backend's fast multiple), each time right after the unpruned model, and the group's saving is the
 baseline time x (1 - the median over rounds of the variant/baseline ratio of the two minima). Timing the whole model, not the layer alone, charges each group with what
@@ -246,10 +246,6 @@ class LatencyTable:
         counts = sorted(points)
         return float(np.interp(kept, counts, [points[c] for c in counts]))
 
-    def predicted_reduction(self, plan: st.ChannelPlan, counts: dict[str, int]) -> float:
-        total = sum(self.saved(name, len(g.scores) - counts.get(name, 0)) for name, g in plan.groups.items())
-        return total / self.baseline_ms
-
     def as_dict(self) -> dict:
         return {"baseline_ms": self.baseline_ms, "saved_ms": self.saved_ms, "raw_saved_ms": self.raw_saved_ms,
                 "key": self.key}
@@ -271,8 +267,8 @@ def table_counts(size: int, floor: int, multiple: int, levels: int) -> list[int]
     return sorted({candidates[i] for i in picks})
 
 
-def latency_table(model: nn.Module, example: torch.Tensor, plan: st.ChannelPlan, backend: Backend, *,
-                  levels: int, cache_dir: Path | None = None, run_file: Path | None = None) -> LatencyTable:
+def channel_latency_table(model: nn.Module, example: torch.Tensor, plan: st.ChannelPlan, backend: Backend, *,
+                          levels: int, cache_dir: Path | None = None, run_file: Path | None = None) -> LatencyTable:
     """The measured table for `plan`'s groups (see LatencyTable), from `run_file` or the cache
     when one with the same key (model, channel counts, backend, batch, threads, host) exists."""
     grid = {name: table_counts(len(g.scores), g.keep, backend.fast_multiple, levels) for name, g in plan.groups.items()}

@@ -49,7 +49,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from tools.core.errors import UserError
+from tools.core.errors import UserError, first_line
 from tools.training.engine import LossFn
 
 __all__ = [
@@ -116,14 +116,14 @@ def _forward(model: nn.Module, example_inputs: torch.Tensor):
         return model(example_inputs)
     except Exception as e:  # any failure here is about the user's model, not our code
         raise UserError(f"{_model_name(model)} fails on an input of shape {tuple(example_inputs.shape)} "
-                        f"({type(e).__name__}: {_first_line(e)}); check data.image_size and the model") from None
+                        f"({type(e).__name__}: {first_line(e)}); check data.image_size and the model") from None
 
 
 def _build_graph(model: nn.Module, example_inputs: torch.Tensor) -> tp.DependencyGraph:
     try:
         return tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs, verbose=False)
     except Exception as e:
-        raise UserError(f"torch-pruning cannot trace {_model_name(model)} ({type(e).__name__}: {_first_line(e)}); "
+        raise UserError(f"torch-pruning cannot trace {_model_name(model)} ({type(e).__name__}: {first_line(e)}); "
                         "add the offending layers to structured.ignored_layers or use unstructured pruning") from None
 
 
@@ -319,7 +319,7 @@ def apply_plan(model: nn.Module, example_inputs: torch.Tensor, plan: ChannelPlan
             try:
                 group.prune()
             except (RuntimeError, IndexError) as e:  # e.g. a concatenation feeding a grouped conv
-                raise UserError(f"torch-pruning cannot prune the channel group of {name} ({_first_line(e)}); "
+                raise UserError(f"torch-pruning cannot prune the channel group of {name} ({first_line(e)}); "
                                 f"add {name!r} to structured.ignored_layers") from None
             pruned += 1
     return pruned
@@ -607,7 +607,7 @@ def verify_forward(model: nn.Module, example_inputs: torch.Tensor, num_classes: 
         try:
             out = model(example_inputs)
         except RuntimeError as e:
-            raise UserError(f"the pruned model fails its forward check ({_first_line(e)}); add the layers involved "
+            raise UserError(f"the pruned model fails its forward check ({first_line(e)}); add the layers involved "
                             "to structured.ignored_layers") from None
     expected = (example_inputs.shape[0], num_classes)
     if tuple(out.shape) != expected or not torch.isfinite(out).all():
@@ -707,8 +707,3 @@ def _expand(modules) -> list[nn.Module]:
 
 def _model_name(model: nn.Module) -> str:
     return getattr(model, "registry_name", None) or type(model).__name__
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

@@ -55,6 +55,7 @@ from torch.nn.utils import prune
 
 from tools.core.errors import UserError
 from tools.measure.metrics import format_layer_table, layer_sparsity_table
+from tools.pruning.schedules import SCHEDULES, schedule_point
 
 __all__ = [
     "METHODS", "MODES", "SCHEDULES", "GRADIENT_METHODS", "Target", "GradientScores",
@@ -68,7 +69,6 @@ __all__ = [
 
 METHODS = ("l1", "global", "random", "taylor", "movement", "lamp", "nm")
 MODES = ("auto", "layerwise", "global")
-SCHEDULES = ("linear", "exponential", "cubic")
 GRADIENT_METHODS = ("taylor", "movement")
 _NATURAL_MODE = {"l1": "layerwise", "global": "global", "random": "layerwise", "taylor": "global",
                  "movement": "layerwise", "lamp": "global", "nm": "layerwise"}
@@ -384,19 +384,13 @@ def _scores(targets: list[Target], method: str, gradient_scores: dict | None,
 
 # ----------------------------------------------------------------------------- schedules
 def schedule_sparsity(final: float, step: int, num_steps: int, schedule: str) -> float:
-    """Sparsity after step `step` (1..num_steps) of a schedule ending at `final`:
-    linear s*t/T; exponential 1-(1-s)^(t/T) (the same fraction of the survivors each step);
-    cubic s*(1-(1-t/T)^3) (Zhu & Gupta 2017: prune fast early, gently late)."""
+    """Sparsity after step `step` (1..num_steps) of a schedule ending at `final` (tools.pruning.schedules):
+    linear s*t/T; exponential 1-(1-s)^(t/T); cubic s*(1-(1-t/T)^3)."""
     if schedule not in SCHEDULES:
         raise UserError(f"unknown schedule {schedule!r}; choose one of: {', '.join(SCHEDULES)}")
     if num_steps < 1 or not 1 <= step <= num_steps:
         raise UserError(f"num_iterations must be >= 1, got {num_steps}")
-    progress = step / num_steps
-    if schedule == "linear":
-        return final * progress
-    if schedule == "exponential":
-        return 1.0 - (1.0 - final) ** progress
-    return final * (1.0 - (1.0 - progress) ** 3)
+    return schedule_point(final, 1.0 - final, step=step, num_steps=num_steps, schedule=schedule)[0]
 
 
 def sparsity_schedule(final: float, num_steps: int, schedule: str) -> list[float]:

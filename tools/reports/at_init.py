@@ -26,6 +26,7 @@ from tools.core.plots import pyplot, save_figure
 from tools.core.run_folder import CONFIG, PRUNED_MODEL
 from tools.measure.metrics import format_count
 from tools.pruning.at_init import PRUNERS
+from tools.reports.tables import markdown_table
 
 CURVES = (("top1", "test top-1 (%)", "accuracy_vs_compression.png"),
           ("inference_time_s", "test-set inference time (s)", "inference_time_vs_compression.png"),
@@ -70,12 +71,6 @@ def _close(a: float, b: float) -> bool:
 
 
 # ----------------------------------------------------------------------------- tables
-def _markdown(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def _accuracy(point: dict | None) -> str:
     if point is None:
         return "-"
@@ -100,7 +95,7 @@ def accuracy_table(runs: list[dict], compression: float = 1.0) -> str:
     density = 10 ** -compression
     title = (f"Test top-1 (%) at compression {compression:g}: density {density:.4g} of the prunable weights kept, "
              f"sparsity {1 - density:.4g}")
-    return title + "\n\n" + _markdown(["data", "model", "experiment"] + pruners, rows)
+    return title + "\n\n" + markdown_table(["data", "model", "experiment"] + pruners, rows)
 
 
 def grid_table(points: list[dict]) -> str:
@@ -119,7 +114,7 @@ def grid_table(points: list[dict]) -> str:
         if multishot:
             row.insert(2, str(p.get("level")))
         rows.append(row)
-    return _markdown(header, rows)
+    return markdown_table(header, rows)
 
 
 def cost_table(points: list[dict]) -> str:
@@ -134,7 +129,7 @@ def cost_table(points: list[dict]) -> str:
             else f"{p['post_epochs']} post"
         rows.append([p["pruner"], f"{p['compression']:g}", str(p["amp"]), str(p["device"]), epochs,
                      f"{p['train_wall_time_s']:.1f}", memory, str(p.get("memory_kind") or "-"), f"{p['prune_time_s']:.2f}"])
-    return _markdown(header, rows)
+    return markdown_table(header, rows)
 
 
 def trace_table(points: list[dict]) -> str | None:
@@ -143,7 +138,7 @@ def trace_table(points: list[dict]) -> str | None:
         return None
     rows = [[p["pruner"], f"{p['compression']:g}", str(p["trace_batch_size"]), f"{p['conv_time_ms']:.2f}",
              f"{p['step_time_ms']:.2f}", f"{p['conv_share_pct']:.1f}"] for p in traced]
-    return _markdown(["pruner", "compression", "batch", "conv kernels (ms)", "inference step (ms)", "conv share (%)"], rows)
+    return markdown_table(["pruner", "compression", "batch", "conv kernels (ms)", "inference step (ms)", "conv share (%)"], rows)
 
 
 def _requested_amp(run: dict) -> str:
@@ -178,7 +173,7 @@ def amp_table(runs: list[dict]) -> str | None:
                      f"{f['top1']:.2f}", f"{p['top1']:.2f}", f"{p['top1'] - f['top1']:+.2f}"])
     if not rows:
         return f"{title} the two runs share no pruner x compression point; run the same grid twice."
-    return title + "\n\n" + _markdown(["pruner", "compression", "FP32 train (s)", "AMP train (s)", "speed-up",
+    return title + "\n\n" + markdown_table(["pruner", "compression", "FP32 train (s)", "AMP train (s)", "speed-up",
                                         "FP32 peak memory (MiB)", "AMP peak memory (MiB)", "FP32 top-1 (%)",
                                         "AMP top-1 (%)", "AMP - FP32 (pts)"], rows)
 
@@ -276,7 +271,7 @@ def block_density(model: nn.Module, block: str) -> list[dict]:
 
 
 def block_table(rows: list[dict]) -> str:
-    return _markdown(["conv", "params", "remaining", "density", "sparsity"],
+    return markdown_table(["conv", "params", "remaining", "density", "sparsity"],
                      [[r["name"], str(r["params"]), str(r["remaining"]), f"{r['density']:.4f}", f"{r['sparsity']:.4f}"]
                       for r in rows])
 

@@ -50,7 +50,7 @@ def model_figures(metrics: dict, source: str) -> dict:
 
 def test_set_of(metrics: dict) -> dict | None:
     """The test set a metrics file's accuracy was measured on: its `test_set` record
-    (tools.training.evaluation.test_set_record), else the image count of an eval_metrics.yaml
+    (tools.measure.describe.test_set_record), else the image count of an eval_metrics.yaml
     written before that record existed; None when the file does not say."""
     if isinstance(metrics.get("test_set"), dict):
         return metrics["test_set"]

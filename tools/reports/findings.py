@@ -27,6 +27,7 @@ from tools.core.io import atomic_write_text, read_yaml_mapping
 from tools.core.run_folder import CONFIG, METRICS
 from tools.measure.metrics import format_count
 from tools.reports.comparison import comparison_row, csv_text, run_method
+from tools.reports.tables import values_table
 
 PRUNED = ("unstructured", "structured")
 _OUTLIER_GAP = 0.15  # sensitivity: a layer tolerating this much less sparsity than the median one
@@ -37,9 +38,7 @@ def _section(title: str, body: list[str]) -> list[str]:
 
 
 def _md(headers: list[str], rows: list[list]) -> list[str]:
-    from tools.reports.report import md_table
-
-    return [md_table(headers, rows), ""]
+    return [values_table(headers, rows), ""]
 
 
 def _metrics(row: dict) -> dict:
@@ -98,7 +97,7 @@ def over_pruned(rows: list[dict]) -> list[dict]:
     return out
 
 
-def collapsed_layers(rows: list[dict], roots: list[Path]) -> list[list]:
+def collapsed_layer_rows(rows: list[dict], roots: list[Path]) -> list[list]:
     """[run, kind, layer(s), what happened] for every collapsed or floor-cut layer."""
     found = []
     for r in rows:
@@ -163,7 +162,7 @@ def failure_section(rows: list[dict], roots: list[Path], out: Path) -> list[str]
                       r["max_accuracy_drop"]] for r in failing])
         png = plot_drops(rows, out / "failures.png")
         body += [f"![accuracy drop per run against its limit]({png.name})", ""]
-    collapsed = collapsed_layers(rows, roots)
+    collapsed = collapsed_layer_rows(rows, roots)
     if collapsed:
         body += ["Collapsed layers (no weight left) and layers cut to the max_pruning_ratio floor:", ""]
         body += _md(["run", "kind", "layers", "what"], collapsed)

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tools.core.io import read_yaml_mapping
+from tools.core.errors import UserError
+from tools.core.io import atomic_write_text, read_yaml_mapping
 from tools.core.plots import axis, pyplot, save_figure, spread_labels
 from tools.core.run_folder import CONFIG, LOG_CSV, METRICS, PROFILE, QUANTIZE_RECORD, REPORT
 from tools.pruning.structured import verdict_text
+from tools.reports import findings
+from tools.reports.comparison import pareto_front
+from tools.reports.tables import values_table
 
 
 def plot_pareto(rows: list[dict], front: list[dict], *, x: str, y: str, path: Path, title: str,
@@ -106,23 +110,10 @@ def collect_runs(roots: list[Path]) -> tuple[list[dict], list[dict]]:
 
 
 # ----------------------------------------------------------------------------- markdown
-def md_table(headers: list[str], rows: list[list]) -> str:
-    def cell(v) -> str:
-        if isinstance(v, bool):
-            return "MET" if v else "NOT MET"
-        if isinstance(v, float):
-            return f"{v:.2f}"
-        return "" if v is None else str(v)
-
-    lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
-    lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def comparison_table(rows: list[dict]) -> str:
     pruned = [r for r in rows if r["kind"] in ("unstructured", "structured")]
     pruned.sort(key=lambda r: (r["kind"], r["method"], str(r.get("sparsity"))))
-    return md_table(
+    return values_table(
         ["kind", "method", "sparsity / target", "FLOPs reduction %", "basis", "measured latency reduction %",
          "baseline top-1 %", "top-1 %", "drop (pts)", "goal", "fine-tune epochs"],
         [[r["kind"], r["method"], r.get("sparsity"), r["flops_reduction_pct"], r["basis"], r.get("latency_reduction_pct"),
@@ -138,16 +129,16 @@ def ablation_table(rows: list[dict], by: str, label: str) -> str | None:
     if len(values) < 2:
         return None  # an ablation needs at least two settings
     cells = {(r["method"], r[by]): r["accuracy_drop"] for r in pruned}
-    return md_table(["method"] + [f"{label} {v if not isinstance(v, float) else f'{v:g}'}" for v in values],
+    return values_table(["method"] + [f"{label} {v if not isinstance(v, float) else f'{v:g}'}" for v in values],
                     [[m] + [cells.get((m, v)) for v in values] for m in methods])
 
 
-def latency_table(profiles: list[dict]) -> str | None:
+def flops_vs_latency_table(profiles: list[dict]) -> str | None:
     rows = [[r["model"], r["backend"], r["batch_size"], r["flops_reduction_pct"], r["latency_reduction_pct"],
              r["speedup"], r["explanation"]] for p in profiles for r in p.get("flops_vs_latency", [])]
     if not rows:
         return None
-    return md_table(["model", "backend", "batch", "FLOPs reduction %", "latency reduction %", "speed-up",
+    return values_table(["model", "backend", "batch", "FLOPs reduction %", "latency reduction %", "speed-up",
                      "why"], rows)
 
 
@@ -170,12 +161,12 @@ def deployment_table(roots: list[Path], profiles: list[dict]) -> str | None:
                          *[timed[bs]["median_ms"] if bs in timed else None for bs in batch_sizes]])
     if not rows:
         return None
-    return md_table(["run", "precision", "MACs (M)", "file MiB", "ONNX Runtime top-1 %", "drop vs its FP32 (pts)",
+    return values_table(["run", "precision", "MACs (M)", "file MiB", "ONNX Runtime top-1 %", "drop vs its FP32 (pts)",
                      *[f"median ms, batch {bs}" for bs in batch_sizes]], rows)
 
 
 # ----------------------------------------------------------------------------- plots
-def plot_curves(log_files: list[tuple[str, Path]], path: Path) -> Path | None:
+def plot_training_curves(log_files: list[tuple[str, Path]], path: Path) -> Path | None:
     """Validation top-1 per epoch of every training / fine-tuning log."""
     import csv
 
@@ -215,10 +206,6 @@ def plot_layer_bars(series: dict[str, dict[str, float]], *, ylabel: str, title: 
 
 # ----------------------------------------------------------------------------- the report
 def write_report(roots: list[Path], out: Path) -> Path:
-    from tools.core.errors import UserError
-    from tools.core.io import atomic_write_text
-    from tools.reports import findings
-
     rows, profiles = collect_runs(roots)
     if not rows and not profiles:
         raise UserError(f"no run results (metrics.yaml / profile.yaml) under {', '.join(map(str, roots))}; run a script first")
@@ -231,7 +218,7 @@ def write_report(roots: list[Path], out: Path) -> Path:
     parts += _section("Ablation by sparsity (accuracy drop, points)", ablation_table(rows, "sparsity", "sparsity"))
     parts += _section("Ablation by fine-tune budget (accuracy drop, points)",
                      ablation_table(rows, "finetune_epochs", "epochs"))
-    parts += _section("FLOPs vs measured latency", latency_table(profiles))
+    parts += _section("FLOPs vs measured latency", flops_vs_latency_table(profiles))
     parts += _section("Deployment: FP32 and INT8 ONNX files on ONNX Runtime", deployment_table(roots, profiles))
     parts += findings.failure_section(rows, roots, out)
     parts += findings.recommendation_section(rows, profiles)
@@ -248,8 +235,6 @@ def _section(title: str, body: str | None) -> list[str]:
 
 def _figures(rows: list[dict], roots: list[Path], out: Path) -> list[str]:
     lines = ["## Figures", ""]
-    from tools.reports.comparison import pareto_front
-
     usable = [r | {"point": Path(r["run"]).name} for r in rows if r.get("macs") and r.get("top1") is not None]
     if usable:
         front = pareto_front(usable, maximize="top1", minimize="macs")
@@ -257,7 +242,7 @@ def _figures(rows: list[dict], roots: list[Path], out: Path) -> list[str]:
                           title="accuracy vs MACs (non-zero MACs for unstructured runs)")
         lines += [f"![Pareto]({png.name})", ""]
     logs = [(str(log.parent.relative_to(root)), log) for root in roots for log in sorted(root.rglob(LOG_CSV))]
-    png = plot_curves(logs, out / "curves.png")
+    png = plot_training_curves(logs, out / "curves.png")
     if png:
         lines += [f"![training and fine-tuning curves]({png.name})", ""]
     sparsity = {Path(r["run"]).name: (read_yaml_mapping(Path(r["run"]) / METRICS) or {}).get("layer_sparsity", {})

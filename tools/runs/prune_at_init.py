@@ -40,7 +40,7 @@ from tools.core.io import atomic_torch_save, atomic_write_csv, atomic_write_yaml
 from tools.core.run_folder import PRUNED_MODEL, RESULTS_CSV
 from tools.measure.metrics import count_macs_params, count_nonzero_macs_params, flops_from_macs
 from tools.modeling.checkpoint import save_checkpoint
-from tools.models import build_from_config
+from tools.modeling.registry import build_from_config
 from tools.pruning.at_init import (
     DATA_PRUNERS,
     ScoreInputs,

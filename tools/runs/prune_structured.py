@@ -35,7 +35,7 @@ from torch import nn
 
 from tools.core.config import Config, config_to_dict
 from tools.core.device import seed_everything
-from tools.core.errors import UserError
+from tools.core.errors import UserError, first_line
 from tools.core.io import atomic_torch_save, atomic_write_yaml
 from tools.core.lineage import LINEAGE, child_lineage, versus
 from tools.core.run_folder import BEST, METRICS, PRUNED_MODEL, PRUNED_MODEL_STATE
@@ -53,7 +53,7 @@ from tools.pruning.kernels import (
 )
 from tools.training.distill import distillation_loss
 from tools.training.engine import cross_entropy, evaluate
-from tools.training.evaluation import describe_model, test_set_record
+from tools.measure.describe import describe_model, test_set_record
 from tools.training.fit import PRUNE_STATE, FitOptions, check_resume, finetune_train_config, fit
 
 
@@ -286,7 +286,7 @@ def _latency_search(model, plan, *, cfg, example, input_shape, run_dir) -> tuple
     device = next(model.parameters()).device
     timed = model if lat.backend == "cuda" else copy.deepcopy(model).cpu()
     example = example.to(next(timed.parameters()).device)
-    table = lt.latency_table(timed, example, plan, backend, levels=lat.levels,
+    table = lt.channel_latency_table(timed, example, plan, backend, levels=lat.levels,
                              cache_dir=Path(lat.cache_dir) if lat.cache_dir else None,
                              run_file=run_dir / lt.TABLE_FILE if run_dir else None)
     rules = lt.SearchRules(lat.tolerance, lat.max_attempts, lat.allocation)
@@ -496,7 +496,7 @@ def save_pruned_model(model: nn.Module, run_dir: Path, *, config: dict, metrics:
         atomic_torch_save(module, run_dir / PRUNED_MODEL)
         written.append(PRUNED_MODEL)
     except (pickle.PicklingError, AttributeError, TypeError) as e:
-        reasons.append(f"{PRUNED_MODEL} not written: the model cannot be pickled ({str(e).splitlines()[0]})")
+        reasons.append(f"{PRUNED_MODEL} not written: the model cannot be pickled ({first_line(e)})")
     for reason in reasons:
         print(f"notice: {reason}")
     if not written:

@@ -32,6 +32,7 @@ from torch import nn
 
 from tools.core.device import synchronize
 from tools.core.errors import UserError
+from tools.measure.metrics import accuracy_topk
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULERS = ("multistep", "cosine", "onecycle", "constant")
@@ -238,11 +239,9 @@ def evaluate(model: nn.Module, loader, *, device: torch.device, amp: str = "none
             logits = model(images)
         logits = logits.float()
         total_loss += F.cross_entropy(logits, targets, reduction="sum").double()
-        k = min(5, logits.size(1))
-        top = logits.topk(k, dim=1).indices
-        hits = top == targets[:, None]
-        correct1 += hits[:, 0].sum()
-        correct5 += hits.any(dim=1).sum()
+        hits1, hits5 = accuracy_topk(logits, targets, (1, 5))
+        correct1 += hits1
+        correct5 += hits5
         seen += targets.size(0)
     synchronize(device)
     return {

@@ -5,7 +5,7 @@
 
     row = check_model("squeezenet1_1", image_size=32)   # {"status": "ok", "macs_reduction_pct": ..., ...}
 
-One row per (model, input size): build it for 10 classes (tools.models.build_model: ResNet and
+One row per (model, input size): build it for 10 classes (tools.modeling.registry.build_model: ResNet and
 MobileNet families get the CIFAR stem at 32 px, the rest keep their ImageNet stem), prune channels
 with the project's own round (tools.runs.prune_structured.prune_round: l2 importance, global ranking,
 round_to 8, target 30% of MACs within 1 pt, forward check), save it as this project saves a pruned
@@ -35,7 +35,7 @@ from types import SimpleNamespace
 
 import torch
 
-from tools.core.errors import UserError
+from tools.core.errors import UserError, first_line
 from tools.core.io import atomic_write_text, atomic_write_yaml, read_yaml_mapping
 from tools.core.run_folder import PRUNED_MODEL_STATE
 
@@ -58,7 +58,7 @@ def _zoo_config(name: str):
 
 def check_model(name: str, *, image_size: int) -> dict:
     """One row: {"status": "ok" | "fails", "step", "reason", "params", "macs", "macs_reduction_pct", "seconds"}."""
-    from tools.models import build_from_config
+    from tools.modeling.registry import build_from_config
 
     start = time.perf_counter()
     row: dict = {"model": name, "image_size": image_size}
@@ -78,7 +78,7 @@ def check_model(name: str, *, image_size: int) -> dict:
     except UserError as e:
         row |= {"status": "fails", "step": step, "reason": str(e)}
     except Exception as e:  # noqa: BLE001 (a model's own failure is this table's finding, not a crash)
-        row |= {"status": "fails", "step": step, "reason": f"{type(e).__name__}: {_first_line(e)}"}
+        row |= {"status": "fails", "step": step, "reason": f"{type(e).__name__}: {first_line(e, empty='')}"}
     row["seconds"] = round(time.perf_counter() - start, 1)
     return row
 
@@ -126,10 +126,6 @@ def _check_onnx(model, shape) -> None:
         raise UserError(f"ONNX Runtime differs from PyTorch by {diff:.2g} (logits up to {scale:.3g})")
 
 
-def _first_line(e: BaseException) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else ""
-
-
 # ----------------------------------------------------------------------------- many rows
 def row_key(name: str, image_size: int) -> str:
     return f"{name}@{image_size}"
@@ -138,7 +134,7 @@ def row_key(name: str, image_size: int) -> str:
 def meta_params(name: str, image_size: int) -> int:
     """Parameters of the model without allocating it (meta device): the memory guard."""
     from tools.core.config import ModelConfig
-    from tools.models import build_from_config
+    from tools.modeling.registry import build_from_config
 
     with torch.device("meta"):
         try:
@@ -240,7 +236,7 @@ weights-only (state dict + structure, no pickle), exported to ONNX (opset 17) an
 Runtime (max difference at most 1e-4 x the largest logit). "ok" means every step passed; the
 figures are the MACs reduction reached and the cell's wall time (on a shared machine, so it can
 exceed the CPU-time limit below). Otherwise the cell gives the failing step and the reason.
-At 32 px ResNet-family and MobileNetV2/V3 models get the CIFAR stem (tools.models); all others keep
+At 32 px ResNet-family and MobileNetV2/V3 models get the CIFAR stem (tools.modeling.stems); all others keep
 their ImageNet stem, so their feature maps shrink 32x and some cannot run at 32 px at all.
 Each cell ran on one thread of a shared 2-core CPU, with a limit of {limit} of CPU time per cell;
 "timeout" means it needed more than that (the model may still work with more time).

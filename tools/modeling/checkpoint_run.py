@@ -4,7 +4,7 @@
     cfg, ckpt, data, model, device = load_checkpoint_run(args)   # args from tools.core.cli.base_parser
 
 It sits above tools.core.cli (argument parsing and config only) because it needs the data sets and
-the model layer.
+tools.modeling.checkpoint.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Everything `eval` reports about one model: accuracy, cost, sparsity, size and latency.
+"""What `eval` measures on one model besides accuracy: cost, sparsity, size, latency per batch size,
+and which test set an accuracy came from.
 
     uv run python -m scripts.eval --checkpoint results/train/quickstart/best_model.pth
 
@@ -8,7 +9,7 @@
     >>> report["macs"], report["flops"], report["params"], report["weight_sparsity"]
     (4178, 8356, 398, 0.0)
 
-scripts.eval loads the model with tools.training.start.load_checkpoint_run first.
+scripts.eval loads the model with tools.modeling.checkpoint_run.load_checkpoint_run first.
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ def describe_model(model: nn.Module, input_shape: tuple[int, int, int], checkpoi
     return report
 
 
-def latency_table(model: nn.Module, input_shape: tuple[int, int, int], *, batch_sizes: list[int], device: torch.device,
-                  warmup: int, repeats: int, num_threads: int | None) -> dict[int, dict]:
+def latency_by_batch_size(model: nn.Module, input_shape: tuple[int, int, int], *, batch_sizes: list[int],
+                          device: torch.device, warmup: int, repeats: int, num_threads: int | None) -> dict[int, dict]:
+    """{batch size: tools.measure.latency.measure_latency's record} for each of `batch_sizes`."""
     from tools.measure.latency import measure_latency
 
     return {
