@@ -1,7 +1,8 @@
 """The pruning sections of the config: `unstructured:`, `structured:` (with its latency target,
-bn_scale phase and goal), `sensitivity:` and `pai:` (pruning at initialization), each read by the
-module of the same name in tools/pruning (and its run in tools/runs), registered with
-tools.core.config. A new method's keys go here, with their `check`.
+bn_scale phase and goal), `sensitivity:` and `pai:` (pruning at initialization), read by
+tools/pruning's unstructured, structured, latency_target, sensitivity and at_init and by their runs
+in tools/runs; each registered with tools.core.config. A new method's keys go here, with their
+`check` (or in a section of its own: see docs/architecture.md, "Where new things go").
 
     >>> StructuredConfig().latency.backend, PruneAtInitConfig().pruners
     ('torch', ['synflow'])
