@@ -33,7 +33,7 @@ from datasets.transforms import imagenet_transform, sample_stats, small_image_tr
 from tools.core.errors import UserError
 
 if TYPE_CHECKING:
-    from tools.core.config import DataConfig
+    from datasets.config import DataConfig
 
 DATASET_NAMES = ("cifar10", "cifar100", "mnist", "fashionmnist", "imagefolder", "packed", "synthetic")
 IMAGE_FILE_SETS = ("imagefolder", "packed")  # encoded image files: decoded at data.image_size

@@ -10,3 +10,5 @@ import sys
 
 _SCRIPTS_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [os.path.dirname(_SCRIPTS_DIR)] + [p for p in sys.path if os.path.abspath(p or ".") != _SCRIPTS_DIR]
+
+import tools.workflows.config  # noqa: E402,F401  (composes the config's sections, as scripts/__init__.py does)

@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import tools.workflows.config  # noqa: F401  (composes the config's sections, as every script does)
+
 # One thread for the whole suite, subprocesses included: on a small shared machine two OpenMP
 # threads stall each other at every op, and the tiny test models gain nothing from a second one.
 os.environ["OMP_NUM_THREADS"] = "1"

@@ -29,7 +29,8 @@ import tools.core.errors
 import tools.core.io
 import tools.training.fit
 from datasets import build_data
-from tools.core.config import Config, DataConfig, _all_keys, config_to_dict, load_config
+from datasets.config import DataConfig
+from tools.core.config import Config, _all_keys, config_to_dict, load_config
 from tools.core.errors import UserError, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]

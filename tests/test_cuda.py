@@ -22,7 +22,7 @@ import yaml
 from torch import nn
 
 from datasets import build_data
-from tools.core.config import DataConfig, SyntheticConfig
+from datasets.config import DataConfig, SyntheticConfig
 from tools.modeling.registry import build_model
 from tools.training.engine import StepOptions, evaluate, train_one_epoch
 
@@ -72,7 +72,7 @@ def test_amp_bf16_train_step_on_cuda():
 
 
 def test_amp_fp16_with_grad_scaler_fit_checkpoint_and_resume_on_cuda(tmp_path):
-    from tools.core.config import TrainConfig
+    from tools.training.config import TrainConfig
     from tools.core.run_folder import LAST
     from tools.training.fit import fit
 

@@ -21,10 +21,10 @@ from PIL import Image
 import datasets.imagefolder as imagefolder_module
 from datasets import DATASET_NAMES, benchmark_loader, build_data
 from datasets.augment import AugmentSpec, crop_flip, draw_params
+from datasets.config import DataConfig, SyntheticConfig
 from datasets.seeding import generator_for, shard
 from datasets.synthetic import generate_synthetic
 from datasets.tensor_loader import TensorLoader
-from tools.core.config import DataConfig, SyntheticConfig
 from tools.core.errors import UserError
 
 

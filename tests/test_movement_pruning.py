@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tools.core.config import TrainConfig
 from tools.pruning import unstructured as un
 from tools.runs.prune_unstructured import MaskRamp, PrunePlan, PruneJob
+from tools.training.config import TrainConfig
 
 CPU = torch.device("cpu")
 PLAIN_SGD = TrainConfig(epochs=1, optimizer="sgd", lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.0)

@@ -8,10 +8,11 @@ import torch
 from PIL import Image
 
 from datasets import build_data
+from datasets.config import DataConfig, SyntheticConfig, legacy_normalize
 from datasets.imagefolder import IMAGENET_MEAN, IMAGENET_STD
 from datasets.pixels import channel_stats
 from datasets.synthetic import generate_synthetic
-from tools.core.config import DataConfig, SyntheticConfig, legacy_normalize, load_config
+from tools.core.config import load_config
 from tools.core.errors import UserError
 
 RED = (200, 30, 30)  # far from ImageNet's statistics: a path that falls back to them shows at once

@@ -10,9 +10,10 @@ import yaml
 from torch import nn
 
 from tests.conftest import ROOT
-from tools.core.config import ModelConfig, config_to_dict, load_config
+from tools.core.config import config_to_dict, load_config
 from tools.core.errors import UserError
 from tools.modeling.checkpoint import load_model, read_checkpoint, save_checkpoint
+from tools.modeling.config import ModelConfig
 from tools.modeling.registry import build_model
 from tools.modeling.weights import load_state_into
 

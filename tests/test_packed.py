@@ -13,8 +13,8 @@ from PIL import Image
 import datasets.imagefolder as imagefolder_module
 import scripts.pack_data as pack_script
 from datasets import build_data
+from datasets.config import DataConfig
 from datasets.packed import read_pack
-from tools.core.config import DataConfig
 from tools.core.errors import UserError, run_cli
 
 

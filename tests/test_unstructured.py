@@ -239,7 +239,7 @@ def test_compressed_checkpoint_loads_like_any_checkpoint_and_is_smaller(tmp_path
     path = tmp_path / "pruned_compressed.pth"
     storage = save_compressed_checkpoint(path, state_dict=model.state_dict(), config={}, fmt="auto")
     assert storage["tensors"]["bitmask"] >= len(targets)  # + all-zero BN biases of the fresh model
-    from tools.core.config import ModelConfig
+    from tools.modeling.config import ModelConfig
 
     loaded, _ = load_model(path, model_cfg=ModelConfig(name="resnet20"), num_classes=4, input_shape=(3, 16, 16))
     x = torch.randn(2, 3, 16, 16)

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import torch
 
-from tools.core.config import QuantizeConfig
 from tools.core.errors import UserError, first_line
 from tools.core.run_folder import CONFIG, EXPORT_RECORD
+from tools.deploy.config import QuantizeConfig
 from tools.modeling.export import QDQ_OPS, load_onnx, onnx_input_shape
 
 CALIBRATIONS = ("minmax", "entropy", "percentile")

@@ -54,34 +54,43 @@ from tools.training.engine import LossFn
 
 __all__ = [
     "STRUCTURED_METHODS", "GRANULARITIES", "build_importance", "check_traceable", "output_layer_names",
+    "IMPORTANCES", "register_structured_method",
     "resolve_names", "importance_table", "accumulate_gradients", "ChannelLimits", "ChannelPlan", "apply_plan", "prune_channels",
     "round_ratio", "SearchResult", "RatioSearch", "search_ratio", "search_channels", "verify_forward", "channel_counts",
     "channel_changes", "batchnorm_layers", "bn_l1_loss", "goal_met", "goal_verdict", "verdict_text", "goal_line",
 ]
 
-STRUCTURED_METHODS = ("l1", "l2", "bn_scale", "taylor", "lamp", "fpgm", "random")
 GRANULARITIES = ("channel", "kernel", "intra_kernel")
 # torch-pruning's own default roots: every group starts at the output channels of one of these.
 ROOT_TYPES = (tp.ops.TORCH_CONV, tp.ops.TORCH_LINEAR, tp.ops.TORCH_LSTM)
 
 
 # ----------------------------------------------------------------------------- importance
+# structured.method -> its torch-pruning importance; another method: register_structured_method
+IMPORTANCES: dict[str, Callable[[], tp.importance.Importance]] = {
+    "l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
+    "l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),
+    # normalizer=None: Network Slimming ranks raw scales across the whole network.
+    "bn_scale": lambda: tp.importance.BNScaleImportance(normalizer=None),
+    "taylor": lambda: tp.importance.GroupTaylorImportance(),
+    "lamp": lambda: tp.importance.LAMPImportance(p=2),
+    "fpgm": lambda: tp.importance.FPGMImportance(p=2),
+    "random": lambda: tp.importance.RandomImportance(),
+}
+STRUCTURED_METHODS = tuple(IMPORTANCES)  # the built-in ones
+
+
+def register_structured_method(name: str, build: Callable[[], tp.importance.Importance]) -> None:
+    """A structured.method of your own: `build()` returns a torch-pruning group importance. Its
+    keys, if any, go in a config section of its own (see tools/pruning/config.py)."""
+    IMPORTANCES[name] = build
+
+
 def build_importance(method: str) -> tp.importance.Importance:
     """The torch-pruning importance object behind `method` (see the module docstring)."""
-    imp = tp.importance
-    builders = {
-        "l1": lambda: imp.GroupMagnitudeImportance(p=1),
-        "l2": lambda: imp.GroupMagnitudeImportance(p=2),
-        # normalizer=None: Network Slimming ranks raw scales across the whole network.
-        "bn_scale": lambda: imp.BNScaleImportance(normalizer=None),
-        "taylor": lambda: imp.GroupTaylorImportance(),
-        "lamp": lambda: imp.LAMPImportance(p=2),
-        "fpgm": lambda: imp.FPGMImportance(p=2),
-        "random": lambda: imp.RandomImportance(),
-    }
-    if method not in builders:
-        raise UserError(f"unknown structured.method {method!r}; choose one of: {', '.join(STRUCTURED_METHODS)}")
-    return builders[method]()
+    if method not in IMPORTANCES:
+        raise UserError(f"unknown structured.method {method!r}; choose one of: {', '.join(IMPORTANCES)}")
+    return IMPORTANCES[method]()
 
 
 # ----------------------------------------------------------------------------- tracing

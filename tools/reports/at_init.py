@@ -291,7 +291,7 @@ def parse_point(text: str) -> tuple[str, float, int | None]:
 
 def load_point_model(run: dict, pruner: str, compression: float, level: int | None) -> tuple[nn.Module, dict]:
     """The pruned model of one grid point (plain weights with zeros) and its row."""
-    from tools.core.config import ModelConfig
+    from tools.modeling.config import ModelConfig
     from tools.modeling.checkpoint import load_model
 
     match = [p for p in run["points"] if p["pruner"] == pruner and _close(p["compression"], compression)

@@ -22,10 +22,10 @@ import os
 import statistics
 from pathlib import Path
 
-from tools.core.config import GoalConfig
 from tools.core.io import atomic_write_text, read_yaml_mapping
 from tools.core.run_folder import CONFIG, METRICS
 from tools.measure.metrics import format_count
+from tools.pruning.config import GoalConfig
 from tools.reports.comparison import comparison_row, csv_text, run_method
 from tools.reports.tables import values_table
 

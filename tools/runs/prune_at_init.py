@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tools.core.config import Config, PruneAtInitConfig
+from tools.core.config import Config
 from tools.core.errors import UserError
 from tools.core.io import atomic_torch_save, atomic_write_csv, atomic_write_yaml
 from tools.core.run_folder import PRUNED_MODEL, RESULTS_CSV
@@ -54,6 +54,7 @@ from tools.pruning.at_init import (
     prune_to_density,
     rewind_weights,
 )
+from tools.pruning.config import PruneAtInitConfig
 from tools.pruning.unstructured import enforce_masks, prunable_targets, remove_pruning_reparameterization
 from tools.training.engine import check_amp, evaluate
 from tools.training.fit import FitOptions, fit

@@ -36,12 +36,12 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from tools.core.config import TrainConfig, UnstructuredConfig
 from tools.core.errors import UserError
 from tools.core.io import read_yaml_mapping
 from tools.core.run_folder import BEST, LAST, LOGS, PRUNED_MODEL, PRUNED_MODEL_COMPRESSED
 from tools.measure.metrics import count_macs_params, count_nonzero_macs_params, flops_from_macs, format_count
 from tools.modeling.checkpoint import read_checkpoint, read_own_checkpoint
+from tools.pruning.config import UnstructuredConfig
 from tools.pruning.unstructured import (
     GradientScores,
     Target,
@@ -57,6 +57,7 @@ from tools.pruning.unstructured import (
     validate_nm,
     validate_sparsity,
 )
+from tools.training.config import TrainConfig
 from tools.training.distill import distillation_loss
 from tools.training.engine import LossFn, build_optimizer, cross_entropy, evaluate
 from tools.training.fit import PRUNE_STATE, FitOptions, fit

@@ -21,13 +21,13 @@ from typing import Callable
 import torch
 from torch import nn
 
-from tools.core.config import TrainConfig
 from tools.core.errors import UserError
 from tools.core.io import atomic_write_csv
 from tools.core.run_folder import BEST, LAST, LOG_CSV, LOGS
 from tools.measure.metrics import flops_from_macs
 from tools.modeling.checkpoint import read_checkpoint, read_own_checkpoint, save_checkpoint, unwrap
 from tools.modeling.weights import load_state_into
+from tools.training.config import TrainConfig
 from tools.training.engine import (
     LossFn,
     NonFiniteLoss,

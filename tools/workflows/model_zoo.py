@@ -133,7 +133,7 @@ def row_key(name: str, image_size: int) -> str:
 
 def meta_params(name: str, image_size: int) -> int:
     """Parameters of the model without allocating it (meta device): the memory guard."""
-    from tools.core.config import ModelConfig
+    from tools.modeling.config import ModelConfig
     from tools.modeling.registry import build_from_config
 
     with torch.device("meta"):
