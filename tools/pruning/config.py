@@ -27,7 +27,7 @@ class UnstructuredConfig:
     num_iterations: int = 5  # iterative steps
     schedule: str = "cubic"  # linear | exponential | cubic (Zhu & Gupta) sparsity per step
     step_epochs: int = 1  # fine-tune epochs after each intermediate step; the last one runs finetune.epochs
-    score_batches: int = 16  # taylor: batches of gradients summed (movement: a ramp, see tools.runs.prune_unstructured)
+    score_batches: int = 16  # taylor: batches of gradients summed; movement: steps before the first prune
     n: int = 2  # nm: weights kept in every group of m (along the input dimension)
     m: int = 4  # nm: group size
     keep_first_conv_dense: bool = False  # never prune the first conv

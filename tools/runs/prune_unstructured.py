@@ -8,21 +8,12 @@
     history = run_pruning(job, final_epochs=cfg.finetune.epochs)
 
 One step = gradient scores if the method needs them (taylor: a fresh pass of `score_batches`
-batches on the current weights; movement: the -w*g sum kept since the start), masks for that
-step's sparsity, accuracy right after pruning, then fine-tuning with the masks enforced after every
-optimizer step
+batches on the current weights; movement: the -w*g sum kept since the start, the first step
+training `score_batches` batches to have one), masks for that step's sparsity, accuracy right
+after pruning, then fine-tuning with the masks enforced after every optimizer step
 (`step_epochs` epochs between steps, `finetune.epochs` after the last). Each fine-tuning phase
 writes its own fit() folder (log.csv, TensorBoard logs, checkpoints) and the best validation
 checkpoint of the phase is the one carried on.
-
-Movement pruning reaches its first step's sparsity gradually, as Sanh et al. (2020) do: a ramp
-phase (`movement_ramp/`) trains at the fine-tuning settings while the masks grow along a cubic
-schedule, recomputed `MOVEMENT_UPDATES` times from the scores accumulated so far. The ramp takes
-two thirds of a one-shot run's fine-tuning epochs (the last third fine-tunes at the final masks,
-so the budget equals the other methods'), or `step_epochs` before an iterative run's first step.
-Why: on a trained model -w*g over a few batches is mostly noise whose low tail is *large* weights
-pushed toward zero, so pruning on it in one shot is worse than random (a 16-batch warm-up lost 26
-points to random on the quickstart at 50%); summed over epochs while the masks grow, it is not.
 """
 
 from __future__ import annotations
@@ -43,6 +34,7 @@ from tools.measure.metrics import count_macs_params, count_nonzero_macs_params, 
 from tools.modeling.checkpoint import read_checkpoint, read_own_checkpoint
 from tools.pruning.config import UnstructuredConfig
 from tools.pruning.unstructured import (
+    GRADIENT_METHODS,
     GradientScores,
     Target,
     accumulate_taylor_scores,
@@ -97,9 +89,6 @@ class PrunePlan:
             f"iterative, {self.num_steps} {self.schedule} steps to "
             + ", ".join(f"{100 * self.step_sparsity(t):.1f}%" for t in range(1, self.num_steps + 1))
             + f", {self.step_epochs} fine-tune epoch(s) between steps")
-        if self.method == "movement":
-            steps += "; masks grown along a cubic ramp while training (movement_ramp/), as Sanh et al."
-
         return (f"pruning: method {self.method} ({what}), target sparsity {100 * self.sparsity:.2f}%, {steps}; "
                 f"{len(targets)} tensors, {weights:,} weights; fine-tune {final_epochs} epoch(s) at lr {finetune_lr:g}")
 
@@ -150,7 +139,7 @@ def _check_counts(ucfg: UnstructuredConfig) -> None:
         raise UserError(f"unstructured.num_iterations must be >= 1, got {ucfg.num_iterations}")
     if ucfg.step_epochs < 0:
         raise UserError(f"unstructured.step_epochs must be >= 0, got {ucfg.step_epochs}")
-    if ucfg.method == "taylor" and ucfg.score_batches < 1:
+    if ucfg.method in GRADIENT_METHODS and ucfg.score_batches < 1:
         raise UserError(f"unstructured.score_batches must be >= 1 for {ucfg.method}, got {ucfg.score_batches}")
 
 
@@ -164,6 +153,28 @@ def finetune_loss(model: nn.Module, *, kd_alpha: float, kd_temperature: float, l
 
 
 # ----------------------------------------------------------------------------- running
+def movement_warmup(model: nn.Module, loader, *, finetune_cfg: TrainConfig, num_batches: int, device: torch.device,
+                    loss_fn: LossFn) -> int:
+    """`num_batches` optimizer steps at the fine-tuning settings, so that movement scores (an
+    active GradientScores) see the weights move before the first prune. Returns steps taken."""
+    optimizer = build_optimizer(model.parameters(), name=finetune_cfg.optimizer, lr=finetune_cfg.lr,
+                                momentum=finetune_cfg.momentum, nesterov=finetune_cfg.nesterov,
+                                weight_decay=finetune_cfg.weight_decay)
+    model.train()
+    steps = 0
+    for images, labels in loader:
+        if steps >= num_batches:
+            break
+        images, labels = images.to(device), labels.to(device)
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(images), labels, images).backward()
+        optimizer.step()
+        enforce_masks(model)
+        steps += 1
+    model.zero_grad(set_to_none=True)
+    return steps
+
+
 @dataclass(frozen=True)
 class PruneJob:
     """What every step of an unstructured run shares: the model (reparameterised in place), its
@@ -186,52 +197,13 @@ def _gradient_scores(job: PruneJob, movement: GradientScores | None) -> dict | N
         data.train.set_epoch(0)
         return accumulate_taylor_scores(job.model, job.targets, data.train, num_batches=plan.score_batches,
                                         device=job.device, loss_fn=job.loss_fn)
-    return movement.scores if plan.method == "movement" else None
-
-
-MOVEMENT_UPDATES = 20  # mask updates along a movement ramp (Sanh et al. update every step; 20 is cheaper)
-
-
-@dataclass
-class MaskRamp:
-    """fit's after_step during a movement ramp: every `total_steps // MOVEMENT_UPDATES` optimizer
-    steps, the masks at schedule_sparsity(target, step, total_steps, "cubic") from the movement
-    scores accumulated so far (masks only grow); pruned weights stay at zero in between."""
-
-    job: PruneJob
-    scores: GradientScores
-    total_steps: int
-    steps: int = 0
-
-    def __call__(self) -> None:
-        self.steps += 1
-        every = max(1, self.total_steps // MOVEMENT_UPDATES)
-        if self.steps % every == 0 and self.steps <= self.total_steps:
-            plan = self.job.plan
-
-            def ramped(final: float) -> float:
-                return schedule_sparsity(final, self.steps, self.total_steps, "cubic")
-
-            prune_step(self.job.targets, method="movement", mode=plan.mode, sparsity=ramped(plan.step_sparsity(1)),
-                       layer_sparsity={k: ramped(v) for k, v in plan.step_layer_sparsity(1).items()},
-                       gradient_scores=self.scores.scores)
-        enforce_masks(self.job.model)
-
-
-def movement_ramp_epochs(plan: PrunePlan, final_epochs: int) -> int:
-    """Epochs of the movement ramp before the first step (0 for other methods)."""
-    if plan.method != "movement":
-        return 0
-    return max(1, plan.step_epochs) if plan.num_steps > 1 else max(1, round(2 * final_epochs / 3))
-
-
-def movement_ramp(job: PruneJob, movement: GradientScores, epochs: int) -> None:
-    """Train `epochs` epochs at the fine-tuning settings while MaskRamp grows the masks to the first
-    step's sparsity; the model keeps the last weights (an earlier, denser epoch is no candidate)."""
-    steps = epochs * len(job.data.train)
-    options = FitOptions(loss_fn=job.loss_fn, after_step=MaskRamp(job, movement, steps), tag="movement_ramp")
-    fit(job.model, job.data, train_cfg=replace(job.finetune_cfg, epochs=epochs), run_dir=job.run_dir / "movement_ramp",
-        config=job.config, device=job.device, options=options)
+    if plan.method == "movement":
+        if movement.num_backwards == 0:
+            data.train.set_epoch(0)
+            movement_warmup(job.model, data.train, finetune_cfg=job.finetune_cfg, num_batches=plan.score_batches,
+                            device=job.device, loss_fn=job.loss_fn)
+        return movement.scores
+    return None
 
 
 def finetune_phase(job: PruneJob, *, epochs: int, run_dir: Path, tag: str, resume: dict | None = None,
@@ -262,12 +234,7 @@ def run_pruning(job: PruneJob, *, final_epochs: int, seed: int = 0, log: Callabl
     movement = GradientScores(job.targets, "movement") if plan.method == "movement" else None
     saved = resume[PRUNE_STATE] if resume is not None else {"step": 0, "history": []}
     history = list(saved["history"])
-    ramp_epochs = movement_ramp_epochs(plan, final_epochs)
-    if plan.num_steps == 1:
-        final_epochs -= min(ramp_epochs, final_epochs)
     with movement or contextlib.nullcontext():
-        if ramp_epochs and saved["step"] == 0:
-            movement_ramp(job, movement, ramp_epochs)
         for step in range(max(saved["step"], 1), plan.num_steps + 1):
             last = step == plan.num_steps
             if step == saved["step"]:  # resumed: pruned before, its figures saved
