@@ -44,9 +44,9 @@ from tools.reports.at_init import (
 
 
 def parse_args(argv):
-    from tools.core.cli import _Parser
+    from tools.core.cli import Parser
 
-    parser = _Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dirs", nargs="+", help="run folders written by scripts.prune_at_init")
     parser.add_argument("--compression", type=float, default=1.0, help="compression of the accuracy table (default 1)")
     parser.add_argument("--histogram", action="append", default=[], metavar="PRUNER:COMPRESSION[:LEVEL]",

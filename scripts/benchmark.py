@@ -23,14 +23,14 @@ if __name__ == "__main__" and not __package__:  # run as a file (python scripts/
 
 from pathlib import Path
 
-from tools.core.cli import _Parser
+from tools.core.cli import Parser
 from tools.core.errors import UserError, run_cli
 from tools.workflows.bench_budget import Budget, by_priority, expected_text
 from tools.workflows.benchmark import COMMAND, cuda_available, discover, plan, run_benchmark, script_argv, write_doc
 
 
 def parse_args(argv):
-    parser = _Parser(description=__doc__.split("\n\n")[0])
+    parser = Parser(description=__doc__.split("\n\n")[0])
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--list", action="store_true", help="list the benchmarks and their state")
     action.add_argument("--run", nargs="+", metavar="NAME", help="benchmarks to run (with what they need), or all")

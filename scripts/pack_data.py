@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 
 from datasets.packed import pack_imagefolder
-from tools.core.cli import _Parser
+from tools.core.cli import Parser
 from tools.core.errors import UserError, run_cli
 
 
 def main(argv=None):
-    parser = _Parser(description=__doc__.split("\n\n")[0])
+    parser = Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", help="image folder holding train/ and val/ or test/")
     parser.add_argument("out", help="the file to write, e.g. data/cifar10-jpeg.pack (replaced atomically)")
     args = parser.parse_args(argv)

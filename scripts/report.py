@@ -19,13 +19,13 @@ if __name__ == "__main__" and not __package__:  # run as a file (python scripts/
 
 from pathlib import Path
 
-from tools.core.cli import _Parser
+from tools.core.cli import Parser
 from tools.core.errors import UserError, run_cli
 from tools.reports.report import write_report
 
 
 def parse_args(argv):
-    parser = _Parser(description=__doc__.split("\n\n")[0])
+    parser = Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", nargs="+", required=True, help="folders holding run folders")
     parser.add_argument("--out", help="where report.md and its PNGs go (default: the first --runs folder)")
     return parser.parse_args(argv)

@@ -16,13 +16,13 @@ import importlib.util
 import subprocess
 from pathlib import Path
 
-from tools.core.cli import _Parser
+from tools.core.cli import Parser
 from tools.core.errors import UserError, run_cli
 from tools.core.offline import WHEELS, check_modules, download_command, locked_versions
 
 
 def main(argv=None):
-    parser = _Parser(description=__doc__.split("\n\n")[0])
+    parser = Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dest", default=".whl", help="folder for the wheel files (default .whl)")
     parser.add_argument("--check", action="store_true", help="only check that this Python has every dependency")
     args = parser.parse_args(argv)
