@@ -14,7 +14,6 @@ emptied first, so nothing of an earlier run is read as this run's result.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,6 +33,7 @@ from tools.core.run_folder import (
     STEPS,
     clear,
 )
+from tools.workflows.launch import in_process
 
 
 @dataclass
@@ -92,10 +92,7 @@ class StepRecords:
 
 
 def _script(name: str, argv: list[str]) -> Callable[[], None]:
-    def run() -> None:
-        importlib.import_module(f"scripts.{name}").main(argv)
-
-    return run
+    return in_process(name, argv)  # in this process: a step's UserError / SystemExit is read by run_steps
 
 
 BASE_SECTIONS = ("data", "model", "train")  # every script builds data and model from these
