@@ -7,6 +7,7 @@ top-1 drop on a validation sample, and the per-layer sparsities derived from it.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from tools.core.io import atomic_write_csv, atomic_write_yaml
 from tools.core.run_folder import LAYER_SPARSITY, METRICS, RunFolder
@@ -37,10 +38,19 @@ def sensitivity(args, sparsities: list[float] | None) -> None:
                                keep_classifier_dense=ucfg.keep_classifier_dense, prune_biases=ucfg.prune_biases,
                                prune_bn=ucfg.prune_bn)
     with RunFolder.new(cfg.output.root, "sensitivity", f"{cfg.model.name}_{scfg.method}", args.save_dir).start(cfg) as run:
-        scan_in(run.path, args, cfg, data, model, device, loader=loader, targets=targets, sparsities=sparsities)
+        scan_in(run.path, args, cfg, data, model, device, Scan(loader=loader, targets=targets, sparsities=sparsities))
 
 
-def scan_in(run_dir, args, cfg, data, model, device, *, loader, targets, sparsities) -> None:
+@dataclass(frozen=True)
+class Scan:
+    """What the scan covers, decided before the run folder was claimed."""
+    loader: object  # the validation sample
+    targets: list
+    sparsities: list[float]
+
+
+def scan_in(run_dir, args, cfg, data, model, device, scan: Scan) -> None:
+    loader, targets, sparsities = scan.loader, scan.targets, scan.sparsities
     scfg, ucfg = cfg.sensitivity, cfg.unstructured
     print(f"run folder: {run_dir}\nscanning {len(targets)} layers x {len(sparsities)} sparsities "
           f"({scfg.method}, {scfg.num_images or 'all'} validation images per point)")
