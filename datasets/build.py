@@ -25,7 +25,7 @@ import torch
 from datasets import imagefolder, packed, synthetic
 from datasets.augment import AugmentSpec
 from datasets.pixels import channel_stats, resize_images_u8
-from datasets.seeding import split_indices, subset_indices
+from datasets.seeding import Batching, split_indices, subset_indices
 from datasets.tensor_loader import TensorLoader
 from datasets.torch_loader import TensorImages, TorchLoader
 from datasets.torchvision_sets import TORCHVISION_SETS, open_split, to_uint8_tensors
@@ -119,7 +119,7 @@ def _make_loaders(
     source: _Source, cfg: DataConfig, *, seed: int, device: torch.device | str, rank: int, world_size: int
 ) -> tuple[Loader, Loader, Loader]:
     """(train, val, test); val is the held-out train part, else an explicit val/ folder, else test."""
-    make = dict(cfg=cfg, source=source, seed=seed, device=device, rank=rank, world_size=world_size)
+    make = dict(cfg=cfg, source=source, seed=seed, device=device, shard=(rank, world_size))
     train_idx, val_idx = _train_val_indices(len(source.splits["train"]), cfg, seed)
     train_idx = subset_indices(train_idx, size=cfg.train_subset, seed=seed, stream="train")
     train = _loader("train", train_idx, train=True, **make)
@@ -335,27 +335,25 @@ def _loader(
     source: _Source,
     seed: int,
     device: torch.device | str,
-    rank: int,
-    world_size: int,
+    shard: tuple[int, int],
 ) -> Loader:
     """Train loaders shuffle, augment (if cfg.augment) and take this rank's shard; eval loaders
     do none of these: every rank sees the whole split, so all ranks compute the same metrics
     (and take the same early-stopping decisions) without a collective."""
     data = source.splits[split]
     augmented = train and cfg.augment
-    if not train:
-        rank, world_size = 0, 1
-    common = dict(
+    rank, world_size = shard if train else (0, 1)
+    batching = Batching(
         batch_size=cfg.batch_size if train else cfg.eval_batch_size,
         shuffle=train, seed=seed, rank=rank, world_size=world_size,
     )
     if isinstance(data, TensorSplit):
         return TensorLoader(
-            data.images_u8, data.labels, indices, augment=source.augment if augmented else None,
-            mean=source.mean, std=source.std, **common,
+            data.images_u8, data.labels, indices, batching, augment=source.augment if augmented else None,
+            mean=source.mean, std=source.std,
         )
     transform = source.train_transform if augmented else source.eval_transform
-    return TorchLoader(data, transform, indices, num_workers=cfg.num_workers, device=device, **common)
+    return TorchLoader(data, transform, indices, batching, num_workers=cfg.num_workers, device=device)
 
 
 # ----------------------------------------------------------------------------- normalization

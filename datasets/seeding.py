@@ -14,10 +14,22 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import dataclass
 
 import torch
 
 _SEED_MASK = (1 << 63) - 1
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How a loader cuts its split into batches: size, shuffled per epoch (train) or in order (eval),
+    the seed of its order, and this rank's shard of `world_size`."""
+    batch_size: int
+    shuffle: bool
+    seed: int
+    rank: int = 0
+    world_size: int = 1
 
 
 def derive_seed(*parts: object) -> int:

@@ -1,8 +1,8 @@
 """Fast-path loader: a whole split as one uint8 tensor in memory (on the GPU when training there).
 
     from datasets.tensor_loader import TensorLoader
-    loader = TensorLoader(images_u8, labels, indices, batch_size=128, shuffle=True,
-                          augment=AugmentSpec(4, True), mean=mean, std=std, seed=0)
+    loader = TensorLoader(images_u8, labels, indices, Batching(batch_size=128, shuffle=True, seed=0),
+                          augment=AugmentSpec(4, True), mean=mean, std=std)
     for epoch in range(start_epoch, epochs):
         loader.set_epoch(epoch)               # order and augmentation = f(seed, epoch)
         for images, labels in loader: ...     # float32 NCHW normalized, int64, on images_u8.device
@@ -20,7 +20,7 @@ import torch
 
 from datasets.augment import AugmentParams, AugmentSpec, crop_flip, draw_params
 from datasets.pixels import Normalizer
-from datasets.seeding import epoch_order, generator_for, shard
+from datasets.seeding import Batching, epoch_order, generator_for, shard
 
 
 class TensorLoader:
@@ -37,16 +37,14 @@ class TensorLoader:
         images_u8: torch.Tensor,
         labels: torch.Tensor,
         indices: torch.Tensor,
+        batching: Batching,
         *,
-        batch_size: int,
-        shuffle: bool,
         augment: AugmentSpec | None,
         mean: tuple[float, ...],
         std: tuple[float, ...],
-        seed: int,
-        rank: int = 0,
-        world_size: int = 1,
     ):
+        batch_size, shuffle, seed = batching.batch_size, batching.shuffle, batching.seed
+        rank, world_size = batching.rank, batching.world_size
         self.images_u8 = images_u8
         self.labels = labels
         self.indices = indices.to(images_u8.device)

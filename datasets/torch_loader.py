@@ -1,8 +1,8 @@
 """DataLoader path: a map-style dataset + per-sample transforms in worker processes.
 
     from datasets.torch_loader import TorchLoader
-    loader = TorchLoader(base_dataset, train_transform, indices, batch_size=128, shuffle=True,
-                         seed=0, num_workers=2, device="cuda")
+    loader = TorchLoader(base_dataset, train_transform, indices, Batching(batch_size=128, shuffle=True, seed=0),
+                         num_workers=2, device="cuda")
     loader.set_epoch(epoch)                   # order AND random transforms = f(seed, epoch)
     for images, labels in loader: ...         # moved to `device` (pinned + non_blocking on CUDA)
 
@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from datasets.seeding import derive_seed, epoch_order, generator_for, shard
+from datasets.seeding import Batching, derive_seed, epoch_order, generator_for, shard
 from tools.core.errors import UserError
 
 
@@ -109,15 +109,13 @@ class TorchLoader:
         base: Any,
         transform: Callable,
         indices: torch.Tensor,
+        batching: Batching,
         *,
-        batch_size: int,
-        shuffle: bool,
-        seed: int,
         num_workers: int,
         device: torch.device | str = "cpu",
-        rank: int = 0,
-        world_size: int = 1,
     ):
+        batch_size, shuffle, seed = batching.batch_size, batching.shuffle, batching.seed
+        rank, world_size = batching.rank, batching.world_size
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.seed = seed

@@ -25,28 +25,15 @@ if __name__ == "__main__" and not __package__:  # run as a file (python scripts/
     import _file_form  # noqa: F401  (scripts/_file_form.py; scripts/ is sys.path[0] here)
 
 import argparse
-from pathlib import Path
 
 from tools.core.errors import run_cli
-from tools.core.io import atomic_write_text
-from tools.reports.at_init import (
-    accuracy_table,
-    amp_table,
-    block_density,
-    block_table,
-    first_block,
-    load_point_model,
-    load_run,
-    parse_point,
-    plot_weight_histograms,
-    run_report,
-)
+from tools.reports.at_init_report import at_init_report
 
 
 def parse_args(argv):
-    from tools.core.cli import _Parser
+    from tools.core.cli import Parser
 
-    parser = _Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dirs", nargs="+", help="run folders written by scripts.prune_at_init")
     parser.add_argument("--compression", type=float, default=1.0, help="compression of the accuracy table (default 1)")
     parser.add_argument("--histogram", action="append", default=[], metavar="PRUNER:COMPRESSION[:LEVEL]",
@@ -56,35 +43,8 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def histogram_section(run: dict, spec: str, block: str | None, out: Path) -> str:
-    pruner, compression, level = parse_point(spec)
-    model, point = load_point_model(run, pruner, compression, level)
-    name = f"weights_{pruner}_c{compression:g}" + (f"_L{level}" if level else "") + ".png"
-    title = f"{pruner}, compression {compression:g} (density {point['density']:.4f}, sparsity {point['sparsity']:.4f})"
-    trained = f", after {point['post_epochs']} post-training epoch(s)" if point.get("post_epochs") else ", untrained"
-    plot_weight_histograms(model, out / name, title + trained)
-    block = block or first_block(model)
-    text = f"### {title}\n\nHistograms: {out / name}"
-    if block is None:
-        return text + "\n\n(the model has no block of two or more convs; pass --block)"
-    return text + f"\n\nDensity of the convs of {block}:\n\n" + block_table(block_density(model, block))
-
-
 def main(argv=None):
-    args = parse_args(argv)
-    runs = [load_run(Path(d)) for d in args.run_dirs]
-    out = Path(args.out) if args.out else runs[0]["dir"]
-    out.mkdir(parents=True, exist_ok=True)
-    parts = ["# Pruning at initialization", accuracy_table(runs, compression=args.compression)]
-    parts += [run_report(run) for run in runs]
-    amp = amp_table(runs)
-    if amp:
-        parts += ["## AMP vs FP32", amp]
-    parts += [histogram_section(runs[0], spec, args.block, out) for spec in args.histogram]
-    text = "\n\n".join(parts) + "\n"
-    atomic_write_text(out / "report_all.md", text)
-    print(text)
-    print(f"wrote {out / 'report_all.md'}")
+    at_init_report(parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -21,16 +21,13 @@ from __future__ import annotations
 if __name__ == "__main__" and not __package__:  # run as a file (python scripts/benchmark.py): repo root on sys.path first
     import _file_form  # noqa: F401  (scripts/_file_form.py; scripts/ is sys.path[0] here)
 
-from pathlib import Path
-
-from tools.core.cli import _Parser
-from tools.core.errors import UserError, run_cli
-from tools.workflows.bench_budget import Budget, by_priority, expected_text
-from tools.workflows.benchmark import COMMAND, cuda_available, discover, plan, run_benchmark, script_argv, write_doc
+from tools.core.cli import Parser
+from tools.core.errors import run_cli
+from tools.workflows.benchmark import benchmark
 
 
 def parse_args(argv):
-    parser = _Parser(description=__doc__.split("\n\n")[0])
+    parser = Parser(description=__doc__.split("\n\n")[0])
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--list", action="store_true", help="list the benchmarks and their state")
     action.add_argument("--run", nargs="+", metavar="NAME", help="benchmarks to run (with what they need), or all")
@@ -47,47 +44,7 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    benchmarks = discover(Path(args.bench_dir))
-    results = Path(args.results)
-    cuda = cuda_available()
-    if args.list:
-        for b in benchmarks.values():
-            state = b.state(results)
-            needs = f", needs {', '.join(b.cfg.bench.needs)}" if b.cfg.bench.needs else ""
-            print(f"{b.name:32s} {state:8s} {b.cfg.bench.device:5s} {b.script} -> table {b.cfg.bench.table}{needs}")
-            print(f"    {b.description}" if b.description else "", end="\n" if b.description else "")
-            seeds = f"\n      (one run per seed {', '.join(map(str, b.seeds))}; this is seed {b.seeds[0]}'s)" \
-                if b.cfg.bench.seeds else ""
-            print(f"    {COMMAND.format(name=b.name)}\n    = python -m scripts.{b.script} "
-                  f"{' '.join(script_argv(b, benchmarks, results))}{seeds}")
-        return
-    if args.run:
-        names = args.run
-        if names == ["all"]:
-            names = by_priority(benchmarks, [n for n, b in benchmarks.items() if args.device in (None, b.cfg.bench.device)])
-        elif args.device:
-            raise UserError("--device filters --run all only; name the benchmarks or drop --device")
-        budget = Budget(args.budget_min)
-        for b in plan(benchmarks, names):
-            if not b.todo(results, args.seeds):
-                print(f"== {b.name}: done earlier ({b.run_dir(results)}), skipped")
-                continue
-            if b.cfg.bench.device == "cuda" and not cuda:
-                if args.run == ["all"]:
-                    print(f"== {b.name}: needs a CUDA GPU and none is visible, left pending")
-                    continue
-                raise UserError(f"benchmark {b.name} is defined for a CUDA GPU and torch sees none; "
-                                f"run it on a GPU machine (or --run all to skip GPU rows)")
-            if reason := budget.skip_reason(b):
-                print(f"== {b.name}: left out, {reason}")
-                continue
-            print(f"\n== {b.name}: {expected_text(b)}", flush=True)
-            print(f"== {b.name}: finished in {run_benchmark(b, benchmarks, results, args.seeds) / 60:.1f} min (measured)")
-        for line in budget.summary():
-            print(line)
-    print(f"wrote {write_doc(benchmarks, results_root=results, doc=Path(args.doc), cuda=cuda)}")
-
+    benchmark(parse_args(argv))
 
 if __name__ == "__main__":
     run_cli(main)

@@ -14,12 +14,9 @@ if __name__ == "__main__" and not __package__:  # run as a file (python scripts/
     import _file_form  # noqa: F401  (scripts/_file_form.py; scripts/ is sys.path[0] here)
 
 import argparse
-from pathlib import Path
 
-from tools.core.cli import parse_list
-from tools.core.errors import UserError, run_cli
-from tools.modeling.sources import torchvision_names
-from tools.workflows.model_zoo import read_records, run_zoo, write_doc
+from tools.core.errors import run_cli
+from tools.workflows.model_zoo import model_zoo_check
 
 
 def parse_args(argv):
@@ -36,19 +33,7 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    sizes = parse_list(args.sizes, int, "--sizes", "32,224")
-    names = parse_list(args.models, str, "--models", "squeezenet1_1,regnet_x_400mf") or list(torchvision_names())
-    unknown = [n for n in names if n not in torchvision_names()]
-    if unknown:
-        raise UserError(f"--models names {', '.join(unknown)}, not torchvision classifiers; see "
-                        "torchvision.models.list_models(module=torchvision.models)")
-    records, doc = Path(args.records), Path(args.doc)
-    rows = read_records(records) if args.doc_only else run_zoo(
-        names, sizes, records=records, time_limit_s=args.time_limit, max_params=int(args.max_params), force=args.force)
-    write_doc(rows, list(torchvision_names()) if args.models is None else names, doc=doc, records=records,
-              time_limit_s=args.time_limit)
-    print(f"wrote {doc}")
+    model_zoo_check(parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -15,28 +15,20 @@ from __future__ import annotations
 if __name__ == "__main__" and not __package__:  # run as a file (python scripts/pack_data.py): repo root on sys.path first
     import _file_form  # noqa: F401  (scripts/_file_form.py; scripts/ is sys.path[0] here)
 
-import time
-from pathlib import Path
+from datasets.packed import pack_data
+from tools.core.cli import Parser
+from tools.core.errors import run_cli
 
-from datasets.packed import pack_imagefolder
-from tools.core.cli import _Parser
-from tools.core.errors import UserError, run_cli
+
+def parse_args(argv):
+    parser = Parser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", help="image folder holding train/ and val/ or test/")
+    parser.add_argument("out", help="the file to write, e.g. data/cifar10-jpeg.pack (replaced atomically)")
+    return parser.parse_args(argv)
 
 
 def main(argv=None):
-    parser = _Parser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("folder", help="image folder holding train/ and val/ or test/")
-    parser.add_argument("out", help="the file to write, e.g. data/cifar10-jpeg.pack (replaced atomically)")
-    args = parser.parse_args(argv)
-    out = Path(args.out)
-    if out.is_dir():
-        raise UserError(f"{out} is a folder; name the file to write, e.g. {out / 'data.pack'}")
-    start = time.perf_counter()
-    pack = pack_imagefolder(args.folder, out)
-    for name, split in pack.splits.items():
-        print(f"{name:5s} {len(split):>7,} images  {len(split.data) / 2**20:8.1f} MiB")
-    print(f"{len(pack.classes)} classes; wrote {out} ({out.stat().st_size / 2**20:.1f} MiB) in "
-          f"{time.perf_counter() - start:.1f} s; use it with data.name=packed data.root={out}")
+    pack_data(parse_args(argv))
 
 
 if __name__ == "__main__":

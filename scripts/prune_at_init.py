@@ -35,16 +35,11 @@ from __future__ import annotations
 if __name__ == "__main__" and not __package__:  # run as a file (python scripts/prune_at_init.py): repo root on sys.path first
     import _file_form  # noqa: F401  (scripts/_file_form.py; scripts/ is sys.path[0] here)
 
-from datasets import build_data
-from tools.core.cli import base_parser, parse_list, resolve_config
-from tools.core.config import config_to_dict
-from tools.core.device import resolve_device, seed_everything, set_num_threads
+from tools.core.cli import base_parser, parse_list
 from tools.core.errors import run_cli
-from tools.core.io import atomic_write_text
-from tools.core.run_folder import REPORT, RESULTS_CSV, RunFolder
 from tools.pruning.at_init import PRUNERS, SCHEDULES, SCOPES
-from tools.reports.at_init import load_run, plot_curves, run_report
-from tools.runs.prune_at_init import EXPERIMENTS, RunContext, make_plan, run_experiment
+from tools.reports.prune_at_init import prune_at_init
+from tools.runs.prune_at_init import EXPERIMENTS
 
 
 def parse_args(argv):
@@ -91,31 +86,7 @@ def cli_flags(args) -> dict:
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    cfg = resolve_config(args, flags=cli_flags(args))
-    plan = make_plan(cfg.pai)  # bad pai.* values fail before any data is loaded
-    set_num_threads(cfg.train.num_threads)
-    device = resolve_device(cfg.train.device)
-    seed_everything(cfg.train.seed, cfg.train.deterministic)
-    data = build_data(cfg.data, seed=cfg.train.seed, device=device)
-    name = cfg.output.name or f"{cfg.data.name}_{cfg.model.name}_{plan.experiment}"
-    with RunFolder.new(cfg.output.root, "prune_at_init", name, args.save_dir).start(cfg) as run:
-        experiment_in(run.path, cfg, data, device, plan)
-
-
-def experiment_in(run_dir, cfg, data, device, plan) -> None:
-    print(f"run folder: {run_dir}\nmodel {cfg.model.name} on {cfg.data.name} {data.input_shape}, "
-          f"{data.train.num_samples} training / {data.test.num_samples} test images, device {device}")
-    print(plan.describe())
-    ctx = RunContext(cfg=cfg, data=data, device=device, run_dir=run_dir, config=config_to_dict(cfg))
-    rows = run_experiment(ctx, plan)
-    plot_curves(rows, run_dir)
-    report = run_report(load_run(run_dir))
-    atomic_write_text(run_dir / REPORT, report + "\n")
-    print("\n" + report)
-    print(f"\nwrote {run_dir / RESULTS_CSV}, {run_dir / 'results.yaml'}, {run_dir / REPORT}, *_vs_compression.png")
-    print(f"tables across runs and weight histograms: uv run python -m scripts.at_init_report {run_dir} --histogram "
-          f"{plan.pruners[-1]}:{plan.compressions[-1]:g}")
+    prune_at_init(args := parse_args(argv), cli_flags(args))
 
 
 if __name__ == "__main__":

@@ -21,16 +21,9 @@ from __future__ import annotations
 if __name__ == "__main__" and not __package__:  # run as a file (python scripts/quantize.py): repo root on sys.path first
     import _file_form  # noqa: F401  (scripts/_file_form.py; scripts/ is sys.path[0] here)
 
-from dataclasses import replace
-from pathlib import Path
-
 from tools.core.cli import base_parser
-from tools.core.config import save_config
-from tools.core.errors import UserError, run_cli
-from tools.core.run_folder import CONFIG
-from tools.deploy.quantize import check_input_shape, check_quantize_config, load_onnx_run
-from tools.runs.quantize import QuantizeJob, run_quantize
-from tools.modeling.checkpoint_run import load_checkpoint_run
+from tools.core.errors import run_cli
+from tools.runs.quantize import quantize
 
 
 def parse_args(argv):
@@ -45,39 +38,7 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    flags = {"quantize.calibration": args.calibration, "quantize.num_images": args.num_images,
-             "quantize.max_drop": args.max_drop, "train.device": "cpu"}
-    job = checkpoint_job(args, flags) if args.checkpoint else onnx_job(args, flags)
-    save_config(job.cfg, job.out_dir / CONFIG)
-    run_quantize(job)
-
-
-def checkpoint_job(args, flags: dict) -> QuantizeJob:
-    from datasets import build_data
-    from tools.modeling.export import export_onnx
-
-    cfg, _, data, model, _ = load_checkpoint_run(args, flags=flags)
-    check_quantize_config(cfg.quantize)
-    out_dir = Path(args.save_dir) if args.save_dir else Path(args.checkpoint).parent / "export"
-    fp32_path = export_onnx(model.cpu().eval(), data.input_shape, out_dir / "model.onnx", opset=cfg.export.opset)
-    # Calibration sees training images as the model will: not cropped or flipped.
-    calibration = build_data(replace(cfg.data, augment=False), seed=cfg.train.seed, device="cpu")
-    check_input_shape(fp32_path, calibration.input_shape, "calibration")
-    return QuantizeJob(fp32_path, out_dir, cfg, calibration.train, data.test, model=model, train_data=data,
-                       input_shape=data.input_shape, source=str(args.checkpoint))
-
-
-def onnx_job(args, flags: dict) -> QuantizeJob:
-    fp32_path = Path(args.onnx)
-    cfg, data = load_onnx_run(args, fp32_path, flags=flags, augment=False)
-    check_quantize_config(cfg.quantize)
-    if cfg.quantize.qat_epochs:
-        raise UserError("quantize.qat_epochs needs the PyTorch model; pass --checkpoint instead of --onnx "
-                        "(or set quantize.qat_epochs=0)")
-    out_dir = Path(args.save_dir) if args.save_dir else fp32_path.parent
-    return QuantizeJob(fp32_path, out_dir, cfg, data.train, data.test, input_shape=data.input_shape,
-                       source=str(fp32_path))
+    quantize(parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -17,29 +17,20 @@ from __future__ import annotations
 if __name__ == "__main__" and not __package__:  # run as a file (python scripts/report.py): repo root on sys.path first
     import _file_form  # noqa: F401  (scripts/_file_form.py; scripts/ is sys.path[0] here)
 
-from pathlib import Path
-
-from tools.core.cli import _Parser
-from tools.core.errors import UserError, run_cli
-from tools.reports.report import write_report
+from tools.core.cli import Parser
+from tools.core.errors import run_cli
+from tools.reports.report import report
 
 
 def parse_args(argv):
-    parser = _Parser(description=__doc__.split("\n\n")[0])
+    parser = Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", nargs="+", required=True, help="folders holding run folders")
     parser.add_argument("--out", help="where report.md and its PNGs go (default: the first --runs folder)")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    roots = [Path(r) for r in args.runs]
-    for root in roots:
-        if not root.is_dir():
-            raise UserError(f"run folder {root} not found; pass folders written by the scripts, e.g. results/pipeline/quickstart")
-    out = Path(args.out) if args.out else roots[0]
-    path = write_report(roots, out)
-    print(f"wrote {path}")
+    report(parse_args(argv))
 
 
 if __name__ == "__main__":

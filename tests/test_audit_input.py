@@ -24,6 +24,7 @@ import scripts.export_onnx as export_script
 import scripts.prune_structured as structured_script
 import scripts.prune_unstructured as unstructured_script
 import scripts.sweep as sweep_script
+import tools.workflows.sweep as sweep_workflow
 import scripts.train as train_script
 import tools.core.errors
 import tools.core.io
@@ -138,7 +139,7 @@ def test_a_misspelt_sweep_metric_stops_before_reporting(tmp_path, capsys):
     from tools.workflows.sweep import point_fingerprint, read_sweep, record_point
 
     sweep = read_sweep(spec)
-    command = sweep_script.point_command(sweep, {"unstructured.sparsity": 0.5}, root / "sparsity0.5", [])
+    command = sweep_workflow.point_command(sweep, {"unstructured.sparsity": 0.5}, root / "sparsity0.5", [])
     record_point(root / "sparsity0.5", point_fingerprint(sweep, command))
     one_line_exit_2(sweep_script.main, ["--sweep", str(spec), "--save-dir", str(root)], capsys,
                     r"sweep metric 'finetuned_top' is not a number in .*metrics.yaml; did you mean 'finetuned_top1'\?")

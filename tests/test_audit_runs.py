@@ -20,6 +20,7 @@ import scripts.profile as profile_script
 import scripts.prune_structured as structured_script
 import scripts.prune_unstructured as unstructured_script
 import scripts.sweep as sweep_script
+import tools.workflows.sweep as sweep_workflow
 import scripts.train as train_script
 import tools.workflows.pipeline
 from tools.core.errors import run_cli
@@ -131,8 +132,8 @@ def test_sweep_reruns_points_when_the_base_config_changes(tmp_path, monkeypatch,
         (run_dir / "metrics.yaml").write_text(f"test_top1: {len(calls)}\nmacs: 5\n")  # a train run's frontier keys
         return run_dir, 0
 
-    monkeypatch.setattr(sweep_script, "run_point", fake_point)
-    monkeypatch.setattr(sweep_script, "plot_pareto", lambda *args, **kwargs: None)  # matplotlib: seconds, not tested here
+    monkeypatch.setattr(sweep_workflow, "run_point", fake_point)
+    monkeypatch.setattr(sweep_workflow, "plot_pareto", lambda *args, **kwargs: None)  # matplotlib: seconds, not tested here
     argv = ["--sweep", str(sweep), "--save-dir", str(tmp_path / "out")]
     sweep_script.main(argv)
     sweep_script.main(argv)
@@ -144,7 +145,7 @@ def test_sweep_reruns_points_when_the_base_config_changes(tmp_path, monkeypatch,
 
 def test_benchmark_row_is_stale_when_its_recipe_or_baseline_changes(tmp_path):
     from tools.core.run_folder import BENCHMARK_RECORD
-    from tools.workflows.benchmark import discover
+    from tools.workflows.bench_recipe import discover
 
     bench = tmp_path / "cfgs"
     bench.mkdir()

@@ -5,7 +5,7 @@ from conftest import ROOT
 
 from tools.core.errors import UserError
 from tools.workflows.bench_budget import Budget, by_priority, expected_text
-from tools.workflows.benchmark import discover, plan
+from tools.workflows.bench_recipe import discover, plan
 
 ROW = "bench: {{script: train, table: t, device: cuda, expected_min: {minutes}, priority: {priority}}}\n"
 

@@ -7,16 +7,9 @@ from conftest import ROOT
 import scripts.benchmark as benchmark_script
 from tools.core.config import config_to_dict, load_config
 from tools.core.errors import UserError, run_cli
-from tools.workflows.benchmark import (
-    check_targets,
-    discover,
-    finetune_epochs,
-    marker,
-    plan,
-    render_doc,
-    script_argv,
-    semi_structured_text,
-)
+from tools.workflows.bench_doc import finetune_epochs, marker, render_doc, semi_structured_text
+from tools.workflows.bench_recipe import check_targets, discover, plan
+from tools.workflows.bench_runner import script_argv
 
 TRAIN = f"""# A one-epoch resnet20 on tiny synthetic data.
 base: {ROOT / 'cfgs' / 'quickstart.yaml'}
@@ -213,7 +206,7 @@ def test_semi_structured_text():
 
 
 def test_latency_column_names_the_allocation_of_a_search():
-    from tools.workflows.benchmark import latency_text
+    from tools.workflows.bench_doc import latency_text
 
     timed = {"measured_reduction_pct": 45.5, "spread_pts": 1.5, "backend": "onnxruntime", "batch_size": 64, "threads": 1}
     searched = {**timed, "predicted_reduction_pct": 52.8, "allocation": "importance"}

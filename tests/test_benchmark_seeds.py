@@ -7,7 +7,9 @@ from test_benchmark import PRUNE, TRAIN, write_bench
 
 import scripts.benchmark as benchmark_script
 from tools.core.errors import UserError
-from tools.workflows.benchmark import check_targets, discover, marker, mean_and_spread, read_row, script_argv
+from tools.workflows.bench_doc import marker, mean_and_spread, read_row
+from tools.workflows.bench_recipe import check_targets, discover
+from tools.workflows.bench_runner import script_argv
 
 SEEDED = PRUNE.replace("table: pruning", "table: pruning\n  seeds: [3, 5]")
 
@@ -76,7 +78,7 @@ def test_a_section_no_row_reads_does_not_stale_the_records(seeded):
 
 
 def test_an_added_option_at_its_old_behaviour_stales_nothing_and_set_otherwise_does(seeded, monkeypatch):
-    import tools.workflows.benchmark as bench
+    import tools.workflows.bench_recipe as bench
 
     root, _ = seeded
     b = discover(root / "cfgs")["tiny_seeded"]

@@ -22,7 +22,7 @@ import datasets.imagefolder as imagefolder_module
 from datasets import DATASET_NAMES, benchmark_loader, build_data
 from datasets.augment import AugmentSpec, crop_flip, draw_params
 from datasets.config import DataConfig, SyntheticConfig
-from datasets.seeding import generator_for, shard
+from datasets.seeding import Batching, generator_for, shard
 from datasets.synthetic import generate_synthetic
 from datasets.tensor_loader import TensorLoader
 from tools.core.errors import UserError
@@ -189,8 +189,9 @@ def test_rank_shards_are_disjoint_and_cover_everything(shuffle):
     shards = [
         loader_ids(
             TensorLoader(
-                images, torch.zeros(num_images, dtype=torch.int64), torch.arange(num_images), batch_size=16,
-                shuffle=shuffle, augment=None, mean=(0.0,), std=(1 / 255,), seed=2, rank=rank, world_size=world,
+                images, torch.zeros(num_images, dtype=torch.int64), torch.arange(num_images),
+                Batching(batch_size=16, shuffle=shuffle, seed=2, rank=rank, world_size=world),
+                augment=None, mean=(0.0,), std=(1 / 255,),
             )
         )
         for rank in range(world)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from scripts.export_onnx import verify_format
+from tools.runs.export_onnx import verify_format
 from tools.modeling.config import ExportConfig
 from tools.modeling.export import export_onnx, make_onnx_runner, verification_inputs, within_tolerance
 

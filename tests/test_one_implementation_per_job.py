@@ -23,9 +23,6 @@ from tools.pruning.unstructured import schedule_sparsity
 from tools.reports.tables import markdown_table, records_table
 
 ROOT = Path(__file__).resolve().parents[1]
-# tools/workflows/benchmark.py is being split (issue 30 item 5); its markdown_table switches to
-# tools.reports.tables.records_table then (test_records_table_writes_what_the_benchmark_page_writes).
-PENDING = {"tools/workflows/benchmark.py"}
 
 
 def _sources() -> dict[str, str]:
@@ -34,7 +31,7 @@ def _sources() -> dict[str, str]:
 
 
 def _spelled_in(pattern: str) -> list[str]:
-    return sorted(path for path, text in _sources().items() if re.search(pattern, text) and path not in PENDING)
+    return sorted(path for path, text in _sources().items() if re.search(pattern, text))
 
 
 def test_a_markdown_table_is_written_in_one_place():
@@ -53,13 +50,14 @@ def test_top_k_is_counted_in_one_place():
     assert _spelled_in(r"\.topk\(") == ["tools/measure/metrics.py"]
 
 
-def test_records_table_writes_what_the_benchmark_page_writes():
-    from tools.workflows.benchmark import LAST_COLUMNS, markdown_table as benchmark_table
+def test_the_benchmark_page_writes_its_tables_with_records_table():
+    from tools.workflows.bench_doc import LAST_COLUMNS, bench_table
 
     rows = [{"benchmark": "a", "top-1": 91.2, "model": "resnet20", "target": "x | y"},
             {"benchmark": "b", "drop (pts)": "0.4", "model": "vgg16"}]
     columns = ["benchmark", "top-1", "drop (pts)"] + [c for c in LAST_COLUMNS if any(c in r for r in rows)]
-    assert records_table(rows, columns) == benchmark_table(rows)
+    assert bench_table(rows) == records_table(rows, columns)
+    assert bench_table(rows).splitlines()[2] == "| a | 91.2 | - | resnet20 | x / y |"
 
 
 def test_markdown_table_keeps_the_report_tables_byte_for_byte():
@@ -102,9 +100,11 @@ def test_one_schedule_serves_both_and_keeps_their_figures(schedule, density):
 def test_public_names_in_tools_are_unique():
     # Parallel modules sharing an interface on purpose: each run module's plan and job (tools/runs/),
     # each image format's loader (datasets/), each workflow's doc writer. Not yet one: BatchNorm
-    # folding for timing and for QAT (fx's fuse vs a conv-only fold that must succeed), and
-    # benchmark.markdown_table (PENDING above).
-    allowed = {"make_plan", "PruneJob", "load_decoded", "write_doc", "fold_batchnorm", "markdown_table"}
+    # folding for timing and for QAT (fx's fuse vs a conv-only fold that must succeed).
+    # Each pruning run module's command-line flags, output folder and results writer (cli_flags,
+    # prune_in, write_results), and one point of a grid (run_point: a sweep's, at_init's experiment).
+    allowed = {"make_plan", "PruneJob", "load_decoded", "write_doc", "fold_batchnorm", "cli_flags", "prune_in",
+               "write_results", "run_point"}
     seen: dict[str, list[str]] = {}
     for path, text in _sources().items():
         for node in ast.parse(text).body:

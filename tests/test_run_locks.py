@@ -18,6 +18,7 @@ from conftest import ROOT, TINY_TRAIN
 import scripts.eval as eval_script
 import scripts.sweep as sweep_script
 import scripts.train as train_script
+import tools.workflows.sweep as sweep_workflow
 from tools.core.errors import UserError, run_cli
 from tools.core.run_folder import RunLock
 
@@ -117,7 +118,7 @@ def test_sweep_rerun_keeps_a_point_folder_its_orphaned_run_still_holds(tmp_path,
     orphan.mkdir(parents=True)
     (orphan / "log.csv").write_text("epoch\n1\n")
     calls = []
-    monkeypatch.setattr(sweep_script, "run_point", lambda cmd, run_dir: (calls.append(run_dir.name), (run_dir, 1))[1])
+    monkeypatch.setattr(sweep_workflow, "run_point", lambda cmd, run_dir: (calls.append(run_dir.name), (run_dir, 1))[1])
     holder = hold(orphan, "python -m scripts.train --save-dir out/lr0.2")
     try:
         code, err = exit_and_error(sweep_script.main, ["--sweep", str(sweep), "--save-dir", str(out)], capsys)

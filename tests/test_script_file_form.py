@@ -37,14 +37,14 @@ def test_every_script_carries_the_file_form_guard():
 
 def test_sparsity_names_the_folder_like_the_seed():
     from tools.core.config import Config
-    from tools.runs.prune_structured import structured_name
+    from tools.runs.prune_structured import cli_flags, structured_name
 
     import scripts.prune_structured as prune_script
 
     def name_for(argv):
         args = prune_script.parse_args(["--method", "bn_scale", *argv])
         cfg = Config()
-        for key, value in prune_script.cli_flags(args).items():
+        for key, value in cli_flags(args).items():
             section, _, name = key.partition(".")
             if section == "structured" and value is not None:
                 setattr(cfg.structured, name, value)

@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 import scripts.sweep as sweep_script
+import tools.workflows.sweep as sweep_workflow
 from tools.core.errors import UserError, run_cli
 from tools.reports.comparison import pareto_front
 from tools.workflows.sweep import expand_grid, point_name, read_sweep
@@ -53,7 +54,7 @@ def test_four_point_sweep_resumes_after_interruption(tmp_path, monkeypatch, caps
     tiny = ["data.synthetic.train_size=64", "data.synthetic.test_size=32", "data.synthetic.resolution=8",
             "data.synthetic.num_classes=3", "train.epochs=1", "train.device=cpu", "train.num_threads=1"]
     out = tmp_path / "out"
-    real = sweep_script.run_point
+    real = sweep_workflow.run_point
     calls = []
 
     def interrupted(cmd, run_dir):  # the third point "dies": it leaves a folder without metrics
@@ -63,14 +64,14 @@ def test_four_point_sweep_resumes_after_interruption(tmp_path, monkeypatch, caps
             return run_dir, 137
         return real(cmd, run_dir)
 
-    monkeypatch.setattr(sweep_script, "run_point", interrupted)
+    monkeypatch.setattr(sweep_workflow, "run_point", interrupted)
     with pytest.raises(SystemExit) as exc:
         run_cli(sweep_script.main, ["--sweep", str(sweep), "--save-dir", str(out), "--workers", "1", "--set", *tiny])
     assert exc.value.code == 2 and "1 sweep point(s) failed" in capsys.readouterr().err
     assert len(list(out.glob("*/metrics.yaml"))) == 3
 
     calls.clear()
-    monkeypatch.setattr(sweep_script, "run_point", lambda cmd, d: (calls.append(d.name), real(cmd, d))[1])
+    monkeypatch.setattr(sweep_workflow, "run_point", lambda cmd, d: (calls.append(d.name), real(cmd, d))[1])
     sweep_script.main(["--sweep", str(sweep), "--save-dir", str(out), "--workers", "2", "--set", *tiny])
     assert len(calls) == 1  # only the interrupted point ran again
     result = yaml.safe_load((out / "sweep.yaml").read_text())

@@ -14,17 +14,19 @@ import yaml
 from conftest import ROOT
 
 import scripts.sweep as sweep_script
+import tools.workflows.sweep as sweep_workflow
 from tools.core.errors import run_cli
 
 # Runs the real sweep with each point's command replaced by a process that notes it started, then sleeps.
 DRIVER = """
 import sys
 import scripts.sweep as s
+import tools.workflows.sweep as w
 from tools.core.errors import run_cli
 POINT = ("import os, sys, time\\n"
          "with open(os.path.join(sys.argv[1], 'started'), 'w') as f: f.write(str(os.getpid()))\\n"
          "time.sleep(30)\\n")
-s.point_command = lambda spec, point, run_dir, sets: [sys.executable, '-c', POINT, str(run_dir)]
+w.point_command = lambda spec, point, run_dir, sets: [sys.executable, '-c', POINT, str(run_dir)]
 run_cli(s.main, sys.argv[1:])
 """
 
@@ -83,7 +85,7 @@ def test_ctrl_c_cancels_queued_points_and_stops_the_running_one(tmp_path):
 
 
 def test_stopped_point_processes_start_nothing_more():
-    from tools.workflows.sweep import PointProcesses
+    from tools.workflows.launch import Processes as PointProcesses
 
     procs = PointProcesses()
     assert procs.stop() == 0
@@ -92,7 +94,7 @@ def test_stopped_point_processes_start_nothing_more():
 
 def run_sweep(sweep, out, monkeypatch, capsys) -> tuple[int, str, list]:
     calls = []
-    monkeypatch.setattr(sweep_script, "run_point", lambda cmd, run_dir: (calls.append(run_dir.name), (run_dir, 1))[1])
+    monkeypatch.setattr(sweep_workflow, "run_point", lambda cmd, run_dir: (calls.append(run_dir.name), (run_dir, 1))[1])
     with pytest.raises(SystemExit) as exc:
         run_cli(sweep_script.main, ["--sweep", str(sweep), "--save-dir", str(out)])
     return exc.value.code, capsys.readouterr().err.strip(), calls

@@ -18,13 +18,15 @@ from tools.core.config import Config, load_config
 from tools.core.errors import UserError
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors exit 2 in one line (`... error: ...; see --help`)."""
+
     def error(self, message: str) -> None:  # argparse's own errors also exit 2, in one line
         self.exit(2, f"{self.prog}: error: {message}; see --help\n")
 
 
 def base_parser(doc: str | None, config_required: bool = False) -> argparse.ArgumentParser:
-    parser = _Parser(description=(doc or "").split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=(doc or "").split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=config_required, help="YAML config in cfgs/ (or a run's config.yaml)")
     parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="override config keys, e.g. --set train.epochs=3 model.name=resnet20")

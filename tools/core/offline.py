@@ -17,7 +17,9 @@ the same Python (`sys.executable`), so nothing needs uv at run time.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,3 +91,30 @@ def check_modules(modules: dict[str, tuple[str, str]] | None = None) -> list[Mod
         ok = module != "torch" or torch_version_ok(version)
         rows.append(ModuleCheck(module, dist, needed_by, ok, version or "installed"))
     return rows
+
+
+def fetch_wheels(args) -> None:
+    """scripts.wheels's whole command: `args` as its parse_args returns them."""
+    if args.check:
+        return check_python()
+    if importlib.util.find_spec("pip") is None:
+        raise UserError("this Python has no pip (uv's .venv has none): run `uv run --with pip python -m scripts.wheels`")
+    command = download_command(locked_versions(Path("uv.lock"), WHEELS), Path(args.dest))
+    print("$ " + " ".join(command[1:]), flush=True)
+    if subprocess.run(command).returncode != 0:
+        raise UserError(f"pip could not download {', '.join(WHEELS)}; see its message above (a package index is needed here)")
+    wheels = sorted(Path(args.dest).glob("*.whl"))
+    print("\n".join(f"{w} ({w.stat().st_size / 1024:.0f} KiB)" for w in wheels))
+    print(f"on the target: python -m pip install --no-index --no-deps {args.dest}/*.whl")
+
+
+def check_python() -> None:
+    """Print each dependency's state; UserError naming those this Python lacks."""
+    rows = check_modules()
+    for r in rows:
+        print(f"{'ok' if r.ok else 'MISSING':8s} {r.distribution:14s} {r.detail:40.40s} needed by {r.needed_by}")
+    bad = [r.distribution for r in rows if not r.ok]
+    if bad:
+        raise UserError(f"this Python lacks {', '.join(bad)} (or has torch < 2.4); torch-pruning and thop install from "
+                        f"wheels made by scripts.wheels: python -m pip install --no-index --no-deps .whl/*.whl")
+    print("every dependency imports; run scripts as python -m scripts.NAME from the repo root")

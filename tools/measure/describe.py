@@ -60,6 +60,24 @@ def latency_by_batch_size(model: nn.Module, input_shape: tuple[int, int, int], *
     }
 
 
+SELECTIONS = ("val", "last", "test")
+
+
+def checkpoint_selection(val_split: float, epochs: int) -> str:
+    """What chose the checkpoint a metrics file reports (`checkpoint_selected_on`): `val`, the
+    best epoch on a split held out of the training images (data.val_split > 0); `test`, the best
+    epoch on the test set itself (val_split 0: data.val *is* the test set, so the figure is
+    optimistic and scripts.benchmark judges no target on it); `last`, no epoch was chosen (no
+    training or fine-tuning epochs).
+
+    >>> checkpoint_selection(0.1, 15), checkpoint_selection(0.0, 15), checkpoint_selection(0.0, 0)
+    ('val', 'test', 'last')
+    """
+    if epochs <= 0:
+        return "last"
+    return "val" if val_split > 0 else "test"
+
+
 def test_set_record(data_cfg, seed: int, num_images: int) -> dict:
     """Which test images an accuracy was measured on (data set, image count, seeded subset).
     Metrics files carry it as `test_set`, so scripts.eval --baseline-metrics compares two

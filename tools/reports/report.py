@@ -263,3 +263,14 @@ def _figures(rows: list[dict], roots: list[Path], out: Path) -> list[str]:
     for hist in sorted(p for root in roots for p in root.rglob("layer_weights.png")):
         lines += [f"Weight histograms and sparsity of `{hist.parent.name}`: `{hist}`", ""]
     return lines
+
+
+def report(args) -> None:
+    """scripts.report's whole command: `args` as its parse_args returns them."""
+    roots = [Path(r) for r in args.runs]
+    for root in roots:
+        if not root.is_dir():
+            raise UserError(f"run folder {root} not found; pass folders written by the scripts, e.g. results/pipeline/quickstart")
+    out = Path(args.out) if args.out else roots[0]
+    path = write_report(roots, out)
+    print(f"wrote {path}")

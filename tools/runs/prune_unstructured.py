@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -27,12 +28,22 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from tools.core.config import config_to_dict
 from tools.core.errors import UserError
-from tools.core.io import read_yaml_mapping
-from tools.core.run_folder import BEST, LAST, LOGS, PRUNED_MODEL, PRUNED_MODEL_COMPRESSED
-from tools.measure.metrics import count_macs_params, count_nonzero_macs_params, flops_from_macs, format_count
-from tools.modeling.checkpoint import read_checkpoint, read_own_checkpoint
+from tools.core.io import atomic_write_yaml, read_yaml_mapping
+from tools.core.lineage import LINEAGE, child_lineage, versus
+from tools.core.run_folder import BEST, LAST, LOGS, METRICS, PRUNED_MODEL, PRUNED_MODEL_COMPRESSED, RunFolder
+from tools.measure.metrics import (
+    count_macs_params,
+    count_nonzero_macs_params,
+    flops_from_macs,
+    format_count,
+    layer_sparsity_table,
+)
+from tools.measure.sparsity_plots import plot_layer_weights
+from tools.modeling.checkpoint import read_checkpoint, read_own_checkpoint, save_checkpoint
 from tools.pruning.config import UnstructuredConfig
+from tools.training.config import TrainConfig
 from tools.pruning.unstructured import (
     GRADIENT_METHODS,
     GradientScores,
@@ -40,8 +51,12 @@ from tools.pruning.unstructured import (
     accumulate_taylor_scores,
     apply_masks,
     enforce_masks,
+    natural_mode,
     nm_ineligibility,
+    print_layerwise_sparsity,
+    prunable_targets,
     prune_step,
+    remove_pruning_reparameterization,
     resolve_layer_sparsities,
     resolve_mode,
     schedule_sparsity,
@@ -49,10 +64,19 @@ from tools.pruning.unstructured import (
     validate_nm,
     validate_sparsity,
 )
-from tools.training.config import TrainConfig
 from tools.training.distill import distillation_loss
 from tools.training.engine import LossFn, build_optimizer, cross_entropy, evaluate
-from tools.training.fit import PRUNE_STATE, FitOptions, fit
+from tools.measure.describe import test_set_record
+from tools.training.fit import (
+    PRUNE_STATE,
+    FitOptions,
+    check_resume,
+    finetune_train_config,
+    fit,
+    read_prune_resume,
+    resumed_checkpoint,
+)
+from tools.modeling.checkpoint_run import load_checkpoint_run
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -436,3 +460,168 @@ def format_nm(section: dict) -> str:
     if "layers" in section:
         lines.append(format_semi_structured(section))
     return "\n".join(lines)
+
+
+def parse_nm(text: str | None) -> tuple[int | None, int | None]:
+    if text is None:
+        return None, None
+    n, sep, m = text.partition(":")
+    if not sep or not n.strip().isdigit() or not m.strip().isdigit():
+        raise UserError(f"--nm must look like N:M with integers, e.g. 2:4, got {text!r}")
+    return int(n), int(m)
+
+
+def cli_flags(args) -> dict:
+    """Script flags as dotted config keys; obviously bad values fail here, before any loading."""
+    n, m = parse_nm(args.nm)
+    if n is not None:
+        validate_nm(n, m)
+    if args.sparsity is not None:
+        validate_sparsity(args.sparsity, "--sparsity")
+    if args.method is not None:
+        natural_mode(args.method)  # rejects an unknown method
+    iterative = True if args.num_iterations is not None else args.iterative
+    return {"unstructured.method": args.method, "unstructured.mode": args.mode, "unstructured.sparsity": args.sparsity,
+            "unstructured.sparsity_file": args.sparsity_file, "unstructured.iterative": iterative,
+            "unstructured.num_iterations": args.num_iterations, "unstructured.schedule": args.schedule,
+            "unstructured.n": n, "unstructured.m": m, "finetune.epochs": args.epochs,
+            "unstructured.save_compressed": args.save_compressed}
+
+
+def prune_unstructured(args) -> None:
+    """scripts.prune_unstructured's whole command: `args` as its parse_args returns them."""
+    resume = read_prune_resume(args.resume, "prune_unstructured") if args.resume else None
+    checkpoint = resumed_checkpoint(args.checkpoint, resume, args.resume)
+    cfg, ckpt, data, model, device = load_checkpoint_run(
+        args, flags=cli_flags(args), checkpoint=checkpoint,
+        base=(resume["config"], f"checkpoint {args.resume}") if resume else None)
+    ucfg = cfg.unstructured
+    if args.nm is not None and ucfg.method != "nm":
+        raise UserError(f"--nm {args.nm} applies to --method nm only, but the method is {ucfg.method}; "
+                        f"add --method nm or drop --nm")
+    plan = make_plan(ucfg)
+    targets = prunable_targets(model, keep_first_conv_dense=ucfg.keep_first_conv_dense,
+                               keep_classifier_dense=ucfg.keep_classifier_dense, prune_biases=ucfg.prune_biases,
+                               prune_bn=ucfg.prune_bn)
+    plan.check_targets(targets)
+    ft_cfg = finetune_train_config(cfg.train, cfg.finetune)
+    # The distillation teacher is the unpruned model: taken before any mask is installed.
+    loss_fn = finetune_loss(model, kd_alpha=cfg.finetune.kd.alpha, kd_temperature=cfg.finetune.kd.temperature,
+                            label_smoothing=cfg.finetune.label_smoothing)
+    if resume is not None:
+        check_unstructured_resume(resume, model, targets, plan, replace(ft_cfg, epochs=cfg.finetune.epochs),
+                                  len(data.train), args.resume)
+    save_dir = args.save_dir or (Path(args.resume).parent if resume else None)
+    with RunFolder.new(cfg.output.root, "unstructured", plan.run_name, save_dir).start(cfg, resume=resume is not None) as run:
+        prune_in(run.path, args, cfg, ckpt, data, model, device,
+                 Pruning(plan, targets, ft_cfg, loss_fn, checkpoint, resume))
+
+
+@dataclass
+class Pruning:
+    """What the run inside its folder works from, decided before the folder was claimed."""
+    plan: object
+    targets: list
+    ft_cfg: object
+    loss_fn: object
+    checkpoint: object
+    resume: dict | None
+
+
+def prune_in(run_dir, args, cfg, ckpt, data, model, device, p: Pruning) -> None:
+    plan, targets, ft_cfg, loss_fn, checkpoint, resume = p.plan, p.targets, p.ft_cfg, p.loss_fn, p.checkpoint, p.resume
+    config = config_to_dict(cfg)
+    print(f"run folder: {run_dir}\nmodel {cfg.model.name} on {cfg.data.name} {data.input_shape}, device {device}")
+    start = time.perf_counter()
+    baseline = resume[PRUNE_STATE]["baseline"] if resume else accuracy_and_cost(model, data, device)
+    print(format_figures("baseline", baseline))
+    lineage = child_lineage(ckpt, checkpoint=str(checkpoint), figures=baseline)
+    print(plan.describe(targets, ft_cfg.lr, cfg.finetune.epochs))
+    if resume is not None:
+        print(f"resuming the final fine-tuning after epoch {resume['epoch']} from {args.resume}; pruning is not redone")
+    prune_state = {"script": "prune_unstructured", "checkpoint": str(Path(checkpoint).resolve()),
+                   "baseline": baseline, "plan": plan.run_name}
+    with tensorboard_logger(run_dir) as log:
+        job = PruneJob(model, data, plan, targets, finetune_cfg=ft_cfg, run_dir=run_dir, config=config, device=device,
+                       loss_fn=loss_fn)
+        history = run_pruning(job, final_epochs=cfg.finetune.epochs, seed=cfg.train.seed, log=log,
+                              prune_state=prune_state, resume=resume)
+    remove_pruning_reparameterization(model)
+    final = accuracy_and_cost(model, data, device)
+    print_layerwise_sparsity(model)
+
+    metrics = write_results(model, run_dir, p, Outcome(baseline=baseline, final=final, history=history, lineage=lineage),
+                            cfg=cfg, config=config, data=data, device=device)
+    metrics["wall_time_s"] = time.perf_counter() - start
+    atomic_write_yaml(run_dir / METRICS, metrics)
+    print_summary(metrics, run_dir)
+
+
+def check_unstructured_resume(resume: dict, model, targets, plan, finetune_cfg, steps_per_epoch: int,
+                              source: str) -> None:
+    """The resumed last.pth must hold this plan's masks and weights for this model; they are
+    installed into `model`. Nothing is written before this passes."""
+    if resume[PRUNE_STATE]["plan"] != plan.run_name:
+        raise UserError(f"{source} was pruned as {resume[PRUNE_STATE]['plan']}, these settings make "
+                        f"{plan.run_name}; resume with the run's own settings or start a new run")
+    restore_masks(model, targets, resume, source)
+    check_resume(resume, model, finetune_cfg, steps_per_epoch, source)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the pruning and fine-tuning measured: the figures before and after, each step's row, the lineage."""
+    baseline: dict
+    final: dict
+    history: list[dict]
+    lineage: list[dict]
+
+
+def write_results(model, run_dir, p: Pruning, outcome: Outcome, *, cfg, config, data, device) -> dict:
+    """pruned_model.pth (with its lineage), the compressed copy (if asked), layer_weights.png; returns metrics."""
+    plan, targets, checkpoint = p.plan, p.targets, p.checkpoint
+    baseline, final, history, lineage = outcome.baseline, outcome.final, outcome.history, outcome.lineage
+    ucfg = cfg.unstructured
+    summary = {"top1": final["top1"], "top5": final["top5"], "baseline_top1": baseline["top1"],
+               "actual_sparsity": history[-1]["actual_sparsity"], "method": plan.method, "mode": plan.mode}
+    save_checkpoint(run_dir / PRUNED_MODEL, model=model, config=config, metrics=summary, extra={LINEAGE: lineage})
+    images = next(iter(data.test))[0][:64].to(device)
+    sizes = storage_sizes(model, run_dir, config=config, metrics=summary, fmt=ucfg.compressed_format,
+                          save=ucfg.save_compressed, images=images)
+    metrics = pruning_metrics(plan=plan, targets=targets, baseline=baseline, final=final, history=history,
+                              sizes=sizes, layer_table=layer_sparsity_table(model))
+    if plan.method == "nm":
+        metrics["semi_structured"] = semi_structured_section(model, plan=plan, targets=targets, device=device,
+                                                             profile=cfg.profile, enabled=ucfg.semi_structured)
+    metrics |= {"checkpoint": str(checkpoint), "model": cfg.model.name, "data": cfg.data.name,
+                "finetune_epochs": cfg.finetune.epochs, "finetune_lr": finetune_train_config(cfg.train, cfg.finetune).lr,
+                "seed": cfg.train.seed, "eval_split": "test", "device": str(device),
+                "test_set": test_set_record(cfg.data, cfg.train.seed, data.test.num_samples),
+                "vs_original": versus(lineage[0], final, "nonzero_"), LINEAGE: lineage}
+    plot_layer_weights(model, run_dir / "layer_weights.png")
+    return metrics
+
+
+def print_summary(metrics: dict, run_dir) -> None:
+    mib = 2**20
+    print(f"sparsity: target {100 * metrics['target_sparsity']:.2f}%  actual {100 * metrics['actual_sparsity']:.2f}% "
+          f"of the prunable weights")
+    print(f"top1: baseline {metrics['baseline_top1']:.2f}%  right after pruning {metrics['pruned_top1']:.2f}%  "
+          f"after fine-tuning {metrics['finetuned_top1']:.2f}%  drop {metrics['accuracy_drop']:+.2f} pts")
+    if len(metrics[LINEAGE]) > 1:  # a re-pruned model: the line above is against its parent
+        original = metrics["vs_original"]
+        print(f"vs the original baseline {original['checkpoint']}: top1 {original['baseline_top1']:.2f}%  "
+              f"drop {original['accuracy_drop']:+.2f} pts  non-zero MACs reduction {original['macs_reduction_pct']:.2f}%")
+    print(f"MACs: dense {metrics['dense_macs']:,}  non-zero {metrics['nonzero_macs']:,}  theoretical speed-up "
+          f"{metrics['theoretical_speedup']:.2f}x on ideal sparse kernels (FLOPs = 2 x MACs: dense "
+          f"{metrics['dense_flops']:,}, non-zero {metrics['nonzero_flops']:,})")
+    print(f"size: dense checkpoint {metrics['dense_size_bytes'] / mib:.2f} MiB -> compressed "
+          f"{metrics['compressed_size_bytes'] / mib:.2f} MiB ({metrics['compression_ratio']:.2f}x smaller, "
+          f"{metrics['compressed_format']}, lossless)")
+    if "compressed_file" in metrics:
+        print(f"compressed checkpoint: {metrics['compressed_file']} (reloaded: outputs identical = "
+              f"{metrics['compressed_outputs_identical']})")
+    if "semi_structured" in metrics:
+        print(format_nm(metrics["semi_structured"]))
+    print(f"wrote {run_dir / PRUNED_MODEL}, {run_dir / METRICS}, {run_dir / 'layer_weights.png'}")
+    print(f"TensorBoard: uv run tensorboard --logdir {run_dir}")

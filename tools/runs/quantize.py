@@ -16,19 +16,24 @@ import onnxruntime
 import torch
 from torch import nn
 
-from tools.core.config import Config, config_to_dict
+from tools.core.config import Config, config_to_dict, save_config
+from tools.core.errors import UserError
 from tools.core.io import atomic_write_yaml
-from tools.core.run_folder import QUANTIZE_RECORD
+from tools.core.run_folder import CONFIG, QUANTIZE_RECORD
 from tools.deploy.quantize import (
     LoaderCalibrationReader,
+    check_input_shape,
+    check_quantize_config,
     evaluate_onnx,
     file_entry,
     int8_path,
+    load_onnx_run,
     prepare_fp32,
     quantize_int8,
     verdict,
 )
 from tools.modeling.export import load_onnx
+from tools.modeling.checkpoint_run import load_checkpoint_run
 
 
 @dataclass
@@ -136,3 +141,39 @@ def print_float_nodes(nodes: list[dict]) -> None:
         shown = ", ".join(f"{n['op_type']} {n['name']}" for n in nodes[:8])
         print(f"{len(nodes)} node(s) left in FP32 (no INT8 kernel in the quantizer): {shown}"
               + (" ..." if len(nodes) > 8 else ""))
+
+
+def quantize(args) -> None:
+    """scripts.quantize's whole command: `args` as its parse_args returns them."""
+    flags = {"quantize.calibration": args.calibration, "quantize.num_images": args.num_images,
+             "quantize.max_drop": args.max_drop, "train.device": "cpu"}
+    job = checkpoint_job(args, flags) if args.checkpoint else onnx_job(args, flags)
+    save_config(job.cfg, job.out_dir / CONFIG)
+    run_quantize(job)
+
+
+def checkpoint_job(args, flags: dict) -> QuantizeJob:
+    from datasets import build_data
+    from tools.modeling.export import export_onnx
+
+    cfg, _, data, model, _ = load_checkpoint_run(args, flags=flags)
+    check_quantize_config(cfg.quantize)
+    out_dir = Path(args.save_dir) if args.save_dir else Path(args.checkpoint).parent / "export"
+    fp32_path = export_onnx(model.cpu().eval(), data.input_shape, out_dir / "model.onnx", opset=cfg.export.opset)
+    # Calibration sees training images as the model will: not cropped or flipped.
+    calibration = build_data(replace(cfg.data, augment=False), seed=cfg.train.seed, device="cpu")
+    check_input_shape(fp32_path, calibration.input_shape, "calibration")
+    return QuantizeJob(fp32_path, out_dir, cfg, calibration.train, data.test, model=model, train_data=data,
+                       input_shape=data.input_shape, source=str(args.checkpoint))
+
+
+def onnx_job(args, flags: dict) -> QuantizeJob:
+    fp32_path = Path(args.onnx)
+    cfg, data = load_onnx_run(args, fp32_path, flags=flags, augment=False)
+    check_quantize_config(cfg.quantize)
+    if cfg.quantize.qat_epochs:
+        raise UserError("quantize.qat_epochs needs the PyTorch model; pass --checkpoint instead of --onnx "
+                        "(or set quantize.qat_epochs=0)")
+    out_dir = Path(args.save_dir) if args.save_dir else fp32_path.parent
+    return QuantizeJob(fp32_path, out_dir, cfg, data.train, data.test, input_shape=data.input_shape,
+                       source=str(fp32_path))

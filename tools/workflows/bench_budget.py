@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 
 from tools.core.errors import UserError
-from tools.workflows.benchmark import Benchmark
+from tools.workflows.bench_recipe import Benchmark
 
 
 def by_priority(benchmarks: dict[str, Benchmark], names: list[str]) -> list[str]:

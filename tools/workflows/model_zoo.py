@@ -35,9 +35,11 @@ from types import SimpleNamespace
 
 import torch
 
+from tools.core.cli import parse_list
 from tools.core.errors import UserError, first_line
 from tools.core.io import atomic_write_text, atomic_write_yaml, read_yaml_mapping
 from tools.core.run_folder import PRUNED_MODEL_STATE
+from tools.modeling.sources import torchvision_names
 
 NUM_CLASSES = 10
 TARGET = 0.3
@@ -271,3 +273,19 @@ def write_doc(rows: dict, names: list[str], *, doc: Path, records: Path, time_li
             ok[size] += bool(cell and cell["status"] == "ok")
     lines.append(f"\n{ok[32]} of {len(names)} models pass at 32 px, {ok[224]} at 224 px.\n")
     atomic_write_text(doc, "".join(lines))
+
+
+def model_zoo_check(args) -> None:
+    """scripts.model_zoo_check's whole command: `args` as its parse_args returns them."""
+    sizes = parse_list(args.sizes, int, "--sizes", "32,224")
+    names = parse_list(args.models, str, "--models", "squeezenet1_1,regnet_x_400mf") or list(torchvision_names())
+    unknown = [n for n in names if n not in torchvision_names()]
+    if unknown:
+        raise UserError(f"--models names {', '.join(unknown)}, not torchvision classifiers; see "
+                        "torchvision.models.list_models(module=torchvision.models)")
+    records, doc = Path(args.records), Path(args.doc)
+    rows = read_records(records) if args.doc_only else run_zoo(
+        names, sizes, records=records, time_limit_s=args.time_limit, max_params=int(args.max_params), force=args.force)
+    write_doc(rows, list(torchvision_names()) if args.models is None else names, doc=doc, records=records,
+              time_limit_s=args.time_limit)
+    print(f"wrote {doc}")

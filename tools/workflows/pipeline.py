@@ -14,12 +14,14 @@ emptied first, so nothing of an earlier run is read as this run's result.
 
 from __future__ import annotations
 
-import importlib
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from tools.core.cli import resolve_config, run_name
+from tools.core.config import config_to_dict
 from tools.core.fingerprint import file_sha256, fingerprint, stale_reason
 from tools.core.io import atomic_write_yaml, read_yaml_mapping
 from tools.core.run_folder import (
@@ -32,8 +34,10 @@ from tools.core.run_folder import (
     QUANTIZE_RECORD,
     REPORT,
     STEPS,
+    RunFolder,
     clear,
 )
+from tools.workflows.launch import in_process
 
 
 @dataclass
@@ -92,10 +96,7 @@ class StepRecords:
 
 
 def _script(name: str, argv: list[str]) -> Callable[[], None]:
-    def run() -> None:
-        importlib.import_module(f"scripts.{name}").main(argv)
-
-    return run
+    return in_process(name, argv)  # in this process: a step's UserError / SystemExit is read by run_steps
 
 
 BASE_SECTIONS = ("data", "model", "train")  # every script builds data and model from these
@@ -189,3 +190,34 @@ def run_steps(steps: list[Step], *, run_dir: Path, config: dict, force: bool) ->
         if not step.result.is_file():
             raise UserError(f"step {step.name} finished without writing {step.result}; re-run with --force")
         records.finish(step, fp)
+
+
+def pipeline(args) -> None:
+    """scripts.pipeline's whole command: `args` as its parse_args returns them."""
+    cfg = resolve_config(args)  # fail fast on a bad config, before any step runs
+    run_dir = Path(args.save_dir) if args.save_dir else Path(cfg.output.root) / "pipeline" / run_name(cfg, args.config, "pipeline")
+    steps = pipeline_steps(config=args.config, run_dir=run_dir, sets=args.set,
+                           latency_target=cfg.pipeline.latency_target_reduction)
+    start = time.perf_counter()
+    # Locked while it runs; COMPLETE at the end, FAILED with the failing step's error. A re-run continues
+    # a finished pipeline (its steps decide what runs again), so a COMPLETE folder is not refused.
+    with RunFolder(run_dir).start(resume=True):
+        run_steps(steps, run_dir=run_dir, config=config_to_dict(cfg), force=args.force)
+        print_verdict(run_dir, time.perf_counter() - start)  # every step's result is this run's or current
+
+
+def print_verdict(run_dir: Path, elapsed_s: float) -> None:
+    metrics = read_yaml_mapping(run_dir / "structured" / METRICS) or {}
+    goal = metrics.get("goal", {})
+    verdict = "MET" if metrics.get("goal_met") else "NOT MET"
+    print(f"\npipeline finished in {elapsed_s:.0f} s: structured {metrics.get('method')} pruning removed "
+          f"{metrics.get('flops_reduction_pct', 0):.1f}% of FLOPs (FLOPs = 2 x MACs) for a "
+          f"{metrics.get('accuracy_drop', 0):.2f}-point top-1 drop: goal {verdict} "
+          f"(>={goal.get('min_flops_reduction_pct')}% FLOPs, <={goal.get('max_accuracy_drop')} pts drop)")
+    latency = read_yaml_mapping(run_dir / "structured_latency" / METRICS) or {}
+    if latency.get("latency"):
+        lat = latency["latency"]
+        print(f"latency-targeted row: measured latency -{lat['measured_reduction_pct']:.1f}% on {lat['backend']} "
+              f"batch {lat['batch_size']} (target {lat['target_pct']:g}%), {latency['flops_reduction_pct']:.1f}% of FLOPs "
+              f"removed, {latency.get('accuracy_drop', 0):.2f}-point top-1 drop")
+    print(f"report: {run_dir / REPORT}")
