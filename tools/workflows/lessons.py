@@ -181,7 +181,7 @@ def figures_block(lesson: Lesson) -> str:
 
 
 def image_name(lesson: Lesson, src: str) -> str:
-    return f"day{lesson.day}_{Path(src).name}"
+    return f"{Path(lesson.page).stem}_{Path(src).name}"
 
 
 def replace_block(text: str, name: str, body: str, page: Path) -> str:
