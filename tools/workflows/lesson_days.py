@@ -87,6 +87,53 @@ def _lessons() -> tuple[Lesson, ...]:
                problems=(Problem(structured("--method", "l1", "--sparsity", "0.3", "--pruning-ratio", "0.3"),
                                  "Two targets at once: `--sparsity` (FLOPs) and `--pruning-ratio` (channels)."),
                          Problem(structured("--method", "l7", "--sparsity", "0.3"), "An unknown importance."))),
+    ) + _structured_days() + _advanced_days()
+
+
+def _structured_days() -> tuple[Lesson, ...]:
+    on_macs50 = ("1", "9")  # these days read day 9's pruned model
+    return (
+        Lesson("9", (structured("--method", "l2", "--target-macs-reduction", "0.5"),), needs=("1",)),
+        Lesson("10", (structured("--method", "taylor", "--target-macs-reduction", "0.5"),), needs=("1",)),
+        Lesson("11", (Run("prune_structured", ("--checkpoint", BASELINE, "--method", "bn_scale",
+                                               "--target-macs-reduction", "0.5", "--iterative-steps", "3", "--set",
+                                               "structured.bn_scale.epochs=5", "finetune.kd.alpha=0.7"),
+                          TINY_STRUCTURED + ("structured.bn_scale.epochs=1",)),), needs=("1",)),
+        Lesson("12", (structured("--config", "cfgs/structured_resnet18_goal.yaml"),
+                      structured("--method", "l1", "--sparsity", "0.5", "--granularity", "kernel")), needs=("1",)),
+        Lesson("13", (Run("export_onnx", ("--checkpoint", STRUCTURED_MACS50, "--verify")),), needs=on_macs50),
+        Lesson("14", (Run("profile", ("--baseline", BASELINE, "--pruned", STRUCTURED_MACS50, "--measure-latency",
+                                      "--batch-sizes", "1,64", "--backend", "both")),), needs=on_macs50),
+        Lesson("14b", (Run("prune_structured", ("--checkpoint", BASELINE, "--target-latency-reduction", "0.5", "--set",
+                                                "structured.latency.backend=onnxruntime",
+                                                "structured.latency.batch_size=64")),), needs=("1",)),
+        Lesson("14c", (Run("quantize", ("--checkpoint", STRUCTURED_MACS50)),
+                       Run("eval", ("--checkpoint", "results/structured/l2_macs0.5/export/model.int8.onnx"))),
+               needs=on_macs50),
+    )
+
+
+def _advanced_days() -> tuple[Lesson, ...]:
+    return (
+        Lesson("15", (unstructured("--method", "nm", "--nm", "2:4"),), needs=("1",)),
+        Lesson("16", (Run("sensitivity", ("--checkpoint", BASELINE, "--target-sparsity", "0.8")),), needs=("1",)),
+        Lesson("17", (unstructured("--method", "l1", "--sparsity-file", "results/sensitivity/quickstart/layer_sparsity.yaml"),),
+               needs=("1", "16")),
+        Lesson("18", (unstructured("--method", "lamp", "--sparsity", "0.9", "--save-compressed"),
+                      Run("eval", ("--checkpoint", "results/unstructured/lamp_global_sp0.9/pruned_model_compressed.pth"))),
+               needs=("1",)),
+        Lesson("18b", (Run("prune_at_init", ("--config", "cfgs/at_init_quickstart.yaml", "--expid", "resnet20_grid",
+                                             "--pruner-list", "rand,mag,snip,grasp,synflow", "--compression-list", "0.5,1")),
+                       Run("at_init_report", ("results/prune_at_init/resnet20_grid",), ())),
+               ),
+        Lesson("19b", (Run("eval", ("--checkpoint", BASELINE, "--grader", "mobilenet-lab")),), needs=("1",)),
+        Lesson("19", (Run("pipeline", ("--config", "cfgs/quickstart.yaml"),
+                          TINY_STRUCTURED + ("pipeline.latency_target_reduction=0",)),)),
+        Lesson("20", (Run("sweep", ("--sweep", "cfgs/sweeps/quickstart_unstructured.yaml", "--workers", "2")),),
+               needs=("1",)),
+        Lesson("21", (Run("report", ("--runs", "results/train", "results/unstructured", "results/structured",
+                                     "results/sensitivity"), ()),), needs=("1", "5", "9", "16")),
+        Lesson("22", (Run("benchmark", ("--list",), ()),)),
     )
 
 

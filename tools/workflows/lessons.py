@@ -95,6 +95,8 @@ def run_script(run: Run, workspace: Path) -> Result:
     error = None
     os.chdir(workspace)
     sys.argv = [f"{run.script}.py", *argv]  # argparse names the script in its errors, as when run by hand
+    path = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(here)  # scripts a workflow starts as processes (sweep points) find `scripts`
     try:
         with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
             importlib.import_module(f"scripts.{run.script}").main(argv)
@@ -108,6 +110,10 @@ def run_script(run: Run, workspace: Path) -> Result:
     finally:
         os.chdir(here)
         sys.argv = prog
+        if path is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = path
     return Result(trim(buffer.getvalue(), workspace.parent), error)
 
 
@@ -368,16 +374,21 @@ def selected(days: list[str] | None) -> list[Lesson]:
 def run_lessons(days: list[str] | None, *, check: bool, repo: Path, workspace: Path | None = None) -> list[str]:
     """Generate (or with `check`, compare) the selected lessons; the lines to print.
     A failed check raises UserError with its one line."""
-    lines = []
+    lines, failed = [], []
     with tempfile.TemporaryDirectory(prefix="lessons-") as tmp:
         spaces = Workspaces(Path(workspace or tmp).resolve(), repo.resolve())
         for lesson in selected(days):
-            outcome = run_lesson(lesson, spaces)
             if check:
-                problem = check_lesson(lesson, outcome)
+                problem = check_lesson(lesson, run_lesson(lesson, spaces))
                 if problem:
                     raise UserError(problem)
                 lines.append(f"{lesson_page(lesson)}: as recorded")
-            else:
-                lines.append(f"wrote {write_lesson(lesson, outcome)}")
+                continue
+            try:  # one day that fails leaves the others' pages regenerated
+                lines.append(f"wrote {write_lesson(lesson, run_lesson(lesson, spaces))}")
+            except UserError as e:
+                print(f"not written: {e}", flush=True)
+                failed.append(str(e))
+    if failed:
+        raise UserError(f"{len(failed)} page(s) not written, the first: {failed[0]}")
     return lines
