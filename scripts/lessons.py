@@ -34,9 +34,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     repo = Path(__file__).resolve().parents[1]
-    for line in run_lessons(args.days, check=args.check, repo=repo,
-                            workspace=Path(args.workspace) if args.workspace else None):
-        print(line, flush=True)
+    run_lessons(args.days, check=args.check, repo=repo, workspace=Path(args.workspace) if args.workspace else None)
 
 
 if __name__ == "__main__":

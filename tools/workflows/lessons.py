@@ -42,7 +42,8 @@ from tools.core.errors import UserError, os_error_line
 from tools.core.io import atomic_write_text
 from tools.workflows.lesson_days import LESSONS, Lesson, Run
 
-DOCS = Path("docs/days")
+DOCS = Path("docs/days")  # relative: the generator runs from the repo root, as every script
+REPO = Path(__file__).resolve().parents[2]
 PCT_TOLERANCE = 20.0  # percentage points: a 2-epoch model's accuracy moves a lot between CPUs
 REL_TOLERANCE = 0.5
 ABS_FLOOR = 0.1
@@ -87,33 +88,44 @@ class Result:
     error: str | None = None  # the error line of a failed run
 
 
-def run_script(run: Run, workspace: Path) -> Result:
-    """`run` in-process inside `workspace`; its output trimmed, its error line if it failed."""
-    buffer = io.StringIO()
-    argv = list(run.argv) + (["--set", *run.tiny] if run.tiny else [])
-    here, prog = Path.cwd(), sys.argv
-    error = None
+@contextlib.contextmanager
+def _inside(workspace: Path, argv0: str):
+    """cwd = `workspace`, sys.argv[0] = the script's file name (argparse names it in its errors, as when
+    run by hand), and PYTHONPATH = the repo, so scripts a workflow starts as processes (sweep points)
+    find `scripts` from the workspace; all restored after."""
+    here, argv, path = Path.cwd(), sys.argv, os.environ.get("PYTHONPATH")
     os.chdir(workspace)
-    sys.argv = [f"{run.script}.py", *argv]  # argparse names the script in its errors, as when run by hand
-    path = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = str(here)  # scripts a workflow starts as processes (sweep points) find `scripts`
+    sys.argv = [argv0]
+    os.environ["PYTHONPATH"] = str(REPO)
     try:
-        with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
-            importlib.import_module(f"scripts.{run.script}").main(argv)
-    except UserError as e:
-        error = f"error: {e}"
-    except OSError as e:
-        error = f"error: {os_error_line(e)}"
-    except SystemExit as e:
-        error = buffer.getvalue().strip().splitlines()[-1] if e.code and buffer.getvalue().strip() else \
-            (f"exit {e.code}" if e.code else None)
+        yield
     finally:
         os.chdir(here)
-        sys.argv = prog
+        sys.argv = argv
         if path is None:
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = path
+
+
+def run_script(run: Run, workspace: Path) -> Result:
+    """`run` in-process inside `workspace`: its output trimmed, and its error line if it failed."""
+    buffer = io.StringIO()
+    argv = list(run.argv) + (["--set", *run.tiny] if run.tiny else [])
+    error = None
+    with _inside(workspace, f"{run.script}.py"):
+        try:
+            with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+                importlib.import_module(f"scripts.{run.script}").main(argv)
+        except UserError as e:
+            error = f"error: {e}"
+        except OSError as e:
+            error = f"error: {os_error_line(e)}"
+        except SystemExit as e:  # argparse's errors, a failed verification: the script's last line says why
+            printed = buffer.getvalue().strip()
+            error = (printed.splitlines()[-1] if printed else f"exit {e.code}") if e.code else None
+        except Exception as e:  # a crash is a command that no longer runs: one line, not the generator's traceback
+            error = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
     return Result(trim(buffer.getvalue(), workspace.parent), error)
 
 
@@ -348,8 +360,9 @@ def check_lesson(lesson: Lesson, outcome: Outcome) -> str | None:
     for name in ("command", "output", "figures", "problems"):
         if read_block(text, name) is None:
             return f"{page}: no lesson:{name} block; run `uv run python -m scripts.lessons --days {lesson.day}`"
-    if read_block(text, "command") != command_block(lesson):
-        return f"{page}: the command block differs from the day's commands {_rerun_hint(lesson.page)}"
+    for name, block in (("command", command_block(lesson)), ("figures", figures_block(lesson))):
+        if read_block(text, name) != block:
+            return f"{page}: the {name} block differs from the day's {name} {_rerun_hint(lesson.page)}"
     recorded = recorded_outputs(read_block(text, "output"))
     for run, result in zip(lesson.runs, outcome.results):
         problem = check_command(lesson.page, shown(run, True), recorded) or \
@@ -371,10 +384,11 @@ def selected(days: list[str] | None) -> list[Lesson]:
     return [LESSONS[d] for d in days]
 
 
-def run_lessons(days: list[str] | None, *, check: bool, repo: Path, workspace: Path | None = None) -> list[str]:
-    """Generate (or with `check`, compare) the selected lessons; the lines to print.
-    A failed check raises UserError with its one line."""
-    lines, failed = [], []
+def run_lessons(days: list[str] | None, *, check: bool, repo: Path, workspace: Path | None = None) -> None:
+    """Generate (or with `check`, compare) the selected lessons, printing a line per page as it is
+    done. A failed check raises UserError with its one line; generating goes on past a failed day
+    and raises at the end."""
+    failed = []
     with tempfile.TemporaryDirectory(prefix="lessons-") as tmp:
         spaces = Workspaces(Path(workspace or tmp).resolve(), repo.resolve())
         for lesson in selected(days):
@@ -382,13 +396,12 @@ def run_lessons(days: list[str] | None, *, check: bool, repo: Path, workspace: P
                 problem = check_lesson(lesson, run_lesson(lesson, spaces))
                 if problem:
                     raise UserError(problem)
-                lines.append(f"{lesson_page(lesson)}: as recorded")
+                print(f"{lesson_page(lesson)}: as recorded", flush=True)
                 continue
             try:  # one day that fails leaves the others' pages regenerated
-                lines.append(f"wrote {write_lesson(lesson, run_lesson(lesson, spaces))}")
+                print(f"wrote {write_lesson(lesson, run_lesson(lesson, spaces))}", flush=True)
             except UserError as e:
                 print(f"not written: {e}", flush=True)
                 failed.append(str(e))
     if failed:
         raise UserError(f"{len(failed)} page(s) not written, the first: {failed[0]}")
-    return lines
