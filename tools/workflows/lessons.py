@@ -194,7 +194,7 @@ def command_block(lesson: Lesson) -> str:
 
 def figures_block(lesson: Lesson) -> str:
     if not lesson.figures:
-        return "This day's commands write no figure."
+        return "No figure is shown for this day."
     return "\n\n".join(f"![{caption}](img/{image_name(lesson, src)})" for src, caption in lesson.figures)
 
 
