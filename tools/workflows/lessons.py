@@ -199,7 +199,11 @@ def figures_block(lesson: Lesson) -> str:
 
 
 def image_name(lesson: Lesson, src: str) -> str:
-    return f"{Path(lesson.page).stem}_{Path(src).name}"
+    """docs/days/img/<page>_<file>, with the run folder's name too when two of the day's figures share a file name."""
+    names = [Path(s).name for s, _ in lesson.figures]
+    path = Path(src)
+    unique = names.count(path.name) == 1
+    return f"{Path(lesson.page).stem}_{path.name}" if unique else f"{Path(lesson.page).stem}_{path.parent.name}_{path.name}"
 
 
 def replace_block(text: str, name: str, body: str, page: Path) -> str:
