@@ -52,7 +52,7 @@ from tools.pruning.kernels import (
 )
 from tools.training.distill import distillation_loss
 from tools.training.engine import cross_entropy, evaluate
-from tools.measure.describe import describe_model, test_set_record
+from tools.measure.describe import checkpoint_selection, describe_model, test_set_record
 from tools.training.fit import (
     PRUNE_STATE,
     FitOptions,
@@ -165,6 +165,7 @@ def run_structured(model: nn.Module, data, *, cfg: Config, run_dir: Path, device
                             channels=st.channel_changes(state["channels_before"], st.channel_counts(model)),
                             wall_time_s=time.perf_counter() - start)
     metrics["test_set"] = test_set_record(cfg.data, cfg.train.seed, data.test.num_samples)
+    metrics["checkpoint_selected_on"] = checkpoint_selection(cfg.data.val_split, (summary or {}).get("epochs_run", 0))
     metrics["saved_models"] = save_pruned_model(model, run_dir, config=config, metrics=metrics,
                                                 input_shape=tuple(data.input_shape), num_classes=data.num_classes)
     atomic_write_yaml(run_dir / METRICS, metrics)

@@ -66,7 +66,7 @@ from tools.pruning.unstructured import (
 )
 from tools.training.distill import distillation_loss
 from tools.training.engine import LossFn, build_optimizer, cross_entropy, evaluate
-from tools.measure.describe import test_set_record
+from tools.measure.describe import checkpoint_selection, test_set_record
 from tools.training.fit import (
     PRUNE_STATE,
     FitOptions,
@@ -597,6 +597,7 @@ def write_results(model, run_dir, p: Pruning, outcome: Outcome, *, cfg, config, 
                 "finetune_epochs": cfg.finetune.epochs, "finetune_lr": finetune_train_config(cfg.train, cfg.finetune).lr,
                 "seed": cfg.train.seed, "eval_split": "test", "device": str(device),
                 "test_set": test_set_record(cfg.data, cfg.train.seed, data.test.num_samples),
+                "checkpoint_selected_on": checkpoint_selection(cfg.data.val_split, sum(h.get("finetune_epochs", 0) for h in history)),
                 "vs_original": versus(lineage[0], final, "nonzero_"), LINEAGE: lineage}
     plot_layer_weights(model, run_dir / "layer_weights.png")
     return metrics

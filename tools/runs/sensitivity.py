@@ -74,6 +74,7 @@ def scan_in(run_dir, args, cfg, data, model, device, scan: Scan) -> None:
         "checkpoint": str(args.checkpoint), "model": cfg.model.name, "method": scfg.method,
         "num_images": baseline["num_samples"], "baseline_top1": baseline["top1"], "sparsities": sparsities,
         "rule": rule, "total_sparsity": total, "layer_sparsity": per_layer, "device": str(device),
+        "checkpoint_selected_on": "last",  # the given checkpoint as it is: no epoch is chosen here
         "wall_time_s": time.perf_counter() - start})
     print(f"baseline top1 {baseline['top1']:.2f}% on {baseline['num_samples']} validation images")
     print(f"per-layer sparsities ({rule}): total {100 * total:.2f}% of {sum(params.values()):,} weights")

@@ -21,7 +21,7 @@ from tools.measure.metrics import count_macs_params, flops_from_macs, format_cou
 from tools.modeling.checkpoint import read_checkpoint, unwrap
 from tools.modeling.registry import build_from_config
 from tools.modeling.weights import extract_state_dict, load_state_into
-from tools.measure.describe import test_set_record
+from tools.measure.describe import checkpoint_selection, test_set_record
 from tools.training.fit import FitOptions, check_resume, check_resume_is_latest, fit, test_best_checkpoint
 
 
@@ -82,6 +82,7 @@ def train_in(run_dir: Path | None, cfg, model, data, dist, *, resume: dict | Non
     if dist.is_main:
         metrics = test_best_checkpoint(unwrap(model), data, run_dir, dist.device, summary, macs=macs, params=params)
         metrics["test_set"] = test_set_record(cfg.data, cfg.train.seed, data.test.num_samples)
+        metrics["checkpoint_selected_on"] = checkpoint_selection(cfg.data.val_split, summary["epochs_run"])
         atomic_write_yaml(run_dir / METRICS, metrics)
         print(f"best val top1 {metrics['best_val_top1']:.2f}% (epoch {metrics['best_epoch']}), "
               f"test top1 {metrics['test_top1']:.2f}% top5 {metrics['test_top5']:.2f}% with the best checkpoint; "

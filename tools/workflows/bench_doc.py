@@ -14,6 +14,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tools.measure.describe import checkpoint_selection
 from tools.reports.tables import records_table
 from tools.core.config import config_from_dict, config_to_dict
 from tools.core.io import atomic_write_text, read_yaml_mapping
@@ -129,6 +130,12 @@ def common_columns(run: Run, epochs: str) -> dict:
             "seed": seed_text(run), "device": device_text(run), "wall time": wall_text(run)}
 
 
+def selected_on(result: dict, val_split: float, epochs: int) -> str:
+    """The record's checkpoint_selected_on; records written before it existed: what their config
+    implies (a fine-tuning with data.val_split 0 chose its best epoch on the test set)."""
+    return result.get("checkpoint_selected_on") or checkpoint_selection(val_split, epochs)
+
+
 def baseline_of(run: Run, benchmarks: dict[str, Benchmark], results_root: Path) -> Run:
     need = benchmarks[run.b.cfg.bench.needs[0]]
     return read_run(need, results_root, need.seeds[0])  # the run whose model this row started from
@@ -143,6 +150,7 @@ def train_rows(run: Run, benchmarks, results_root) -> list[dict]:
     return [{"test top-1": fmt(r.get("test_top1"), ".2f", "%"), "test top-5": fmt(r.get("test_top5"), ".2f", "%"),
              "MACs (FLOPs = 2 x MACs)": f"{r['macs'] / 1e6:.2f}M ({r['flops'] / 1e6:.2f}M)",
              "schedule": schedule, "target": check_targets(run.b.cfg.bench.targets, values),
+             "checkpoint chosen on": selected_on(r, run.config["data"].get("val_split", 0), r["epochs"]),
              **common_columns(run, f"{r['epochs']} (of {t['epochs']})")}]
 
 
@@ -151,16 +159,17 @@ def prune_columns(run: Run, benchmarks, results_root) -> tuple[dict, dict]:
     base = baseline_of(run, benchmarks, results_root)
     ft = finetune_epochs(run.config, run.b.script)
     base_epochs = base.result.get("epochs")
-    values = {"drop": run.result.get("accuracy_drop"),
-              "finetune_fraction": ft / base_epochs if base_epochs else None}
-    spreads = {"drop": run.spread.get("accuracy_drop")}
     cfg = config_from_dict(run.config, f"{run.b.run_dir(results_root)}/config.yaml")
+    values = {"drop": run.result.get("accuracy_drop"),
+              "finetune_fraction": ft / base_epochs if base_epochs else None,
+              "selected_on": selected_on(run.result, cfg.data.val_split, ft)}
+    spreads = {"drop": run.spread.get("accuracy_drop")}
     f = finetune_train_config(cfg.train, cfg.finetune)  # what the fine-tuning really ran with
     kd = cfg.finetune.kd.alpha
     cols = {"starts from": f"{base.b.name} ({fmt(run.result.get('baseline_top1'))}%)",
             "fine-tuning": f"{f.scheduler}, lr {f.lr:g}" + (f", label smoothing {f.label_smoothing:g}"
                                                            if f.label_smoothing else ""),
-            "KD alpha": f"{kd:g}" if kd else "off",
+            "KD alpha": f"{kd:g}" if kd else "off", "checkpoint chosen on": values["selected_on"],
             **common_columns(run, f"{ft} fine-tune (baseline {base_epochs})")}
     return cols, values, spreads
 

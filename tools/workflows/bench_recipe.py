@@ -243,9 +243,14 @@ def plan(benchmarks: dict[str, Benchmark], names: list[str]) -> list[Benchmark]:
 def check_targets(targets: dict[str, float], values: dict, spreads: dict | None = None) -> str:
     """'met', or 'MISSED: <what> <op> <bound>; ...'; values that were not measured read 'n/a'. With
     `spreads` (standard deviations over seeds), a verdict whose margin to its bound is inside one
-    standard deviation says "within noise": another seed could have landed on the other side."""
+    standard deviation says "within noise": another seed could have landed on the other side. An
+    accuracy bound is never judged on figures whose checkpoint was chosen on the test set
+    (`values["selected_on"] == "test"`): that figure is the test set's own best."""
     if not targets:
         return "-"
+    if values.get("selected_on") == "test" and any(TARGETS[key][0] == "drop" for key in targets):
+        return ("not judged: its checkpoints were chosen on the test set (data.val_split 0); "
+                "rerun with data.val_split > 0")
     missed, unknown, noisy = [], [], []
     for key, bound in targets.items():
         value_key, op, text = TARGETS[key]
