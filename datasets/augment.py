@@ -63,4 +63,3 @@ def crop_flip(images: torch.Tensor, pad_px: int, params: AugmentParams) -> torch
     flat = (rows[:, :, None] * padded_w + cols[:, None, :]).reshape(n, 1, h * w)
     out = padded.reshape(n, c, -1).gather(2, flat.expand(n, c, h * w))
     return out.reshape(n, c, h, w)
-

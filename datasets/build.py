@@ -84,7 +84,9 @@ class _Source:
     augment: AugmentSpec
     train_transform: Any = None  # DataLoader path only
     eval_transform: Any = None
-    recipe: str = ""  # DataLoader path: "small" | "small-resize" | "imagenet" (transforms built once normalization is known)
+    recipe: str = (
+        ""  # DataLoader path: "small" | "small-resize" | "imagenet" (transforms built once normalization is known)
+    )
     normalize: str = "dataset"  # what mean/std are, for the printed line
 
 
@@ -139,9 +141,7 @@ def resolve_name(name: str) -> str:
     if key in DATASET_NAMES:
         return key
     closest = difflib.get_close_matches(key.replace("-", "").replace("_", ""), DATASET_NAMES, n=1, cutoff=0.0)
-    raise UserError(
-        f"unknown data set '{name}'; did you mean '{closest[0]}'? (valid: {', '.join(DATASET_NAMES)})"
-    )
+    raise UserError(f"unknown data set '{name}'; did you mean '{closest[0]}'? (valid: {', '.join(DATASET_NAMES)})")
 
 
 def validate_config(cfg: DataConfig, name: str) -> None:
@@ -157,8 +157,10 @@ def validate_config(cfg: DataConfig, name: str) -> None:
     if name == "synthetic":
         syn = cfg.synthetic
         problems += [
-            (not 2 <= syn.num_classes <= synthetic.MAX_CLASSES,
-             f"data.synthetic.num_classes={syn.num_classes} must be in 2..{synthetic.MAX_CLASSES}"),
+            (
+                not 2 <= syn.num_classes <= synthetic.MAX_CLASSES,
+                f"data.synthetic.num_classes={syn.num_classes} must be in 2..{synthetic.MAX_CLASSES}",
+            ),
             (syn.train_size < 1, f"data.synthetic.train_size={syn.train_size} must be at least 1"),
             (syn.test_size < 1, f"data.synthetic.test_size={syn.test_size} must be at least 1"),
             (syn.resolution < 8, f"data.synthetic.resolution={syn.resolution} must be at least 8 pixels"),
@@ -238,8 +240,12 @@ def _imagefolder_source(cfg: DataConfig, *, size_px: int, fast: bool) -> _Source
     if fast:
         decoded = {
             split: imagefolder.load_decoded(
-                split_files, root=cfg.root, split=split, size_px=size_px,
-                cache_dir=cfg.cache_dir, num_workers=cfg.num_workers,
+                split_files,
+                root=cfg.root,
+                split=split,
+                size_px=size_px,
+                cache_dir=cfg.cache_dir,
+                num_workers=cfg.num_workers,
             )
             for split, split_files in files.items()
         }
@@ -253,8 +259,9 @@ def _packed_source(cfg: DataConfig, *, size_px: int, fast: bool) -> _Source:
     splits = _test_from_val(pack.splits)
     if fast:
         decoded = {
-            name: packed.load_decoded(split, path=cfg.root, name=name, size_px=size_px,
-                                      cache_dir=cfg.cache_dir, num_workers=cfg.num_workers)
+            name: packed.load_decoded(
+                split, path=cfg.root, name=name, size_px=size_px, cache_dir=cfg.cache_dir, num_workers=cfg.num_workers
+            )
             for name, split in splits.items()
         }
         return _decoded_source(decoded, pack.classes, size_px)
@@ -272,8 +279,9 @@ def _test_from_val(splits: dict[str, Any]) -> dict[str, Any]:
 
 def _decoded_source(decoded: dict[str, imagefolder.DecodedSplit], classes: list[str], size_px: int) -> _Source:
     splits = {split: TensorSplit(d.images_u8, d.labels) for split, d in decoded.items()}
-    return _Source(splits, classes, decoded["train"].mean, decoded["train"].std, (3, size_px, size_px),
-                   _small_augment(size_px))
+    return _Source(
+        splits, classes, decoded["train"].mean, decoded["train"].std, (3, size_px, size_px), _small_augment(size_px)
+    )
 
 
 def _image_file_source(splits: dict[str, Any], classes: list[str], size_px: int) -> _Source:
@@ -345,12 +353,20 @@ def _loader(
     rank, world_size = shard if train else (0, 1)
     batching = Batching(
         batch_size=cfg.batch_size if train else cfg.eval_batch_size,
-        shuffle=train, seed=seed, rank=rank, world_size=world_size,
+        shuffle=train,
+        seed=seed,
+        rank=rank,
+        world_size=world_size,
     )
     if isinstance(data, TensorSplit):
         return TensorLoader(
-            data.images_u8, data.labels, indices, batching, augment=source.augment if augmented else None,
-            mean=source.mean, std=source.std,
+            data.images_u8,
+            data.labels,
+            indices,
+            batching,
+            augment=source.augment if augmented else None,
+            mean=source.mean,
+            std=source.std,
         )
     transform = source.train_transform if augmented else source.eval_transform
     return TorchLoader(data, transform, indices, batching, num_workers=cfg.num_workers, device=device)
@@ -373,18 +389,22 @@ def _normalize(source: _Source, cfg: DataConfig, name: str) -> None:
         mean, std, source.normalize = (0.0,) * channels, (1.0,) * channels, "none"
     else:
         if not source.mean:
-            source.mean, source.std = sample_stats(source.splits["train"], size_px=source.input_shape[-1],
-                                                   count=STATS_SAMPLE, seed=0)
+            source.mean, source.std = sample_stats(
+                source.splits["train"], size_px=source.input_shape[-1], count=STATS_SAMPLE, seed=0
+            )
         mean, std, source.normalize = source.mean, source.std, "dataset"
     if len(mean) != channels:
-        raise UserError(f"{source.normalize} normalization has {len(mean)} channel(s) but {name} images have "
-                        f"{channels}; set data.mean and data.std with {channels} value(s) each, or data.normalize=dataset")
+        raise UserError(
+            f"{source.normalize} normalization has {len(mean)} channel(s) but {name} images have "
+            f"{channels}; set data.mean and data.std with {channels} value(s) each, or data.normalize=dataset"
+        )
     source.mean, source.std = tuple(float(m) for m in mean), tuple(float(v) for v in std)
 
 
 def describe(source: _Source, cfg: DataConfig, name: str) -> str:
     """The run's normalization and training augmentation, e.g. 'normalize: cifar10 dataset mean
     (0.4914, 0.4822, 0.4465) std (0.247, 0.2435, 0.2616); augmentation: pad 4 px + flip'."""
+
     def fmt(values):
         return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
 
@@ -394,5 +414,7 @@ def describe(source: _Source, cfg: DataConfig, name: str) -> str:
         augment = f"RandomResizedCrop + flip (ImageNet recipe: image files above {FAST_PATH_MAX_IMAGEFOLDER_PX} px)"
     else:
         augment = f"pad {source.augment.pad_px} px + {'flip' if source.augment.flip else 'no flip'}"
-    return (f"normalize: {name} {source.normalize} mean {fmt(source.mean)} std {fmt(source.std)} "
-            f"(data.normalize / data.mean / data.std); augmentation: {augment}")
+    return (
+        f"normalize: {name} {source.normalize} mean {fmt(source.mean)} std {fmt(source.std)} "
+        f"(data.normalize / data.mean / data.std); augmentation: {augment}"
+    )

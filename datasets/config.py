@@ -1,10 +1,10 @@
 """The `data:` section of the config (read by datasets.build), registered with tools.core.config.
 
-    >>> cfg = DataConfig(name="synthetic", batch_size=64)
-    >>> cfg.synthetic.resolution, cfg.normalize
-    (32, 'dataset')
-    >>> legacy_normalize({"data": {"name": "imagefolder", "fast_path": False}})["data"]["normalize"]
-    'imagenet'
+>>> cfg = DataConfig(name="synthetic", batch_size=64)
+>>> cfg.synthetic.resolution, cfg.normalize
+(32, 'dataset')
+>>> legacy_normalize({"data": {"name": "imagefolder", "fast_path": False}})["data"]["normalize"]
+'imagenet'
 """
 
 from __future__ import annotations
@@ -62,11 +62,15 @@ class DataConfig:
     def check(self, bound: Bound) -> None:
         bound("std", gt=0)
         if self.normalize not in NORMALIZE_PRESETS:
-            raise UserError(f"unknown data.normalize {self.normalize!r} in {bound.origin(bound.prefix + 'normalize')}; "
-                            f"choose one of: {', '.join(NORMALIZE_PRESETS)} (or give data.mean and data.std)")
+            raise UserError(
+                f"unknown data.normalize {self.normalize!r} in {bound.origin(bound.prefix + 'normalize')}; "
+                f"choose one of: {', '.join(NORMALIZE_PRESETS)} (or give data.mean and data.std)"
+            )
         if bool(self.mean) != bool(self.std) or len(self.mean) != len(self.std):
-            raise UserError(f"data.mean {self.mean} and data.std {self.std} must be given together, one value per "
-                            f"channel each, e.g. data.mean=[0.5,0.5,0.5] data.std=[0.25,0.25,0.25]")
+            raise UserError(
+                f"data.mean {self.mean} and data.std {self.std} must be given together, one value per "
+                f"channel each, e.g. data.mean=[0.5,0.5,0.5] data.std=[0.25,0.25,0.25]"
+            )
         bound("batch_size", ge=1)
         bound("eval_batch_size", ge=1)
         bound("num_workers", ge=0)

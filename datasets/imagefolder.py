@@ -55,8 +55,9 @@ def find_splits(root: str) -> dict[str, Path]:
     both eval folders are missing."""
     root_abs = Path(root).expanduser().resolve()
     if root_abs.is_file():
-        raise UserError(f"imagefolder root {root_abs} is a file; for a file written by scripts.pack_data set "
-                        f"data.name: packed")
+        raise UserError(
+            f"imagefolder root {root_abs} is a file; for a file written by scripts.pack_data set data.name: packed"
+        )
     if not root_abs.is_dir():
         raise UserError(
             f"imagefolder root {root_abs} does not exist: set data.root to a folder holding train/ and val/ (or test/)"
@@ -122,14 +123,18 @@ def load_decoded(
     """The split as uint8 tensors plus its channel statistics, from the cache when the folder
     is unchanged, else decoded (with `num_workers` processes) and cached."""
     return decode_cached(
-        [path for path, _ in files], torch.tensor([label for _, label in files], dtype=torch.int64),
+        [path for path, _ in files],
+        torch.tensor([label for _, label in files], dtype=torch.int64),
         cache_path=cache_file(files, root=root, split=split, size_px=size_px, cache_dir=cache_dir),
-        size_px=size_px, num_workers=num_workers, what=f"{root}/{split}",
+        size_px=size_px,
+        num_workers=num_workers,
+        what=f"{root}/{split}",
     )
 
 
-def decode_cached(sources: list[str | bytes], labels: torch.Tensor, *, cache_path: Path, size_px: int,
-                  num_workers: int, what: str) -> DecodedSplit:
+def decode_cached(
+    sources: list[str | bytes], labels: torch.Tensor, *, cache_path: Path, size_px: int, num_workers: int, what: str
+) -> DecodedSplit:
     """Images (paths or encoded bytes) decoded to uint8 tensors with their channel statistics,
     read from `cache_path` when it is there, else decoded and written to it."""
     cached = _read_cache(cache_path)
@@ -209,8 +214,10 @@ def open_rgb(source: str | bytes) -> Image.Image:
             return Image.open(f).convert("RGB")
     except OSError as err:  # includes PIL.UnidentifiedImageError
         if isinstance(source, bytes):
-            raise UserError(f"a packed image does not decode ({err.__class__.__name__}); pack the folder again "
-                            f"with scripts.pack_data") from None
+            raise UserError(
+                f"a packed image does not decode ({err.__class__.__name__}); pack the folder again "
+                f"with scripts.pack_data"
+            ) from None
         raise UserError(f"cannot read image {source} ({err.__class__.__name__}); remove or replace the file") from None
 
 
@@ -235,7 +242,10 @@ def _write_cache(path: Path, decoded: DecodedSplit) -> None:
     """Write-then-rename so a concurrent reader (another rank, another run) never sees half a file."""
     partial = path.with_suffix(f".{os.getpid()}.partial")
     payload = {
-        "images_u8": decoded.images_u8, "labels": decoded.labels, "mean": list(decoded.mean), "std": list(decoded.std)
+        "images_u8": decoded.images_u8,
+        "labels": decoded.labels,
+        "mean": list(decoded.mean),
+        "std": list(decoded.std),
     }
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -64,9 +64,12 @@ def pack_imagefolder(root: str, out: Path) -> Pack:
     """Pack `root` (train/ plus val/ and/or test/, one sub-folder per class) into `out`, atomically."""
     classes, files = imagefolder.list_splits(root)
     pack = Pack(classes, {split: _pack_files(split_files) for split, split_files in files.items()})
-    payload = {"format": FORMAT, "version": VERSION, "classes": classes,
-               "splits": {name: {"data": s.data, "offsets": s.offsets, "labels": s.labels}
-                          for name, s in pack.splits.items()}}
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "classes": classes,
+        "splits": {name: {"data": s.data, "offsets": s.offsets, "labels": s.labels} for name, s in pack.splits.items()},
+    }
     atomic_torch_save(payload, out)
     return pack
 
@@ -74,7 +77,9 @@ def pack_imagefolder(root: str, out: Path) -> Pack:
 def _pack_files(files: list[tuple[str, int]]) -> PackedSplit:
     blobs = [Path(path).read_bytes() for path, _ in files]
     sizes = torch.tensor([0] + [len(b) for b in blobs], dtype=torch.int64)
-    data = torch.frombuffer(bytearray(b"".join(blobs)), dtype=torch.uint8) if blobs else torch.zeros(0, dtype=torch.uint8)
+    data = (
+        torch.frombuffer(bytearray(b"".join(blobs)), dtype=torch.uint8) if blobs else torch.zeros(0, dtype=torch.uint8)
+    )
     return PackedSplit(data, sizes.cumsum(0), torch.tensor([label for _, label in files], dtype=torch.int64))
 
 
@@ -83,8 +88,10 @@ def read_pack(path: str) -> Pack:
     file = Path(path).expanduser()
     remake = f"make it with: python -m scripts.pack_data IMAGE_FOLDER {path}"
     if file.is_dir():
-        raise UserError(f"data.root {path} is a folder; data.name: packed reads a file written by scripts.pack_data "
-                        f"(python -m scripts.pack_data {path} {path}.pack), or use data.name: imagefolder for the folder")
+        raise UserError(
+            f"data.root {path} is a folder; data.name: packed reads a file written by scripts.pack_data "
+            f"(python -m scripts.pack_data {path} {path}.pack), or use data.name: imagefolder for the folder"
+        )
     if not file.is_file():
         raise UserError(f"packed data set {path} not found; {remake}")
     try:
@@ -98,8 +105,9 @@ def _checked(payload, path: str, remake: str) -> Pack:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UserError(f"{path} is not a packed data set (no '{FORMAT}' header); {remake}")
     if payload.get("version") != VERSION:
-        raise UserError(f"{path} is packed in format version {payload.get('version')}, this code reads "
-                        f"{VERSION}; {remake}")
+        raise UserError(
+            f"{path} is packed in format version {payload.get('version')}, this code reads {VERSION}; {remake}"
+        )
     splits = {}
     for name, s in payload["splits"].items():
         split = PackedSplit(s["data"], s["offsets"], s["labels"])
@@ -111,14 +119,16 @@ def _checked(payload, path: str, remake: str) -> Pack:
     return Pack(list(payload["classes"]), splits)
 
 
-def load_decoded(split: PackedSplit, *, path: str, name: str, size_px: int, cache_dir: str,
-                 num_workers: int) -> imagefolder.DecodedSplit:
+def load_decoded(
+    split: PackedSplit, *, path: str, name: str, size_px: int, cache_dir: str, num_workers: int
+) -> imagefolder.DecodedSplit:
     """The split decoded to uint8 tensors exactly as the folder form would be, cached."""
     key = hashlib.sha256(f"{imagefolder.CACHE_FORMAT}|packed|{split.digest()}|{size_px}".encode()).hexdigest()[:20]
     cache_path = Path(cache_dir).expanduser() / f"packed-{name}-{size_px}px-{key}.pt"
     sources = [split.encoded(i) for i in range(len(split))]
-    return imagefolder.decode_cached(sources, split.labels, cache_path=cache_path, size_px=size_px,
-                                     num_workers=num_workers, what=f"{path}:{name}")
+    return imagefolder.decode_cached(
+        sources, split.labels, cache_path=cache_path, size_px=size_px, num_workers=num_workers, what=f"{path}:{name}"
+    )
 
 
 class PackedImages(Dataset):
@@ -143,5 +153,7 @@ def pack_data(args) -> None:
     pack = pack_imagefolder(args.folder, out)
     for name, split in pack.splits.items():
         print(f"{name:5s} {len(split):>7,} images  {len(split.data) / 2**20:8.1f} MiB")
-    print(f"{len(pack.classes)} classes; wrote {out} ({out.stat().st_size / 2**20:.1f} MiB) in "
-          f"{time.perf_counter() - start:.1f} s; use it with data.name=packed data.root={out}")
+    print(
+        f"{len(pack.classes)} classes; wrote {out} ({out.stat().st_size / 2**20:.1f} MiB) in "
+        f"{time.perf_counter() - start:.1f} s; use it with data.name=packed data.root={out}"
+    )

@@ -1,9 +1,9 @@
 """uint8 image tensor helpers: normalization, per-channel statistics, one-off resizing.
 
-    from datasets.pixels import Normalizer, channel_stats, resize_images_u8
-    mean, std = channel_stats(train_u8)                 # per-channel, in [0, 1] units
-    images = Normalizer(mean, std, device).apply(batch_u8)
-    train_u8 = resize_images_u8(train_u8, size_px=64)  # once, before training
+from datasets.pixels import Normalizer, channel_stats, resize_images_u8
+mean, std = channel_stats(train_u8)                 # per-channel, in [0, 1] units
+images = Normalizer(mean, std, device).apply(batch_u8)
+train_u8 = resize_images_u8(train_u8, size_px=64)  # once, before training
 """
 
 from __future__ import annotations

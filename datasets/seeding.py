@@ -25,6 +25,7 @@ _SEED_MASK = (1 << 63) - 1
 class Batching:
     """How a loader cuts its split into batches: size, shuffled per epoch (train) or in order (eval),
     the seed of its order, and this rank's shard of `world_size`."""
+
     batch_size: int
     shuffle: bool
     seed: int

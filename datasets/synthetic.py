@@ -66,8 +66,7 @@ def class_attributes(num_classes: int) -> torch.Tensor:
 def class_names(num_classes: int) -> list[str]:
     colour_names = list(COLOURS)
     return [
-        f"{colour_names[k]}-{SHAPE_NAMES[s]}-{TEXTURE_NAMES[t]}"
-        for s, k, t in class_attributes(num_classes).tolist()
+        f"{colour_names[k]}-{SHAPE_NAMES[s]}-{TEXTURE_NAMES[t]}" for s, k, t in class_attributes(num_classes).tolist()
     ]
 
 
@@ -99,9 +98,7 @@ def _render(attrs: torch.Tensor, res_px: int, gen: torch.Generator) -> torch.Ten
     return (image.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
-def _draw_shapes(
-    image: torch.Tensor, attrs: torch.Tensor, coords: torch.Tensor, gen: torch.Generator
-) -> torch.Tensor:
+def _draw_shapes(image: torch.Tensor, attrs: torch.Tensor, coords: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """The class object: shape at a random position and scale, jittered colour, texture."""
     n, res_px = len(attrs), len(coords)
     shape_ids, colour_ids, texture_ids = attrs.unbind(1)

@@ -143,6 +143,11 @@ class TorchLoader:
         non_blocking = self.device.type == "cuda"
         try:
             for images, labels in self.loader:
-                yield images.to(self.device, non_blocking=non_blocking), labels.to(self.device, non_blocking=non_blocking)
+                yield (
+                    images.to(self.device, non_blocking=non_blocking),
+                    labels.to(self.device, non_blocking=non_blocking),
+                )
         except UserError as e:  # from a worker it arrives wrapped in the worker's traceback: keep its last line
-            raise UserError(str(e).strip().splitlines()[-1].removeprefix(f"{UserError.__module__}.UserError: ")) from None
+            raise UserError(
+                str(e).strip().splitlines()[-1].removeprefix(f"{UserError.__module__}.UserError: ")
+            ) from None

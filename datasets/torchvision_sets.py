@@ -44,20 +44,41 @@ class TorchvisionSet:
 
 TORCHVISION_SETS = {
     "cifar10": TorchvisionSet(
-        "CIFAR-10", tv_datasets.CIFAR10, "cifar-10-batches-py",
-        (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 32, AugmentSpec(pad_px=4, flip=True),
+        "CIFAR-10",
+        tv_datasets.CIFAR10,
+        "cifar-10-batches-py",
+        (0.4914, 0.4822, 0.4465),
+        (0.2470, 0.2435, 0.2616),
+        32,
+        AugmentSpec(pad_px=4, flip=True),
     ),
     "cifar100": TorchvisionSet(
-        "CIFAR-100", tv_datasets.CIFAR100, "cifar-100-python",
-        (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 32, AugmentSpec(pad_px=4, flip=True),
+        "CIFAR-100",
+        tv_datasets.CIFAR100,
+        "cifar-100-python",
+        (0.5071, 0.4865, 0.4409),
+        (0.2673, 0.2564, 0.2762),
+        32,
+        AugmentSpec(pad_px=4, flip=True),
     ),
     # Digits are not mirror-symmetric: no flip. Clothes are, so FashionMNIST flips.
     "mnist": TorchvisionSet(
-        "MNIST", tv_datasets.MNIST, "MNIST/raw", (0.1307,), (0.3081,), 28, AugmentSpec(pad_px=2, flip=False),
+        "MNIST",
+        tv_datasets.MNIST,
+        "MNIST/raw",
+        (0.1307,),
+        (0.3081,),
+        28,
+        AugmentSpec(pad_px=2, flip=False),
     ),
     "fashionmnist": TorchvisionSet(
-        "FashionMNIST", tv_datasets.FashionMNIST, "FashionMNIST/raw",
-        (0.2860,), (0.3530,), 28, AugmentSpec(pad_px=2, flip=True),
+        "FashionMNIST",
+        tv_datasets.FashionMNIST,
+        "FashionMNIST/raw",
+        (0.2860,),
+        (0.3530,),
+        28,
+        AugmentSpec(pad_px=2, flip=True),
     ),
 }
 

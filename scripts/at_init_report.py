@@ -21,7 +21,8 @@ Writes into the first run folder unless --out is given.
 
 from __future__ import annotations
 
-if __name__ == "__main__" and not __package__:  # run as a file (python scripts/at_init_report.py): repo root on sys.path first
+# run as a file (python scripts/at_init_report.py): repo root on sys.path first
+if __name__ == "__main__" and not __package__:
     import _file_form  # noqa: F401  (scripts/_file_form.py; scripts/ is sys.path[0] here)
 
 import argparse
@@ -36,8 +37,13 @@ def parse_args(argv):
     parser = Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dirs", nargs="+", help="run folders written by scripts.prune_at_init")
     parser.add_argument("--compression", type=float, default=1.0, help="compression of the accuracy table (default 1)")
-    parser.add_argument("--histogram", action="append", default=[], metavar="PRUNER:COMPRESSION[:LEVEL]",
-                        help="weight histograms of that run (of the first run folder), e.g. synflow:1")
+    parser.add_argument(
+        "--histogram",
+        action="append",
+        default=[],
+        metavar="PRUNER:COMPRESSION[:LEVEL]",
+        help="weight histograms of that run (of the first run folder), e.g. synflow:1",
+    )
     parser.add_argument("--block", help="module whose convs' densities are tabulated (default: the first block)")
     parser.add_argument("--out", help="folder for report_all.md and the histograms (default: the first run folder)")
     return parser.parse_args(argv)

@@ -18,7 +18,8 @@ listed at the end (see tools/workflows/bench_budget.py).
 
 from __future__ import annotations
 
-if __name__ == "__main__" and not __package__:  # run as a file (python scripts/benchmark.py): repo root on sys.path first
+# run as a file (python scripts/benchmark.py): repo root on sys.path first
+if __name__ == "__main__" and not __package__:
     import _file_form  # noqa: F401  (scripts/_file_form.py; scripts/ is sys.path[0] here)
 
 from tools.core.cli import Parser
@@ -32,11 +33,22 @@ def parse_args(argv):
     action.add_argument("--list", action="store_true", help="list the benchmarks and their state")
     action.add_argument("--run", nargs="+", metavar="NAME", help="benchmarks to run (with what they need), or all")
     action.add_argument("--doc-only", action="store_true", help="only regenerate the doc's tables")
-    parser.add_argument("--seeds", type=int, nargs="+", metavar="K",
-                        help="with --run: only these seeds of seeded rows (e.g. seed 0 of every row first, the rest later)")
-    parser.add_argument("--device", choices=["cpu", "cuda"], help="with --run all: only the rows defined for this device")
-    parser.add_argument("--budget-min", type=float, help="with --run: leave out rows whose bench.expected_min "
-                        "estimate does not fit in the minutes left; they are listed at the end")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        metavar="K",
+        help="with --run: only these seeds of seeded rows (e.g. seed 0 of every row first, the rest later)",
+    )
+    parser.add_argument(
+        "--device", choices=["cpu", "cuda"], help="with --run all: only the rows defined for this device"
+    )
+    parser.add_argument(
+        "--budget-min",
+        type=float,
+        help="with --run: leave out rows whose bench.expected_min "
+        "estimate does not fit in the minutes left; they are listed at the end",
+    )
     parser.add_argument("--bench-dir", default="cfgs/bench", help="folder of benchmark YAMLs (default cfgs/bench)")
     parser.add_argument("--results", default="results/bench", help="run folders go here (default results/bench)")
     parser.add_argument("--doc", default="docs/benchmarks.md", help="markdown file whose tables are regenerated")
@@ -45,6 +57,7 @@ def parse_args(argv):
 
 def main(argv=None):
     benchmark(parse_args(argv))
+
 
 if __name__ == "__main__":
     run_cli(main)

@@ -42,18 +42,31 @@ from tools.reports.eval import eval_checkpoint
 
 def parse_args(argv):
     parser = base_parser(__doc__)
-    parser.add_argument("--checkpoint", required=True,
-                        help="a .pth written by train or a pruning script, or an .onnx file (evaluated by ONNX Runtime)")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="a .pth written by train or a pruning script, or an .onnx file (evaluated by ONNX Runtime)",
+    )
     parser.add_argument("--measure-latency", action="store_true", help="time inference at profile.batch_sizes")
-    parser.add_argument("--batch-sizes", help="comma-separated batch sizes for latency, e.g. 1,64 (overrides profile.batch_sizes)")
-    parser.add_argument("--baseline-metrics",
-                        help="metrics of the baseline (train or prune metrics.yaml, eval_metrics.yaml): adds drop, "
-                             "reductions, speed-up and the goal verdict")
-    parser.add_argument("--append-csv", help="with --baseline-metrics: append Method,Sparsity,FLOPs_Reduction,"
-                                             "Accuracy_Drop,Goal_Met to this CSV, e.g. results/final_comparison.csv")
-    parser.add_argument("--grader", choices=("mobilenet-lab",),
-                        help="score the file as a course grader does: mobilenet-lab loads it with plain torch.load in a "
-                             "fresh process, counts it at 224 px with torch-pruning and prints MFLOPs, accuracy, score")
+    parser.add_argument(
+        "--batch-sizes", help="comma-separated batch sizes for latency, e.g. 1,64 (overrides profile.batch_sizes)"
+    )
+    parser.add_argument(
+        "--baseline-metrics",
+        help="metrics of the baseline (train or prune metrics.yaml, eval_metrics.yaml): adds drop, "
+        "reductions, speed-up and the goal verdict",
+    )
+    parser.add_argument(
+        "--append-csv",
+        help="with --baseline-metrics: append Method,Sparsity,FLOPs_Reduction,"
+        "Accuracy_Drop,Goal_Met to this CSV, e.g. results/final_comparison.csv",
+    )
+    parser.add_argument(
+        "--grader",
+        choices=("mobilenet-lab",),
+        help="score the file as a course grader does: mobilenet-lab loads it with plain torch.load in a "
+        "fresh process, counts it at 224 px with torch-pruning and prints MFLOPs, accuracy, score",
+    )
     args = parser.parse_args(argv)
     if args.append_csv and not args.baseline_metrics:
         parser.error("--append-csv needs --baseline-metrics (the drop and reduction are relative to it)")

@@ -9,7 +9,8 @@ well above 1 means the loader keeps the model fed.
 
 from __future__ import annotations
 
-if __name__ == "__main__" and not __package__:  # run as a file (python scripts/loader_speed.py): repo root on sys.path first
+# run as a file (python scripts/loader_speed.py): repo root on sys.path first
+if __name__ == "__main__" and not __package__:
     import _file_form  # noqa: F401  (scripts/_file_form.py; scripts/ is sys.path[0] here)
 
 from tools.core.cli import base_parser

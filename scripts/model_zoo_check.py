@@ -10,7 +10,8 @@ tools.workflows.model_zoo for what one row checks.
 
 from __future__ import annotations
 
-if __name__ == "__main__" and not __package__:  # run as a file (python scripts/model_zoo_check.py): repo root on sys.path first
+# run as a file (python scripts/model_zoo_check.py): repo root on sys.path first
+if __name__ == "__main__" and not __package__:
     import _file_form  # noqa: F401  (scripts/_file_form.py; scripts/ is sys.path[0] here)
 
 import argparse

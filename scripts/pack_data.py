@@ -12,7 +12,8 @@ trains on exactly the tensors `data.name: imagefolder` gives. One file copies to
 
 from __future__ import annotations
 
-if __name__ == "__main__" and not __package__:  # run as a file (python scripts/pack_data.py): repo root on sys.path first
+# run as a file (python scripts/pack_data.py): repo root on sys.path first
+if __name__ == "__main__" and not __package__:
     import _file_form  # noqa: F401  (scripts/_file_form.py; scripts/ is sys.path[0] here)
 
 from datasets.packed import pack_data

@@ -32,7 +32,8 @@ Tables and weight histograms: `uv run python -m scripts.at_init_report <run fold
 
 from __future__ import annotations
 
-if __name__ == "__main__" and not __package__:  # run as a file (python scripts/prune_at_init.py): repo root on sys.path first
+# run as a file (python scripts/prune_at_init.py): repo root on sys.path first
+if __name__ == "__main__" and not __package__:
     import _file_form  # noqa: F401  (scripts/_file_form.py; scripts/ is sys.path[0] here)
 
 from tools.core.cli import base_parser, parse_list
@@ -57,32 +58,58 @@ def parse_args(argv):
     parser.add_argument("--scope", "--mask-scope", choices=SCOPES, help="overrides pai.scope")
     parser.add_argument("--schedule", "--compression-schedule", choices=SCHEDULES, help="overrides pai.schedule")
     parser.add_argument("--model", help="overrides model.name")
-    parser.add_argument("--model-class", choices=MODEL_CLASSES,
-                        help="the assignment's model family: lottery / default (CIFAR-style stems, the registry's "
-                             "resnet20, vgg16, fc, ...) or imagenet (ImageNet stems); sets model.stem")
-    parser.add_argument("--dataset", help="overrides data.name (cifar10, cifar100, mnist, fashionmnist, synthetic, imagefolder)")
-    parser.add_argument("--save-trace", action="store_true", default=None, help="Chrome trace of one inference step per run")
-    parser.add_argument("--amp", "--quantization", nargs="?", const="bf16", choices=("bf16", "fp16"),
-                        help="mixed-precision training (train.amp; bf16 when given alone; CUDA only; the assignment's "
-                             "--quantization); scripts.at_init_report tabulates an AMP run against an FP32 one")
+    parser.add_argument(
+        "--model-class",
+        choices=MODEL_CLASSES,
+        help="the assignment's model family: lottery / default (CIFAR-style stems, the registry's "
+        "resnet20, vgg16, fc, ...) or imagenet (ImageNet stems); sets model.stem",
+    )
+    parser.add_argument(
+        "--dataset", help="overrides data.name (cifar10, cifar100, mnist, fashionmnist, synthetic, imagefolder)"
+    )
+    parser.add_argument(
+        "--save-trace", action="store_true", default=None, help="Chrome trace of one inference step per run"
+    )
+    parser.add_argument(
+        "--amp",
+        "--quantization",
+        nargs="?",
+        const="bf16",
+        choices=("bf16", "fp16"),
+        help="mixed-precision training (train.amp; bf16 when given alone; CUDA only; the assignment's "
+        "--quantization); scripts.at_init_report tabulates an AMP run against an FP32 one",
+    )
     return parser.parse_args(argv)
 
 
-# The Synaptic-Flow code's --model-class families -> model.stem: its lottery / default models are
-# the CIFAR-sized ones this registry builds with the "auto" stem at 32 px.
+# Synaptic-Flow's --model-class families -> model.stem (its lottery / default models: the "auto" CIFAR stem)
 MODEL_CLASSES = {"default": "auto", "lite": "auto", "lottery": "auto", "tinyimagenet": "auto", "imagenet": "imagenet"}
 
 
 def cli_flags(args) -> dict:
-    pruners = parse_list(args.pruner_list, str, "--pruner-list", "rand,synflow") or ([args.pruner] if args.pruner else None)
+    pruners = parse_list(args.pruner_list, str, "--pruner-list", "rand,synflow") or (
+        [args.pruner] if args.pruner else None
+    )
     compressions = parse_list(args.compression_list, float, "--compression-list", "0.2,0.5,1") or (
-        [args.compression] if args.compression is not None else None)
-    return {"pai.experiment": args.experiment, "pai.pruners": pruners, "pai.compressions": compressions,
-            "pai.levels": parse_list(args.level_list, int, "--level-list", "1,2,3"), "pai.pre_epochs": args.pre_epochs,
-            "pai.post_epochs": args.post_epochs, "pai.prune_epochs": args.prune_epochs, "pai.scope": args.scope,
-            "pai.schedule": args.schedule, "pai.save_trace": args.save_trace, "train.amp": args.amp,
-            "model.name": args.model, "model.stem": MODEL_CLASSES.get(args.model_class), "data.name": args.dataset,
-            "output.name": args.expid}
+        [args.compression] if args.compression is not None else None
+    )
+    return {
+        "pai.experiment": args.experiment,
+        "pai.pruners": pruners,
+        "pai.compressions": compressions,
+        "pai.levels": parse_list(args.level_list, int, "--level-list", "1,2,3"),
+        "pai.pre_epochs": args.pre_epochs,
+        "pai.post_epochs": args.post_epochs,
+        "pai.prune_epochs": args.prune_epochs,
+        "pai.scope": args.scope,
+        "pai.schedule": args.schedule,
+        "pai.save_trace": args.save_trace,
+        "train.amp": args.amp,
+        "model.name": args.model,
+        "model.stem": MODEL_CLASSES.get(args.model_class),
+        "data.name": args.dataset,
+        "output.name": args.expid,
+    }
 
 
 def main(argv=None):

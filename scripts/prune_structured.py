@@ -34,7 +34,8 @@ against the original baseline as well as the parent, and judges the goal against
 
 from __future__ import annotations
 
-if __name__ == "__main__" and not __package__:  # run as a file (python scripts/prune_structured.py): repo root on sys.path first
+# run as a file (python scripts/prune_structured.py): repo root on sys.path first
+if __name__ == "__main__" and not __package__:
     import _file_form  # noqa: F401  (scripts/_file_form.py; scripts/ is sys.path[0] here)
 
 from tools.core.cli import base_parser
@@ -52,16 +53,27 @@ def parse_args(argv):
     target = parser.add_mutually_exclusive_group()
     # --sparsity is the bootcamp's flag: "sparsity 0.5" there means half the FLOPs gone, so it
     # sets the MACs target (FLOPs = 2 x MACs: the same fraction), not the channel ratio.
-    target.add_argument("--target-macs-reduction", type=float,
-                        help="fraction of FLOPs (= MACs) to remove, e.g. 0.5, reached within structured.target_tolerance "
-                             "(structured.target_macs_reduction); run folder <method>_macs<target>")
-    target.add_argument("--sparsity", type=float,
-                        help="the bootcamp's name of --target-macs-reduction; run folder <method>_sp<target>, as the "
-                             "bootcamp names it")
-    target.add_argument("--pruning-ratio", type=float,
-                        help="fraction of channels to remove instead, e.g. 0.3 (structured.pruning_ratio)")
-    target.add_argument("--target-latency-reduction", type=float,
-                        help="fraction of measured latency to remove on structured.latency.backend, e.g. 0.5")
+    target.add_argument(
+        "--target-macs-reduction",
+        type=float,
+        help="fraction of FLOPs (= MACs) to remove, e.g. 0.5, reached within structured.target_tolerance "
+        "(structured.target_macs_reduction); run folder <method>_macs<target>",
+    )
+    target.add_argument(
+        "--sparsity",
+        type=float,
+        help="the bootcamp's name of --target-macs-reduction; run folder <method>_sp<target>, as the bootcamp names it",
+    )
+    target.add_argument(
+        "--pruning-ratio",
+        type=float,
+        help="fraction of channels to remove instead, e.g. 0.3 (structured.pruning_ratio)",
+    )
+    target.add_argument(
+        "--target-latency-reduction",
+        type=float,
+        help="fraction of measured latency to remove on structured.latency.backend, e.g. 0.5",
+    )
     parser.add_argument("--epochs", type=int, help="fine-tuning epochs (finetune.epochs)")
     parser.add_argument("--iterative-steps", type=int, help="prune-finetune rounds (structured.iterative_steps)")
     return parser.parse_args(argv)

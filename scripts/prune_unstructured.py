@@ -24,7 +24,8 @@ against the original baseline (the lineage travels in the checkpoint).
 
 from __future__ import annotations
 
-if __name__ == "__main__" and not __package__:  # run as a file (python scripts/prune_unstructured.py): repo root on sys.path first
+# run as a file (python scripts/prune_unstructured.py): repo root on sys.path first
+if __name__ == "__main__" and not __package__:
     import _file_form  # noqa: F401  (scripts/_file_form.py; scripts/ is sys.path[0] here)
 
 from tools.core.cli import base_parser
@@ -41,8 +42,12 @@ def parse_args(argv):
     parser.add_argument("--mode", help=f"overrides unstructured.mode: {', '.join(MODES)}")
     parser.add_argument("--sparsity", type=float, help="overrides unstructured.sparsity: fraction pruned, in [0, 1)")
     parser.add_argument("--sparsity-file", help="YAML of per-layer sparsities (e.g. from scripts.sensitivity)")
-    parser.add_argument("--iterative", action="store_true", default=None, help="prune in steps with fine-tuning between")
-    parser.add_argument("--num-iterations", type=int, help="overrides unstructured.num_iterations (implies --iterative)")
+    parser.add_argument(
+        "--iterative", action="store_true", default=None, help="prune in steps with fine-tuning between"
+    )
+    parser.add_argument(
+        "--num-iterations", type=int, help="overrides unstructured.num_iterations (implies --iterative)"
+    )
     parser.add_argument("--schedule", help=f"overrides unstructured.schedule: {', '.join(SCHEDULES)}")
     parser.add_argument("--nm", help="N:M pattern for --method nm, e.g. 2:4 (overrides unstructured.n/m)")
     parser.add_argument("--epochs", type=int, help="overrides finetune.epochs (after the last step)")

@@ -18,7 +18,8 @@ quantization-aware fine-tuning runs first and writes model.qat.onnx / model.qat.
 
 from __future__ import annotations
 
-if __name__ == "__main__" and not __package__:  # run as a file (python scripts/quantize.py): repo root on sys.path first
+# run as a file (python scripts/quantize.py): repo root on sys.path first
+if __name__ == "__main__" and not __package__:
     import _file_form  # noqa: F401  (scripts/_file_form.py; scripts/ is sys.path[0] here)
 
 from tools.core.cli import base_parser

@@ -16,7 +16,8 @@ prune_unstructured --sparsity-file accepts), metrics.yaml and config.yaml.
 
 from __future__ import annotations
 
-if __name__ == "__main__" and not __package__:  # run as a file (python scripts/sensitivity.py): repo root on sys.path first
+# run as a file (python scripts/sensitivity.py): repo root on sys.path first
+if __name__ == "__main__" and not __package__:
     import _file_form  # noqa: F401  (scripts/_file_form.py; scripts/ is sys.path[0] here)
 
 from tools.core.cli import base_parser, parse_list
@@ -28,7 +29,9 @@ from tools.runs.sensitivity import sensitivity
 def parse_args(argv):
     parser = base_parser(__doc__)
     parser.add_argument("--checkpoint", required=True, help="a trained model (.pth written by train)")
-    parser.add_argument("--sparsities", help="comma-separated sparsities to scan, e.g. 0.1,0.5,0.9 (overrides sensitivity.sparsities)")
+    parser.add_argument(
+        "--sparsities", help="comma-separated sparsities to scan, e.g. 0.1,0.5,0.9 (overrides sensitivity.sparsities)"
+    )
     parser.add_argument("--method", help="overrides sensitivity.method: l1, random or taylor")
     parser.add_argument("--num-images", type=int, help="overrides sensitivity.num_images (0 = whole validation split)")
     parser.add_argument("--max-drop", type=float, help="overrides sensitivity.max_drop (top-1 points per layer)")

@@ -15,9 +15,16 @@ torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_TRAIN = [
-    "--config", str(ROOT / "cfgs" / "quickstart.yaml"), "--set", "data.synthetic.train_size=128",
-    "data.synthetic.test_size=64", "data.synthetic.resolution=16", "data.synthetic.num_classes=4",
-    "model.name=resnet20", "train.epochs=1", "train.device=cpu",
+    "--config",
+    str(ROOT / "cfgs" / "quickstart.yaml"),
+    "--set",
+    "data.synthetic.train_size=128",
+    "data.synthetic.test_size=64",
+    "data.synthetic.resolution=16",
+    "data.synthetic.num_classes=4",
+    "model.name=resnet20",
+    "train.epochs=1",
+    "train.device=cpu",
 ]
 
 
@@ -46,8 +53,13 @@ def save_variant(checkpoint: Path, path: Path, transform) -> Path:
 def channel_pruned(model, ratio: float = 0.5):
     import torch_pruning as tp
 
-    pruner = tp.pruner.MagnitudePruner(model, torch.zeros(1, 3, 16, 16), importance=tp.importance.MagnitudeImportance(p=2),
-                                       pruning_ratio=ratio, ignored_layers=[model.fc])
+    pruner = tp.pruner.MagnitudePruner(
+        model,
+        torch.zeros(1, 3, 16, 16),
+        importance=tp.importance.MagnitudeImportance(p=2),
+        pruning_ratio=ratio,
+        ignored_layers=[model.fc],
+    )
     pruner.step()
     return model
 

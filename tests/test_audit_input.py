@@ -24,11 +24,11 @@ import scripts.export_onnx as export_script
 import scripts.prune_structured as structured_script
 import scripts.prune_unstructured as unstructured_script
 import scripts.sweep as sweep_script
-import tools.workflows.sweep as sweep_workflow
 import scripts.train as train_script
 import tools.core.errors
 import tools.core.io
 import tools.training.fit
+import tools.workflows.sweep as sweep_workflow
 from datasets import build_data
 from datasets.config import DataConfig
 from tools.core.config import Config, _all_keys, config_to_dict, load_config
@@ -36,9 +36,18 @@ from tools.core.errors import UserError, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
-    "--config", str(ROOT / "cfgs" / "quickstart.yaml"), "--set", "data.synthetic.train_size=64",
-    "data.synthetic.test_size=32", "data.synthetic.resolution=16", "data.synthetic.num_classes=4",
-    "data.batch_size=32", "model.name=resnet20", "train.epochs=2", "train.deterministic=true", "train.device=cpu",
+    "--config",
+    str(ROOT / "cfgs" / "quickstart.yaml"),
+    "--set",
+    "data.synthetic.train_size=64",
+    "data.synthetic.test_size=32",
+    "data.synthetic.resolution=16",
+    "data.synthetic.num_classes=4",
+    "data.batch_size=32",
+    "model.name=resnet20",
+    "train.epochs=2",
+    "train.deterministic=true",
+    "train.device=cpu",
     "data.num_workers=0",
 ]
 
@@ -74,22 +83,25 @@ def terminate():
 
 
 # ----------------------------------------------------------------------------- range checks
-@pytest.mark.parametrize("override, pattern", [
-    ("train.lr=0", r"train.lr must be > 0, got 0.0 in --set"),
-    ("train.lr=-0.1", r"train.lr must be > 0, got -0.1 in --set"),
-    ("train.momentum=-0.9", r"train.momentum must be in \[0, 1\), got -0.9 in --set"),
-    ("train.label_smoothing=1.0", r"train.label_smoothing must be in \[0, 1\), got 1.0"),
-    ("finetune.label_smoothing=-0.1", r"finetune.label_smoothing must be in \[0, 1\), got -0.1"),
-    ("train.epochs=0", r"train.epochs must be >= 1, got 0 in --set"),
-    ("train.epochs=-1", r"train.epochs must be >= 1, got -1"),
-    ("finetune.epochs=-1", r"finetune.epochs must be >= 0 \(0 = no fine-tuning\), got -1"),
-    ("export.tolerance=-1", r"export.tolerance must be >= 0 .*got -1.0"),
-    ("unstructured.n=4", r"unstructured.n must be in \[1, 4\) .*N = M prunes nothing.*got 4"),
-    ("unstructured.layer_sparsity={conv1: 1.5}", r"unstructured.layer_sparsity.conv1 must be in \[0, 1\)"),
-    ("train.milestones=[5, -1]", r"train.milestones\[1\] must be >= 0"),
-    ("train.lr=.inf", r"key train.lr in --set must be a finite number"),
-    ("data.batch_size=0", r"data.batch_size must be >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "override, pattern",
+    [
+        ("train.lr=0", r"train.lr must be > 0, got 0.0 in --set"),
+        ("train.lr=-0.1", r"train.lr must be > 0, got -0.1 in --set"),
+        ("train.momentum=-0.9", r"train.momentum must be in \[0, 1\), got -0.9 in --set"),
+        ("train.label_smoothing=1.0", r"train.label_smoothing must be in \[0, 1\), got 1.0"),
+        ("finetune.label_smoothing=-0.1", r"finetune.label_smoothing must be in \[0, 1\), got -0.1"),
+        ("train.epochs=0", r"train.epochs must be >= 1, got 0 in --set"),
+        ("train.epochs=-1", r"train.epochs must be >= 1, got -1"),
+        ("finetune.epochs=-1", r"finetune.epochs must be >= 0 \(0 = no fine-tuning\), got -1"),
+        ("export.tolerance=-1", r"export.tolerance must be >= 0 .*got -1.0"),
+        ("unstructured.n=4", r"unstructured.n must be in \[1, 4\) .*N = M prunes nothing.*got 4"),
+        ("unstructured.layer_sparsity={conv1: 1.5}", r"unstructured.layer_sparsity.conv1 must be in \[0, 1\)"),
+        ("train.milestones=[5, -1]", r"train.milestones\[1\] must be >= 0"),
+        ("train.lr=.inf", r"key train.lr in --set must be a finite number"),
+        ("data.batch_size=0", r"data.batch_size must be >= 1, got 0"),
+    ],
+)
 def test_out_of_range_values_are_one_line_errors_naming_the_source(override, pattern):
     with pytest.raises(UserError, match=pattern) as exc:
         load_config(ROOT / "cfgs" / "quickstart.yaml", overrides=[override])
@@ -133,16 +145,22 @@ def test_a_misspelt_sweep_metric_stops_before_reporting(tmp_path, capsys):
     (root / "sparsity0.5").mkdir(parents=True)
     (root / "sparsity0.5" / "metrics.yaml").write_text("finetuned_top1: 80.0\nnonzero_macs: 1000\n")
     spec = tmp_path / "s.yaml"
-    spec.write_text(f"script: prune_unstructured\nconfig: {ROOT / 'cfgs' / 'quickstart.yaml'}\n"
-                    "grid:\n  unstructured.sparsity: [0.5]\nmetric: finetuned_top\ncost: nonzero_macs\n")
+    spec.write_text(
+        f"script: prune_unstructured\nconfig: {ROOT / 'cfgs' / 'quickstart.yaml'}\n"
+        "grid:\n  unstructured.sparsity: [0.5]\nmetric: finetuned_top\ncost: nonzero_macs\n"
+    )
     # the point counts as finished only with the sweep's own record of what it ran from
     from tools.workflows.sweep import point_fingerprint, read_sweep, record_point
 
     sweep = read_sweep(spec)
     command = sweep_workflow.point_command(sweep, {"unstructured.sparsity": 0.5}, root / "sparsity0.5", [])
     record_point(root / "sparsity0.5", point_fingerprint(sweep, command))
-    one_line_exit_2(sweep_script.main, ["--sweep", str(spec), "--save-dir", str(root)], capsys,
-                    r"sweep metric 'finetuned_top' is not a number in .*metrics.yaml; did you mean 'finetuned_top1'\?")
+    one_line_exit_2(
+        sweep_script.main,
+        ["--sweep", str(spec), "--save-dir", str(root)],
+        capsys,
+        r"sweep metric 'finetuned_top' is not a number in .*metrics.yaml; did you mean 'finetuned_top1'\?",
+    )
     assert not (root / "sweep.csv").exists()
     spec.write_text(spec.read_text() + "grid:\n  finetune.epochs: [1]\n")
     one_line_exit_2(sweep_script.main, ["--sweep", str(spec)], capsys, r"duplicate key 'grid' in .*s.yaml at line 7")
@@ -162,8 +180,9 @@ def test_bad_pruning_and_export_flags_are_one_line_errors(tiny_checkpoint, tmp_p
         (train_script.main, TINY[:2] + ["--lr", "-0.1"], r"train.lr must be > 0, got -0.1"),
     ]:
         save = tmp_path / "out"
-        one_line_exit_2(main, (argv if main is train_script.main else ck + argv) + ["--save-dir", str(save)],
-                        capsys, pattern)
+        one_line_exit_2(
+            main, (argv if main is train_script.main else ck + argv) + ["--save-dir", str(save)], capsys, pattern
+        )
         assert not save.exists(), argv
 
 
@@ -174,8 +193,12 @@ def test_disk_full_and_permission_denied_are_one_line_naming_the_path(tmp_path, 
 
     monkeypatch.setattr(tools.core.io.os, "fsync", disk_full)
     run_dir = tmp_path / "full"
-    one_line_exit_2(train_script.main, TINY + ["--save-dir", str(run_dir)], capsys,
-                    rf"cannot use {re.escape(str(run_dir))}/\S+: No space left on device \[ENOSPC\]; free disk space")
+    one_line_exit_2(
+        train_script.main,
+        TINY + ["--save-dir", str(run_dir)],
+        capsys,
+        rf"cannot use {re.escape(str(run_dir))}/\S+: No space left on device \[ENOSPC\]; free disk space",
+    )
     assert not list(run_dir.glob(".*.tmp")), "no temp file left behind"
     monkeypatch.undo()
 
@@ -183,8 +206,12 @@ def test_disk_full_and_permission_denied_are_one_line_naming_the_path(tmp_path, 
         raise PermissionError(errno.EACCES, "Permission denied")
 
     monkeypatch.setattr(tools.core.io.tempfile, "mkstemp", denied)
-    one_line_exit_2(train_script.main, TINY + ["--save-dir", str(tmp_path / "ro")], capsys,
-                    r"cannot use .*ro/config.yaml: Permission denied \[EACCES\]; check the permissions")
+    one_line_exit_2(
+        train_script.main,
+        TINY + ["--save-dir", str(tmp_path / "ro")],
+        capsys,
+        r"cannot use .*ro/config.yaml: Permission denied \[EACCES\]; check the permissions",
+    )
 
 
 def test_corrupt_jpeg_on_the_dataloader_path_is_one_line(tmp_path):
@@ -196,8 +223,11 @@ def test_corrupt_jpeg_on_the_dataloader_path_is_one_line(tmp_path):
     bad = tmp_path / "train" / "dog" / "broken.jpg"
     bad.write_bytes(b"\xff\xd8 not really a jpeg")
     with pytest.raises(UserError) as exc:  # at the statistics' sample (data.normalize=dataset) or at the batch
-        data = build_data(DataConfig(name="imagefolder", root=str(tmp_path), image_size=16, fast_path=False,
-                                     batch_size=8, num_workers=1))
+        data = build_data(
+            DataConfig(
+                name="imagefolder", root=str(tmp_path), image_size=16, fast_path=False, batch_size=8, num_workers=1
+            )
+        )
         list(data.train)
     message = str(exc.value)
     assert "\n" not in message and message.startswith(f"cannot read image {bad}"), message
@@ -213,13 +243,24 @@ def trained(tmp_path_factory) -> Path:
 
 def test_resume_of_another_architecture_writes_nothing(trained, capsys):
     before = {p.name: p.read_bytes() for p in trained.iterdir() if p.is_file()}
-    one_line_exit_2(train_script.main, ["--resume", str(trained / "last.pth"), "--model", "resnet32"], capsys,
-                    r"last.pth does not match model resnet32")
-    one_line_exit_2(train_script.main, ["--resume", str(trained / "last.pth"), "--epochs", "1"], capsys,
-                    r"last.pth has already trained 2 epochs; resume with epochs >= 2 \(got 1\)")
-    one_line_exit_2(train_script.main, ["--resume", str(trained / "last.pth"), "--epochs", "3",
-                                        "--set", "train.scheduler=onecycle"], capsys,
-                    r"was trained with scheduler cosine, this resume has onecycle")
+    one_line_exit_2(
+        train_script.main,
+        ["--resume", str(trained / "last.pth"), "--model", "resnet32"],
+        capsys,
+        r"last.pth does not match model resnet32",
+    )
+    one_line_exit_2(
+        train_script.main,
+        ["--resume", str(trained / "last.pth"), "--epochs", "1"],
+        capsys,
+        r"last.pth has already trained 2 epochs; resume with epochs >= 2 \(got 1\)",
+    )
+    one_line_exit_2(
+        train_script.main,
+        ["--resume", str(trained / "last.pth"), "--epochs", "3", "--set", "train.scheduler=onecycle"],
+        capsys,
+        r"was trained with scheduler cosine, this resume has onecycle",
+    )
     assert {p.name: p.read_bytes() for p in trained.iterdir() if p.is_file()} == before
 
 
@@ -230,9 +271,14 @@ def test_resume_with_more_epochs_follows_the_longer_schedule(tmp_path, scheduler
     train_script.main(["--resume", str(tmp_path / "short" / "last.pth"), "--epochs", "3"])
     train_script.main(TINY + sets + ["--epochs", "3", "--save-dir", str(tmp_path / "long")])
     extended, straight = (yaml.safe_load((tmp_path / r / "config.yaml").read_text()) for r in ("short", "long"))
-    assert extended["train"]["epochs"] == 3 and torch.load(tmp_path / "short" / "last.pth", weights_only=False)["epoch"] == 3
-    lrs = [[float(line.split(",")[1]) for line in (tmp_path / r / "log.csv").read_text().splitlines()[1:]]
-           for r in ("short", "long")]
+    assert (
+        extended["train"]["epochs"] == 3
+        and torch.load(tmp_path / "short" / "last.pth", weights_only=False)["epoch"] == 3
+    )
+    lrs = [
+        [float(line.split(",")[1]) for line in (tmp_path / r / "log.csv").read_text().splitlines()[1:]]
+        for r in ("short", "long")
+    ]
     # The third epoch runs on the 3-epoch schedule at the same step as an uninterrupted 3-epoch run.
     assert lrs[0][2] == pytest.approx(lrs[1][2], rel=1e-9), lrs
 
@@ -255,12 +301,16 @@ def test_sigterm_prints_one_line_and_leaves_the_run_resumable(tmp_path, monkeypa
     assert yaml.safe_load((run_dir / "metrics.yaml").read_text())["epochs"] == 2
 
 
-@pytest.mark.parametrize("script, args", [
-    (unstructured_script, ["--method", "l1", "--sparsity", "0.5"]),
-    (structured_script, ["--method", "l2", "--sparsity", "0.3", "--set", "finetune.kd.alpha=0.5"]),
-])
-def test_killed_prune_runs_resume_their_fine_tuning_exactly(tiny_checkpoint, tmp_path, monkeypatch, script, args,
-                                                            capsys):
+@pytest.mark.parametrize(
+    "script, args",
+    [
+        (unstructured_script, ["--method", "l1", "--sparsity", "0.5"]),
+        (structured_script, ["--method", "l2", "--sparsity", "0.3", "--set", "finetune.kd.alpha=0.5"]),
+    ],
+)
+def test_killed_prune_runs_resume_their_fine_tuning_exactly(
+    tiny_checkpoint, tmp_path, monkeypatch, script, args, capsys
+):
     argv = ["--checkpoint", str(tiny_checkpoint), *args, "--epochs", "2", "--set", "train.deterministic=true"]
     script.main(argv + ["--save-dir", str(tmp_path / "straight")])
     monkeypatch.setattr(tools.training.fit, "_format_row", at_epoch(2, terminate))
@@ -269,7 +319,9 @@ def test_killed_prune_runs_resume_their_fine_tuning_exactly(tiny_checkpoint, tmp
     monkeypatch.undo()
     last = torch.load(tmp_path / "killed" / "last.pth", weights_only=False)
     assert last["epoch"] == 1 and not (tmp_path / "killed" / "metrics.yaml").exists()
-    run_cli(script.main, argv + ["--save-dir", str(tmp_path / "killed"), "--resume", str(tmp_path / "killed" / "last.pth")])
+    run_cli(
+        script.main, argv + ["--save-dir", str(tmp_path / "killed"), "--resume", str(tmp_path / "killed" / "last.pth")]
+    )
     assert "pruning is not redone" in capsys.readouterr().out
 
     def weights(run: str) -> dict:
@@ -281,8 +333,12 @@ def test_killed_prune_runs_resume_their_fine_tuning_exactly(tiny_checkpoint, tmp
     figures = [yaml.safe_load((tmp_path / r / "metrics.yaml").read_text()) for r in ("straight", "killed")]
     for key in ("baseline_top1", "pruned_top1", "accuracy_drop"):
         assert figures[0][key] == figures[1][key], key
-    one_line_exit_2(script.main, ["--resume", str(tmp_path / "killed" / "last.pth"), "--sparsity", "0.4"], capsys,
-                    r"was pruned as .*, these settings make")
+    one_line_exit_2(
+        script.main,
+        ["--resume", str(tmp_path / "killed" / "last.pth"), "--sparsity", "0.4"],
+        capsys,
+        r"was pruned as .*, these settings make",
+    )
 
 
 # ----------------------------------------------------------------------------- property-based
@@ -292,12 +348,20 @@ DEFAULTS = {k: eval("cfg." + k, {"cfg": Config()}) for k in LEAVES}  # noqa: S30
 TEXT = st.text(st.characters(max_codepoint=0xFFFF), max_size=8)  # JSON escapes of astral characters are not YAML
 VALUES = st.one_of(
     st.sampled_from([0, -1, 1, 0.5, 1.0, -0.5, 4, 10**9, 1e-12]),  # around the usual bounds
-    st.integers(min_value=-10**20, max_value=10**20), st.floats(), st.booleans(), st.none(),
-    TEXT, st.lists(st.one_of(st.integers(-5, 10**6), st.floats(), TEXT), max_size=3),
+    st.integers(min_value=-(10**20), max_value=10**20),
+    st.floats(),
+    st.booleans(),
+    st.none(),
+    TEXT,
+    st.lists(st.one_of(st.integers(-5, 10**6), st.floats(), TEXT), max_size=3),
     st.dictionaries(TEXT, st.one_of(st.integers(), st.floats()), max_size=2),
 )
-KEY = st.one_of(st.sampled_from(LEAVES), st.sampled_from(KEYS).map(lambda k: k + "x"),
-                st.sampled_from(KEYS).map(lambda k: k.rsplit(".", 1)[0] + "._"), TEXT.filter(bool))
+KEY = st.one_of(
+    st.sampled_from(LEAVES),
+    st.sampled_from(KEYS).map(lambda k: k + "x"),
+    st.sampled_from(KEYS).map(lambda k: k.rsplit(".", 1)[0] + "._"),
+    TEXT.filter(bool),
+)
 # A known key with its default (the rest of the file stays valid, so one bad value is what decides)
 # or any key with any value.
 ENTRY = st.one_of(st.sampled_from(LEAVES).map(lambda k: (k, DEFAULTS[k])), st.tuples(KEY, VALUES))
@@ -348,8 +412,12 @@ FLAGS = {
     structured_script: ["--method", "--granularity", "--sparsity", "--target-macs-reduction", "--epochs"],
     export_script: ["--opset", "--tolerance", "--format"],
 }
-FLAG_VALUE = st.one_of(st.integers(-10**12, 10**12).map(str), st.floats().map(str), st.text(max_size=6),
-                       st.sampled_from(["2:4", "4:4", "0:4", "nm", "global", "l1", "0.5", "1", "0", "-1"]))
+FLAG_VALUE = st.one_of(
+    st.integers(-(10**12), 10**12).map(str),
+    st.floats().map(str),
+    st.text(max_size=6),
+    st.sampled_from(["2:4", "4:4", "0:4", "nm", "global", "l1", "0.5", "1", "0", "-1"]),
+)
 
 
 @pytest.fixture(scope="module")
@@ -366,8 +434,11 @@ def fake_checkpoint(tmp_path_factory) -> Path:
 def test_random_script_arguments_exit_0_or_2_without_a_traceback(fake_checkpoint, script, data):
     flags = data.draw(st.lists(st.tuples(st.sampled_from(FLAGS[script]), FLAG_VALUE), max_size=3))
     sets = data.draw(st.lists(ENTRY, max_size=2))
-    argv = (["--config", str(ROOT / "cfgs" / "quickstart.yaml")] if script is train_script
-            else ["--checkpoint", str(fake_checkpoint)])
+    argv = (
+        ["--config", str(ROOT / "cfgs" / "quickstart.yaml")]
+        if script is train_script
+        else ["--checkpoint", str(fake_checkpoint)]
+    )
     argv += [a for flag, value in flags for a in (flag, value)] + ["--set", "train.device=cpu"]
     argv += [f"{k}={json.dumps(v)}" for k, v in sets]
 

@@ -20,9 +20,9 @@ import scripts.profile as profile_script
 import scripts.prune_structured as structured_script
 import scripts.prune_unstructured as unstructured_script
 import scripts.sweep as sweep_script
-import tools.workflows.sweep as sweep_workflow
 import scripts.train as train_script
 import tools.workflows.pipeline
+import tools.workflows.sweep as sweep_workflow
 from tools.core.errors import run_cli
 
 FAST = ["--set", "train.device=cpu", "data.num_workers=0"]
@@ -50,19 +50,38 @@ class FakeScripts:
             self.calls.append(name)
             if name == self.kill_at:
                 raise KeyboardInterrupt
-            out = argv[argv.index("--save-dir") + 1] if "--save-dir" in argv else os.path.dirname(argv[argv.index("--save-results") + 1])
+            out = (
+                argv[argv.index("--save-dir") + 1]
+                if "--save-dir" in argv
+                else os.path.dirname(argv[argv.index("--save-results") + 1])
+            )
             os.makedirs(out, exist_ok=True)
             baseline = os.path.join(os.path.dirname(out), "train", "best_model.pth")
             if name == "train":
                 self.trainings += 1
                 open(baseline, "w").write(f"weights of training {self.trainings}: {argv}")
             token = open(baseline).read()
-            result = {"train": "metrics.yaml", "eval": "eval_metrics.yaml", "export_onnx": "export.yaml",
-                      "quantize": "quantize.yaml", "profile": "profile.yaml"}.get(name, "metrics.yaml")
+            result = {
+                "train": "metrics.yaml",
+                "eval": "eval_metrics.yaml",
+                "export_onnx": "export.yaml",
+                "quantize": "quantize.yaml",
+                "profile": "profile.yaml",
+            }.get(name, "metrics.yaml")
             if name.startswith("prune_"):
                 open(os.path.join(out, "pruned_model.pth"), "w").write(token)
-            yaml.safe_dump({"from": token, "method": "l2", "accuracy_drop": 1.0, "flops_reduction_pct": 50.0,
-                            "goal": {}, "goal_met": True}, open(os.path.join(out, result), "w"))
+            yaml.safe_dump(
+                {
+                    "from": token,
+                    "method": "l2",
+                    "accuracy_drop": 1.0,
+                    "flops_reduction_pct": 50.0,
+                    "goal": {},
+                    "goal_met": True,
+                },
+                open(os.path.join(out, result), "w"),
+            )
+
         return run
 
 
@@ -70,7 +89,10 @@ class FakeScripts:
 def fake_pipeline(monkeypatch, tmp_path):
     fake = FakeScripts()
     monkeypatch.setattr(tools.workflows.pipeline, "_script", fake.script)
-    monkeypatch.setattr("tools.reports.report.write_report", lambda runs, out: (out / "report.md").write_text("report") and out / "report.md")
+    monkeypatch.setattr(
+        "tools.reports.report.write_report",
+        lambda runs, out: (out / "report.md").write_text("report") and out / "report.md",
+    )
     argv = ["--config", str(ROOT / "cfgs" / "quickstart.yaml"), "--save-dir", str(tmp_path / "p")]
     return fake, argv, tmp_path / "p"
 
@@ -83,13 +105,28 @@ def test_pipeline_reruns_every_step_after_a_config_change(fake_pipeline, capsys)
     pipeline_script.main(argv)
     assert fake.calls == [] and capsys.readouterr().out.count("skipped") == 10
     pipeline_script.main(argv + ["--set", "train.epochs=4"])
-    assert fake.calls == ["train", "eval", "prune_unstructured", "prune_structured", "export_onnx", "quantize",
-                          "quantize", "profile", "prune_structured"]
+    assert fake.calls == [
+        "train",
+        "eval",
+        "prune_unstructured",
+        "prune_structured",
+        "export_onnx",
+        "quantize",
+        "quantize",
+        "profile",
+        "prune_structured",
+    ]
     assert "(again: config changed)" in capsys.readouterr().out
     fake.calls.clear()
     pipeline_script.main(argv + ["--set", "train.epochs=4", "structured.target_macs_reduction=0.3"])
-    assert fake.calls == ["prune_structured", "export_onnx", "quantize", "quantize", "profile",
-                          "prune_structured"]  # the baseline and earlier steps stand
+    assert fake.calls == [
+        "prune_structured",
+        "export_onnx",
+        "quantize",
+        "quantize",
+        "profile",
+        "prune_structured",
+    ]  # the baseline and earlier steps stand
 
 
 def test_killed_force_run_then_plain_rerun_reads_no_stale_figures(fake_pipeline):
@@ -101,8 +138,15 @@ def test_killed_force_run_then_plain_rerun_reads_no_stale_figures(fake_pipeline)
     fake.kill_at = None
     fake.calls.clear()
     pipeline_script.main(argv)  # must redo every step after the retrained baseline
-    assert fake.calls == ["prune_unstructured", "prune_structured", "export_onnx", "quantize", "quantize", "profile",
-                          "prune_structured"]
+    assert fake.calls == [
+        "prune_unstructured",
+        "prune_structured",
+        "export_onnx",
+        "quantize",
+        "quantize",
+        "profile",
+        "prune_structured",
+    ]
     baseline = (run_dir / "train" / "best_model.pth").read_text()
     for rel in ("eval/eval_metrics.yaml", "unstructured/metrics.yaml", "structured/metrics.yaml"):
         assert yaml.safe_load((run_dir / rel).read_text())["from"] == baseline, rel
@@ -133,7 +177,9 @@ def test_sweep_reruns_points_when_the_base_config_changes(tmp_path, monkeypatch,
         return run_dir, 0
 
     monkeypatch.setattr(sweep_workflow, "run_point", fake_point)
-    monkeypatch.setattr(sweep_workflow, "plot_pareto", lambda *args, **kwargs: None)  # matplotlib: seconds, not tested here
+    monkeypatch.setattr(
+        sweep_workflow, "plot_pareto", lambda *args, **kwargs: None
+    )  # matplotlib: seconds, not tested here
     argv = ["--sweep", str(sweep), "--save-dir", str(tmp_path / "out")]
     sweep_script.main(argv)
     sweep_script.main(argv)
@@ -156,14 +202,18 @@ def test_benchmark_row_is_stale_when_its_recipe_or_baseline_changes(tmp_path):
         b = discover(bench)[name]
         (results / name).mkdir(parents=True)
         (results / name / "metrics.yaml").write_text("top1: 1\n")
-        (results / name / BENCHMARK_RECORD).write_text(yaml.safe_dump({"finished_at": "t0", "fingerprint": b.fingerprint(results)}))
+        (results / name / BENCHMARK_RECORD).write_text(
+            yaml.safe_dump({"finished_at": "t0", "fingerprint": b.fingerprint(results)})
+        )
     assert all(b.state(results) == "done" for b in discover(bench).values())
     (bench / "base.yaml").write_text("bench: {script: train, table: t, targets: {max_drop: 1}}\ntrain: {epochs: 1}\n")
     assert discover(bench)["base"].state(results) == "done"  # a target is how the doc reads the row, not the run
     (bench / "base.yaml").write_text("bench: {script: train, table: t}\ntrain: {epochs: 2}\n")
     assert discover(bench)["base"].state(results) == "stale" and not discover(bench)["base"].done(results)
     record = yaml.safe_load((results / "base" / BENCHMARK_RECORD).read_text())
-    (results / "base" / BENCHMARK_RECORD).write_text(yaml.safe_dump(record | {"finished_at": "t1"}))  # the baseline ran again
+    (results / "base" / BENCHMARK_RECORD).write_text(
+        yaml.safe_dump(record | {"finished_at": "t1"})
+    )  # the baseline ran again
     assert discover(bench)["pruned"].stale_reason(results) == "config changed"
 
 
@@ -171,12 +221,14 @@ def test_benchmark_row_is_stale_when_its_recipe_or_baseline_changes(tmp_path):
 def hold_lock(folder, command: str) -> subprocess.Popen:
     """Another process holding `folder` as tools.core.run_folder documents it (as a running train would):
     <folder>/.lock created with O_EXCL, naming PID, host and command, flock held while it runs."""
-    code = ("import fcntl, os, socket, sys, time\n"
-            f"os.makedirs({str(folder)!r}, exist_ok=True)\n"
-            f"fd = os.open(os.path.join({str(folder)!r}, '.lock'), os.O_CREAT | os.O_EXCL | os.O_RDWR)\n"
-            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-            f"os.write(fd, f'pid: {{os.getpid()}}\\nhost: {{socket.gethostname()}}\\ncommand: {command}\\n'.encode())\n"
-            "print('held', flush=True)\ntime.sleep(60)\n")
+    code = (
+        "import fcntl, os, socket, sys, time\n"
+        f"os.makedirs({str(folder)!r}, exist_ok=True)\n"
+        f"fd = os.open(os.path.join({str(folder)!r}, '.lock'), os.O_CREAT | os.O_EXCL | os.O_RDWR)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        f"os.write(fd, f'pid: {{os.getpid()}}\\nhost: {{socket.gethostname()}}\\ncommand: {command}\\n'.encode())\n"
+        "print('held', flush=True)\ntime.sleep(60)\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
     return proc
@@ -230,17 +282,36 @@ def test_run_lock_is_reusable_on_any_folder(tmp_path):
 # ----------------------------------------------------------------------------- half-made folders
 def test_unreachable_macs_target_leaves_a_failed_record_not_a_run(tiny_checkpoint, tmp_path, capsys):
     run_dir = tmp_path / "s"
-    code, err = exit_code_and_error(structured_script.main, ["--checkpoint", str(tiny_checkpoint), "--save-dir", str(run_dir),
-                                                             "--target-macs-reduction", "0.999", "--epochs", "0", *FAST], capsys)
+    code, err = exit_code_and_error(
+        structured_script.main,
+        [
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--save-dir",
+            str(run_dir),
+            "--target-macs-reduction",
+            "0.999",
+            "--epochs",
+            "0",
+            *FAST,
+        ],
+        capsys,
+    )
     assert code == 2 and "target" in err
     assert sorted(p.name for p in run_dir.iterdir()) == ["FAILED"]
     failed = yaml.safe_load((run_dir / "FAILED").read_text())
-    assert failed["error"] == err.removeprefix("error: ") and failed["config"]["structured"]["target_macs_reduction"] == 0.999
+    assert (
+        failed["error"] == err.removeprefix("error: ")
+        and failed["config"]["structured"]["target_macs_reduction"] == 0.999
+    )
 
 
 def test_bad_opset_fails_before_any_folder(tiny_checkpoint, tmp_path, capsys):
-    code, err = exit_code_and_error(export_script.main, ["--checkpoint", str(tiny_checkpoint), "--opset", "3",
-                                                         "--save-dir", str(tmp_path / "e")], capsys)
+    code, err = exit_code_and_error(
+        export_script.main,
+        ["--checkpoint", str(tiny_checkpoint), "--opset", "3", "--save-dir", str(tmp_path / "e")],
+        capsys,
+    )
     assert code == 2 and "opset 3" in err and not (tmp_path / "e").exists()
 
 
@@ -252,7 +323,9 @@ def test_profile_honours_save_dir_and_never_overwrites(tiny_checkpoint, tmp_path
     written = (tmp_path / "mine" / "profile.yaml").read_bytes()
     assert not (tmp_path / "results").exists()
     code, err = exit_code_and_error(profile_script.main, argv + ["--save-dir", "mine"], capsys)
-    assert code == 2 and "already holds a profile" in err and (tmp_path / "mine" / "profile.yaml").read_bytes() == written
+    assert (
+        code == 2 and "already holds a profile" in err and (tmp_path / "mine" / "profile.yaml").read_bytes() == written
+    )
     profile_script.main(argv)
     profile_script.main(argv)
     assert sorted(p.name for p in (tmp_path / "results" / "profile").iterdir()) == ["dense", "dense_2"]
@@ -263,9 +336,25 @@ def test_repruning_is_judged_against_the_original_baseline(tiny_checkpoint, tmp_
     from tools.core.fingerprint import file_sha256
 
     def prune(checkpoint, name, *extra):
-        structured_script.main(["--checkpoint", str(checkpoint), "--save-dir", str(tmp_path / name), "--method", "l1",
-                                "--pruning-ratio", "0.3", "--epochs", "0", *FAST, "structured.goal.min_flops_reduction_pct=65",
-                                "structured.goal.max_accuracy_drop=100", "structured.round_to=8", *extra])
+        structured_script.main(
+            [
+                "--checkpoint",
+                str(checkpoint),
+                "--save-dir",
+                str(tmp_path / name),
+                "--method",
+                "l1",
+                "--pruning-ratio",
+                "0.3",
+                "--epochs",
+                "0",
+                *FAST,
+                "structured.goal.min_flops_reduction_pct=65",
+                "structured.goal.max_accuracy_drop=100",
+                "structured.round_to=8",
+                *extra,
+            ]
+        )
         return yaml.safe_load((tmp_path / name / "metrics.yaml").read_text())
 
     first = prune(tiny_checkpoint, "p1")
@@ -273,7 +362,10 @@ def test_repruning_is_judged_against_the_original_baseline(tiny_checkpoint, tmp_
     capsys.readouterr()
     second = prune(tmp_path / "p1" / "pruned_model.pth", "p2")
     out = capsys.readouterr().out
-    assert [e["checkpoint"] for e in second["lineage"]] == [str(tiny_checkpoint), str(tmp_path / "p1" / "pruned_model.pth")]
+    assert [e["checkpoint"] for e in second["lineage"]] == [
+        str(tiny_checkpoint),
+        str(tmp_path / "p1" / "pruned_model.pth"),
+    ]
     assert second["lineage"][0]["sha256"] == file_sha256(tiny_checkpoint)
     original = second["vs_original"]
     assert original["baseline_top1"] == first["baseline_top1"] and original["checkpoint"] == str(tiny_checkpoint)
@@ -286,13 +378,29 @@ def test_repruning_is_judged_against_the_original_baseline(tiny_checkpoint, tmp_
 
 def test_unstructured_repruning_reports_against_the_original(tiny_checkpoint, tmp_path, capsys):
     def prune(checkpoint, name, sparsity):
-        unstructured_script.main(["--checkpoint", str(checkpoint), "--save-dir", str(tmp_path / name), "--method", "global",
-                                  "--sparsity", sparsity, "--epochs", "0", *FAST])
+        unstructured_script.main(
+            [
+                "--checkpoint",
+                str(checkpoint),
+                "--save-dir",
+                str(tmp_path / name),
+                "--method",
+                "global",
+                "--sparsity",
+                sparsity,
+                "--epochs",
+                "0",
+                *FAST,
+            ]
+        )
         return yaml.safe_load((tmp_path / name / "metrics.yaml").read_text())
 
     first = prune(tiny_checkpoint, "u1", "0.5")
     second = prune(tmp_path / "u1" / "pruned_model.pth", "u2", "0.8")
-    assert [e["checkpoint"] for e in second["lineage"]] == [str(tiny_checkpoint), str(tmp_path / "u1" / "pruned_model.pth")]
+    assert [e["checkpoint"] for e in second["lineage"]] == [
+        str(tiny_checkpoint),
+        str(tmp_path / "u1" / "pruned_model.pth"),
+    ]
     assert second["vs_original"]["baseline_top1"] == first["baseline_top1"]
     assert second["vs_original"]["macs_reduction_pct"] > 0
     assert "vs the original baseline" in capsys.readouterr().out

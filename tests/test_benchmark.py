@@ -12,7 +12,7 @@ from tools.workflows.bench_recipe import check_targets, discover, plan
 from tools.workflows.bench_runner import script_argv
 
 TRAIN = f"""# A one-epoch resnet20 on tiny synthetic data.
-base: {ROOT / 'cfgs' / 'quickstart.yaml'}
+base: {ROOT / "cfgs" / "quickstart.yaml"}
 bench: {{script: train, table: baselines}}
 data: {{synthetic: {{train_size: 96, test_size: 48, resolution: 16, num_classes: 4}}}}
 train: {{epochs: 1, device: cpu, num_threads: 1}}
@@ -48,11 +48,19 @@ def write_bench(folder, **files):
 def tiny_bench(tmp_path_factory):
     """tiny_train -> tiny_prune run through the runner, plus a GPU row that stays pending."""
     root = tmp_path_factory.mktemp("bench")
-    bench = write_bench(root / "cfgs", tiny_train=TRAIN, tiny_prune=PRUNE, tiny_latency=LATENCY, tiny_loader=LOADER,
-                        tiny_gpu=TRAIN.replace("table: baselines", "table: baselines, device: cuda"),
-                        shared_base="finetune: {epochs: 2}\n")  # no bench section: a base, not a row
+    bench = write_bench(
+        root / "cfgs",
+        tiny_train=TRAIN,
+        tiny_prune=PRUNE,
+        tiny_latency=LATENCY,
+        tiny_loader=LOADER,
+        tiny_gpu=TRAIN.replace("table: baselines", "table: baselines, device: cuda"),
+        shared_base="finetune: {epochs: 2}\n",
+    )  # no bench section: a base, not a row
     doc = root / "benchmarks.md"
-    doc.write_text(f"# Benchmarks\n\nProse kept.\n\n{marker('pruning')[0]}\nold rows\n{marker('pruning')[1]}\n\nMore prose.\n")
+    doc.write_text(
+        f"# Benchmarks\n\nProse kept.\n\n{marker('pruning')[0]}\nold rows\n{marker('pruning')[1]}\n\nMore prose.\n"
+    )
     argv = ["--bench-dir", str(bench), "--results", str(root / "results"), "--doc", str(doc)]
     benchmark_script.main(["--run", "tiny_prune", "tiny_latency", "tiny_loader"] + argv)
     return root, argv
@@ -83,7 +91,6 @@ def test_run_writes_results_record_and_doc(tiny_bench):
     # a table without a block is appended under its own heading; the GPU row is pending there
     baselines = doc.split("## baselines")[1]
     assert "| tiny_train |" in baselines and "| tiny_gpu |" in baselines and "pending: needs a CUDA GPU" in baselines
-
 
 
 def test_latency_and_loader_rows(tiny_bench):
@@ -139,15 +146,21 @@ def test_interrupted_train_row_resumes_from_last(tmp_path):
     assert argv[-2:] == ["--resume", str(results / "tiny_train" / "last.pth")]
 
 
-@pytest.mark.parametrize("files, message", [
-    ({"a": "bench: {script: distill, table: t}\n"}, "bench.script 'distill' is not one of"),
-    ({"a": "bench: {script: prune_structured, table: t, needs: [nope]}\n"}, "needs names 'nope'"),
-    ({"a": "bench: {script: train, table: t, targets: {max_dorp: 1.0}}\n"}, "targets.max_dorp is not a known target"),
-    ({"a": "bench: {script: train}\n"}, "bench.table is empty"),
-    ({"a": "bench: {script: train, table: t, device: tpu}\n"}, "must be cpu or cuda"),
-    ({"a": "bench: {script: prune_structured, table: t}\n"}, "needs has 0 entries; prune_structured takes 1"),
-    ({"a": "bench: {script: train, table: t, scrpit: x}\n"}, "scrpit"),
-])
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        ({"a": "bench: {script: distill, table: t}\n"}, "bench.script 'distill' is not one of"),
+        ({"a": "bench: {script: prune_structured, table: t, needs: [nope]}\n"}, "needs names 'nope'"),
+        (
+            {"a": "bench: {script: train, table: t, targets: {max_dorp: 1.0}}\n"},
+            "targets.max_dorp is not a known target",
+        ),
+        ({"a": "bench: {script: train}\n"}, "bench.table is empty"),
+        ({"a": "bench: {script: train, table: t, device: tpu}\n"}, "must be cpu or cuda"),
+        ({"a": "bench: {script: prune_structured, table: t}\n"}, "needs has 0 entries; prune_structured takes 1"),
+        ({"a": "bench: {script: train, table: t, scrpit: x}\n"}, "scrpit"),
+    ],
+)
 def test_bad_benchmark_files_name_the_key(tmp_path, files, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace("[", r"\[")):
         discover(write_bench(tmp_path, **files))
@@ -155,7 +168,9 @@ def test_bad_benchmark_files_name_the_key(tmp_path, files, message):
 
 def test_dependency_cycle_and_unknown_name(tmp_path):
     row = "bench: {{script: prune_structured, table: t, needs: [{}]}}\n"
-    benchmarks = discover(write_bench(tmp_path, a=row.format("b"), b=row.format("a").replace("prune_structured", "prune_unstructured")))
+    benchmarks = discover(
+        write_bench(tmp_path, a=row.format("b"), b=row.format("a").replace("prune_structured", "prune_unstructured"))
+    )
     with pytest.raises(UserError, match="cycle: a -> b -> a"):
         plan(benchmarks, ["a"])
     with pytest.raises(UserError, match="unknown benchmark 'c'"):
@@ -171,8 +186,16 @@ def test_check_targets():
 
 
 def test_finetune_epochs_count_every_training_epoch():
-    cfg = config_to_dict(load_config(overrides=["finetune.epochs=6", "structured.iterative_steps=3",
-                                                "structured.step_epochs=2", "unstructured.num_iterations=4"]))
+    cfg = config_to_dict(
+        load_config(
+            overrides=[
+                "finetune.epochs=6",
+                "structured.iterative_steps=3",
+                "structured.step_epochs=2",
+                "unstructured.num_iterations=4",
+            ]
+        )
+    )
     assert finetune_epochs(cfg, "prune_structured") == 10
     assert finetune_epochs(cfg, "prune_unstructured") == 6  # not iterative
     cfg["unstructured"]["iterative"] = True
@@ -197,8 +220,11 @@ def test_project_benchmarks_are_valid_and_have_doc_blocks():
 
 
 def test_semi_structured_text():
-    timed = {"device": "cuda:0", "layers": [{"layer": "fc1", "eligible": True, "reason": "ok"}],
-             "timings": [{"layer": "fc1", "batch_size": 256, "speedup": 1.234}]}
+    timed = {
+        "device": "cuda:0",
+        "layers": [{"layer": "fc1", "eligible": True, "reason": "ok"}],
+        "timings": [{"layer": "fc1", "batch_size": 256, "speedup": 1.234}],
+    }
     assert semi_structured_text(timed) == "fc1 batch 256: 1.23x"
     none = {"device": "cpu", "timings": [], "layers": [{"layer": "fc", "eligible": False, "reason": "weight 10x64"}]}
     assert semi_structured_text(none) == "no eligible layer: fc weight 10x64"
@@ -208,10 +234,18 @@ def test_semi_structured_text():
 def test_latency_column_names_the_allocation_of_a_search():
     from tools.workflows.bench_doc import latency_text
 
-    timed = {"measured_reduction_pct": 45.5, "spread_pts": 1.5, "backend": "onnxruntime", "batch_size": 64, "threads": 1}
+    timed = {
+        "measured_reduction_pct": 45.5,
+        "spread_pts": 1.5,
+        "backend": "onnxruntime",
+        "batch_size": 64,
+        "threads": 1,
+    }
     searched = {**timed, "predicted_reduction_pct": 52.8, "allocation": "importance"}
-    assert latency_text({"latency": searched}) == \
-        "52.8% / 45.5% (+-1.5) onnxruntime batch 64, 1 thread(s), allocation importance"
+    assert (
+        latency_text({"latency": searched})
+        == "52.8% / 45.5% (+-1.5) onnxruntime batch 64, 1 thread(s), allocation importance"
+    )
     older = {k: v for k, v in searched.items() if k != "allocation"}  # written before the option: per_ms
     assert latency_text({"latency": older}).endswith("allocation per_ms")
     report = {**timed, "predicted_reduction_pct": None}  # a MACs target timed alike: no search

@@ -36,9 +36,11 @@ def test_seeds_expand_into_one_run_each(seeded):
 
 def test_table_row_is_mean_and_std_of_the_run_folders(seeded):
     root, _ = seeded
-    drops = [yaml.safe_load((root / "results" / "tiny_seeded" / f"seed{s}" / "metrics.yaml").read_text())["accuracy_drop"]
-             for s in (3, 5)]
-    mean, std = sum(drops) / 2, abs(drops[0] - drops[1]) / 2 ** 0.5
+    drops = [
+        yaml.safe_load((root / "results" / "tiny_seeded" / f"seed{s}" / "metrics.yaml").read_text())["accuracy_drop"]
+        for s in (3, 5)
+    ]
+    mean, std = sum(drops) / 2, abs(drops[0] - drops[1]) / 2**0.5
     doc = (root / "benchmarks.md").read_text()
     assert f"{mean:+.2f} ± {std:.2f}" in doc and "n=2 (3, 5)" in doc
     run = read_row(discover(root / "cfgs")["tiny_seeded"], root / "results")
@@ -56,7 +58,9 @@ def test_partial_seeds_are_shown_as_partial(seeded, tmp_path):
     assert b.state(results) == "partial 1/2" and not b.done(results)
     doc = tmp_path / "doc.md"
     doc.write_text((root / "benchmarks.md").read_text())
-    benchmark_script.main(["--doc-only", "--bench-dir", str(root / "cfgs"), "--results", str(results), "--doc", str(doc)])
+    benchmark_script.main(
+        ["--doc-only", "--bench-dir", str(root / "cfgs"), "--results", str(results), "--doc", str(doc)]
+    )
     assert "partial, 1 of 2 seeds" in doc.read_text()
     assert script_argv(b, discover(root / "cfgs"), results, 5)[:4] == ["--config", str(b.path), "--set", "train.seed=5"]
 
@@ -94,7 +98,9 @@ def test_an_added_option_at_its_old_behaviour_stales_nothing_and_set_otherwise_d
 
     def recorded_before_the_key() -> dict:
         with monkeypatch.context() as m:
-            m.setattr(bench, "ADDED_KEYS", {k: v for k, v in bench.ADDED_KEYS.items() if k != "structured.latency.allocation"})
+            m.setattr(
+                bench, "ADDED_KEYS", {k: v for k, v in bench.ADDED_KEYS.items() if k != "structured.latency.allocation"}
+            )
             m.setattr(bench, "config_to_dict", without_the_key)
             return b.fingerprint(root / "results")
 
@@ -106,17 +112,21 @@ def test_an_added_option_at_its_old_behaviour_stales_nothing_and_set_otherwise_d
 
 
 def test_mean_and_spread_of_nested_results():
-    mean, spread = mean_and_spread([{"a": 1.0, "n": 4, "m": "x", "d": {"t": 2.0}},
-                                    {"a": 3.0, "n": 4, "m": "y", "d": {"t": 4.0}}])
+    mean, spread = mean_and_spread(
+        [{"a": 1.0, "n": 4, "m": "x", "d": {"t": 2.0}}, {"a": 3.0, "n": 4, "m": "y", "d": {"t": 4.0}}]
+    )
     assert mean == {"a": 2.0, "n": 4, "m": "x", "d": {"t": 3.0}}
-    assert spread["a"] == pytest.approx(2 ** 0.5) and spread["n"] == 0.0 and spread["d"]["t"] == pytest.approx(2 ** 0.5)
+    assert spread["a"] == pytest.approx(2**0.5) and spread["n"] == 0.0 and spread["d"]["t"] == pytest.approx(2**0.5)
 
 
 def test_targets_on_the_mean_say_when_inside_the_noise():
     targets = {"max_drop": 1.0}
     assert check_targets(targets, {"drop": 0.5}, {"drop": 0.1}) == "met"
     assert check_targets(targets, {"drop": 0.9}, {"drop": 0.3}) == "met, within noise (top-1 drop 0.90 pts, std 0.30)"
-    assert check_targets(targets, {"drop": 1.2}, {"drop": 0.3}) == "MISSED: top-1 drop 1.20 pts > 1 (within noise, std 0.30)"
+    assert (
+        check_targets(targets, {"drop": 1.2}, {"drop": 0.3})
+        == "MISSED: top-1 drop 1.20 pts > 1 (within noise, std 0.30)"
+    )
     assert check_targets(targets, {"drop": 1.2}, {"drop": 0.0}) == "MISSED: top-1 drop 1.20 pts > 1"
 
 
@@ -135,15 +145,34 @@ def test_a_second_runner_on_one_row_exits_2_naming_the_holder(seeded, tmp_path, 
 
     root, _ = seeded
     row = tmp_path / "results" / "tiny_seeded"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom tools.core.run_folder import RunLock\n"
-                               f"with RunLock({str(row)!r}, command='scripts.benchmark --run tiny_seeded'):\n"
-                               "    print('held', flush=True); time.sleep(60)"],
-                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom tools.core.run_folder import RunLock\n"
+            f"with RunLock({str(row)!r}, command='scripts.benchmark --run tiny_seeded'):\n"
+            "    print('held', flush=True); time.sleep(60)",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(SystemExit) as exc:
-            run_cli(benchmark_script.main, ["--run", "tiny_seeded", "--bench-dir", str(root / "cfgs"),
-                                            "--results", str(tmp_path / "results"), "--doc", str(tmp_path / "d.md")])
+            run_cli(
+                benchmark_script.main,
+                [
+                    "--run",
+                    "tiny_seeded",
+                    "--bench-dir",
+                    str(root / "cfgs"),
+                    "--results",
+                    str(tmp_path / "results"),
+                    "--doc",
+                    str(tmp_path / "d.md"),
+                ],
+            )
         err = capsys.readouterr().err
         assert exc.value.code == 2 and f"in use by PID {holder.pid}" in err and "--run tiny_seeded" in err
         assert not (row / "seed3").exists()  # nothing was started
@@ -157,24 +186,39 @@ def test_a_killed_prune_row_resumes_from_its_last_finished_epoch(seeded, tmp_pat
     import scripts.prune_structured as structured_script
 
     root, _ = seeded
-    bench = write_bench(tmp_path / "cfgs", tiny_train=TRAIN,
-                        tiny_two=PRUNE.replace("finetune: {epochs: 1}", "finetune: {epochs: 2}")
-                        .replace("table: pruning", "table: pruning\n  seeds: [0]"))
+    bench = write_bench(
+        tmp_path / "cfgs",
+        tiny_train=TRAIN,
+        tiny_two=PRUNE.replace("finetune: {epochs: 1}", "finetune: {epochs: 2}").replace(
+            "table: pruning", "table: pruning\n  seeds: [0]"
+        ),
+    )
     results = tmp_path / "results"
     import shutil
 
     shutil.copytree(root / "results" / "tiny_train", results / "tiny_train")
     run = results / "tiny_two" / "seed0"
-    structured_script.main(["--config", str(bench / "tiny_two.yaml"), "--checkpoint",
-                            str(results / "tiny_train" / "best_model.pth"), "--save-dir", str(run),
-                            "--set", "train.seed=0", "finetune.epochs=1"])
+    structured_script.main(
+        [
+            "--config",
+            str(bench / "tiny_two.yaml"),
+            "--checkpoint",
+            str(results / "tiny_train" / "best_model.pth"),
+            "--save-dir",
+            str(run),
+            "--set",
+            "train.seed=0",
+            "finetune.epochs=1",
+        ]
+    )
     for name in ("metrics.yaml", "COMPLETE"):  # what a kill during epoch 2 has not written yet
         (run / name).unlink()
     b = discover(bench)["tiny_two"]
     assert script_argv(b, discover(bench), results, 0)[-2:] == ["--resume", str(run / "last.pth")]
     capsys.readouterr()
-    benchmark_script.main(["--run", "tiny_two", "--bench-dir", str(bench), "--results", str(results),
-                           "--doc", str(tmp_path / "d.md")])
+    benchmark_script.main(
+        ["--run", "tiny_two", "--bench-dir", str(bench), "--results", str(results), "--doc", str(tmp_path / "d.md")]
+    )
     out = capsys.readouterr().out
     assert "resuming the final fine-tuning after epoch 1; pruning is not redone" in out
     assert yaml.safe_load((run / "metrics.yaml").read_text())["finetune"]["epochs"] == 2

@@ -14,7 +14,6 @@ from tools.modeling.registry import build_model
 OWN = "tests/assets/cifar_resnet.py:resnet"  # the README's own-model route: a factory in the user's config
 
 
-
 def as_old_pytorch_saved(state_dict: dict) -> OrderedDict:
     """`state_dict` as PyTorch < 0.4.1 wrote it: no BatchNorm num_batches_tracked, no format versions."""
     return OrderedDict((k, v) for k, v in state_dict.items() if not k.endswith("num_batches_tracked"))
@@ -35,12 +34,23 @@ def own_route(tmp_path, monkeypatch):
     weights = tmp_path / "resnet8-pretrained.th"
     torch.save({"state_dict": old, "best_prec1": 91.7}, weights)
     config = tmp_path / "my_resnet.yaml"
-    config.write_text(yaml.safe_dump({
-        "data": {"name": "synthetic", "batch_size": 32, "eval_batch_size": 32, "augment": False,
-                 "synthetic": {"num_classes": 4, "train_size": 32, "test_size": 32, "resolution": 16}},
-        "model": {"name": OWN, "kwargs": {"num_blocks": 1}},
-        "train": {"device": "cpu", "epochs": 1, "num_threads": 1}, "finetune": {"epochs": 0},
-        "profile": {"warmup": 1, "repeats": 2, "batch_sizes": [1]}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data": {
+                    "name": "synthetic",
+                    "batch_size": 32,
+                    "eval_batch_size": 32,
+                    "augment": False,
+                    "synthetic": {"num_classes": 4, "train_size": 32, "test_size": 32, "resolution": 16},
+                },
+                "model": {"name": OWN, "kwargs": {"num_blocks": 1}},
+                "train": {"device": "cpu", "epochs": 1, "num_threads": 1},
+                "finetune": {"epochs": 0},
+                "profile": {"warmup": 1, "repeats": 2, "batch_sizes": [1]},
+            }
+        )
+    )
     return weights, config, model
 
 
@@ -102,8 +112,12 @@ def test_files_that_are_no_checkpoint_get_one_line(tiny_checkpoint, tmp_path, ca
     text = tmp_path / "notes.pth"
     text.write_text("experiment notes: resnet20, 91.7%\n")
     noise = tmp_path / "noise.pth"
-    noise.write_bytes(b"\x01" + torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0),
-                                               dtype=torch.uint8).numpy().tobytes())
+    noise.write_bytes(
+        b"\x01"
+        + torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+        .numpy()
+        .tobytes()
+    )
     empty = tmp_path / "empty.pth"
     empty.write_bytes(b"")
     cases = [

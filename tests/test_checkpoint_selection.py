@@ -1,7 +1,6 @@
 """Where a reported checkpoint was chosen (issue 29): every metrics.yaml says `checkpoint_selected_on`
 (val | last | test), and the benchmark runner judges no accuracy target on test-selected figures."""
 
-import pytest
 import yaml
 
 import scripts.prune_structured as structured_script
@@ -26,8 +25,11 @@ def test_the_runner_refuses_to_judge_a_drop_on_test_selected_figures():
 
 
 def test_selection_rule():
-    assert [checkpoint_selection(0.1, 3), checkpoint_selection(0.0, 3), checkpoint_selection(0.1, 0)] == \
-        ["val", "test", "last"]
+    assert [checkpoint_selection(0.1, 3), checkpoint_selection(0.0, 3), checkpoint_selection(0.1, 0)] == [
+        "val",
+        "test",
+        "last",
+    ]
 
 
 def test_train_and_prune_runs_record_where_their_checkpoint_was_chosen(tiny_checkpoint, tmp_path):
@@ -36,12 +38,35 @@ def test_train_and_prune_runs_record_where_their_checkpoint_was_chosen(tiny_chec
     train_script.main(TINY_TRAIN + ["--save-dir", str(val_run), "--set", "data.val_split=0.25"])
     assert metrics_of(val_run)["checkpoint_selected_on"] == "val"
 
-    prune_script.main(["--checkpoint", str(tiny_checkpoint), "--save-dir", str(tmp_path / "u0"), "--sparsity", "0.5",
-                       "--epochs", "0"])
+    prune_script.main(
+        ["--checkpoint", str(tiny_checkpoint), "--save-dir", str(tmp_path / "u0"), "--sparsity", "0.5", "--epochs", "0"]
+    )
     assert metrics_of(tmp_path / "u0")["checkpoint_selected_on"] == "last"
-    prune_script.main(["--checkpoint", str(tiny_checkpoint), "--save-dir", str(tmp_path / "u1"), "--sparsity", "0.5",
-                       "--epochs", "1", "--set", "data.val_split=0.25"])
+    prune_script.main(
+        [
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--save-dir",
+            str(tmp_path / "u1"),
+            "--sparsity",
+            "0.5",
+            "--epochs",
+            "1",
+            "--set",
+            "data.val_split=0.25",
+        ]
+    )
     assert metrics_of(tmp_path / "u1")["checkpoint_selected_on"] == "val"
-    structured_script.main(["--checkpoint", str(tiny_checkpoint), "--save-dir", str(tmp_path / "s1"),
-                            "--pruning-ratio", "0.3", "--epochs", "1"])
+    structured_script.main(
+        [
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--save-dir",
+            str(tmp_path / "s1"),
+            "--pruning-ratio",
+            "0.3",
+            "--epochs",
+            "1",
+        ]
+    )
     assert metrics_of(tmp_path / "s1")["checkpoint_selected_on"] == "test"

@@ -17,9 +17,16 @@ from tools.modeling.checkpoint import save_checkpoint
 from tools.modeling.registry import build_model
 
 OWN = "tests/assets/cifar_resnet.py:resnet"  # a benign factory, relative to the repository root
-TINY_DATA = ["data.name=synthetic", "data.synthetic.train_size=32", "data.synthetic.test_size=32",
-             "data.synthetic.resolution=16", "data.synthetic.num_classes=4", "data.augment=false",
-             "train.device=cpu", "train.num_threads=1"]
+TINY_DATA = [
+    "data.name=synthetic",
+    "data.synthetic.train_size=32",
+    "data.synthetic.test_size=32",
+    "data.synthetic.resolution=16",
+    "data.synthetic.num_classes=4",
+    "data.augment=false",
+    "train.device=cpu",
+    "train.num_threads=1",
+]
 
 
 class TouchMarker:
@@ -30,7 +37,6 @@ class TouchMarker:
 
     def __reduce__(self):
         return os.system, (f"touch {self.marker}",)
-
 
 
 @pytest.fixture
@@ -55,8 +61,19 @@ def script_argvs(evil, tmp_path):
 
     return {
         "eval": (scripts.eval.main, ["--checkpoint", str(evil), "--save-dir", str(tmp_path / "eval")]),
-        "prune_structured": (scripts.prune_structured.main, ["--checkpoint", str(evil), "--target-macs-reduction",
-                                                             "0.3", "--epochs", "0", "--save-dir", str(tmp_path / "s")]),
+        "prune_structured": (
+            scripts.prune_structured.main,
+            [
+                "--checkpoint",
+                str(evil),
+                "--target-macs-reduction",
+                "0.3",
+                "--epochs",
+                "0",
+                "--save-dir",
+                str(tmp_path / "s"),
+            ],
+        ),
         "export_onnx": (scripts.export_onnx.main, ["--checkpoint", str(evil), "--save-dir", str(tmp_path / "x")]),
         "profile": (scripts.profile.main, ["--baseline", str(evil), "--save-dir", str(tmp_path / "p")]),
         "quantize": (scripts.quantize.main, ["--checkpoint", str(evil), "--save-dir", str(tmp_path / "q")]),
@@ -97,8 +114,9 @@ def test_stored_trust_is_ignored_but_the_users_is_kept():
 def own_model_checkpoint(path):
     cfg = load_config(None, overrides=TINY_DATA + [f"model.name={OWN}", "model.kwargs={num_blocks: 1}"])
     torch.manual_seed(0)
-    save_checkpoint(path, model=build_model(OWN, num_classes=4, image_size=16, kwargs={"num_blocks": 1}),
-                    config=config_to_dict(cfg))
+    save_checkpoint(
+        path, model=build_model(OWN, num_classes=4, image_size=16, kwargs={"num_blocks": 1}), config=config_to_dict(cfg)
+    )
     return path
 
 
@@ -117,9 +135,19 @@ def test_the_users_own_factory_still_works(in_repo, tmp_path, capsys):
 def test_a_factory_must_return_a_module(in_repo, tmp_path, capsys):
     import scripts.train
 
-    code, err = exit_code_and_error(scripts.train.main, [
-        "--config", str(ROOT / "cfgs" / "quickstart.yaml"), "--set", *TINY_DATA, "model.name=os:getcwd",
-        "--save-dir", str(tmp_path / "t")], capsys)
+    code, err = exit_code_and_error(
+        scripts.train.main,
+        [
+            "--config",
+            str(ROOT / "cfgs" / "quickstart.yaml"),
+            "--set",
+            *TINY_DATA,
+            "model.name=os:getcwd",
+            "--save-dir",
+            str(tmp_path / "t"),
+        ],
+        capsys,
+    )
     assert_one_line(code, err)
     assert "model.name os:getcwd returned a str, not a torch.nn.Module" in err
 
@@ -146,8 +174,15 @@ def test_best_checkpoint_read_is_weights_only(tmp_path):
     marker = tmp_path / "MARKER"
     torch.save(TouchMarker(marker), tmp_path / "best_model.pth")
     with pytest.raises(UserError, match="was replaced by another file"):
-        test_best_checkpoint(build_model("fc", num_classes=2, image_size=4, in_channels=1), None, tmp_path,
-                             torch.device("cpu"), {"history": []}, macs=0, params=0)
+        test_best_checkpoint(
+            build_model("fc", num_classes=2, image_size=4, in_channels=1),
+            None,
+            tmp_path,
+            torch.device("cpu"),
+            {"history": []},
+            macs=0,
+            params=0,
+        )
     assert not marker.exists()
 
 

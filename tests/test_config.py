@@ -59,13 +59,16 @@ def test_unknown_key_from_set():
         load_config(None, overrides=["data.batchsize=3"])
 
 
-@pytest.mark.parametrize("text,match", [
-    ("train:\n  epochs: three\n", r"key train.epochs in .*x.yaml must be an integer, got 'three'"),
-    ("train:\n  epochs: 2.5\n", r"key train.epochs .* must be an integer"),
-    ("train:\n  nesterov: 1\n", r"key train.nesterov .* must be true/false"),
-    ("train:\n  milestones: 5\n", r"key train.milestones .* must be a list of an integer"),
-    ("train: 5\n", r"key train in .* must be a section"),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("train:\n  epochs: three\n", r"key train.epochs in .*x.yaml must be an integer, got 'three'"),
+        ("train:\n  epochs: 2.5\n", r"key train.epochs .* must be an integer"),
+        ("train:\n  nesterov: 1\n", r"key train.nesterov .* must be true/false"),
+        ("train:\n  milestones: 5\n", r"key train.milestones .* must be a list of an integer"),
+        ("train: 5\n", r"key train in .* must be a section"),
+    ],
+)
 def test_wrong_types(tmp_path, text, match):
     with pytest.raises(UserError, match=match):
         load_config(write(tmp_path / "x.yaml", text))

@@ -98,8 +98,11 @@ def test_core_holds_no_section():
     """The loader, types, bounds and YAML reading are core; every section lives in a higher layer."""
     for path in sorted(CORE.glob("*.py")):
         tree = ast.parse(path.read_text())
-        decorated = [node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef) and any(
-            "config_section" in ast.unparse(d) for d in node.decorator_list)]
+        decorated = [
+            node.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ClassDef) and any("config_section" in ast.unparse(d) for d in node.decorator_list)
+        ]
         assert not decorated, f"{path.name} defines config sections {decorated}"
     config_py = (CORE / "config.py").read_text()
     assert "@dataclass" not in config_py and len(config_py.splitlines()) < 300
@@ -114,7 +117,9 @@ def test_registering_a_second_class_under_a_taken_name_fails(toy):
     class Other:
         x: int = 0
 
-    with pytest.raises(ValueError, match="config section 'structured' is already tools.pruning.config.StructuredConfig"):
+    with pytest.raises(
+        ValueError, match="config section 'structured' is already tools.pruning.config.StructuredConfig"
+    ):
         config_section("structured")(Other)
     with pytest.raises(TypeError, match="must be a dataclass"):
         config_section("plain")(object)

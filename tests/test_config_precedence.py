@@ -27,15 +27,21 @@ def test_checkpoint_keys_are_kept_under_a_config_and_named(tmp_path, capsys):
     cfg = load_config(yaml_file, base=(stored(), SOURCE))
     assert cfg.export.tolerance == 1e-3 and cfg.train.nesterov is True and cfg.train.lr == 0.2
     (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("config: kept from")]
-    assert line == (f"config: kept from {SOURCE} (defaults < checkpoint < --config < --set < flags; override any with "
-                    f"--set): train.nesterov=True, export.tolerance=0.001")  # not train.lr: the YAML set it
+    assert line == (
+        f"config: kept from {SOURCE} (defaults < checkpoint < --config < --set < flags; override any with "
+        f"--set): train.nesterov=True, export.tolerance=0.001"
+    )  # not train.lr: the YAML set it
 
 
 def test_set_beats_the_config_and_flags_beat_set(tmp_path, capsys):
     yaml_file = tmp_path / "c.yaml"
     yaml_file.write_text("export:\n  tolerance: 0.01\ntrain:\n  epochs: 3\n")
-    cfg = load_config(yaml_file, overrides=["export.tolerance=0.02", "train.epochs=4"], flags={"train.epochs": 5},
-                      base=(stored(), SOURCE))
+    cfg = load_config(
+        yaml_file,
+        overrides=["export.tolerance=0.02", "train.epochs=4"],
+        flags={"train.epochs": 5},
+        base=(stored(), SOURCE),
+    )
     assert cfg.export.tolerance == 0.02 and cfg.train.epochs == 5 and cfg.train.lr == 0.05
     line = capsys.readouterr().out
     assert "train.lr=0.05" in line and "train.nesterov=True" in line and "export.tolerance" not in line

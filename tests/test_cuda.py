@@ -28,10 +28,21 @@ from tools.training.engine import StepOptions, evaluate, train_one_epoch
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 CUDA = torch.device("cuda")
-DATA = DataConfig(name="synthetic", batch_size=64, eval_batch_size=128, num_workers=0,
-                  synthetic=SyntheticConfig(num_classes=4, train_size=256, test_size=128, resolution=16))
-TINY = ["data.synthetic.train_size=256", "data.synthetic.test_size=128", "data.synthetic.resolution=16",
-        "data.synthetic.num_classes=4", "model.name=resnet20", "data.num_workers=0"]
+DATA = DataConfig(
+    name="synthetic",
+    batch_size=64,
+    eval_batch_size=128,
+    num_workers=0,
+    synthetic=SyntheticConfig(num_classes=4, train_size=256, test_size=128, resolution=16),
+)
+TINY = [
+    "data.synthetic.train_size=256",
+    "data.synthetic.test_size=128",
+    "data.synthetic.resolution=16",
+    "data.synthetic.num_classes=4",
+    "model.name=resnet20",
+    "data.num_workers=0",
+]
 
 
 def tiny_model() -> nn.Module:
@@ -72,8 +83,8 @@ def test_amp_bf16_train_step_on_cuda():
 
 
 def test_amp_fp16_with_grad_scaler_fit_checkpoint_and_resume_on_cuda(tmp_path):
-    from tools.training.config import TrainConfig
     from tools.core.run_folder import LAST
+    from tools.training.config import TrainConfig
     from tools.training.fit import fit
 
     data = build_data(DATA, seed=0, device=CUDA)
@@ -84,15 +95,24 @@ def test_amp_fp16_with_grad_scaler_fit_checkpoint_and_resume_on_cuda(tmp_path):
     assert dtypes == {torch.float16}
     last = torch.load(tmp_path / LAST, map_location="cpu", weights_only=False)
     assert last["scaler"] and last["scaler"]["scale"] > 0  # GradScaler state saved for resume
-    summary = fit(tiny_model(), data, train_cfg=dataclasses.replace(cfg, epochs=2), run_dir=tmp_path, config={},
-                  device=CUDA, resume=last)
+    summary = fit(
+        tiny_model(),
+        data,
+        train_cfg=dataclasses.replace(cfg, epochs=2),
+        run_dir=tmp_path,
+        config={},
+        device=CUDA,
+        resume=last,
+    )
     assert summary["epochs_run"] == 2 and len(summary["history"]) == 2
 
 
 def test_channels_last_train_and_eval_on_cuda():
     model, data = tiny_model(), build_data(DATA, seed=0, device=CUDA)
     seen = []
-    model.conv1.register_forward_hook(lambda m, i, o: seen.append(i[0].is_contiguous(memory_format=torch.channels_last)))
+    model.conv1.register_forward_hook(
+        lambda m, i, o: seen.append(i[0].is_contiguous(memory_format=torch.channels_last))
+    )
     train_one_epoch(model, data.train, sgd(model), device=CUDA, step=StepOptions(amp="bf16", channels_last=True))
     assert seen and all(seen)
     nhwc = evaluate(model, data.test, device=CUDA, channels_last=True)
@@ -110,8 +130,10 @@ def test_cuda_event_latency_whole_model_and_per_layer():
     assert rows and all(r["time_ms"] >= 0 for r in rows)
 
 
-@pytest.mark.skipif(torch.cuda.is_available() and torch.cuda.get_device_capability() < (8, 0),
-                    reason="2:4 sparse tensor cores need compute capability >= 8.0")
+@pytest.mark.skipif(
+    torch.cuda.is_available() and torch.cuda.get_device_capability() < (8, 0),
+    reason="2:4 sparse tensor cores need compute capability >= 8.0",
+)
 def test_semi_structured_2to4_conversion_and_speed_measurement_on_cuda():
     from tools.pruning import unstructured as un
     from tools.pruning.semi_structured import semi_structured_report
@@ -156,13 +178,40 @@ def test_scripts_train_prune_structured_export_profile_on_cuda(tmp_path):
     import scripts.train as train_script
 
     cuda = ["--device", "cuda"]
-    train_script.main(["--config", str(ROOT / "cfgs" / "quickstart.yaml"), "--save-dir", str(tmp_path / "train"),
-                       "--set", *TINY, "train.epochs=2", "train.amp=bf16", "train.channels_last=true", *cuda])
+    train_script.main(
+        [
+            "--config",
+            str(ROOT / "cfgs" / "quickstart.yaml"),
+            "--save-dir",
+            str(tmp_path / "train"),
+            "--set",
+            *TINY,
+            "train.epochs=2",
+            "train.amp=bf16",
+            "train.channels_last=true",
+            *cuda,
+        ]
+    )
     trained = yaml.safe_load((tmp_path / "train" / "metrics.yaml").read_text())
     assert trained["device"].startswith("cuda") and trained["epochs"] == 2
     ckpt = tmp_path / "train" / "best_model.pth"
-    prune_script.main(["--checkpoint", str(ckpt), "--save-dir", str(tmp_path / "pruned"), "--method", "l2",
-                       "--target-macs-reduction", "0.4", "--epochs", "1", "--set", "finetune.kd.alpha=0.5", *cuda])
+    prune_script.main(
+        [
+            "--checkpoint",
+            str(ckpt),
+            "--save-dir",
+            str(tmp_path / "pruned"),
+            "--method",
+            "l2",
+            "--target-macs-reduction",
+            "0.4",
+            "--epochs",
+            "1",
+            "--set",
+            "finetune.kd.alpha=0.5",
+            *cuda,
+        ]
+    )
     pruned = yaml.safe_load((tmp_path / "pruned" / "metrics.yaml").read_text())
     assert 39.0 <= pruned["macs_reduction_pct"] <= 41.5
     pruned_ckpt = tmp_path / "pruned" / "pruned_model.pth"
@@ -170,7 +219,21 @@ def test_scripts_train_prune_structured_export_profile_on_cuda(tmp_path):
     exported = yaml.safe_load((tmp_path / "export" / "export.yaml").read_text())
     assert exported["onnx"]["verified"] and exported["torchscript"]["verified"]
     out = tmp_path / "profile.yaml"
-    profile_script.main(["--baseline", str(ckpt), "--pruned", str(pruned_ckpt), "--measure-latency",
-                         "--batch-sizes", "64", "--save-results", str(out), "--set", "profile.repeats=10", *cuda])
+    profile_script.main(
+        [
+            "--baseline",
+            str(ckpt),
+            "--pruned",
+            str(pruned_ckpt),
+            "--measure-latency",
+            "--batch-sizes",
+            "64",
+            "--save-results",
+            str(out),
+            "--set",
+            "profile.repeats=10",
+            *cuda,
+        ]
+    )
     profile = yaml.safe_load(out.read_text())
     assert all(m["latency"]["torch"][64]["device"].startswith("cuda") for m in profile["models"])

@@ -1,6 +1,6 @@
 """Tests for the datasets package: determinism, augmentation, splits, sharding, sources, errors.
 
-    uv run pytest tests/test_datasets.py
+uv run pytest tests/test_datasets.py
 """
 
 from __future__ import annotations
@@ -30,8 +30,13 @@ from tools.core.errors import UserError
 
 def synthetic_cfg(**overrides) -> DataConfig:
     """Small and fast: 300 train / 100 test images at 16 px, batches of 64, no workers."""
-    settings = dict(name="synthetic", batch_size=64, eval_batch_size=64, num_workers=0,
-                    synthetic=SyntheticConfig(train_size=300, test_size=100, resolution=16))
+    settings = dict(
+        name="synthetic",
+        batch_size=64,
+        eval_batch_size=64,
+        num_workers=0,
+        synthetic=SyntheticConfig(train_size=300, test_size=100, resolution=16),
+    )
     return DataConfig(**{**settings, **overrides})
 
 
@@ -132,7 +137,10 @@ def test_eval_loader_is_ordered_and_unaugmented():
     data = build_data(synthetic_cfg())
     syn = synthetic_cfg().synthetic
     raw, raw_labels = generate_synthetic(
-        num_classes=syn.num_classes, num_images=syn.test_size, resolution_px=syn.resolution, seed=syn.seed,
+        num_classes=syn.num_classes,
+        num_images=syn.test_size,
+        resolution_px=syn.resolution,
+        seed=syn.seed,
         split="test",
     )
     images, labels = collect(data.test)
@@ -189,9 +197,13 @@ def test_rank_shards_are_disjoint_and_cover_everything(shuffle):
     shards = [
         loader_ids(
             TensorLoader(
-                images, torch.zeros(num_images, dtype=torch.int64), torch.arange(num_images),
+                images,
+                torch.zeros(num_images, dtype=torch.int64),
+                torch.arange(num_images),
                 Batching(batch_size=16, shuffle=shuffle, seed=2, rank=rank, world_size=world),
-                augment=None, mean=(0.0,), std=(1 / 255,),
+                augment=None,
+                mean=(0.0,),
+                std=(1 / 255,),
             )
         )
         for rank in range(world)
@@ -256,8 +268,14 @@ def make_image_tree(root: Path, splits=("train", "val"), per_class: int = 5) -> 
 
 def test_imagefolder_fast_path_decodes_once_then_uses_cache(tmp_path, monkeypatch):
     root = make_image_tree(tmp_path / "imgs")
-    cfg = DataConfig(name="imagefolder", root=str(root), image_size=16, batch_size=4, num_workers=0,
-                     cache_dir=str(tmp_path / "cache"))
+    cfg = DataConfig(
+        name="imagefolder",
+        root=str(root),
+        image_size=16,
+        batch_size=4,
+        num_workers=0,
+        cache_dir=str(tmp_path / "cache"),
+    )
     data = build_data(cfg)
     assert data.classes == ["cat", "dog", "fox"] and data.input_shape == (3, 16, 16)
     assert data.train.num_samples == 15 and data.test.num_samples == 15 and data.val is data.test
@@ -291,8 +309,9 @@ def test_imagefolder_pool_decode_keeps_order_and_reports_bad_files(tmp_path, mon
 
 def test_imagefolder_dataloader_path_small_and_large(tmp_path):
     root = make_image_tree(tmp_path / "imgs", splits=("train", "val", "test"), per_class=2)
-    small = build_data(DataConfig(name="imagefolder", root=str(root), image_size=16, fast_path=False,
-                                  batch_size=4, num_workers=0))
+    small = build_data(
+        DataConfig(name="imagefolder", root=str(root), image_size=16, fast_path=False, batch_size=4, num_workers=0)
+    )
     images, labels = next(iter(small.train))
     assert images.shape == (4, 3, 16, 16) and labels.dtype == torch.int64
     assert small.val is not small.test and small.val.num_samples == small.test.num_samples == 6
@@ -386,8 +405,11 @@ def test_unknown_name_suggests_closest():
 
 @pytest.mark.parametrize(
     ("overrides", "field"),
-    [({"val_split": 1.0}, "data.val_split"), ({"batch_size": 0}, "data.batch_size"),
-     ({"synthetic": SyntheticConfig(num_classes=1)}, "data.synthetic.num_classes")],
+    [
+        ({"val_split": 1.0}, "data.val_split"),
+        ({"batch_size": 0}, "data.batch_size"),
+        ({"synthetic": SyntheticConfig(num_classes=1)}, "data.synthetic.num_classes"),
+    ],
 )
 def test_bad_config_values_raise_user_error(overrides, field):
     with pytest.raises(UserError, match=re.escape(field)):

@@ -15,7 +15,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = sorted(
     ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
-    for package in ("tools", "datasets") for p in (ROOT / package).rglob("*.py") if ">>> " in p.read_text()
+    for package in ("tools", "datasets")
+    for p in (ROOT / package).rglob("*.py")
+    if ">>> " in p.read_text()
 )
 
 

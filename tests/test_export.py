@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import save_variant
 
 import scripts.export_onnx as export_script
 from tools.core.errors import run_cli
@@ -68,8 +67,10 @@ def test_verify_fails_on_a_doctored_model(tiny_checkpoint, tmp_path):
 def test_bad_inputs_exit_2(tiny_checkpoint, tmp_path, capsys):
     for argv, pattern in [
         (["--checkpoint", str(tmp_path / "missing.pth")], "checkpoint .*missing.pth not found"),
-        (["--checkpoint", str(tiny_checkpoint), "--opset", "1", "--save-dir", str(tmp_path / "o")],
-         "opset 1 is not one the ONNX exporter writes"),
+        (
+            ["--checkpoint", str(tiny_checkpoint), "--opset", "1", "--save-dir", str(tmp_path / "o")],
+            "opset 1 is not one the ONNX exporter writes",
+        ),
     ]:
         with pytest.raises(SystemExit) as exc:
             run_cli(export_script.main, argv)

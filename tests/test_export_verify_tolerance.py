@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from tools.runs.export_onnx import verify_format
 from tools.modeling.config import ExportConfig
 from tools.modeling.export import export_onnx, make_onnx_runner, verification_inputs, within_tolerance
+from tools.runs.export_onnx import verify_format
 
 SHAPE = (3, 8, 8)
 
@@ -17,8 +17,9 @@ SHAPE = (3, 8, 8)
 def large_logit_model() -> nn.Module:
     """A small conv net whose logits are in the tens (like a confident pretrained classifier)."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                          nn.Linear(8, 10))
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)
+    )
     with torch.no_grad():
         model[-1].weight.mul_(200.0)
     return model.eval()

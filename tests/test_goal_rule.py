@@ -45,16 +45,38 @@ def test_the_rule_needs_a_dense_flops_reduction():
 def unstructured_run(tiny_checkpoint, tmp_path_factory) -> Path:
     """A global 50% magnitude run on the tiny model (no fine-tuning: seconds)."""
     root = tmp_path_factory.mktemp("goal") / "runs"
-    prune_script.main(["--checkpoint", str(tiny_checkpoint), "--save-dir", str(root / "global50"), "--method", "global",
-                       "--sparsity", "0.5", "--epochs", "0"])
+    prune_script.main(
+        [
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--save-dir",
+            str(root / "global50"),
+            "--method",
+            "global",
+            "--sparsity",
+            "0.5",
+            "--epochs",
+            "0",
+        ]
+    )
     return root / "global50"
 
 
 def test_eval_csv_report_csv_and_report_md_agree_on_na(tiny_checkpoint, unstructured_run, tmp_path, capsys):
     comparison = tmp_path / "final_comparison.csv"
-    eval_script.main(["--checkpoint", str(unstructured_run / "pruned_model.pth"), "--save-dir", str(tmp_path / "eval"),
-                      "--baseline-metrics", str(tiny_checkpoint.parent / "metrics.yaml"), "--append-csv", str(comparison),
-                      *CPU])
+    eval_script.main(
+        [
+            "--checkpoint",
+            str(unstructured_run / "pruned_model.pth"),
+            "--save-dir",
+            str(tmp_path / "eval"),
+            "--baseline-metrics",
+            str(tiny_checkpoint.parent / "metrics.yaml"),
+            "--append-csv",
+            str(comparison),
+            *CPU,
+        ]
+    )
     assert "Goal n/a" in capsys.readouterr().out
     assert read_rows(comparison)[0]["Goal_Met"] == "n/a"
     vs = yaml.safe_load((tmp_path / "eval" / "eval_metrics.yaml").read_text())["vs_baseline"]
@@ -63,19 +85,38 @@ def test_eval_csv_report_csv_and_report_md_agree_on_na(tiny_checkpoint, unstruct
     report_script.main(["--runs", str(unstructured_run.parent), "--out", str(tmp_path / "report")])
     rows = read_rows(tmp_path / "report" / "final_comparison.csv")
     assert [r["Goal_Met"] for r in rows] == ["n/a"]
-    table = [line for line in (tmp_path / "report" / "report.md").read_text().splitlines()
-             if line.startswith("| unstructured")]
+    table = [
+        line
+        for line in (tmp_path / "report" / "report.md").read_text().splitlines()
+        if line.startswith("| unstructured")
+    ]
     assert len(table) == 1 and "| n/a |" in table[0]
 
 
 def test_a_baseline_on_another_test_set_is_refused(tiny_checkpoint, tmp_path, capsys):
-    eval_script.main(["--checkpoint", str(tiny_checkpoint), "--save-dir", str(tmp_path / "subset"),
-                      "--set", "data.test_subset=32", "train.device=cpu"])
+    eval_script.main(
+        [
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--save-dir",
+            str(tmp_path / "subset"),
+            "--set",
+            "data.test_subset=32",
+            "train.device=cpu",
+        ]
+    )
     subset = yaml.safe_load((tmp_path / "subset" / "eval_metrics.yaml").read_text())
     assert subset["num_samples"] == 32 and subset["test_set"]["test_images"] == 32
     capsys.readouterr()
-    argv = ["--checkpoint", str(tiny_checkpoint), "--save-dir", str(tmp_path / "full"),
-            "--baseline-metrics", str(tmp_path / "subset" / "eval_metrics.yaml"), *CPU]
+    argv = [
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--save-dir",
+        str(tmp_path / "full"),
+        "--baseline-metrics",
+        str(tmp_path / "subset" / "eval_metrics.yaml"),
+        *CPU,
+    ]
     with pytest.raises(SystemExit) as exit_info:
         run_cli(eval_script.main, argv)
     err = capsys.readouterr().err.strip()
@@ -90,12 +131,30 @@ def test_a_baseline_without_a_test_set_record_is_named_not_guessed(tiny_checkpoi
     del old["test_set"]
     (tmp_path / "old_metrics.yaml").write_text(yaml.safe_dump(old))
     with pytest.raises(UserError, match=r"do not record how many test images.*re-evaluate the baseline"):
-        eval_script.main(["--checkpoint", str(tiny_checkpoint), "--save-dir", str(tmp_path / "e"),
-                          "--baseline-metrics", str(tmp_path / "old_metrics.yaml"), *CPU])
+        eval_script.main(
+            [
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--save-dir",
+                str(tmp_path / "e"),
+                "--baseline-metrics",
+                str(tmp_path / "old_metrics.yaml"),
+                *CPU,
+            ]
+        )
 
 
 def test_the_same_test_set_compares(tiny_checkpoint, tmp_path):
-    eval_script.main(["--checkpoint", str(tiny_checkpoint), "--save-dir", str(tmp_path / "e"),
-                      "--baseline-metrics", str(tiny_checkpoint.parent / "metrics.yaml"), *CPU])
+    eval_script.main(
+        [
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--save-dir",
+            str(tmp_path / "e"),
+            "--baseline-metrics",
+            str(tiny_checkpoint.parent / "metrics.yaml"),
+            *CPU,
+        ]
+    )
     vs = yaml.safe_load((tmp_path / "e" / "eval_metrics.yaml").read_text())["vs_baseline"]
     assert vs["accuracy_drop"] == pytest.approx(0.0) and vs["goal_met"] is False  # dense, nothing removed

@@ -1,6 +1,6 @@
 """Latency statistics and the per-layer breakdown on a tiny CPU model.
 
-    uv run pytest tests/test_latency.py
+uv run pytest tests/test_latency.py
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ def test_measure_latency_leaves_model_alone():
     assert model[1].num_batches_tracked.item() == 0  # never ran in train mode
 
 
-@pytest.mark.parametrize("kwargs", [{"batch_size": 0}, {"batch_size": 1, "repeats": 0}, {"batch_size": 1, "num_threads": 0}])
+@pytest.mark.parametrize(
+    "kwargs", [{"batch_size": 0}, {"batch_size": 1, "repeats": 0}, {"batch_size": 1, "num_threads": 0}]
+)
 def test_bad_arguments(kwargs):
     with pytest.raises(UserError):
         measure_latency(_tiny(), (3, 8, 8), device="cpu", **kwargs)

@@ -2,8 +2,6 @@
 detected block multiple, BatchNorm folding, and the bad inputs (unreachable target, missing
 backend, exclusive targets) exiting 2 with one line."""
 
-from pathlib import Path
-
 import pytest
 import torch
 import yaml
@@ -29,9 +27,17 @@ def tiny_net() -> nn.Module:
     """Two 32-channel convs at 32 px: cutting the first to 8 channels saves most of the second's
     work, far above timing noise."""
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
-                         nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 4)).eval()
+    return nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.Conv2d(32, 32, 3, padding=1),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(32, 4),
+    ).eval()
 
 
 def plan_for(model: nn.Module, round_to: int, max_pruning_ratio: float = 0.8) -> st.ChannelPlan:
@@ -49,8 +55,9 @@ def test_table_is_measured_monotone_and_cached(tmp_path, monkeypatch, capsys):
     model, example = tiny_net(), torch.zeros(1, 3, 32, 32)
     plan = plan_for(model, round_to=multiple)
     backend = lt.Backend("torch", (3, 32, 32), batch_size=8, threads=1, rounds=4, repeats=2)
-    table = lt.channel_latency_table(model, example, plan, backend, levels=3, cache_dir=tmp_path / "cache",
-                             run_file=tmp_path / "run" / lt.TABLE_FILE)
+    table = lt.channel_latency_table(
+        model, example, plan, backend, levels=3, cache_dir=tmp_path / "cache", run_file=tmp_path / "run" / lt.TABLE_FILE
+    )
     first = table.raw_saved_ms["0"]
     floor = -(-7 // multiple) * multiple  # ceil(32 * (1 - max_pruning_ratio 0.8)) = 7, up to a block
     assert min(first) == floor and first[32] == 0.0 and all(c % multiple == 0 for c in first)
@@ -78,8 +85,10 @@ def test_fast_multiple_is_detected(monkeypatch, capability, multiple):
 
 def synthetic_table(plan: st.ChannelPlan, saves_ms: dict[str, float]) -> lt.LatencyTable:
     """A linear table: each group saves saves_ms[name] per channel removed."""
-    rows = {name: {k: saves_ms[name] * (len(g.scores) - k) for k in range(1, len(g.scores) + 1)}
-            for name, g in plan.groups.items()}
+    rows = {
+        name: {k: saves_ms[name] * (len(g.scores) - k) for k in range(1, len(g.scores) + 1)}
+        for name, g in plan.groups.items()
+    }
     return lt.LatencyTable(100.0, rows, rows, {})
 
 
@@ -109,8 +118,11 @@ def test_importance_allocation_keeps_the_ranking_and_stops_on_the_time():
     alloc = lt.allocate(plan, table, goal=0.3)  # by="importance", the default
     assert 0.3 <= alloc.predicted < 0.3 + 8 / table.baseline_ms  # stops at the first block past the goal
     taken = {name: plan.block_score(name, 0, plan.next_count(name, 0)) for name, n in alloc.counts.items() if n}
-    spared = {name: plan.block_score(name, 0, plan.next_count(name, 0)) for name, n in alloc.counts.items()
-              if not n and plan.next_count(name, 0) is not None}
+    spared = {
+        name: plan.block_score(name, 0, plan.next_count(name, 0))
+        for name, n in alloc.counts.items()
+        if not n and plan.next_count(name, 0) is not None
+    }
     assert any(not name.startswith("layer3") for name in taken)  # removed though it saves no time
     assert max(taken.values()) <= min(spared.values())  # no untouched group had a cheaper first block
     assert lt.allocate(plan, table, goal=0.3, by="per_ms").counts != alloc.counts
@@ -135,22 +147,42 @@ def test_batchnorm_folding_keeps_outputs():
 def linear_table(monkeypatch):
     """Skip the table's timing in CLI runs (test_table_is_measured_monotone_and_cached times one):
     every channel removed is predicted to save the same time."""
+
     def fake(model, example, plan, backend, **kw):
         total = sum(len(g.scores) for g in plan.groups.values())
         return synthetic_table(plan, {name: 100.0 / total for name in plan.groups})
+
     monkeypatch.setattr(lt, "channel_latency_table", fake)
 
 
-LAT_RUN = ["--epochs", "0", *FAST, "structured.latency.batch_size=4", "structured.latency.rounds=3",
-           "structured.latency.repeats=1", "structured.latency.cache_dir="]
+LAT_RUN = [
+    "--epochs",
+    "0",
+    *FAST,
+    "structured.latency.batch_size=4",
+    "structured.latency.rounds=3",
+    "structured.latency.repeats=1",
+    "structured.latency.cache_dir=",
+]
 
 
 def test_unreachable_target_exits_2_with_the_best_reached(tiny_checkpoint, tmp_path, capsys, monkeypatch):
     linear_table(monkeypatch)
     run_dir = tmp_path / "run"
     with pytest.raises(SystemExit) as exc:
-        run_cli(prune_script.main, ["--checkpoint", str(tiny_checkpoint), "--save-dir", str(run_dir),
-                                    "--target-latency-reduction", "0.95", *LAT_RUN, "structured.max_pruning_ratio=0.3"])
+        run_cli(
+            prune_script.main,
+            [
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--save-dir",
+                str(run_dir),
+                "--target-latency-reduction",
+                "0.95",
+                *LAT_RUN,
+                "structured.max_pruning_ratio=0.3",
+            ],
+        )
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "target latency reduction 95% is unreachable: the best measured is" in err[0], err
@@ -164,8 +196,17 @@ def test_latency_target_run_records_predicted_and_measured(tiny_checkpoint, tmp_
     linear_table(monkeypatch)
     monkeypatch.setattr(lt, "compare", lambda *a, **k: lt.Timing(10.0, 6.9, reduction=0.31, spread=0.02, rounds=3))
     run_dir = tmp_path / "lat"
-    prune_script.main(["--checkpoint", str(tiny_checkpoint), "--save-dir", str(run_dir),
-                       "--target-latency-reduction", "0.3", *LAT_RUN])
+    prune_script.main(
+        [
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--save-dir",
+            str(run_dir),
+            "--target-latency-reduction",
+            "0.3",
+            *LAT_RUN,
+        ]
+    )
     metrics = yaml.safe_load((run_dir / "metrics.yaml").read_text())
     lat = metrics["latency"]
     assert lat["measured_reduction_pct"] == pytest.approx(31) and lat["spread_pts"] == pytest.approx(2)
@@ -190,7 +231,9 @@ def test_bad_latency_settings_are_one_line_errors(monkeypatch):
     with pytest.raises(UserError, match="unknown structured.latency.backend 'tensorrt'"):
         check_structured_config(cfg)
     cfg.structured.latency.backend, cfg.structured.latency.allocation = "torch", "knapsack"
-    with pytest.raises(UserError, match="unknown structured.latency.allocation 'knapsack'; choose one of: importance, per_ms"):
+    with pytest.raises(
+        UserError, match="unknown structured.latency.allocation 'knapsack'; choose one of: importance, per_ms"
+    ):
         check_structured_config(cfg)
 
 
@@ -212,8 +255,15 @@ def test_explanation_names_layers_off_the_fast_path_with_the_count_they_need(mon
     model[0], model[3] = nn.Conv2d(3, 24, 3, padding=1), nn.Conv2d(24, 24, 3, padding=1)
     off = off_fast_path(model)
     assert off["multiple"] == 16 and [r["layer"] for r in off["layers"]] == ["0", "3"]
-    text = explain(50, 10, batch_size=64, device="cpu", noise=1.0, backend="onnxruntime",
-                   channels=ChannelFacts(odd_8=["0"], off_fast_path=off))
+    text = explain(
+        50,
+        10,
+        batch_size=64,
+        device="cpu",
+        noise=1.0,
+        backend="onnxruntime",
+        channels=ChannelFacts(odd_8=["0"], off_fast_path=off),
+    )
     assert "0 has 3 -> 24 channels, needs 3 -> 32" in text and "3 has 24 -> 24 channels, needs 32 -> 32" in text
     assert "16-channel blocks" in text and "multiples of 8" not in text
 

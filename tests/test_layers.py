@@ -69,8 +69,11 @@ def violations(graph: dict[str, list[str]]) -> list[str]:
 
 
 def project_graph(root: Path = ROOT, packages: tuple[str, ...] = ("tools", "datasets")) -> dict[str, list[str]]:
-    return {module_name(p, root): imports_of(p.read_text()) for package in packages
-            for p in sorted((root / package).rglob("*.py"))}
+    return {
+        module_name(p, root): imports_of(p.read_text())
+        for package in packages
+        for p in sorted((root / package).rglob("*.py"))
+    }
 
 
 def relative_imports(root: Path = ROOT, packages: tuple[str, ...] = ("tools", "datasets", "scripts")) -> list[str]:
@@ -81,14 +84,17 @@ def relative_imports(root: Path = ROOT, packages: tuple[str, ...] = ("tools", "d
         for path in sorted((root / package).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.ImportFrom) and node.level:
-                    found.append(f"{module_name(path, root)} imports {'.' * node.level}{node.module or ''} "
-                                 "relatively (write the absolute name)")
+                    found.append(
+                        f"{module_name(path, root)} imports {'.' * node.level}{node.module or ''} "
+                        "relatively (write the absolute name)"
+                    )
     return found
 
 
 def module_edges(graph: dict[str, list[str]]) -> dict[str, set[str]]:
     """{module: the project modules it imports}: `from pkg.mod import name` counts as pkg.mod (the
     longest imported prefix that is a module here); names outside the project drop out."""
+
     def owner(name: str) -> str | None:
         parts = name.split(".")
         while parts and ".".join(parts) not in graph:
@@ -163,11 +169,13 @@ def test_a_loop_closed_inside_a_function_fails_with_its_path(tmp_path):
     reports.mkdir(parents=True)
     (reports / "__init__.py").write_text("")
     (reports / "tables.py").write_text("def markdown_table():\n    pass\n")
-    (reports / "report.py").write_text("from tools.reports.tables import markdown_table\n\n"
-                                       "def write():\n    from tools.reports import findings\n")
+    (reports / "report.py").write_text(
+        "from tools.reports.tables import markdown_table\n\ndef write():\n    from tools.reports import findings\n"
+    )
     (reports / "findings.py").write_text("import os\n\ndef section():\n    from tools.reports.report import md_table\n")
     assert import_loops(project_graph(tmp_path)) == [
-        "tools.reports.findings -> tools.reports.report -> tools.reports.findings"]
+        "tools.reports.findings -> tools.reports.report -> tools.reports.findings"
+    ]
     (reports / "findings.py").write_text("from tools.reports.tables import markdown_table\n")  # the loop cut
     assert import_loops(project_graph(tmp_path)) == []
 

@@ -11,8 +11,8 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import assert_one_line, exit_code_and_error
+
 from scripts import lessons as script
 from tools.workflows import lessons
 from tools.workflows.lesson_days import LESSONS

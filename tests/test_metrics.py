@@ -1,6 +1,6 @@
 """MACs/params agree with torch-pruning and thop; sparsity, size, accuracy and comparisons.
 
-    uv run pytest tests/test_metrics.py
+uv run pytest tests/test_metrics.py
 """
 
 from __future__ import annotations
@@ -134,8 +134,22 @@ def test_sparsity_table():
     assert weight_sparsity(model) == pytest.approx(15 / 42)
     rows = layer_sparsity_table(model)
     assert rows == [
-        {"name": "conv", "type": "Conv2d", "shape": [2, 1, 3, 3], "params": 18, "nonzero": 12, "sparsity": pytest.approx(6 / 18)},
-        {"name": "fc", "type": "Linear", "shape": [3, 8], "params": 24, "nonzero": 15, "sparsity": pytest.approx(9 / 24)},
+        {
+            "name": "conv",
+            "type": "Conv2d",
+            "shape": [2, 1, 3, 3],
+            "params": 18,
+            "nonzero": 12,
+            "sparsity": pytest.approx(6 / 18),
+        },
+        {
+            "name": "fc",
+            "type": "Linear",
+            "shape": [3, 8],
+            "params": 24,
+            "nonzero": 15,
+            "sparsity": pytest.approx(9 / 24),
+        },
     ]
     lines = format_layer_table(rows).splitlines()
     assert len(lines) == 4 and lines[0].startswith("layer")
@@ -174,7 +188,14 @@ def test_accuracy_topk_counts():
     assert accuracy_topk(logits, targets) == [1.0, 4.0]
 
 
-BASELINE = {"top1": 92.5, "top5": 99.5, "macs": 40_000_000, "params": 270_000, "size_bytes": 1_100_000, "latency_ms": 4.0}
+BASELINE = {
+    "top1": 92.5,
+    "top5": 99.5,
+    "macs": 40_000_000,
+    "params": 270_000,
+    "size_bytes": 1_100_000,
+    "latency_ms": 4.0,
+}
 CURRENT = {"top1": 91.0, "top5": 99.0, "macs": 10_000_000, "params": 135_000, "size_bytes": 550_000, "latency_ms": 2.5}
 
 
@@ -192,7 +213,9 @@ def test_normalize_metrics_exact():
 
 
 def test_normalize_only_shared_keys():
-    assert normalize_metrics({"top1": 90.0, "macs": 100}, {"top1": 88.0, "latency_ms": 1.0}) == {"accuracy_drop": pytest.approx(2.0)}
+    assert normalize_metrics({"top1": 90.0, "macs": 100}, {"top1": 88.0, "latency_ms": 1.0}) == {
+        "accuracy_drop": pytest.approx(2.0)
+    }
     assert normalize_metrics({"macs": 100, "top1": None}, {"macs": 25, "top1": 70.0}) == {
         "macs_reduction_pct": 75.0,
         "flops_reduction_pct": 75.0,
@@ -212,7 +235,13 @@ def test_compare_metrics_rows_and_table():
     assert [r["metric"] for r in rows] == ["top1", "macs", "params", "size_bytes", "latency_ms"]
     top1, macs = rows[0], rows[1]
     assert top1["change"] == pytest.approx(-1.5)
-    assert macs == {"metric": "macs", "baseline": 40e6, "current": 10e6, "change": -30e6, "change_pct": pytest.approx(-75.0)}
+    assert macs == {
+        "metric": "macs",
+        "baseline": 40e6,
+        "current": 10e6,
+        "change": -30e6,
+        "change_pct": pytest.approx(-75.0),
+    }
     lines = format_comparison(rows).splitlines()
     assert lines[1].split() == ["top1", "92.50%", "91.00%", "-1.50", "pts"]
     assert lines[2].split() == ["macs", "40.00M", "10.00M", "-75.00%"]

@@ -1,6 +1,6 @@
 """Registry models build and run; external checkpoint formats load; mismatches explain themselves.
 
-    uv run pytest tests/test_models.py
+uv run pytest tests/test_models.py
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tools.training.config import TrainConfig
 from tools.pruning import unstructured as un
 from tools.runs.prune_unstructured import movement_warmup
+from tools.training.config import TrainConfig
 
 CPU = torch.device("cpu")
 PLAIN_SGD = TrainConfig(epochs=1, optimizer="sgd", lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.0)
@@ -26,28 +26,47 @@ def test_a_weight_pushed_toward_zero_scores_lower_than_one_pushed_away():
     batches = [(x, torch.zeros(1, dtype=torch.long))] * 3
     targets = un.prunable_targets(model)
     with un.GradientScores(targets, "movement") as acc:
-        steps = movement_warmup(model, batches, finetune_cfg=PLAIN_SGD, num_batches=3, device=CPU,
-                                loss_fn=lambda logits, y, images: logits.sum())
+        steps = movement_warmup(
+            model,
+            batches,
+            finetune_cfg=PLAIN_SGD,
+            num_batches=3,
+            device=CPU,
+            loss_fn=lambda logits, y, images: logits.sum(),
+        )
     assert steps == 3
     # the weights really moved: w - 3 * lr * x; entries 0 and 2 shrank toward zero, 1 and 3 grew
     assert torch.allclose(layer.weight, torch.tensor([[0.85, 1.15, -0.85, -1.15]]))
     # -w_t * g summed over the steps, w_t the value before each step (1, 0.95, 0.9 for entry 0)
-    expected = -sum(torch.tensor([[1.0, 1.0, -1.0, -1.0]]) + t * torch.tensor([[-0.05, 0.05, 0.05, -0.05]])
-                    for t in range(3)) * x
+    expected = (
+        -sum(torch.tensor([[1.0, 1.0, -1.0, -1.0]]) + t * torch.tensor([[-0.05, 0.05, 0.05, -0.05]]) for t in range(3))
+        * x
+    )
     assert torch.allclose(acc.scores["0"], expected)
     assert acc.scores["0"][0, 0] < 0 < acc.scores["0"][0, 1] and acc.scores["0"][0, 2] < 0 < acc.scores["0"][0, 3]
-    masks = un.compute_masks(targets, method="movement", mode=un.natural_mode("movement"), sparsity=0.5,
-                             gradient_scores=acc.scores)
+    masks = un.compute_masks(
+        targets, method="movement", mode=un.natural_mode("movement"), sparsity=0.5, gradient_scores=acc.scores
+    )
     assert masks["0"].tolist() == [[0.0, 1.0, 0.0, 1.0]]  # the two moving toward zero go
 
 
 def bn_net() -> nn.Sequential:
     """Layers of very different sizes (a 108-weight stem, a 128-weight classifier, 9k in between),
     the shape that concentrated global movement pruning in conv1 and fc."""
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
-                         nn.Conv2d(4, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
-                         nn.Conv2d(32, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 4))
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1, bias=False),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Conv2d(4, 32, 3, padding=1, bias=False),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.Conv2d(32, 32, 3, padding=1, bias=False),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(32, 4),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +86,14 @@ def movement_scores():
     targets = un.prunable_targets(model)
     finetune = TrainConfig(epochs=1, optimizer="sgd", lr=0.02, momentum=0.9, nesterov=True, weight_decay=5e-4)
     with un.GradientScores(targets, "movement") as acc:
-        movement_warmup(model, batches, finetune_cfg=finetune, num_batches=16, device=CPU,
-                        loss_fn=lambda logits, y, images: F.cross_entropy(logits, y))
+        movement_warmup(
+            model,
+            batches,
+            finetune_cfg=finetune,
+            num_batches=16,
+            device=CPU,
+            loss_fn=lambda logits, y, images: F.cross_entropy(logits, y),
+        )
     return model, acc.scores
 
 
@@ -92,4 +117,6 @@ def test_movement_sparsity_is_spread_over_the_layers_not_concentrated_in_a_small
 def test_layer_normalized_scores_are_scale_free():
     scores = {"a": torch.tensor([1.0, -2.0, 3.0]), "b": 1000 * torch.tensor([1.0, -2.0, 3.0])}
     normalized = un.layer_normalized(scores)
-    assert torch.allclose(normalized["a"], normalized["b"]) and float(normalized["a"].abs().mean()) == pytest.approx(1.0)
+    assert torch.allclose(normalized["a"], normalized["b"]) and float(normalized["a"].abs().mean()) == pytest.approx(
+        1.0
+    )

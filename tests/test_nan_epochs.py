@@ -39,8 +39,9 @@ def diverging_from_epoch(monkeypatch, epoch: int) -> None:
         return real_epoch(*args, **kwargs)
 
     def loss(smoothing=0.0):
-        return lambda logits, targets, images: F.cross_entropy(logits, targets) * (
-            float("nan") if seen["epochs"] >= epoch else 1.0)
+        return lambda logits, targets, images: (
+            F.cross_entropy(logits, targets) * (float("nan") if seen["epochs"] >= epoch else 1.0)
+        )
 
     monkeypatch.setattr(fit_module, "train_one_epoch", counting)
     monkeypatch.setattr(fit_module, "cross_entropy", loss)
@@ -52,10 +53,13 @@ def exit_and_error(argv, capsys) -> tuple[int, str]:
     return exc.value.code, capsys.readouterr().err.strip()
 
 
-@pytest.mark.parametrize("figures, best", [
-    ([(1.0, 50.0), (float("nan"), 90.0), (1.0, 60.0)], 3),
-    ([(float("inf"), 90.0), (1.0, 40.0), (1.2, 30.0)], 2),
-])
+@pytest.mark.parametrize(
+    "figures, best",
+    [
+        ([(1.0, 50.0), (float("nan"), 90.0), (1.0, 60.0)], 3),
+        ([(float("inf"), 90.0), (1.0, 40.0), (1.2, 30.0)], 2),
+    ],
+)
 def test_an_epoch_with_a_nonfinite_val_loss_is_never_the_best(tmp_path, monkeypatch, capsys, figures, best):
     val_losses(monkeypatch, figures)
     run = tmp_path / "run"

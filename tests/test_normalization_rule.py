@@ -30,8 +30,15 @@ def red_folder(tmp_path_factory):
 
 
 def folder_cfg(root, **overrides) -> DataConfig:
-    settings = dict(name="imagefolder", root=str(root), image_size=16, batch_size=4, eval_batch_size=4,
-                    num_workers=0, cache_dir=str(root / "cache"))
+    settings = dict(
+        name="imagefolder",
+        root=str(root),
+        image_size=16,
+        batch_size=4,
+        eval_batch_size=4,
+        num_workers=0,
+        cache_dir=str(root / "cache"),
+    )
     return DataConfig(**{**settings, **overrides})
 
 
@@ -42,7 +49,9 @@ def test_both_paths_use_the_folders_statistics(red_folder, capsys):
     assert fast.mean[0] == pytest.approx((RED[0] + 15) / 255, abs=0.01)  # the folder's red, not ImageNet's 0.485
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("normalize:")]
     assert len(lines) == 2 and lines[0] == lines[1]
-    assert lines[0].startswith("normalize: imagefolder dataset mean (0.8") and "augmentation: pad 2 px + flip" in lines[0]
+    assert (
+        lines[0].startswith("normalize: imagefolder dataset mean (0.8") and "augmentation: pad 2 px + flip" in lines[0]
+    )
     x_fast, _ = next(iter(fast.test))
     x_slow, _ = next(iter(slow.test))
     assert torch.allclose(x_fast, x_slow, atol=0.05)  # the same normalized pixels either way
@@ -61,7 +70,9 @@ def test_presets_and_explicit_values_apply_on_either_path(red_folder, fast_path)
 
 
 def test_default_keeps_the_fast_path_statistics(capsys):
-    cfg = DataConfig(name="synthetic", num_workers=0, synthetic=SyntheticConfig(train_size=64, test_size=16, resolution=16))
+    cfg = DataConfig(
+        name="synthetic", num_workers=0, synthetic=SyntheticConfig(train_size=64, test_size=16, resolution=16)
+    )
     data = build_data(cfg)
     images, _ = generate_synthetic(num_classes=10, num_images=64, resolution_px=16, seed=0, split="train")
     expected = channel_stats(images)  # what the fast path always used: the training images' statistics
@@ -75,11 +86,17 @@ def test_large_image_folders_name_their_imagenet_augmentation(red_folder, capsys
     assert "augmentation: RandomResizedCrop + flip (ImageNet recipe: image files above 64 px)" in out
 
 
-@pytest.mark.parametrize("sets, message", [
-    (["data.normalize=imagenett"], "unknown data.normalize 'imagenett' in --set; choose one of: dataset, imagenet, none"),
-    (["data.mean=[0.5,0.5,0.5]"], "data.mean [0.5, 0.5, 0.5] and data.std [] must be given together"),
-    (["data.mean=[0.5]", "data.std=[0]"], "data.std[0] must be > 0, got 0.0 in --set"),
-])
+@pytest.mark.parametrize(
+    "sets, message",
+    [
+        (
+            ["data.normalize=imagenett"],
+            "unknown data.normalize 'imagenett' in --set; choose one of: dataset, imagenet, none",
+        ),
+        (["data.mean=[0.5,0.5,0.5]"], "data.mean [0.5, 0.5, 0.5] and data.std [] must be given together"),
+        (["data.mean=[0.5]", "data.std=[0]"], "data.std[0] must be > 0, got 0.0 in --set"),
+    ],
+)
 def test_bad_normalization_settings_are_one_line(sets, message):
     with pytest.raises(UserError) as err:
         load_config(None, overrides=sets)
@@ -87,8 +104,13 @@ def test_bad_normalization_settings_are_one_line(sets, message):
 
 
 def test_channel_count_mismatch_is_one_line():
-    cfg = DataConfig(name="synthetic", num_workers=0, mean=[0.5], std=[0.2],
-                     synthetic=SyntheticConfig(train_size=8, test_size=8, resolution=8))
+    cfg = DataConfig(
+        name="synthetic",
+        num_workers=0,
+        mean=[0.5],
+        std=[0.2],
+        synthetic=SyntheticConfig(train_size=8, test_size=8, resolution=8),
+    )
     with pytest.raises(UserError, match=r"data.mean/std normalization has 1 channel\(s\) but synthetic images have 3"):
         build_data(cfg)
 

@@ -26,8 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _sources() -> dict[str, str]:
-    return {p.relative_to(ROOT).as_posix(): p.read_text() for package in ("tools", "datasets")
-            for p in sorted((ROOT / package).rglob("*.py"))}
+    return {
+        p.relative_to(ROOT).as_posix(): p.read_text()
+        for package in ("tools", "datasets")
+        for p in sorted((ROOT / package).rglob("*.py"))
+    }
 
 
 def _spelled_in(pattern: str) -> list[str]:
@@ -53,8 +56,10 @@ def test_top_k_is_counted_in_one_place():
 def test_the_benchmark_page_writes_its_tables_with_records_table():
     from tools.workflows.bench_doc import LAST_COLUMNS, bench_table
 
-    rows = [{"benchmark": "a", "top-1": 91.2, "model": "resnet20", "target": "x | y"},
-            {"benchmark": "b", "drop (pts)": "0.4", "model": "vgg16"}]
+    rows = [
+        {"benchmark": "a", "top-1": 91.2, "model": "resnet20", "target": "x | y"},
+        {"benchmark": "b", "drop (pts)": "0.4", "model": "vgg16"},
+    ]
     columns = ["benchmark", "top-1", "drop (pts)"] + [c for c in LAST_COLUMNS if any(c in r for r in rows)]
     assert bench_table(rows) == records_table(rows, columns)
     assert bench_table(rows).splitlines()[2] == "| a | 91.2 | - | resnet20 | x / y |"
@@ -82,14 +87,14 @@ def test_evaluate_counts_top_k_with_the_metrics_helper():
 
 
 @pytest.mark.parametrize("schedule", ["linear", "exponential"])
-@pytest.mark.parametrize("density", [0.1, 0.01, 0.3, 10 ** -0.5])
+@pytest.mark.parametrize("density", [0.1, 0.01, 0.3, 10**-0.5])
 def test_one_schedule_serves_both_and_keeps_their_figures(schedule, density):
     steps = 4
     for step in range(1, steps + 1):
         p = step / steps
         got = schedule_density(density, step, steps, schedule)
         # bit for bit what at_init computed before (a density is rounded to a weight count)
-        assert got == (density ** p if schedule == "exponential" else 1.0 - (1.0 - density) * p)
+        assert got == (density**p if schedule == "exponential" else 1.0 - (1.0 - density) * p)
         sparsity = 1.0 - density
         before = 1.0 - (1.0 - sparsity) ** p if schedule == "exponential" else sparsity * p
         assert schedule_sparsity(sparsity, step, steps, schedule) == before
@@ -103,8 +108,17 @@ def test_public_names_in_tools_are_unique():
     # folding for timing and for QAT (fx's fuse vs a conv-only fold that must succeed).
     # Each pruning run module's command-line flags, output folder and results writer (cli_flags,
     # prune_in, write_results), and one point of a grid (run_point: a sweep's, at_init's experiment).
-    allowed = {"make_plan", "PruneJob", "load_decoded", "write_doc", "fold_batchnorm", "cli_flags", "prune_in",
-               "write_results", "run_point"}
+    allowed = {
+        "make_plan",
+        "PruneJob",
+        "load_decoded",
+        "write_doc",
+        "fold_batchnorm",
+        "cli_flags",
+        "prune_in",
+        "write_results",
+        "run_point",
+    }
     seen: dict[str, list[str]] = {}
     for path, text in _sources().items():
         for node in ast.parse(text).body:

@@ -1,6 +1,6 @@
 """The packed data set (scripts.pack_data, data.name: packed) gives exactly the folder's tensors.
 
-    uv run pytest tests/test_packed.py
+uv run pytest tests/test_packed.py
 """
 
 from __future__ import annotations
@@ -73,12 +73,15 @@ def test_packed_fast_path_decodes_once_then_uses_cache(tmp_path, monkeypatch):
     assert torch.equal(first[0], again[0]) and first[1].tolist() == [0, 0, 1, 1, 2, 2]
 
 
-@pytest.mark.parametrize("content, expected", [
-    (b"not a torch file", "is not a readable packed data set"),
-    ("torch", "is not a packed data set"),
-    ("folder", "is a folder"),
-    (None, "not found"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"not a torch file", "is not a readable packed data set"),
+        ("torch", "is not a packed data set"),
+        ("folder", "is a folder"),
+        (None, "not found"),
+    ],
+)
 def test_bad_pack_is_one_line_and_exit_2(tmp_path, content, expected):
     bad = tmp_path / "bad.pack"
     if content == "torch":
@@ -98,8 +101,19 @@ def test_bad_pack_stops_a_script_with_one_line_and_exit_2(tmp_path, capsys):
     bad = tmp_path / "bad.pack"
     bad.write_bytes(b"not a torch file")
     with pytest.raises(SystemExit) as stop:
-        run_cli(train_script.main, ["--config", str(ROOT / "cfgs" / "quickstart.yaml"), "--set", "data.name=packed",
-                                    f"data.root={bad}", "train.device=cpu", "--save-dir", str(tmp_path / "run")])
+        run_cli(
+            train_script.main,
+            [
+                "--config",
+                str(ROOT / "cfgs" / "quickstart.yaml"),
+                "--set",
+                "data.name=packed",
+                f"data.root={bad}",
+                "train.device=cpu",
+                "--save-dir",
+                str(tmp_path / "run"),
+            ],
+        )
     err = capsys.readouterr().err
     assert stop.value.code == 2 and err.count("\n") == 1 and "is not a readable packed data set" in err
 

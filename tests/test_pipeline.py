@@ -8,19 +8,43 @@ import scripts.pipeline as pipeline_script
 from tools.core.errors import run_cli
 
 TINY = [
-    "--config", str(ROOT / "cfgs" / "quickstart.yaml"), "--set", "data.synthetic.train_size=96",
-    "data.synthetic.test_size=48", "data.synthetic.resolution=16", "data.synthetic.num_classes=4",
-    "train.epochs=1", "finetune.epochs=1", "train.device=cpu", "train.num_threads=1",
-    "profile.batch_sizes=[1,2]", "profile.repeats=2", "profile.warmup=1", "export.verify_batch_sizes=[1,2]",
-    "pipeline.latency_target_reduction=0", "structured.latency.report=false",  # timing-judged: covered by test_latency_step_sits_beside_the_macs_step
+    "--config",
+    str(ROOT / "cfgs" / "quickstart.yaml"),
+    "--set",
+    "data.synthetic.train_size=96",
+    "data.synthetic.test_size=48",
+    "data.synthetic.resolution=16",
+    "data.synthetic.num_classes=4",
+    "train.epochs=1",
+    "finetune.epochs=1",
+    "train.device=cpu",
+    "train.num_threads=1",
+    "profile.batch_sizes=[1,2]",
+    "profile.repeats=2",
+    "profile.warmup=1",
+    "export.verify_batch_sizes=[1,2]",
+    "pipeline.latency_target_reduction=0",
+    "structured.latency.report=false",  # timing-judged: covered by test_latency_step_sits_beside_the_macs_step
 ]
 
 ARTIFACTS = [
-    "train/best_model.pth", "train/metrics.yaml", "train/config.yaml", "eval/eval_metrics.yaml",
-    "unstructured/pruned_model.pth", "unstructured/metrics.yaml", "structured/pruned_model.pth",
-    "structured/metrics.yaml", "export/model.onnx", "export/model.torchscript.pt", "export/export.yaml",
-    "quantize/model.int8.onnx", "quantize/quantize.yaml", "quantize_dense/model.int8.onnx",
-    "profile/profile.yaml", "profile/latency_vs_macs.png", "report.md",
+    "train/best_model.pth",
+    "train/metrics.yaml",
+    "train/config.yaml",
+    "eval/eval_metrics.yaml",
+    "unstructured/pruned_model.pth",
+    "unstructured/metrics.yaml",
+    "structured/pruned_model.pth",
+    "structured/metrics.yaml",
+    "export/model.onnx",
+    "export/model.torchscript.pt",
+    "export/export.yaml",
+    "quantize/model.int8.onnx",
+    "quantize/quantize.yaml",
+    "quantize_dense/model.int8.onnx",
+    "profile/profile.yaml",
+    "profile/latency_vs_macs.png",
+    "report.md",
 ]
 
 
@@ -79,7 +103,9 @@ def test_latency_step_sits_beside_the_macs_step(tmp_path):
     latency = steps[-2]
     assert latency.argv[-2:] == ["--target-latency-reduction", "0.4"] and "pipeline" in latency.sections
     assert latency.optional and not any(s.optional for s in steps if s is not latency)
-    assert "prune_structured_latency" not in [s.name for s in pipeline_steps(config="c.yaml", run_dir=tmp_path, sets=[])]
+    assert "prune_structured_latency" not in [
+        s.name for s in pipeline_steps(config="c.yaml", run_dir=tmp_path, sets=[])
+    ]
 
 
 def test_a_failed_optional_step_does_not_stop_the_pipeline(tmp_path, capsys):
@@ -90,8 +116,10 @@ def test_a_failed_optional_step_does_not_stop_the_pipeline(tmp_path, capsys):
         raise UserError("timing spread +-9.0 pts is larger than the tolerance +-5.0 pts")
 
     done = tmp_path / "report.md"
-    steps = [Step("latency", tmp_path / "x.yaml", busy, optional=True),
-             Step("report", done, lambda: done.write_text("ok"))]
+    steps = [
+        Step("latency", tmp_path / "x.yaml", busy, optional=True),
+        Step("report", done, lambda: done.write_text("ok")),
+    ]
     run_steps(steps, run_dir=tmp_path, config={}, force=False)
     out = capsys.readouterr().out
     assert "step latency did not finish (timing spread" in out and done.read_text() == "ok"

@@ -13,15 +13,39 @@ from tools.measure.profiling import ChannelFacts, explain, flops_vs_latency, mer
 @pytest.mark.cpu_capability  # the entries' off_fast_path uses the detected fast multiple
 def test_profile_two_checkpoints_writes_every_key_and_the_plot(tiny_checkpoint, pruned_checkpoint, tmp_path):
     out = tmp_path / "profile.yaml"
-    profile_script.main(["--baseline", str(tiny_checkpoint), "--pruned", str(pruned_checkpoint), "--measure-latency",
-                         "--batch-sizes", "1,4", "--backend", "both", "--save-results", str(out),
-                         "--set", "profile.repeats=5", "profile.warmup=1", "profile.num_threads=1"])
+    profile_script.main(
+        [
+            "--baseline",
+            str(tiny_checkpoint),
+            "--pruned",
+            str(pruned_checkpoint),
+            "--measure-latency",
+            "--batch-sizes",
+            "1,4",
+            "--backend",
+            "both",
+            "--save-results",
+            str(out),
+            "--set",
+            "profile.repeats=5",
+            "profile.warmup=1",
+            "profile.num_threads=1",
+        ]
+    )
     results = yaml.safe_load(out.read_text())
     assert set(results) >= {"models", "flops_vs_latency", "slowest_layers", "plot", "note"}
     base, pruned = results["models"]
     for entry in (base, pruned):
-        assert set(entry) >= {"label", "macs", "flops", "params", "size_bytes", "latency", "checkpoint",
-                              "channels_not_multiple_of_8"}
+        assert set(entry) >= {
+            "label",
+            "macs",
+            "flops",
+            "params",
+            "size_bytes",
+            "latency",
+            "checkpoint",
+            "channels_not_multiple_of_8",
+        }
         assert entry["flops"] == 2 * entry["macs"]
         for backend in ("torch", "onnxruntime"):
             for bs in (1, 4):
@@ -58,11 +82,14 @@ def test_explain_mentions_noise_and_gpu_launches():
     assert "noisy" in text and "launch" in text and "batch 256" not in text
 
 
-@pytest.mark.parametrize("extra,pattern", [
-    (["--batch-sizes", "0"], r"--batch-sizes must be positive integers"),
-    (["--backend", "tensorrt"], r"unknown --backend 'tensorrt'"),
-    (["--set", "profile.rounds=0"], r"profile.rounds must be >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "extra,pattern",
+    [
+        (["--batch-sizes", "0"], r"--batch-sizes must be positive integers"),
+        (["--backend", "tensorrt"], r"unknown --backend 'tensorrt'"),
+        (["--set", "profile.rounds=0"], r"profile.rounds must be >= 1, got 0"),
+    ],
+)
 def test_bad_inputs_exit_2(tiny_checkpoint, capsys, extra, pattern):
     with pytest.raises(SystemExit) as exc:
         run_cli(profile_script.main, ["--baseline", str(tiny_checkpoint), "--measure-latency", *extra])
@@ -80,15 +107,33 @@ def test_explain_points_onnxruntime_at_its_16_channel_blocks():
     channels = ChannelFacts(odd_16=["layer2.0.conv1"])
     text = explain(50, 10, batch_size=64, device="cpu", noise=1.0, backend="onnxruntime", channels=channels)
     assert "blocks of 16 channels" in text and "layer2.0.conv1" in text and "round_to=16" in text
-    assert "blocks of 16" not in explain(50, 10, batch_size=64, device="cpu", noise=1.0,
-                                         channels=channels)  # eager torch: not this cause
+    assert "blocks of 16" not in explain(
+        50, 10, batch_size=64, device="cpu", noise=1.0, channels=channels
+    )  # eager torch: not this cause
 
 
 def test_interleaved_rounds(tiny_checkpoint, pruned_checkpoint, tmp_path):
     out = tmp_path / "profile.yaml"
-    profile_script.main(["--baseline", str(tiny_checkpoint), "--pruned", str(pruned_checkpoint), "--measure-latency",
-                         "--batch-sizes", "2", "--backend", "both", "--save-results", str(out), "--set",
-                         "profile.repeats=6", "profile.warmup=1", "profile.num_threads=1", "profile.rounds=3"])
+    profile_script.main(
+        [
+            "--baseline",
+            str(tiny_checkpoint),
+            "--pruned",
+            str(pruned_checkpoint),
+            "--measure-latency",
+            "--batch-sizes",
+            "2",
+            "--backend",
+            "both",
+            "--save-results",
+            str(out),
+            "--set",
+            "profile.repeats=6",
+            "profile.warmup=1",
+            "profile.num_threads=1",
+            "profile.rounds=3",
+        ]
+    )
     for entry in yaml.safe_load(out.read_text())["models"]:
         for backend in ("torch", "onnxruntime"):
             stats = entry["latency"][backend][2]
@@ -97,8 +142,18 @@ def test_interleaved_rounds(tiny_checkpoint, pruned_checkpoint, tmp_path):
 
 
 def test_merge_rounds_uses_the_round_medians():
-    rounds = [{"mean_ms": m + 0.5, "median_ms": m, "p90_ms": m + 1, "p99_ms": m + 2, "min_ms": m - 0.5,
-               "batch_size": 4, "repeats": 10} for m in (3.0, 1.0, 2.0)]
+    rounds = [
+        {
+            "mean_ms": m + 0.5,
+            "median_ms": m,
+            "p90_ms": m + 1,
+            "p99_ms": m + 2,
+            "min_ms": m - 0.5,
+            "batch_size": 4,
+            "repeats": 10,
+        }
+        for m in (3.0, 1.0, 2.0)
+    ]
     merged = merge_rounds(rounds)
     assert merged["median_ms"] == 2.0 and merged["min_ms"] == 0.5 and merged["p99_ms"] == 5.0
     assert merged["round_medians_ms"] == [3.0, 1.0, 2.0] and merged["repeats"] == 30 and merged["rounds"] == 3

@@ -83,7 +83,7 @@ def by_name(targets):
 # ----------------------------------------------------------------------------- compression
 def test_compression_is_density_ten_to_minus_c():
     assert density_from_compression(1) == pytest.approx(0.1)
-    assert density_from_compression(0.5) == pytest.approx(10 ** -0.5)
+    assert density_from_compression(0.5) == pytest.approx(10**-0.5)
     assert density_from_compression(0) == 1.0
     for bad in (-1, float("nan"), "1", True):
         with pytest.raises(UserError, match="compression"):
@@ -144,8 +144,13 @@ def test_grasp_matches_the_hand_hessian_gradient_product():
     hg = [hessian[0][0] * g[0] + hessian[0][1] * g[1], hessian[1][0] * g[0] + hessian[1][1] * g[1]]
     theta_hg = [w1 * hg[0], w2 * hg[1]]
     norm = abs(sum(theta_hg)) + GRASP_EPS
-    scores = grasp_scores(model, prunable_targets(model), [(torch.tensor([[x]], dtype=torch.float64), None)],
-                          temperature=temperature, loss_fn=lambda logits, labels: 0.5 * (logits**2).sum())
+    scores = grasp_scores(
+        model,
+        prunable_targets(model),
+        [(torch.tensor([[x]], dtype=torch.float64), None)],
+        temperature=temperature,
+        loss_fn=lambda logits, labels: 0.5 * (logits**2).sum(),
+    )
     assert float(scores["fc1"]) == pytest.approx(-theta_hg[0] / norm, rel=1e-9)
     assert float(scores["fc2"]) == pytest.approx(-theta_hg[1] / norm, rel=1e-9)
 
@@ -171,8 +176,16 @@ def test_grasp_prunes_its_highest_scores():
     targets = prunable_targets(model)
     data = [(torch.tensor([[1.0, 0.75], [0.3, -0.2]], dtype=torch.float64), torch.tensor([0, 1]))]
     scores = torch.cat([s.flatten() for s in grasp_scores(model, targets, data).values()])
-    prune_to_density(model, targets, pruner="grasp", density=0.5, scope="global", schedule="exponential",
-                     iterations=1, inputs=ScoreInputs(data, (2,)))
+    prune_to_density(
+        model,
+        targets,
+        pruner="grasp",
+        density=0.5,
+        scope="global",
+        schedule="exponential",
+        iterations=1,
+        inputs=ScoreInputs(data, (2,)),
+    )
     kept = torch.cat([(t.tensor != 0).flatten() for t in targets])
     assert set(torch.nonzero(~kept).flatten().tolist()) == set(scores.topk(4).indices.tolist())
 
@@ -195,7 +208,10 @@ def test_synflow_is_data_free():
     model.bn1.running_mean.fill_(0.3)  # non-trivial buffers, to see they come back unchanged
     before = {k: v.clone() for k, v in model.state_dict().items()}
     targets = prunable_targets(model)
-    runs = [compute_scores("synflow", model, targets, batches=b, input_shape=(3, 6, 6)) for b in ([], batches(1), batches(2))]
+    runs = [
+        compute_scores("synflow", model, targets, batches=b, input_shape=(3, 6, 6))
+        for b in ([], batches(1), batches(2))
+    ]
     for other in runs[1:]:
         for name in runs[0]:
             assert torch.equal(runs[0][name], other[name]), name
@@ -218,8 +234,16 @@ def test_masks_reach_the_requested_density_exactly(pruner, scope):
         model = tiny_cnn()
         targets = prunable_targets(model, prune_biases=True)
         density = density_from_compression(compression)
-        report = prune_to_density(model, targets, pruner=pruner, density=density, scope=scope, schedule="exponential",
-                                  iterations=3 if pruner == "synflow" else 1, inputs=ScoreInputs(batches(0), (3, 6, 6)))
+        report = prune_to_density(
+            model,
+            targets,
+            pruner=pruner,
+            density=density,
+            scope=scope,
+            schedule="exponential",
+            iterations=3 if pruner == "synflow" else 1,
+            inputs=ScoreInputs(batches(0), (3, 6, 6)),
+        )
         if scope == "global":
             assert report["remaining"] == int(density * report["total"] + 0.5), (compression, report["remaining"])
         else:
@@ -253,9 +277,16 @@ def test_synflow_avoids_layer_collapse_where_magnitude_collapses():
         torch.manual_seed(0)
         model = build_model("fc", num_classes=10, in_channels=1, image_size=8)  # LeNet-300-100, 50,200 weights
         targets = prunable_targets(model)
-        reports[pruner] = prune_to_density(model, targets, pruner=pruner, density=density_from_compression(3),
-                                           scope="global", schedule="exponential", iterations=100 if pruner == "synflow" else 1,
-                                           inputs=ScoreInputs([], (1, 8, 8)))
+        reports[pruner] = prune_to_density(
+            model,
+            targets,
+            pruner=pruner,
+            density=density_from_compression(3),
+            scope="global",
+            schedule="exponential",
+            iterations=100 if pruner == "synflow" else 1,
+            inputs=ScoreInputs([], (1, 8, 8)),
+        )
         reports[pruner]["paths"] = connected_paths(model)
     assert reports["mag"]["collapsed_layers"] and reports["mag"]["paths"] == 0
     assert reports["synflow"]["collapsed_layers"] == [] and reports["synflow"]["paths"] > 0
@@ -267,8 +298,16 @@ def test_rewind_restores_weights_and_keeps_masks():
     model = tiny_cnn()
     init = initial_state(model)
     targets = prunable_targets(model)
-    prune_to_density(model, targets, pruner="mag", density=0.3, scope="global", schedule="exponential", iterations=1,
-                     inputs=ScoreInputs([], (3, 6, 6)))
+    prune_to_density(
+        model,
+        targets,
+        pruner="mag",
+        density=0.3,
+        scope="global",
+        schedule="exponential",
+        iterations=1,
+        inputs=ScoreInputs([], (3, 6, 6)),
+    )
     masks = current_masks(targets)
     with torch.no_grad():
         for p in model.parameters():
@@ -278,7 +317,9 @@ def test_rewind_restores_weights_and_keeps_masks():
     assert all(torch.equal(m, current_masks(targets)[n]) for n, m in masks.items())
     for t in targets:
         torch.testing.assert_close(t.trainable.detach(), init[f"{t.name}.weight"] * masks[t.name])
-    assert torch.equal(model.bn1.running_var, init["bn1.running_var"]) and torch.equal(model.bn1.weight, init["bn1.weight"])
+    assert torch.equal(model.bn1.running_var, init["bn1.running_var"]) and torch.equal(
+        model.bn1.weight, init["bn1.weight"]
+    )
 
 
 def test_multishot_levels_rewind_weights_and_keep_masks(monkeypatch, tmp_path):
@@ -290,18 +331,29 @@ def test_multishot_levels_rewind_weights_and_keep_masks(monkeypatch, tmp_path):
     seen = []
 
     def fake_training(model_, ctx, *, epochs, run_dir, tag, masked):
-        seen.append(({n: m.clone() for n, m in current_masks(targets).items()},
-                     {t.name: t.trainable.detach().clone() for t in targets}))
+        seen.append(
+            (
+                {n: m.clone() for n, m in current_masks(targets).items()},
+                {t.name: t.trainable.detach().clone() for t in targets},
+            )
+        )
         with torch.no_grad():
             for t in targets:
                 t.trainable.add_(torch.randn_like(t.trainable))
-        return {"epochs": epochs, "wall_time_s": 0.0, "peak_memory_mib": None, "memory_kind": None, "best_val_top1": None}
+        return {
+            "epochs": epochs,
+            "wall_time_s": 0.0,
+            "peak_memory_mib": None,
+            "memory_kind": None,
+            "best_val_top1": None,
+        }
 
     monkeypatch.setattr(at_init_run, "train_phase", fake_training)
     plan = at_init_run.AtInitPlan(experiment="multishot", pruners=["mag"], compressions=[1.0], levels=[2], pre_epochs=1)
     ctx = SimpleNamespace(input_shape=(3, 6, 6), cfg=SimpleNamespace(train=SimpleNamespace(seed=0)))
-    report, costs, _ = at_init_run.prune_point(model, targets, ctx, plan, at_init_run.Point("mag", 1.0, 2), batches=[],
-                                           init_state=init, point_dir=tmp_path)
+    report, costs, _ = at_init_run.prune_point(
+        model, targets, ctx, plan, at_init_run.Point("mag", 1.0, 2), batches=[], init_state=init, point_dir=tmp_path
+    )
     assert len(seen) == 2 and not seen[0][0]  # no mask before the first level's training
     level1_masks, level2_start = seen[1]
     for t in targets:  # level 2 trained from the rewound initial weights, under level 1's masks
@@ -312,7 +364,7 @@ def test_multishot_levels_rewind_weights_and_keep_masks(monkeypatch, tmp_path):
         torch.testing.assert_close(by_name(targets)[name].trainable.detach(), init[f"{name}.weight"] * mask)
     assert report["remaining"] == int(0.1 * report["total"] + 0.5)
     level1_kept = sum(int(m.sum()) for m in level1_masks.values())
-    assert level1_kept == int(10 ** -0.5 * report["total"] + 0.5)  # density^(1/2) after the first of two levels
+    assert level1_kept == int(10**-0.5 * report["total"] + 0.5)  # density^(1/2) after the first of two levels
 
 
 # ----------------------------------------------------------------------------- traces
@@ -326,24 +378,30 @@ def _event(name, cat, ts, dur, **args):
 
 
 def test_trace_parsing_on_hand_made_cpu_and_cuda_traces():
-    cpu = {"traceEvents": [
-        _event(STEP_LABEL, "user_annotation", 0, 1000),
-        _event("aten::conv2d", "cpu_op", 100, 300), _event("aten::mkldnn_convolution", "cpu_op", 110, 280),
-        _event("aten::conv2d", "cpu_op", 350, 250), _event("aten::relu", "cpu_op", 600, 100),
-        _event("aten::conv2d", "cpu_op", 1500, 100),  # outside the step
-    ]}
+    cpu = {
+        "traceEvents": [
+            _event(STEP_LABEL, "user_annotation", 0, 1000),
+            _event("aten::conv2d", "cpu_op", 100, 300),
+            _event("aten::mkldnn_convolution", "cpu_op", 110, 280),
+            _event("aten::conv2d", "cpu_op", 350, 250),
+            _event("aten::relu", "cpu_op", 600, 100),
+            _event("aten::conv2d", "cpu_op", 1500, 100),  # outside the step
+        ]
+    }
     stats = conv_time_from_trace(cpu, device_type="cpu")
     assert stats["conv_time_ms"] == pytest.approx(0.5) and stats["step_time_ms"] == pytest.approx(1.0)
     assert stats["conv_share_pct"] == pytest.approx(50.0)
-    cuda = {"traceEvents": [
-        _event(STEP_LABEL, "user_annotation", 0, 1000),
-        _event("aten::cudnn_convolution", "cpu_op", 10, 50),
-        _event("cudaLaunchKernel", "cuda_runtime", 20, 5, correlation=7),
-        _event("cudaLaunchKernel", "cuda_runtime", 80, 5, correlation=8),
-        {**_event("nchwToNhwcKernel", "kernel", 100, 40, correlation=7), "tid": 9},  # launched by the conv op
-        {**_event("sm80_xmma_fprop_implicit_gemm_f32", "kernel", 130, 100, correlation=99), "tid": 9},
-        {**_event("elementwise_kernel", "kernel", 300, 50, correlation=8), "tid": 9},  # not a conv
-    ]}
+    cuda = {
+        "traceEvents": [
+            _event(STEP_LABEL, "user_annotation", 0, 1000),
+            _event("aten::cudnn_convolution", "cpu_op", 10, 50),
+            _event("cudaLaunchKernel", "cuda_runtime", 20, 5, correlation=7),
+            _event("cudaLaunchKernel", "cuda_runtime", 80, 5, correlation=8),
+            {**_event("nchwToNhwcKernel", "kernel", 100, 40, correlation=7), "tid": 9},  # launched by the conv op
+            {**_event("sm80_xmma_fprop_implicit_gemm_f32", "kernel", 130, 100, correlation=99), "tid": 9},
+            {**_event("elementwise_kernel", "kernel", 300, 50, correlation=8), "tid": 9},  # not a conv
+        ]
+    }
     stats = conv_time_from_trace(cuda, device_type="cuda")
     assert stats["conv_time_ms"] == pytest.approx(0.13) and stats["conv_events"] == 2
 

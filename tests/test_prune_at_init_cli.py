@@ -14,9 +14,19 @@ from tools.core.errors import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
-    "--config", str(ROOT / "cfgs" / "at_init_quickstart.yaml"), "--set", "data.synthetic.train_size=64",
-    "data.synthetic.test_size=32", "data.synthetic.resolution=8", "data.synthetic.num_classes=4", "data.batch_size=32",
-    "data.eval_batch_size=32", "train.device=cpu", "train.deterministic=true", "pai.prune_epochs=5", "pai.prune_images=16",
+    "--config",
+    str(ROOT / "cfgs" / "at_init_quickstart.yaml"),
+    "--set",
+    "data.synthetic.train_size=64",
+    "data.synthetic.test_size=32",
+    "data.synthetic.resolution=8",
+    "data.synthetic.num_classes=4",
+    "data.batch_size=32",
+    "data.eval_batch_size=32",
+    "train.device=cpu",
+    "train.deterministic=true",
+    "pai.prune_epochs=5",
+    "pai.prune_images=16",
     "pai.post_epochs=1",
 ]
 
@@ -29,20 +39,33 @@ def read_rows(run_dir: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def grid_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("pai") / "grid"
-    at_init_script.main(TINY + ["--pruner-list", "rand,mag,snip,grasp,synflow", "--compression-list", "0.5,2",
-                            "--save-trace", "--save-dir", str(run_dir)])
+    at_init_script.main(
+        TINY
+        + [
+            "--pruner-list",
+            "rand,mag,snip,grasp,synflow",
+            "--compression-list",
+            "0.5,2",
+            "--save-trace",
+            "--save-dir",
+            str(run_dir),
+        ]
+    )
     return run_dir
 
 
 def test_singleshot_grid_writes_rows_figures_and_exact_densities(grid_run):
     rows = read_rows(grid_run)
     assert [(r["pruner"], float(r["compression"])) for r in rows] == [
-        (p, c) for c in (0.5, 2.0) for p in ("rand", "mag", "snip", "grasp", "synflow")]
+        (p, c) for c in (0.5, 2.0) for p in ("rand", "mag", "snip", "grasp", "synflow")
+    ]
     for r in rows:
         kept, total = int(r["remaining_params"]), int(r["prunable_params"])
         assert kept == int(10 ** -float(r["compression"]) * total + 0.5)
         assert float(r["density"]) + float(r["sparsity"]) == pytest.approx(1.0)
-        assert int(r["dense_flops"]) == 2 * int(r["dense_macs"]) and int(r["nonzero_flops"]) == 2 * int(r["nonzero_macs"])
+        assert int(r["dense_flops"]) == 2 * int(r["dense_macs"]) and int(r["nonzero_flops"]) == 2 * int(
+            r["nonzero_macs"]
+        )
         assert int(r["nonzero_macs"]) < int(r["dense_macs"])
         assert 0 <= float(r["top1"]) <= float(r["top5"]) <= 100 and float(r["inference_time_s"]) > 0
         assert float(r["train_wall_time_s"]) > 0 and float(r["peak_memory_mib"]) > 0
@@ -51,8 +74,15 @@ def test_singleshot_grid_writes_rows_figures_and_exact_densities(grid_run):
         point = grid_run / f"{r['pruner']}_c{float(r['compression']):g}"
         for name in ("log.csv", "pruned_model.pth", "layer_density.csv", "trace.json", "best_model.pth"):
             assert (point / name).is_file(), (point, name)
-    for name in ("config.yaml", "start_model.pth", "results.yaml", "report.md", "accuracy_vs_compression.png",
-                 "inference_time_vs_compression.png", "flops_vs_compression.png"):
+    for name in (
+        "config.yaml",
+        "start_model.pth",
+        "results.yaml",
+        "report.md",
+        "accuracy_vs_compression.png",
+        "inference_time_vs_compression.png",
+        "flops_vs_compression.png",
+    ):
         assert (grid_run / name).is_file(), name
     results = yaml.safe_load((grid_run / "results.yaml").read_text())
     assert results["points"][0]["layers"][0]["name"] == "conv1" and "density" in results["points"][0]["layers"][0]
@@ -91,8 +121,27 @@ def test_report_tables_and_histograms(grid_run, tmp_path, capsys):
 
 def test_multishot_rewinds_to_the_initial_weights(tmp_path):
     run_dir = tmp_path / "multi"
-    at_init_script.main(TINY + ["--experiment", "multishot", "--pruner", "mag", "--compression", "1", "--level-list", "1,2",
-                            "--pre-epochs", "1", "--post-epochs", "0", "--model", "fc", "--save-dir", str(run_dir)])
+    at_init_script.main(
+        TINY
+        + [
+            "--experiment",
+            "multishot",
+            "--pruner",
+            "mag",
+            "--compression",
+            "1",
+            "--level-list",
+            "1,2",
+            "--pre-epochs",
+            "1",
+            "--post-epochs",
+            "0",
+            "--model",
+            "fc",
+            "--save-dir",
+            str(run_dir),
+        ]
+    )
     rows = read_rows(run_dir)
     assert [(r["pruner"], r["level"]) for r in rows] == [("mag", "1"), ("mag", "2")]
     init = torch.load(run_dir / "start_model.pth", weights_only=False)["model"]
@@ -114,10 +163,26 @@ def run_exit_code(main, argv, capsys) -> tuple[int, str]:
 
 def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
     cases = [
-        (at_init_script.main, TINY + ["--pruner-list", "rand,snipp"], r"unknown pruner 'snipp' \(did you mean 'snip'\?\)"),
-        (at_init_script.main, TINY + ["--compression", "-1"], r"pai.compressions\[0\] must be >= 0 .*got -1.0 in command-line flags"),
-        (at_init_script.main, TINY + ["--compression-list", "0.5,x"], r"--compression-list must be a comma-separated list"),
-        (at_init_script.main, TINY + ["--experiment", "multishot", "--level-list", "0"], r"pai.levels\[0\] must be >= 1"),
+        (
+            at_init_script.main,
+            TINY + ["--pruner-list", "rand,snipp"],
+            r"unknown pruner 'snipp' \(did you mean 'snip'\?\)",
+        ),
+        (
+            at_init_script.main,
+            TINY + ["--compression", "-1"],
+            r"pai.compressions\[0\] must be >= 0 .*got -1.0 in command-line flags",
+        ),
+        (
+            at_init_script.main,
+            TINY + ["--compression-list", "0.5,x"],
+            r"--compression-list must be a comma-separated list",
+        ),
+        (
+            at_init_script.main,
+            TINY + ["--experiment", "multishot", "--level-list", "0"],
+            r"pai.levels\[0\] must be >= 1",
+        ),
         (at_init_script.main, TINY + ["--set", "pai.scope=layer"], r"unknown scope 'layer'"),
         (at_init_script.main, TINY + ["--set", "pai.prune_epochs=0"], r"pai.prune_epochs must be >= 1"),
         (report_script.main, [str(tmp_path / "nothing")], r"results.yaml not found"),
@@ -130,8 +195,9 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
 
 
 def test_report_rejects_a_missing_grid_point(grid_run, capsys):
-    code, err = run_exit_code(report_script.main, [str(grid_run), "--histogram", "synflow:3", "--out",
-                                                   str(grid_run / "r")], capsys)
+    code, err = run_exit_code(
+        report_script.main, [str(grid_run), "--histogram", "synflow:3", "--out", str(grid_run / "r")], capsys
+    )
     assert code == 2 and "no run synflow:3" in err
     code, err = run_exit_code(report_script.main, [str(grid_run), "--histogram", "synflow"], capsys)
     assert code == 2 and "PRUNER:COMPRESSION" in err

@@ -32,8 +32,20 @@ def not_met(tiny_checkpoint, tmp_path_factory) -> Path:
     """A quantize run that cannot meet its max_drop (INT8 would have to gain 100 points), so the
     one QAT epoch runs too; the exit status must still be 0."""
     out = tmp_path_factory.mktemp("quantized")
-    run_cli(quantize_script.main, ["--checkpoint", str(tiny_checkpoint), "--save-dir", str(out), "--max-drop", "-100",
-                                   "--set", *FAST, "quantize.qat_epochs=1"])
+    run_cli(
+        quantize_script.main,
+        [
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--save-dir",
+            str(out),
+            "--max-drop",
+            "-100",
+            "--set",
+            *FAST,
+            "quantize.qat_epochs=1",
+        ],
+    )
     return out
 
 
@@ -72,8 +84,9 @@ def test_op_without_int8_kernel_is_listed_and_the_rest_quantized(tiny_checkpoint
     model.load_state_dict(ckpt["model"])
     checkpoint = tmp_path / "with_sin.pth"
     torch.save({"model": WithSin(model.eval()), "config": ckpt["config"]}, checkpoint)
-    quantize_script.main(["--checkpoint", str(checkpoint), "--save-dir", str(tmp_path / "q"), "--trust-checkpoint",
-                          "--set", *FAST])
+    quantize_script.main(
+        ["--checkpoint", str(checkpoint), "--save-dir", str(tmp_path / "q"), "--trust-checkpoint", "--set", *FAST]
+    )
     report = yaml.safe_load((tmp_path / "q" / "quantize.yaml").read_text())
     assert [n["op_type"] for n in report["float_nodes"]] == ["Sin"]
     assert "left in FP32" in capsys.readouterr().out
@@ -89,8 +102,17 @@ def test_calibration_data_of_the_wrong_shape_exits_2(tiny_checkpoint, tmp_path, 
 
     model = build_model("resnet20", num_classes=4, image_size=16)
     onnx_path = export_onnx(model, (3, 16, 16), tmp_path / "model.onnx", opset=17)
-    argv = ["--onnx", str(onnx_path), "--config", "cfgs/quickstart.yaml", "--set", "data.synthetic.num_classes=4",
-            "data.synthetic.resolution=24", "data.synthetic.train_size=64", "data.synthetic.test_size=16"]
+    argv = [
+        "--onnx",
+        str(onnx_path),
+        "--config",
+        "cfgs/quickstart.yaml",
+        "--set",
+        "data.synthetic.num_classes=4",
+        "data.synthetic.resolution=24",
+        "data.synthetic.train_size=64",
+        "data.synthetic.test_size=16",
+    ]
     with pytest.raises(SystemExit) as exc:
         run_cli(quantize_script.main, argv)
     err = capsys.readouterr().err.strip()

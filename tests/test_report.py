@@ -19,17 +19,42 @@ def write_run(folder, metrics, config=None, log=None):
 
 
 TRAIN = {"test_top1": 80.0, "macs": 1000, "epochs": 3}
-UNSTRUCTURED = {"method": "global", "mode": "global", "target_sparsity": 0.8, "actual_sparsity": 0.8,
-                "dense_macs": 1000, "nonzero_macs": 250, "baseline_top1": 80.0, "finetuned_top1": 79.0,
-                "accuracy_drop": 1.0, "layer_sparsity": {"conv1": 0.5, "fc": 0.9}}
-STRUCTURED = {"method": "l2", "granularity": "channel", "target_macs_reduction": 0.5, "flops_reduction_pct": 50.5,
-              "reduction_basis": "dense", "baseline_top1": 80.0, "pruned_top1": 79.2, "accuracy_drop": 0.8,
-              "goal_met": True, "pruned": {"macs": 495}, "finetune": {"epochs": 2},
-              "channels": {"conv1": {"before": 16, "after": 8}}}
+UNSTRUCTURED = {
+    "method": "global",
+    "mode": "global",
+    "target_sparsity": 0.8,
+    "actual_sparsity": 0.8,
+    "dense_macs": 1000,
+    "nonzero_macs": 250,
+    "baseline_top1": 80.0,
+    "finetuned_top1": 79.0,
+    "accuracy_drop": 1.0,
+    "layer_sparsity": {"conv1": 0.5, "fc": 0.9},
+}
+STRUCTURED = {
+    "method": "l2",
+    "granularity": "channel",
+    "target_macs_reduction": 0.5,
+    "flops_reduction_pct": 50.5,
+    "reduction_basis": "dense",
+    "baseline_top1": 80.0,
+    "pruned_top1": 79.2,
+    "accuracy_drop": 0.8,
+    "goal_met": True,
+    "pruned": {"macs": 495},
+    "finetune": {"epochs": 2},
+    "channels": {"conv1": {"before": 16, "after": 8}},
+}
 
-STRUCTURED_LATENCY = STRUCTURED | {"target_macs_reduction": None, "target_latency_reduction": 0.5,
-                                   "flops_reduction_pct": 30.0, "pruned_top1": 79.5, "accuracy_drop": 0.5,
-                                   "latency": {"backend": "onnxruntime", "batch_size": 64}, "latency_reduction_pct": 47.5}
+STRUCTURED_LATENCY = STRUCTURED | {
+    "target_macs_reduction": None,
+    "target_latency_reduction": 0.5,
+    "flops_reduction_pct": 30.0,
+    "pruned_top1": 79.5,
+    "accuracy_drop": 0.5,
+    "latency": {"backend": "onnxruntime", "batch_size": 64},
+    "latency_reduction_pct": 47.5,
+}
 
 
 def test_summaries_name_the_reduction_basis():
@@ -50,8 +75,10 @@ def test_full_report(tmp_path):
     text = (tmp_path / "out" / "report.md").read_text()
     assert text.index("## Method comparison") < text.index("## Figures")
     assert "| structured | l2 | MACs -0.5 | 50.50 | dense |  | 80.00 | 79.20 | 0.80 | MET | 2 |" in text
-    assert ("| structured | l2 | latency -0.5 (onnxruntime, batch 64) | 30.00 | dense | 47.50 | 80.00 | 79.50 | 0.50 "
-            "| MET | 2 |") in text  # the latency-targeted row beside the MACs-targeted one
+    assert (
+        "| structured | l2 | latency -0.5 (onnxruntime, batch 64) | 30.00 | dense | 47.50 | 80.00 | 79.50 | 0.50 "
+        "| MET | 2 |"
+    ) in text  # the latency-targeted row beside the MACs-targeted one
     assert "| unstructured | global (global) | 0.80 | 75.00 | non-zero (theoretical)" in text
     for png in ("pareto.png", "curves.png", "layer_sparsity.png", "channels.png"):
         assert (tmp_path / "out" / png).stat().st_size > 1000, png

@@ -25,8 +25,10 @@ from tools.core.run_folder import RunLock
 
 def hold(folder, command: str) -> subprocess.Popen:
     """Another live process holding `folder` the way tools.core.run_folder.RunLock does."""
-    code = ("import sys, time\nfrom tools.core.run_folder import RunLock\n"
-            f"RunLock({str(folder)!r}, command={command!r}).acquire()\nprint('held', flush=True)\ntime.sleep(60)\n")
+    code = (
+        "import sys, time\nfrom tools.core.run_folder import RunLock\n"
+        f"RunLock({str(folder)!r}, command={command!r}).acquire()\nprint('held', flush=True)\ntime.sleep(60)\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     assert proc.stdout.readline().strip() == "held"
     return proc
@@ -60,8 +62,9 @@ def test_eval_into_a_folder_a_running_train_holds_is_refused(finished, tmp_path,
     out = tmp_path / "held"
     holder = hold(out, "python -m scripts.train --save-dir held")
     try:
-        code, err = exit_and_error(eval_script.main, ["--checkpoint", str(finished / "best_model.pth"),
-                                                      "--save-dir", str(out)], capsys)
+        code, err = exit_and_error(
+            eval_script.main, ["--checkpoint", str(finished / "best_model.pth"), "--save-dir", str(out)], capsys
+        )
     finally:
         release(holder)
     assert code == 2 and len(err.splitlines()) == 1
@@ -111,8 +114,17 @@ def test_clear_never_deletes_a_folder_a_live_run_holds(tmp_path):
 
 def test_sweep_rerun_keeps_a_point_folder_its_orphaned_run_still_holds(tmp_path, monkeypatch, capsys):
     sweep = tmp_path / "s.yaml"
-    sweep.write_text(yaml.safe_dump({"script": "train", "config": str(ROOT / "cfgs" / "quickstart.yaml"),
-                                     "grid": {"train.lr": [0.1, 0.2]}, "metric": "test_top1", "cost": "params"}))
+    sweep.write_text(
+        yaml.safe_dump(
+            {
+                "script": "train",
+                "config": str(ROOT / "cfgs" / "quickstart.yaml"),
+                "grid": {"train.lr": [0.1, 0.2]},
+                "metric": "test_top1",
+                "cost": "params",
+            }
+        )
+    )
     out = tmp_path / "out"
     orphan = out / "lr0.2"
     orphan.mkdir(parents=True)

@@ -11,14 +11,22 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = sorted(p.stem for p in (ROOT / "scripts").glob("*.py") if not p.stem.startswith("_"))  # _file_form: the guard's helper
+SCRIPTS = sorted(
+    p.stem for p in (ROOT / "scripts").glob("*.py") if not p.stem.startswith("_")
+)  # _file_form: the guard's helper
 
 
 def run_file(script: str, cwd: Path) -> subprocess.CompletedProcess:
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     env.pop("PYTHONPATH", None)  # only what the file form itself gives
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / f"{script}.py"), "--help"],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / f"{script}.py"), "--help"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.parametrize("script", ["train", "eval", "profile"])
@@ -30,16 +38,18 @@ def test_file_form_prints_usage_from_the_repo_root(script):
 
 def test_every_script_carries_the_file_form_guard():
     """Each script fixes sys.path before its first import (the --help runs above prove the guard works)."""
-    missing = [name for name in SCRIPTS
-               if 'if __name__ == "__main__" and not __package__:' not in (ROOT / "scripts" / f"{name}.py").read_text()]
+    missing = [
+        name
+        for name in SCRIPTS
+        if 'if __name__ == "__main__" and not __package__:' not in (ROOT / "scripts" / f"{name}.py").read_text()
+    ]
     assert missing == []
 
 
 def test_sparsity_names_the_folder_like_the_seed():
+    import scripts.prune_structured as prune_script
     from tools.core.config import Config
     from tools.runs.prune_structured import cli_flags, structured_name
-
-    import scripts.prune_structured as prune_script
 
     def name_for(argv):
         args = prune_script.parse_args(["--method", "bn_scale", *argv])

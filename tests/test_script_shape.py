@@ -17,8 +17,12 @@ ALIASES = ("pai_report",)  # old names that re-export another script's main
 
 def package_names(tree: ast.Module) -> set[str]:
     """Names the script imports from tools/ or datasets/."""
-    return {alias.asname or alias.name for node in tree.body if isinstance(node, ast.ImportFrom) and node.module
-            and node.module.split(".")[0] in ("tools", "datasets") for alias in node.names}
+    return {
+        alias.asname or alias.name
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ("tools", "datasets")
+        for alias in node.names
+    }
 
 
 def main_calls(tree: ast.Module) -> list[str]:

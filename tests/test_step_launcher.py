@@ -37,7 +37,13 @@ def test_pipeline_sweep_and_benchmark_start_steps_only_through_the_launcher():
 
 
 def test_a_script_step_runs_with_this_interpreter():
-    assert script_command("sweep", ["--sweep", "s.yaml"]) == [sys.executable, "-m", "scripts.sweep", "--sweep", "s.yaml"]
+    assert script_command("sweep", ["--sweep", "s.yaml"]) == [
+        sys.executable,
+        "-m",
+        "scripts.sweep",
+        "--sweep",
+        "s.yaml",
+    ]
 
 
 def test_a_teed_step_is_shown_and_logged_line_by_line(capsys):

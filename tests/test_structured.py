@@ -53,8 +53,9 @@ def changed_layers_respect_round_to(before: dict, after: dict, round_to: int) ->
 def test_every_model_prunes_at_ratio_0_3(name):
     model, example, ignored, table, base_macs = prepared(name)
     pruned = copy.deepcopy(model)
-    counts = st.prune_channels(pruned, example, ratio=0.3, table=table, max_pruning_ratio=0.8, round_to=8,
-                               ignored_layers=ignored)
+    counts = st.prune_channels(
+        pruned, example, ratio=0.3, table=table, max_pruning_ratio=0.8, round_to=8, ignored_layers=ignored
+    )
     st.verify_forward(pruned, example, NUM_CLASSES)
     before, after = st.channel_counts(model), st.channel_counts(pruned)
     assert sum(counts.values()) > 0 and count_macs_params(pruned, tuple(example.shape))[0] < base_macs
@@ -66,8 +67,14 @@ def test_every_model_prunes_at_ratio_0_3(name):
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_every_model_reaches_target_macs_reduction_0_5(name):
     model, example, ignored, table, base_macs = prepared(name)
-    found = st.search_channels(model, example, plan_for(name), target=0.5, tolerance=0.01,
-                               reduction_of=lambda m: 1 - count_macs_params(m, tuple(example.shape))[0] / base_macs)
+    found = st.search_channels(
+        model,
+        example,
+        plan_for(name),
+        target=0.5,
+        tolerance=0.01,
+        reduction_of=lambda m: 1 - count_macs_params(m, tuple(example.shape))[0] / base_macs,
+    )
     st.verify_forward(found.model, example, NUM_CLASSES)
     assert 0.49 <= found.reduction <= 0.51, found
     reached = 1 - count_macs_params(found.model, tuple(example.shape))[0] / base_macs
@@ -165,8 +172,14 @@ def test_bn_scale_without_batchnorm_is_a_user_error():
 def test_unreachable_target_is_a_user_error():
     model, example, _, _, base_macs = prepared("resnet20")
     with pytest.raises(UserError, match="target MACs reduction 90.0% is unreachable"):
-        st.search_channels(model, example, plan_for("resnet20", max_pruning_ratio=0.3), target=0.9, tolerance=0.01,
-                           reduction_of=lambda m: 1 - count_macs_params(m, tuple(example.shape))[0] / base_macs)
+        st.search_channels(
+            model,
+            example,
+            plan_for("resnet20", max_pruning_ratio=0.3),
+            target=0.9,
+            tolerance=0.01,
+            reduction_of=lambda m: 1 - count_macs_params(m, tuple(example.shape))[0] / base_macs,
+        )
 
 
 def test_search_lands_in_the_window_or_explains_why():
@@ -196,7 +209,9 @@ class NumpyDetour(nn.Module):
 
 
 def test_untraceable_models_are_user_errors():
-    with pytest.raises(UserError, match="cannot trace NumpyDetour: the output does not depend through autograd on conv"):
+    with pytest.raises(
+        UserError, match="cannot trace NumpyDetour: the output does not depend through autograd on conv"
+    ):
         st.check_traceable(NumpyDetour(), torch.zeros(1, 3, 8, 8))
     with pytest.raises(UserError, match="fails on an input of shape"):
         st.check_traceable(nn.Linear(5, 2), torch.zeros(1, 3, 8, 8))
@@ -223,8 +238,9 @@ def test_bn_l1_penalty_drives_scales_toward_zero():
 def test_kernel_granularity_zeroes_whole_kernels():
     model, example, ignored, _, _ = prepared("resnet20")
     model = copy.deepcopy(model)
-    masks = kernels.prune_kernels(model, kernels.KernelPruning("kernel", "l1", global_pruning=False), ratio=0.5,
-                                  ignored_layers=ignored)
+    masks = kernels.prune_kernels(
+        model, kernels.KernelPruning("kernel", "l1", global_pruning=False), ratio=0.5, ignored_layers=ignored
+    )
     for conv, mask in masks.items():
         kernels_zero = (conv.weight.abs().sum((2, 3)) == 0).float().mean()
         assert kernels_zero == pytest.approx(0.5, abs=0.01)
@@ -237,8 +253,12 @@ def test_kernel_granularity_zeroes_whole_kernels():
 def test_intra_kernel_keeps_a_pattern_in_every_kernel():
     model, _, ignored, _, _ = prepared("resnet20")
     model = copy.deepcopy(model)
-    kernels.prune_kernels(model, kernels.KernelPruning("intra_kernel", "l2", pattern_size=4, num_patterns=6),
-                          ratio=0.0, ignored_layers=ignored)
+    kernels.prune_kernels(
+        model,
+        kernels.KernelPruning("intra_kernel", "l2", pattern_size=4, num_patterns=6),
+        ratio=0.0,
+        ignored_layers=ignored,
+    )
     shapes = set()
     for conv in kernels.kernel_layers(model, ignored):
         nonzero = (conv.weight != 0).flatten(0, 1).flatten(1)
@@ -251,8 +271,12 @@ def test_kernel_target_search_uses_nonzero_macs():
     model, example, ignored, _, _ = prepared("resnet20")
     base, _ = count_nonzero_macs_params(model, tuple(example.shape))
     how = st.RatioSearch(
-        prune=lambda m, r: kernels.prune_kernels(m, kernels.KernelPruning("kernel", "l2"), ratio=r, ignored_layers=ignored),
-        reduction_of=lambda m: 1 - count_nonzero_macs_params(m, tuple(example.shape))[0] / base, what="kernel")
+        prune=lambda m, r: kernels.prune_kernels(
+            m, kernels.KernelPruning("kernel", "l2"), ratio=r, ignored_layers=ignored
+        ),
+        reduction_of=lambda m: 1 - count_nonzero_macs_params(m, tuple(example.shape))[0] / base,
+        what="kernel",
+    )
     found = st.search_ratio(model, how, target=0.4, tolerance=0.01)
     assert 0.39 <= found.reduction <= 0.41
 
@@ -272,21 +296,39 @@ def test_distillation_loss():
         distillation_loss(teacher, alpha=1.5, temperature=4.0)
 
 
-@pytest.mark.parametrize("flops,drop,met", [
-    (40.0, 1.5, True), (39.99, 0.0, False), (50.0, 1.51, False), (80.0, -2.0, True),
-    (45.0, 91.5 - 90.0, True), (float("nan"), 0.0, False), (45.0, float("nan"), False),
-])
+@pytest.mark.parametrize(
+    "flops,drop,met",
+    [
+        (40.0, 1.5, True),
+        (39.99, 0.0, False),
+        (50.0, 1.51, False),
+        (80.0, -2.0, True),
+        (45.0, 91.5 - 90.0, True),
+        (float("nan"), 0.0, False),
+        (45.0, float("nan"), False),
+    ],
+)
 def test_goal_check_on_crafted_metrics(flops, drop, met):
-    assert st.goal_met(flops_reduction_pct=flops, accuracy_drop=drop, min_flops_reduction_pct=40.0,
-                       max_accuracy_drop=1.5) is met
+    assert (
+        st.goal_met(flops_reduction_pct=flops, accuracy_drop=drop, min_flops_reduction_pct=40.0, max_accuracy_drop=1.5)
+        is met
+    )
 
 
 def test_final_block_reports_the_goal_from_its_thresholds():
     costs = {"flops": 2_000_000, "nonzero_flops": 2_000_000}
-    metrics = {"reduction_basis": "dense", "baseline_top1": 91.5, "pruned_top1": 90.0, "accuracy_drop": 1.5,
-               "flops_reduction_pct": 52.0, "params_reduction_pct": 40.0, "goal_met": True,
-               "goal": {"min_flops_reduction_pct": 40.0, "max_accuracy_drop": 1.5},
-               "baseline": costs, "pruned": {"flops": 960_000, "nonzero_flops": 960_000}}
+    metrics = {
+        "reduction_basis": "dense",
+        "baseline_top1": 91.5,
+        "pruned_top1": 90.0,
+        "accuracy_drop": 1.5,
+        "flops_reduction_pct": 52.0,
+        "params_reduction_pct": 40.0,
+        "goal_met": True,
+        "goal": {"min_flops_reduction_pct": 40.0, "max_accuracy_drop": 1.5},
+        "baseline": costs,
+        "pruned": {"flops": 960_000, "nonzero_flops": 960_000},
+    }
     text = final_block(metrics)
     assert text.splitlines()[-1] == "Goal MET (>=40% FLOPs, <=1.5% drop)"
     assert "accuracy drop     1.50 pts" in text and "FLOPs reduction   52.00%" in text

@@ -48,12 +48,27 @@ def test_target_run_writes_every_output(target_run):
 
 
 def test_stdout_has_the_report_and_goal_line(tiny_checkpoint, tmp_path, capsys):
-    prune(tiny_checkpoint, tmp_path / "run", "--method", "l1", "--pruning-ratio", "0.3", "--epochs", "0",
-          "--set", "structured.goal.min_flops_reduction_pct=90", "structured.goal.max_accuracy_drop=0.5")
+    prune(
+        tiny_checkpoint,
+        tmp_path / "run",
+        "--method",
+        "l1",
+        "--pruning-ratio",
+        "0.3",
+        "--epochs",
+        "0",
+        "--set",
+        "structured.goal.min_flops_reduction_pct=90",
+        "structured.goal.max_accuracy_drop=0.5",
+    )
     out = capsys.readouterr().out
-    for pattern in (r"baseline: top1 .* MACs .* FLOPs .* params", r"round 1/1: ratio 0.3000, MACs reduction",
-                    r"after pruning, before fine-tuning: .* MACs .*\(-\d+\.\d%\)", r"FLOPs reduction +\d+\.\d\d%",
-                    r"accuracy drop +-?\d+\.\d\d pts"):
+    for pattern in (
+        r"baseline: top1 .* MACs .* FLOPs .* params",
+        r"round 1/1: ratio 0.3000, MACs reduction",
+        r"after pruning, before fine-tuning: .* MACs .*\(-\d+\.\d%\)",
+        r"FLOPs reduction +\d+\.\d\d%",
+        r"accuracy drop +-?\d+\.\d\d pts",
+    ):
         assert re.search(pattern, out), pattern
     assert "Goal NOT MET (>=90% FLOPs, <=0.5% drop)" in out.splitlines()
 
@@ -87,9 +102,23 @@ def test_eval_works_on_the_pruned_model(target_run, tmp_path):
 
 
 def test_bn_scale_iterative_with_distillation(tiny_checkpoint, tmp_path):
-    metrics = prune(tiny_checkpoint, tmp_path / "run", "--method", "bn_scale", "--target-macs-reduction", "0.4",
-                    "--iterative-steps", "2", "--epochs", "1", "--set", "structured.bn_scale.epochs=1",
-                    "structured.bn_scale.reg=1e-3", "structured.step_epochs=1", "finetune.kd.alpha=0.5")
+    metrics = prune(
+        tiny_checkpoint,
+        tmp_path / "run",
+        "--method",
+        "bn_scale",
+        "--target-macs-reduction",
+        "0.4",
+        "--iterative-steps",
+        "2",
+        "--epochs",
+        "1",
+        "--set",
+        "structured.bn_scale.epochs=1",
+        "structured.bn_scale.reg=1e-3",
+        "structured.step_epochs=1",
+        "finetune.kd.alpha=0.5",
+    )
     assert [r["round"] for r in metrics["rounds"]] == [1, 2]
     assert 19.0 <= metrics["rounds"][0]["macs_reduction_pct"] <= 21.0 and 39.0 <= metrics["flops_reduction_pct"] <= 41.0
     assert metrics["sparsity_training"]["epochs"] == 1 and metrics["finetune"]["kd_alpha"] == 0.5
@@ -98,8 +127,18 @@ def test_bn_scale_iterative_with_distillation(tiny_checkpoint, tmp_path):
 
 
 def test_intra_kernel_patterns_survive_fine_tuning(tiny_checkpoint, tmp_path):
-    metrics = prune(tiny_checkpoint, tmp_path / "run", "--method", "l2", "--granularity", "intra_kernel",
-                    "--pruning-ratio", "0.1", "--epochs", "1")
+    metrics = prune(
+        tiny_checkpoint,
+        tmp_path / "run",
+        "--method",
+        "l2",
+        "--granularity",
+        "intra_kernel",
+        "--pruning-ratio",
+        "0.1",
+        "--epochs",
+        "1",
+    )
     assert metrics["reduction_basis"] == "nonzero" and metrics["flops_reduction_pct"] > 40
     assert metrics["pruned"]["macs"] == metrics["baseline"]["macs"], "masks leave dense MACs alone"
     model = torch.load(tmp_path / "run" / "pruned_model.pth", weights_only=False)
@@ -127,8 +166,10 @@ def test_bad_inputs_exit_2_with_one_line(tiny_checkpoint, tmp_path, capsys):
         (["--pruning-ratio", "1.0"], r"structured.pruning_ratio must be in \[0, 1\) .*got 1.0"),
         (["--pruning-ratio", "-0.2"], r"structured.pruning_ratio must be in \[0, 1\)"),
         (["--sparsity", "1.0"], r"--sparsity / --target-macs-reduction is the fraction of FLOPs removed .*got 1"),
-        (["--target-macs-reduction", "0.95", "--set", "structured.max_pruning_ratio=0.5"],
-         r"target MACs reduction 95.0% is unreachable"),
+        (
+            ["--target-macs-reduction", "0.95", "--set", "structured.max_pruning_ratio=0.5"],
+            r"target MACs reduction 95.0% is unreachable",
+        ),
         (["--method", "magnitude"], r"unknown structured.method 'magnitude'; choose one of: l1, l2, bn_scale"),
         (["--granularity", "kernel", "--method", "taylor"], r"granularity kernel ranks kernels by l1, l2, random"),
         (["--set", "structured.ignored_layers=[layer9]"], r"structured.ignored_layers names 'layer9'"),
@@ -138,8 +179,17 @@ def test_bad_inputs_exit_2_with_one_line(tiny_checkpoint, tmp_path, capsys):
         code, err = exit_code(base + extra, capsys)
         assert code == 2 and "\n" not in err and "Traceback" not in err, (extra, err)
         assert re.search(pattern, err), (pattern, err)
-    code, err = exit_code(["--checkpoint", str(tmp_path / "untraceable.pth"), "--trust-checkpoint", "--save-dir", str(tmp_path / "u"), *FAST],
-                          capsys)
+    code, err = exit_code(
+        [
+            "--checkpoint",
+            str(tmp_path / "untraceable.pth"),
+            "--trust-checkpoint",
+            "--save-dir",
+            str(tmp_path / "u"),
+            *FAST,
+        ],
+        capsys,
+    )
     assert code == 2 and re.search(r"cannot trace NumpyDetour", err), err
 
 

@@ -22,7 +22,7 @@ def test_pareto_front_on_crafted_points():
     rows = [
         {"point": "a", "top1": 90, "macs": 100},
         {"point": "b", "top1": 85, "macs": 50},
-        {"point": "c", "top1": 80, "macs": 60},   # dominated by b
+        {"point": "c", "top1": 80, "macs": 60},  # dominated by b
         {"point": "d", "top1": 90, "macs": 120},  # dominated by a (same accuracy, more cost)
         {"point": "e", "top1": 70, "macs": 10},
         {"point": "f", "top1": None, "macs": 5},  # incomplete: ignored
@@ -46,13 +46,26 @@ def test_four_point_sweep_resumes_after_interruption(tmp_path, monkeypatch, caps
     from conftest import ROOT
 
     sweep = tmp_path / "tiny.yaml"
-    sweep.write_text(yaml.safe_dump({
-        "script": "train", "config": str(ROOT / "cfgs" / "quickstart.yaml"),
-        "grid": {"train.lr": [0.05, 0.1], "train.nesterov": [True, False]},
-        "metric": "test_top1", "cost": "params",
-    }))
-    tiny = ["data.synthetic.train_size=64", "data.synthetic.test_size=32", "data.synthetic.resolution=8",
-            "data.synthetic.num_classes=3", "train.epochs=1", "train.device=cpu", "train.num_threads=1"]
+    sweep.write_text(
+        yaml.safe_dump(
+            {
+                "script": "train",
+                "config": str(ROOT / "cfgs" / "quickstart.yaml"),
+                "grid": {"train.lr": [0.05, 0.1], "train.nesterov": [True, False]},
+                "metric": "test_top1",
+                "cost": "params",
+            }
+        )
+    )
+    tiny = [
+        "data.synthetic.train_size=64",
+        "data.synthetic.test_size=32",
+        "data.synthetic.resolution=8",
+        "data.synthetic.num_classes=3",
+        "train.epochs=1",
+        "train.device=cpu",
+        "train.num_threads=1",
+    ]
     out = tmp_path / "out"
     real = sweep_workflow.run_point
     calls = []

@@ -32,8 +32,13 @@ run_cli(s.main, sys.argv[1:])
 
 
 def sweep_file(tmp_path, **fields):
-    spec = {"script": "train", "config": str(ROOT / "cfgs" / "quickstart.yaml"),
-            "grid": {"train.lr": [0.1, 0.2, 0.3]}, "metric": "test_top1", "cost": "params"} | fields
+    spec = {
+        "script": "train",
+        "config": str(ROOT / "cfgs" / "quickstart.yaml"),
+        "grid": {"train.lr": [0.1, 0.2, 0.3]},
+        "metric": "test_top1",
+        "cost": "params",
+    } | fields
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -58,9 +63,14 @@ def alive(pid: int) -> bool:
 
 def test_ctrl_c_cancels_queued_points_and_stops_the_running_one(tmp_path):
     out = tmp_path / "out"
-    sweep = subprocess.Popen([sys.executable, "-c", DRIVER, "--sweep", str(sweep_file(tmp_path)), "--save-dir", str(out),
-                              "--workers", "1"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)
+    sweep = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, "--sweep", str(sweep_file(tmp_path)), "--save-dir", str(out), "--workers", "1"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     child = None
     try:
         child = int(wait_for(out / "lr0.1" / "started"))

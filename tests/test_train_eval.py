@@ -16,10 +16,23 @@ from tools.core.errors import run_cli
 ROOT = Path(__file__).resolve().parents[1]
 
 TINY = [
-    "--config", str(ROOT / "cfgs" / "quickstart.yaml"), "--set", "data.name=synthetic", "data.synthetic.train_size=256", "data.synthetic.test_size=128",
-    "data.synthetic.resolution=16", "data.synthetic.num_classes=4", "data.batch_size=64",
-    "model.name=resnet20", "train.epochs=2", "train.lr=0.05", "train.scheduler=cosine",
-    "train.deterministic=true", "train.device=cpu", "data.num_workers=0", "output.root=" + str(ROOT / "results" / "tests"),
+    "--config",
+    str(ROOT / "cfgs" / "quickstart.yaml"),
+    "--set",
+    "data.name=synthetic",
+    "data.synthetic.train_size=256",
+    "data.synthetic.test_size=128",
+    "data.synthetic.resolution=16",
+    "data.synthetic.num_classes=4",
+    "data.batch_size=64",
+    "model.name=resnet20",
+    "train.epochs=2",
+    "train.lr=0.05",
+    "train.scheduler=cosine",
+    "train.deterministic=true",
+    "train.device=cpu",
+    "data.num_workers=0",
+    "output.root=" + str(ROOT / "results" / "tests"),
 ]
 
 
@@ -46,8 +59,18 @@ def test_train_writes_every_artifact(trained):
         assert (trained / name).is_file(), name
     assert any((trained / "logs").iterdir()), "TensorBoard events"
     metrics = yaml.safe_load((trained / "metrics.yaml").read_text())
-    for key in ("best_val_top1", "final_val_top1", "test_top1", "test_top5", "macs", "flops", "params", "epochs",
-                "wall_time_s", "device"):
+    for key in (
+        "best_val_top1",
+        "final_val_top1",
+        "test_top1",
+        "test_top5",
+        "macs",
+        "flops",
+        "params",
+        "epochs",
+        "wall_time_s",
+        "device",
+    ):
         assert key in metrics, key
     assert metrics["flops"] == 2 * metrics["macs"] and metrics["epochs"] == 2
     last = torch.load(trained / "last.pth", weights_only=False)
@@ -109,19 +132,52 @@ def test_saved_config_reproduces_the_run(tmp_path, trained):
 
 def test_eval_writes_expected_keys(tmp_path, trained):
     out = tmp_path / "eval"
-    eval_script.main(["--checkpoint", str(trained / "best_model.pth"), "--save-dir", str(out),
-                      "--measure-latency", "--batch-sizes", "1,4", "--set", "profile.repeats=3", "profile.warmup=1"])
+    eval_script.main(
+        [
+            "--checkpoint",
+            str(trained / "best_model.pth"),
+            "--save-dir",
+            str(out),
+            "--measure-latency",
+            "--batch-sizes",
+            "1,4",
+            "--set",
+            "profile.repeats=3",
+            "profile.warmup=1",
+        ]
+    )
     report = yaml.safe_load((out / "eval_metrics.yaml").read_text())
-    for key in ("top1", "top5", "loss", "macs", "flops", "params", "nonzero_macs", "nonzero_params",
-                "weight_sparsity", "size_bytes", "checkpoint_size_bytes", "latency", "latency_ms"):
+    for key in (
+        "top1",
+        "top5",
+        "loss",
+        "macs",
+        "flops",
+        "params",
+        "nonzero_macs",
+        "nonzero_params",
+        "weight_sparsity",
+        "size_bytes",
+        "checkpoint_size_bytes",
+        "latency",
+        "latency_ms",
+    ):
         assert key in report, key
     assert set(report["latency"]) == {1, 4}
     assert report["latency"][4]["throughput_ips"] > 0
     metrics = yaml.safe_load((trained / "metrics.yaml").read_text())
     assert report["top1"] == pytest.approx(metrics["test_top1"])
     # Against itself as baseline: no drop, no reduction.
-    eval_script.main(["--checkpoint", str(trained / "best_model.pth"), "--save-dir", str(out / "b"),
-                      "--baseline-metrics", str(out / "eval_metrics.yaml")])
+    eval_script.main(
+        [
+            "--checkpoint",
+            str(trained / "best_model.pth"),
+            "--save-dir",
+            str(out / "b"),
+            "--baseline-metrics",
+            str(out / "eval_metrics.yaml"),
+        ]
+    )
     vs = yaml.safe_load((out / "b" / "eval_metrics.yaml").read_text())["vs_baseline"]
     assert vs["accuracy_drop"] == pytest.approx(0.0) and vs["macs_reduction_pct"] == pytest.approx(0.0)
 
@@ -142,14 +198,23 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys, trained):
         (train_script.main, ["--config", str(wrong)], "key train.epochs .* must be an integer"),
         (train_script.main, TINY + ["--set", "model.name=resnet19"], "resnet19"),
         (train_script.main, TINY + ["--set", "data.name=cifar11"], "cifar11"),
-        (train_script.main, TINY + ["--set", "data.name=cifar10", f"data.root={tmp_path / 'nodata'}",
-                                    "data.download=false"], "nodata"),
+        (
+            train_script.main,
+            TINY + ["--set", "data.name=cifar10", f"data.root={tmp_path / 'nodata'}", "data.download=false"],
+            "nodata",
+        ),
         (eval_script.main, ["--checkpoint", str(tmp_path / "missing.pth")], "checkpoint .*missing.pth not found"),
         (eval_script.main, ["--checkpoint", str(corrupt)], "corrupt.pth is truncated or not a PyTorch file"),
-        (eval_script.main, ["--checkpoint", str(trained / "best_model.pth"), "--set", "model.name=resnet32"],
-         "does not match model resnet32"),
-        (eval_script.main, ["--checkpoint", str(trained / "best_model.pth"), "--set", "data.synthetic.num_classes=7"],
-         "shape mismatch|predicts 4 classes but the data set has 7"),
+        (
+            eval_script.main,
+            ["--checkpoint", str(trained / "best_model.pth"), "--set", "model.name=resnet32"],
+            "does not match model resnet32",
+        ),
+        (
+            eval_script.main,
+            ["--checkpoint", str(trained / "best_model.pth"), "--set", "data.synthetic.num_classes=7"],
+            "shape mismatch|predicts 4 classes but the data set has 7",
+        ),
     ]
     for main, argv, pattern in cases:
         code, err = run_exit_code(main, argv, capsys)
@@ -159,8 +224,12 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys, trained):
 
 
 def test_cli_entry_point_exits_2_without_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "scripts.train", "--config", str(tmp_path / "nope.yaml")],
-                          cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "scripts.train", "--config", str(tmp_path / "nope.yaml")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: config file") and "Traceback" not in proc.stderr
 

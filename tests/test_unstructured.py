@@ -63,12 +63,20 @@ def test_golden_lamp_scores():
 
 def test_golden_taylor_scores_accumulate_over_batches():
     layer = linear(torch.tensor([[1.0, -2.0, 3.0, 0.5]]))
-    batches = [(torch.tensor([[1.0, 1.0, 1.0, 1.0]]), torch.zeros(1, dtype=torch.long)),
-               (torch.tensor([[2.0, 0.0, 1.0, -1.0]]), torch.zeros(1, dtype=torch.long))]
+    batches = [
+        (torch.tensor([[1.0, 1.0, 1.0, 1.0]]), torch.zeros(1, dtype=torch.long)),
+        (torch.tensor([[2.0, 0.0, 1.0, -1.0]]), torch.zeros(1, dtype=torch.long)),
+    ]
     targets = un.prunable_targets(nn.Sequential(layer))
     # loss = sum of outputs, so dL/dw = x: |w x| per batch is [1,2,3,.5] then [2,0,3,.5]
-    scores = un.accumulate_taylor_scores(nn.Sequential(layer), targets, batches, num_batches=5,
-                                         device=torch.device("cpu"), loss_fn=lambda logits, y, x: logits.sum())
+    scores = un.accumulate_taylor_scores(
+        nn.Sequential(layer),
+        targets,
+        batches,
+        num_batches=5,
+        device=torch.device("cpu"),
+        loss_fn=lambda logits, y, x: logits.sum(),
+    )
     assert torch.allclose(scores["0"], torch.tensor([[3.0, 2.0, 6.0, 1.0]]))
     masks = un.compute_masks(targets, method="taylor", mode="layerwise", sparsity=0.5, gradient_scores=scores)
     assert as_list(masks["0"]) == [[1, 0, 1, 0]]  # magnitude would have kept [0, 1, 1, 0]
@@ -86,9 +94,11 @@ def test_golden_movement_scores():
 
 
 def test_golden_nm_masks_linear_and_conv():
-    weight = torch.tensor([[0.1, -0.9, 0.3, 0.2, 0.5, 0.4, -0.6, 0.05],
-                           [1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 3.0]])
-    assert as_list(un.nm_mask(un.magnitude_scores(weight), 2, 4)) == [[0, 1, 1, 0, 1, 0, 1, 0], [1, 1, 0, 0, 1, 0, 0, 1]]
+    weight = torch.tensor([[0.1, -0.9, 0.3, 0.2, 0.5, 0.4, -0.6, 0.05], [1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 3.0]])
+    assert as_list(un.nm_mask(un.magnitude_scores(weight), 2, 4)) == [
+        [0, 1, 1, 0, 1, 0, 1, 0],
+        [1, 1, 0, 0, 1, 0, 0, 1],
+    ]
     conv = torch.zeros(1, 4, 1, 2)
     conv[0, :, 0, 0] = torch.tensor([4.0, 3.0, 2.0, 1.0])
     conv[0, :, 0, 1] = torch.tensor([1.0, 2.0, 3.0, 4.0])
@@ -123,8 +133,9 @@ def uneven_model() -> nn.Module:
 
 
 @pytest.mark.parametrize("schedule", un.SCHEDULES)
-@pytest.mark.parametrize("method,mode", [("l1", "layerwise"), ("global", "global"), ("lamp", "global"),
-                                         ("random", "layerwise")])
+@pytest.mark.parametrize(
+    "method,mode", [("l1", "layerwise"), ("global", "global"), ("lamp", "global"), ("random", "layerwise")]
+)
 def test_exact_sparsity_at_every_schedule_step_and_masks_only_grow(schedule, method, mode):
     model = uneven_model()
     targets = un.prunable_targets(model)
@@ -215,8 +226,14 @@ def test_remove_reparameterization_keeps_outputs_identical():
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_compressed_round_trip_is_exact(fmt):
     torch.manual_seed(0)
-    tensors = {"conv": torch.randn(8, 4, 3, 3), "vec": torch.randn(7), "fc": torch.randn(5, 40),
-               "steps": torch.tensor(12), "zeros": torch.zeros(3, 3), "half": torch.randn(4, 8).half()}
+    tensors = {
+        "conv": torch.randn(8, 4, 3, 3),
+        "vec": torch.randn(7),
+        "fc": torch.randn(5, 40),
+        "steps": torch.tensor(12),
+        "zeros": torch.zeros(3, 3),
+        "half": torch.randn(4, 8).half(),
+    }
     for key in ("conv", "vec", "fc", "half"):
         tensors[key][torch.rand(tensors[key].shape) < 0.9] = 0
     buffer = io.BytesIO()
@@ -249,9 +266,11 @@ def test_compressed_checkpoint_loads_like_any_checkpoint_and_is_smaller(tmp_path
 
 
 # ----------------------------------------------------------------------------- sensitivity maths
-ROWS = [{"layer": layer, "sparsity": s, "drop": drop}
-        for layer, drops in (("robust", [0.0, 0.1, 0.5]), ("fragile", [1.0, 3.0, 9.0]))
-        for s, drop in zip([0.3, 0.6, 0.9], drops)]
+ROWS = [
+    {"layer": layer, "sparsity": s, "drop": drop}
+    for layer, drops in (("robust", [0.0, 0.1, 0.5]), ("fragile", [1.0, 3.0, 9.0]))
+    for s, drop in zip([0.3, 0.6, 0.9], drops)
+]
 
 
 def test_sensitivity_dict_meets_drop_budget_and_total_target():
@@ -266,15 +285,18 @@ def test_sensitivity_dict_meets_drop_budget_and_total_target():
 
 
 # ----------------------------------------------------------------------------- bad input
-@pytest.mark.parametrize("call,match", [
-    (lambda: un.validate_sparsity(1.0), r"sparsity 1.0 must be in \[0, 1\)"),
-    (lambda: un.validate_sparsity(-0.1), r"must be in \[0, 1\)"),
-    (lambda: un.validate_nm(5, 4), r"N:M needs 1 <= N <= M .* got 5:4"),
-    (lambda: un.natural_mode("magnitude"), r"unknown pruning method 'magnitude'; choose one of: l1, global"),
-    (lambda: un.resolve_mode("nm", "global"), r"nm .* no global mode"),
-    (lambda: un.resolve_mode("global", "layerwise"), r"use --method l1"),
-    (lambda: un.schedule_sparsity(0.5, 1, 2, "quadratic"), r"unknown schedule 'quadratic'"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: un.validate_sparsity(1.0), r"sparsity 1.0 must be in \[0, 1\)"),
+        (lambda: un.validate_sparsity(-0.1), r"must be in \[0, 1\)"),
+        (lambda: un.validate_nm(5, 4), r"N:M needs 1 <= N <= M .* got 5:4"),
+        (lambda: un.natural_mode("magnitude"), r"unknown pruning method 'magnitude'; choose one of: l1, global"),
+        (lambda: un.resolve_mode("nm", "global"), r"nm .* no global mode"),
+        (lambda: un.resolve_mode("global", "layerwise"), r"use --method l1"),
+        (lambda: un.schedule_sparsity(0.5, 1, 2, "quadratic"), r"unknown schedule 'quadratic'"),
+    ],
+)
 def test_bad_inputs_raise_one_line_user_errors(call, match):
     with pytest.raises(UserError, match=match) as exc:
         call()
@@ -296,7 +318,10 @@ def test_semi_structured_eligibility_reasons_on_cpu():
     model = nm_model()
     cusparselt = torch.sparse.SparseSemiStructuredTensorCUSPARSELT
     assert layer_ineligibility(model[0], 2, 4, cusparselt) is None
-    assert layer_ineligibility(model[2], 2, 4, cusparselt) == "weight 10x128: cusparselt needs both dimensions multiples of 16x16"
+    assert (
+        layer_ineligibility(model[2], 2, 4, cusparselt)
+        == "weight 10x128: cusparselt needs both dimensions multiples of 16x16"
+    )
     assert layer_ineligibility(model[0], 1, 4, cusparselt) == "pattern 1:4: the hardware format is 2:4 only"
     assert "nn.Linear weights only" in layer_ineligibility(nn.Conv2d(4, 4, 1), 2, 4, cusparselt)
     assert "not 2:4 sparse" in layer_ineligibility(nn.Linear(64, 64), 2, 4, cusparselt)
@@ -307,14 +332,17 @@ def test_semi_structured_eligibility_reasons_on_cpu():
     assert report["timings"] == []
 
 
-@pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.get_device_capability() < (8, 0),
-                    reason="2:4 semi-structured kernels need a CUDA GPU with compute capability >= 8.0")
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or torch.cuda.get_device_capability() < (8, 0),
+    reason="2:4 semi-structured kernels need a CUDA GPU with compute capability >= 8.0",
+)
 def test_semi_structured_conversion_and_timing_on_cuda():
     from tools.pruning.semi_structured import semi_structured_report
 
     model = nm_model("cuda")
-    report = semi_structured_report(model, n=2, m=4, device=torch.device("cuda"), batch_sizes=[256], warmup=3,
-                                    repeats=5)
+    report = semi_structured_report(
+        model, n=2, m=4, device=torch.device("cuda"), batch_sizes=[256], warmup=3, repeats=5
+    )
     assert [r["eligible"] for r in report["layers"]] == [True, False]
     (timing,) = report["timings"]
     assert timing["layer"] == "0" and timing["dense_ms"] > 0 and timing["sparse_ms"] > 0
@@ -340,8 +368,16 @@ def test_sensitivity_samples_a_seeded_random_subset_not_the_first_images():
 
     images = torch.arange(100.0).view(100, 1)
     labels = torch.arange(100) // 10  # class-sorted, like an image folder in index order
-    loader = type("Loader", (), {"num_samples": 100, "batch_size": 32, "__len__": lambda self: 4,
-                                 "__iter__": lambda self: ((images[i:i + 32], labels[i:i + 32]) for i in range(0, 100, 32))})()
+    loader = type(
+        "Loader",
+        (),
+        {
+            "num_samples": 100,
+            "batch_size": 32,
+            "__len__": lambda self: 4,
+            "__iter__": lambda self: ((images[i : i + 32], labels[i : i + 32]) for i in range(0, 100, 32)),
+        },
+    )()
     subset = sample_eval_subset(loader, 20, seed=0)
     picked = torch.cat([x for x, _ in subset]).flatten()
     assert len(subset) == 1 and picked.numel() == 20 and len(set(picked.tolist())) == 20

@@ -17,7 +17,6 @@ import torch.nn as nn
 
 from tools.modeling.stems import kaiming_init
 
-
 # ----------------------------------------------------------------- CIFAR ResNet (He)
 
 

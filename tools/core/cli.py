@@ -1,12 +1,12 @@
 """Argument parsing shared by every script: --config, --set, --device, --save-dir.
 
-    >>> parser = base_parser("A script's docstring: its first paragraph becomes the description.")
-    >>> _ = parser.add_argument("--epochs", type=int)
-    >>> args = parser.parse_args(["--config", "cfgs/quickstart.yaml", "--epochs", "2"])
-    >>> resolve_config(args, flags={"train.epochs": args.epochs}).train.epochs   # flags win over the YAML
-    2
-    >>> parse_list("1,32,256", int, "--batch-sizes", "1,32")
-    [1, 32, 256]
+>>> parser = base_parser("A script's docstring: its first paragraph becomes the description.")
+>>> _ = parser.add_argument("--epochs", type=int)
+>>> args = parser.parse_args(["--config", "cfgs/quickstart.yaml", "--epochs", "2"])
+>>> resolve_config(args, flags={"train.epochs": args.epochs}).train.epochs   # flags win over the YAML
+2
+>>> parse_list("1,32,256", int, "--batch-sizes", "1,32")
+[1, 32, 256]
 """
 
 from __future__ import annotations
@@ -28,12 +28,22 @@ class Parser(argparse.ArgumentParser):
 def base_parser(doc: str | None, config_required: bool = False) -> argparse.ArgumentParser:
     parser = Parser(description=(doc or "").split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=config_required, help="YAML config in cfgs/ (or a run's config.yaml)")
-    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                        help="override config keys, e.g. --set train.epochs=3 model.name=resnet20")
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override config keys, e.g. --set train.epochs=3 model.name=resnet20",
+    )
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps (overrides train.device)")
     parser.add_argument("--save-dir", help="run folder to write into (default: results/<script>/<config name>)")
-    parser.add_argument("--trust-checkpoint", action="store_true", default=None,
-                        help="unpickle checkpoints that need it, which can run code from the file (model.trust_checkpoint)")
+    parser.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        default=None,
+        help="unpickle checkpoints that need it, which can run code from the file (model.trust_checkpoint)",
+    )
     return parser
 
 

@@ -35,8 +35,20 @@ from tools.core.errors import UserError
 from tools.core.schema import Bound, all_keys, build, check_ranges, check_tree
 from tools.core.yaml_file import UniqueKeyLoader, read_yaml_file
 
-__all__ = ["Bound", "Config", "config_section", "register_section", "compose", "load_config", "config_from_dict",
-           "config_to_dict", "save_config", "stored_config", "read_yaml_file", "is_factory_name"]
+__all__ = [
+    "Bound",
+    "Config",
+    "config_section",
+    "register_section",
+    "compose",
+    "load_config",
+    "config_from_dict",
+    "config_to_dict",
+    "save_config",
+    "stored_config",
+    "read_yaml_file",
+    "is_factory_name",
+]
 BASE_KEY = "base"
 
 
@@ -47,9 +59,11 @@ _composed = False
 
 def config_section(name: str) -> Callable[[type], type]:
     """Class decorator: the dataclass below is the config section `name` (keys `name.*`)."""
+
     def register(cls: type) -> type:
         register_section(name, cls)
         return cls
+
     return register
 
 
@@ -81,8 +95,10 @@ def compose(order: Sequence[str]) -> None:
 def sections() -> dict[str, type]:
     """Name -> section dataclass, in order; a RuntimeError (a wiring bug) until the top composed them."""
     if not _composed:
-        raise RuntimeError("the config's sections are not composed: import tools.workflows.config first "
-                           "(every script and tests/conftest.py do)")
+        raise RuntimeError(
+            "the config's sections are not composed: import tools.workflows.config first "
+            "(every script and tests/conftest.py do)"
+        )
     return dict(_SECTIONS)
 
 
@@ -177,9 +193,11 @@ def _refuse_factory_from_file(cfg: Config, source: str, user_layers: list[tuple[
         return
     if any(isinstance(tree.get("model"), dict) and "name" in tree["model"] for tree, _ in user_layers):
         return  # the user named it (the same or another factory)
-    raise UserError(f"model.name {name!r} comes from the config stored in {source}; a module:factory name runs code, "
-                    f"so it is taken only from your own config or command line: pass --set model.name={name} "
-                    "(or a --config naming it) if you trust that code, or --trust-checkpoint if you trust the file")
+    raise UserError(
+        f"model.name {name!r} comes from the config stored in {source}; a module:factory name runs code, "
+        f"so it is taken only from your own config or command line: pass --set model.name={name} "
+        "(or a --config naming it) if you trust that code, or --trust-checkpoint if you trust the file"
+    )
 
 
 def inherited_line(cfg: Config, origins: dict[str, str], source: str) -> str:
@@ -190,8 +208,10 @@ def inherited_line(cfg: Config, origins: dict[str, str], source: str) -> str:
     parents = {k.rsplit(".", 1)[0] for k in every if "." in k}  # their keys are listed one by one
     keys = [k for k in every if k not in parents and origins.get(k) == source and ours[k] != default.get(k)]
     listed = ", ".join(f"{k}={ours[k]}" for k in keys) or "none besides the defaults"
-    return (f"config: kept from {source} (defaults < checkpoint < --config < --set < flags; "
-            f"override any with --set): {listed}")
+    return (
+        f"config: kept from {source} (defaults < checkpoint < --config < --set < flags; "
+        f"override any with --set): {listed}"
+    )
 
 
 def _leaves(tree: dict, prefix: str = "") -> dict[str, Any]:
@@ -214,8 +234,10 @@ def _through(tree: Any, hook: str) -> Any:
     if not isinstance(tree, dict):
         return tree
     known = sections()
-    return {name: getattr(known[name], hook)(value) if hasattr(known.get(name), hook) and isinstance(value, dict)
-            else value for name, value in tree.items()}
+    return {
+        name: getattr(known[name], hook)(value) if hasattr(known.get(name), hook) and isinstance(value, dict) else value
+        for name, value in tree.items()
+    }
 
 
 def config_to_dict(cfg: Config) -> dict:
@@ -250,8 +272,10 @@ def _read_yaml_chain(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[dict
         raise UserError(f"config {path} extends itself through 'base:'; remove the cycle")
     tree = read_yaml_file(path)
     if tree is None:  # an empty file is more likely a mistake than a wish for every default
-        raise UserError(f"config {path} is empty; write its sections (data:, model:, train:, ...) or pass another "
-                        "file, e.g. --config cfgs/quickstart.yaml")
+        raise UserError(
+            f"config {path} is empty; write its sections (data:, model:, train:, ...) or pass another "
+            "file, e.g. --config cfgs/quickstart.yaml"
+        )
     if not isinstance(tree, dict):
         raise UserError(f"config {path} must be a mapping of sections (data:, model:, train:, ...)")
     layers: list[tuple[dict, str]] = []

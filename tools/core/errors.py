@@ -76,8 +76,11 @@ def run_cli(main: Callable[[list[str] | None], object], argv: list[str] | None =
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
     except Terminated:
-        print(f"terminated by SIGTERM (pid {os.getpid()}); finished epochs are kept: --resume <run folder>/last.pth "
-              "continues", file=sys.stderr)
+        print(
+            f"terminated by SIGTERM (pid {os.getpid()}); finished epochs are kept: --resume <run folder>/last.pth "
+            "continues",
+            file=sys.stderr,
+        )
         raise SystemExit(143) from None
     finally:
         if previous is not None:

@@ -62,8 +62,12 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
 
 
 def fingerprint(*, config: dict | None = None, argv: Iterable[str] = (), inputs: Iterable[str | Path] = ()) -> dict:
-    return {"version": project_version(), "config": digest(config), "argv": digest(list(argv)),
-            "inputs": {str(p): file_sha256(p) for p in inputs}}
+    return {
+        "version": project_version(),
+        "config": digest(config),
+        "argv": digest(list(argv)),
+        "inputs": {str(p): file_sha256(p) for p in inputs},
+    }
 
 
 def stale_reason(recorded: dict | None, current: dict) -> str | None:

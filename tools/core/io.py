@@ -1,8 +1,8 @@
 """Atomic file writes: a crash never leaves a half-written result behind (run folders: tools.core.run_folder).
 
-    run_dir = Path("results/train/quickstart")
-    atomic_write_yaml(run_dir / "metrics.yaml", {"top1": 91.2})
-    atomic_torch_save({"model": model.state_dict()}, run_dir / "last.pth")
+run_dir = Path("results/train/quickstart")
+atomic_write_yaml(run_dir / "metrics.yaml", {"top1": 91.2})
+atomic_torch_save({"model": model.state_dict()}, run_dir / "last.pth")
 """
 
 from __future__ import annotations
@@ -88,4 +88,3 @@ def to_yaml_safe(obj: Any) -> Any:
     if hasattr(obj, "item") and callable(obj.item):  # numpy scalar
         return obj.item()
     return obj
-

@@ -27,8 +27,13 @@ FIGURES = ("top1", "top5", "macs", "flops", "params", "nonzero_macs", "nonzero_f
 
 def lineage_of(ckpt) -> list[dict]:
     """The lineage a loaded checkpoint carries ([] for a model that was never pruned by this project)."""
-    found = getattr(ckpt, LINEAGE, None) if isinstance(ckpt, nn.Module) else \
-        ckpt.get(LINEAGE) if isinstance(ckpt, dict) else None
+    found = (
+        getattr(ckpt, LINEAGE, None)
+        if isinstance(ckpt, nn.Module)
+        else ckpt.get(LINEAGE)
+        if isinstance(ckpt, dict)
+        else None
+    )
     if found is None and isinstance(ckpt, dict) and isinstance(ckpt.get("model"), nn.Module):
         found = getattr(ckpt["model"], LINEAGE, None)
     return [dict(e) for e in found] if isinstance(found, list) else []
@@ -36,18 +41,28 @@ def lineage_of(ckpt) -> list[dict]:
 
 def child_lineage(parent_ckpt, *, checkpoint: str | Path, figures: dict) -> list[dict]:
     """The lineage of a model pruned from `checkpoint` (loaded as `parent_ckpt`, measured as `figures`)."""
-    entry = {"checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint),
-             **{k: figures[k] for k in FIGURES if k in figures}}
+    entry = {
+        "checkpoint": str(checkpoint),
+        "sha256": file_sha256(checkpoint),
+        **{k: figures[k] for k in FIGURES if k in figures},
+    }
     return lineage_of(parent_ckpt) + [entry]
 
 
 def versus(base: dict, final: dict, prefix: str = "") -> dict:
     """Drop (top-1 points) and MACs / FLOPs / params reductions (%) of `final` against `base`;
     `prefix` "nonzero_" compares non-zero counts (masks leave dense counts as they were)."""
+
     def pct(key: str) -> float | None:
         before, after = base.get(prefix + key), final.get(prefix + key)
         return 100.0 * (before - after) / before if before and after is not None else None
 
     macs = pct("macs")
-    return {"checkpoint": base.get("checkpoint"), "baseline_top1": base["top1"], "accuracy_drop": base["top1"] - final["top1"],
-            "macs_reduction_pct": macs, "flops_reduction_pct": macs, "params_reduction_pct": pct("params")}
+    return {
+        "checkpoint": base.get("checkpoint"),
+        "baseline_top1": base["top1"],
+        "accuracy_drop": base["top1"] - final["top1"],
+        "macs_reduction_pct": macs,
+        "flops_reduction_pct": macs,
+        "params_reduction_pct": pct("params"),
+    }

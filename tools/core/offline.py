@@ -68,8 +68,17 @@ def locked_versions(lock: Path, names: tuple[str, ...]) -> dict[str, str]:
 
 def download_command(versions: dict[str, str], dest: Path) -> list[str]:
     """pip's command for the wheels (no dependencies: the target has torch; both are pure Python)."""
-    return [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(dest),
-            *(f"{name}=={version}" for name, version in versions.items())]
+    return [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "-d",
+        str(dest),
+        *(f"{name}=={version}" for name, version in versions.items()),
+    ]
 
 
 def torch_version_ok(version: str) -> bool:
@@ -85,7 +94,9 @@ def check_modules(modules: dict[str, tuple[str, str]] | None = None) -> list[Mod
         try:
             imported = importlib.import_module(module)
         except Exception as err:  # ImportError, or anything a broken package raises on import
-            rows.append(ModuleCheck(module, dist, needed_by, False, f"{type(err).__name__}: {first_line(err, empty='')}"))
+            rows.append(
+                ModuleCheck(module, dist, needed_by, False, f"{type(err).__name__}: {first_line(err, empty='')}")
+            )
             continue
         version = str(getattr(imported, "__version__", "") or "")
         ok = module != "torch" or torch_version_ok(version)
@@ -98,11 +109,15 @@ def fetch_wheels(args) -> None:
     if args.check:
         return check_python()
     if importlib.util.find_spec("pip") is None:
-        raise UserError("this Python has no pip (uv's .venv has none): run `uv run --with pip python -m scripts.wheels`")
+        raise UserError(
+            "this Python has no pip (uv's .venv has none): run `uv run --with pip python -m scripts.wheels`"
+        )
     command = download_command(locked_versions(Path("uv.lock"), WHEELS), Path(args.dest))
     print("$ " + " ".join(command[1:]), flush=True)
     if subprocess.run(command).returncode != 0:
-        raise UserError(f"pip could not download {', '.join(WHEELS)}; see its message above (a package index is needed here)")
+        raise UserError(
+            f"pip could not download {', '.join(WHEELS)}; see its message above (a package index is needed here)"
+        )
     wheels = sorted(Path(args.dest).glob("*.whl"))
     print("\n".join(f"{w} ({w.stat().st_size / 1024:.0f} KiB)" for w in wheels))
     print(f"on the target: python -m pip install --no-index --no-deps {args.dest}/*.whl")
@@ -115,6 +130,8 @@ def check_python() -> None:
         print(f"{'ok' if r.ok else 'MISSING':8s} {r.distribution:14s} {r.detail:40.40s} needed by {r.needed_by}")
     bad = [r.distribution for r in rows if not r.ok]
     if bad:
-        raise UserError(f"this Python lacks {', '.join(bad)} (or has torch < 2.4); torch-pruning and thop install from "
-                        f"wheels made by scripts.wheels: python -m pip install --no-index --no-deps .whl/*.whl")
+        raise UserError(
+            f"this Python lacks {', '.join(bad)} (or has torch < 2.4); torch-pruning and thop install from "
+            f"wheels made by scripts.wheels: python -m pip install --no-index --no-deps .whl/*.whl"
+        )
     print("every dependency imports; run scripts as python -m scripts.NAME from the repo root")

@@ -125,14 +125,19 @@ class RunLock:
         if not _same_file(fd, self.path) or (not holder and not last):
             os.close(fd)  # released and replaced meanwhile, or just created and not yet written: look again
             return False
-        print(f"note: taking over the stale lock of {self.folder}: PID {holder.get('pid', '?')} "
-              f"({holder.get('command', 'unknown command')}) is no longer running", file=sys.stderr)
+        print(
+            f"note: taking over the stale lock of {self.folder}: PID {holder.get('pid', '?')} "
+            f"({holder.get('command', 'unknown command')}) is no longer running",
+            file=sys.stderr,
+        )
         self._own(fd)
         return True
 
     def _own(self, fd: int) -> None:
-        text = yaml.safe_dump({"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
-                               "started_at": _now()}, sort_keys=False)
+        text = yaml.safe_dump(
+            {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command, "started_at": _now()},
+            sort_keys=False,
+        )
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, text.encode(), 0)
@@ -196,8 +201,10 @@ def live_holder(folder: str | Path) -> dict | None:
 
 
 def _in_use(folder: Path, held: Path, holder: dict) -> str:
-    who = (f"PID {holder.get('pid', '?')} on {holder.get('host', '?')} ({holder.get('command', 'unknown command')}, "
-           f"since {holder.get('started_at', '?')})")
+    who = (
+        f"PID {holder.get('pid', '?')} on {holder.get('host', '?')} ({holder.get('command', 'unknown command')}, "
+        f"since {holder.get('started_at', '?')})"
+    )
     if Path(held).resolve() == Path(folder).resolve():
         return f"{folder} is in use by {who}; wait for it to finish or pass another --save-dir"
     return f"{folder} is inside {held}, which is in use by {who}; wait for it to finish or pass a --save-dir outside it"
@@ -254,8 +261,9 @@ class RunFolder:
         self._started = False
 
     @classmethod
-    def new(cls, root: str | Path, script: str, name: str, save_dir: str | Path | None = None,
-            command: str | None = None) -> RunFolder:
+    def new(
+        cls, root: str | Path, script: str, name: str, save_dir: str | Path | None = None, command: str | None = None
+    ) -> RunFolder:
         """`save_dir` as given; otherwise <root>/<script>/<name>, or the first free <name>_2, _3, ...
         The automatic folder is claimed with an atomic mkdir, so two runs never pick the same one."""
         if save_dir:
@@ -343,8 +351,10 @@ class RunFolder:
 
     def _finished_line(self) -> str:
         cont = f", continue it with --resume {self.last}" if self.last.is_file() else ""
-        return (f"{self.path} holds a finished run (COMPLETE); pass a new --save-dir{cont}, "
-                f"or delete the folder to replace it")
+        return (
+            f"{self.path} holds a finished run (COMPLETE); pass a new --save-dir{cont}, "
+            f"or delete the folder to replace it"
+        )
 
 
 def error_line(exc: BaseException) -> str:

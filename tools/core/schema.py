@@ -38,19 +38,36 @@ class Bound:
     def __init__(self, section: Any, prefix: str, origin: Callable[[str], str]):
         self.section, self.prefix, self.origin = section, prefix, origin
 
-    def __call__(self, key: str, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
-                 lt: float | None = None, why: str = "") -> None:
+    def __call__(
+        self,
+        key: str,
+        *,
+        ge: float | None = None,
+        gt: float | None = None,
+        le: float | None = None,
+        lt: float | None = None,
+        why: str = "",
+    ) -> None:
         value = getattr(self.section, key)
-        items = value.items() if isinstance(value, dict) else (
-            ((f"[{i}]", v) for i, v in enumerate(value)) if isinstance(value, list) else [("", value)])
+        items = (
+            value.items()
+            if isinstance(value, dict)
+            else (((f"[{i}]", v) for i, v in enumerate(value)) if isinstance(value, list) else [("", value)])
+        )
         for sub, v in items:
-            bad = (ge is not None and v < ge) or (gt is not None and v <= gt) or (le is not None and v > le) or (
-                lt is not None and v >= lt)
+            bad = (
+                (ge is not None and v < ge)
+                or (gt is not None and v <= gt)
+                or (le is not None and v > le)
+                or (lt is not None and v >= lt)
+            )
             if bad:
                 name = self.prefix + key + (f".{sub}" if isinstance(value, dict) else sub)
                 note = f" ({why})" if why else ""
-                raise UserError(f"{name} must be {_allowed(ge, gt, le, lt)}{note}, got {v!r} in "
-                                f"{self.origin(self.prefix + key)}; fix it")
+                raise UserError(
+                    f"{name} must be {_allowed(ge, gt, le, lt)}{note}, got {v!r} in "
+                    f"{self.origin(self.prefix + key)}; fix it"
+                )
 
 
 def _allowed(ge, gt, le, lt) -> str:
@@ -134,6 +151,7 @@ def _type_name(hint: Any) -> str:
 
 def coerce(value: Any, hint: Any, key: str, source: str) -> Any:
     """`value` as type `hint` (an int where a float goes becomes a float), else a one-line UserError."""
+
     def bad() -> UserError:
         return UserError(f"key {key} in {source} must be {_type_name(hint)}, got {value!r}")
 

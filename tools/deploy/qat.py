@@ -45,14 +45,20 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     try:
         graph_module = torch.fx.symbolic_trace(copy.deepcopy(model).eval())
     except Exception as e:  # data-dependent control flow and the like
-        raise UserError(f"QAT needs a torch.fx-traceable model to fold BatchNorm ({type(e).__name__}: "
-                        f"{first_line(e, empty='')}); set quantize.qat_epochs=0") from None
+        raise UserError(
+            f"QAT needs a torch.fx-traceable model to fold BatchNorm ({type(e).__name__}: "
+            f"{first_line(e, empty='')}); set quantize.qat_epochs=0"
+        ) from None
     modules = dict(graph_module.named_modules())
     for node in list(graph_module.graph.nodes):
         conv = node.args[0] if node.op == "call_module" and node.args else None
-        if not (isinstance(modules.get(node.target), nn.BatchNorm2d) and isinstance(conv, torch.fx.Node)
-                and conv.op == "call_module" and isinstance(modules.get(conv.target), nn.Conv2d)
-                and len(conv.users) == 1):
+        if not (
+            isinstance(modules.get(node.target), nn.BatchNorm2d)
+            and isinstance(conv, torch.fx.Node)
+            and conv.op == "call_module"
+            and isinstance(modules.get(conv.target), nn.Conv2d)
+            and len(conv.users) == 1
+        ):
             continue
         _replace(graph_module, conv.target, fuse_conv_bn_eval(modules[conv.target], modules[node.target]))
         node.replace_all_uses_with(conv)

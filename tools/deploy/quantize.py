@@ -66,16 +66,20 @@ def check_input_shape(path: Path, data_shape: tuple[int, int, int], what: str) -
     fits = len(model_shape) == len(data_shape) and all(m in (None, d) for m, d in zip(model_shape, data_shape))
     if not fits:
         shown = "x".join("?" if m is None else str(m) for m in model_shape)
-        raise UserError(f"{what} images are {'x'.join(map(str, data_shape))} (C x H x W) but {path} takes {shown}; "
-                        "use the data set and data.image_size the model was exported for")
+        raise UserError(
+            f"{what} images are {'x'.join(map(str, data_shape))} (C x H x W) but {path} takes {shown}; "
+            "use the data set and data.image_size the model was exported for"
+        )
 
 
 def check_num_classes(path: Path, num_classes: int, what: str) -> None:
     dims = load_onnx(path).graph.output[0].type.tensor_type.shape.dim
     outputs = dims[-1].dim_value if dims and dims[-1].HasField("dim_value") else None
     if outputs is not None and outputs != num_classes:
-        raise UserError(f"{path} predicts {outputs} classes but {what} has {num_classes}; "
-                        "use the data set the model was trained on (--config or the run's config.yaml)")
+        raise UserError(
+            f"{path} predicts {outputs} classes but {what} has {num_classes}; "
+            "use the data set the model was trained on (--config or the run's config.yaml)"
+        )
 
 
 def count_ops(model, op_type: str) -> int:
@@ -86,8 +90,11 @@ def float_nodes(model) -> list[dict]:
     """Compute nodes of a QDQ model that run in FP32: none of their inputs comes from a
     DequantizeLinear (the quantizer had no INT8 kernel for them, or was told to skip them)."""
     dequantized = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
-    return [{"name": n.name, "op_type": n.op_type} for n in model.graph.node
-            if n.op_type not in QDQ_OPS + PLUMBING and not dequantized.intersection(n.input)]
+    return [
+        {"name": n.name, "op_type": n.op_type}
+        for n in model.graph.node
+        if n.op_type not in QDQ_OPS + PLUMBING and not dequantized.intersection(n.input)
+    ]
 
 
 # ----------------------------------------------------------------------------- running ONNX files
@@ -154,24 +161,42 @@ def prepare_fp32(fp32_path: Path, prepared_path: Path) -> tuple[Path, dict]:
         print(f"note: symbolic shape inference failed ({reason}); retrying with ONNX shape inference only")
         quant_pre_process(str(fp32_path), str(prepared_path), skip_symbolic_shape=True)
     after = count_ops(load_onnx(prepared_path), "BatchNormalization")
-    return prepared_path, {"batchnorm_nodes_exported": before, "batchnorm_nodes_after_preprocess": after,
-                           "folded_by": "torch.onnx export (eval mode) and onnxruntime quant_pre_process"}
+    return prepared_path, {
+        "batchnorm_nodes_exported": before,
+        "batchnorm_nodes_after_preprocess": after,
+        "folded_by": "torch.onnx export (eval mode) and onnxruntime quant_pre_process",
+    }
 
 
 def quantize_int8(prepared_path: Path, out_path: Path, reader, q: QuantizeConfig) -> list[dict]:
     """quantize_static in QDQ format into `out_path` (atomically). Returns the nodes left in FP32."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-              "percentile": CalibrationMethod.Percentile}[q.calibration]
-    extra = {"ActivationSymmetric": False, "WeightSymmetric": True, "CalibPercentile": q.percentile,
-             "CalibMaxIntermediateOutputs": 16}  # minmax: reduce every 16 batches instead of keeping all outputs
+    method = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[q.calibration]
+    extra = {
+        "ActivationSymmetric": False,
+        "WeightSymmetric": True,
+        "CalibPercentile": q.percentile,
+        "CalibMaxIntermediateOutputs": 16,
+    }  # minmax: reduce every 16 batches instead of keeping all outputs
     fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp.onnx")
     os.close(fd)
     try:
-        quantize_static(str(prepared_path), tmp, reader, quant_format=QuantFormat.QDQ, per_channel=q.per_channel,
-                        activation_type=QuantType.QUInt8 if q.activation_type == "uint8" else QuantType.QInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=method, extra_options=extra)
+        quantize_static(
+            str(prepared_path),
+            tmp,
+            reader,
+            quant_format=QuantFormat.QDQ,
+            per_channel=q.per_channel,
+            activation_type=QuantType.QUInt8 if q.activation_type == "uint8" else QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=method,
+            extra_options=extra,
+        )
         os.replace(tmp, out_path)
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -182,8 +207,14 @@ def quantize_int8(prepared_path: Path, out_path: Path, reader, q: QuantizeConfig
 
 
 def file_entry(path: Path, stats: dict) -> dict:
-    return {"path": str(path), "size_bytes": path.stat().st_size, "top1": stats["top1"], "top5": stats["top5"],
-            "loss": stats["loss"], "num_samples": stats["num_samples"]}
+    return {
+        "path": str(path),
+        "size_bytes": path.stat().st_size,
+        "top1": stats["top1"],
+        "top5": stats["top5"],
+        "loss": stats["loss"],
+        "num_samples": stats["num_samples"],
+    }
 
 
 def verdict(fp32_top1: float, int8_top1: float, max_drop: float) -> tuple[float, str]:
@@ -219,8 +250,10 @@ def resolve_onnx_config(args, onnx_path: Path, flags: dict | None = None):
     load_onnx(onnx_path)  # a missing or broken file is reported before the config
     base = sidecar_config(onnx_path)
     if base is None and not args.config:
-        raise UserError(f"{onnx_path} has no config.yaml or export.yaml beside it; pass --config with the data set "
-                        "it was trained on")
+        raise UserError(
+            f"{onnx_path} has no config.yaml or export.yaml beside it; pass --config with the data set "
+            "it was trained on"
+        )
     return resolve_config(args, flags=flags, base=base)
 
 

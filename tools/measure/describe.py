@@ -29,7 +29,9 @@ from tools.measure.metrics import (
 )
 
 
-def describe_model(model: nn.Module, input_shape: tuple[int, int, int], checkpoint_path: str | Path | None = None) -> dict:
+def describe_model(
+    model: nn.Module, input_shape: tuple[int, int, int], checkpoint_path: str | Path | None = None
+) -> dict:
     """Dense and non-zero MACs/FLOPs/params, weight sparsity and sizes (bytes) of `model`."""
     macs, params = count_macs_params(model, (1, *input_shape))
     nz_macs, nz_params = count_nonzero_macs_params(model, (1, *input_shape))
@@ -48,14 +50,29 @@ def describe_model(model: nn.Module, input_shape: tuple[int, int, int], checkpoi
     return report
 
 
-def latency_by_batch_size(model: nn.Module, input_shape: tuple[int, int, int], *, batch_sizes: list[int],
-                          device: torch.device, warmup: int, repeats: int, num_threads: int | None) -> dict[int, dict]:
+def latency_by_batch_size(
+    model: nn.Module,
+    input_shape: tuple[int, int, int],
+    *,
+    batch_sizes: list[int],
+    device: torch.device,
+    warmup: int,
+    repeats: int,
+    num_threads: int | None,
+) -> dict[int, dict]:
     """{batch size: tools.measure.latency.measure_latency's record} for each of `batch_sizes`."""
     from tools.measure.latency import measure_latency
 
     return {
-        bs: measure_latency(model, input_shape, batch_size=bs, device=device, warmup=warmup, repeats=repeats,
-                            num_threads=num_threads or None)
+        bs: measure_latency(
+            model,
+            input_shape,
+            batch_size=bs,
+            device=device,
+            warmup=warmup,
+            repeats=repeats,
+            num_threads=num_threads or None,
+        )
         for bs in batch_sizes
     }
 
@@ -82,9 +99,16 @@ def test_set_record(data_cfg, seed: int, num_images: int) -> dict:
     """Which test images an accuracy was measured on (data set, image count, seeded subset).
     Metrics files carry it as `test_set`, so scripts.eval --baseline-metrics compares two
     accuracies only when they come from the same test set."""
-    record = {"data": data_cfg.name, "test_images": int(num_images), "test_subset": int(data_cfg.test_subset),
-              "subset_seed": int(seed) if data_cfg.test_subset else None}
+    record = {
+        "data": data_cfg.name,
+        "test_images": int(num_images),
+        "test_subset": int(data_cfg.test_subset),
+        "subset_seed": int(seed) if data_cfg.test_subset else None,
+    }
     if data_cfg.name == "synthetic":  # the synthetic test images are a function of these
-        record["synthetic"] = {"seed": data_cfg.synthetic.seed, "test_size": data_cfg.synthetic.test_size,
-                               "resolution": data_cfg.synthetic.resolution}
+        record["synthetic"] = {
+            "seed": data_cfg.synthetic.seed,
+            "test_size": data_cfg.synthetic.test_size,
+            "resolution": data_cfg.synthetic.resolution,
+        }
     return record

@@ -63,9 +63,11 @@ def check_lab_may_unpickle(path: Path, trusted: bool) -> None:
     (weights_only=False), which can run any code a hostile file carries."""
     if trusted or not Path(path).is_file() or _loads_without_code(Path(path)):
         return
-    raise UserError(f"--grader mobilenet-lab loads {path} as the lab's snippet does, torch.load(weights_only=False) of "
-                    "the whole pickled module, which can run code from the file, and it names classes beyond torch, "
-                    "torchvision and this project's models; pass --trust-checkpoint if you trust its source")
+    raise UserError(
+        f"--grader mobilenet-lab loads {path} as the lab's snippet does, torch.load(weights_only=False) of "
+        "the whole pickled module, which can run code from the file, and it names classes beyond torch, "
+        "torchvision and this project's models; pass --trust-checkpoint if you trust its source"
+    )
 
 
 def _loads_without_code(path: Path) -> bool:
@@ -96,30 +98,43 @@ def count_like_the_lab(path: Path) -> dict:
     that only loads inside this project's process (a class defined in a script, a lambda) fails
     here as it would for the lab."""
     if not Path(path).is_file():
-        raise UserError(f"{path} not found; the lab grades mobilenet.pth, e.g. a copy of a prune run's pruned_model.pth")
-    done = subprocess.run([sys.executable, "-c", _SNIPPET, str(Path(path).resolve())], capture_output=True, text=True,
-                          cwd=os.getcwd(), env=os.environ.copy())
+        raise UserError(
+            f"{path} not found; the lab grades mobilenet.pth, e.g. a copy of a prune run's pruned_model.pth"
+        )
+    done = subprocess.run(
+        [sys.executable, "-c", _SNIPPET, str(Path(path).resolve())],
+        capture_output=True,
+        text=True,
+        cwd=os.getcwd(),
+        env=os.environ.copy(),
+    )
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UserError(f"the lab's snippet cannot load and count {path} in a fresh process ({last}); save the whole "
-                        "module with torch.save(model, path) from importable classes (prune_structured's pruned_model.pth is one)")
+        raise UserError(
+            f"the lab's snippet cannot load and count {path} in a fresh process ({last}); save the whole "
+            "module with torch.save(model, path) from importable classes (prune_structured's pruned_model.pth is one)"
+        )
     counted = json.loads(lines[-1])
     if "error" in counted:
-        raise UserError(f"{path} {counted['error']}: the lab torch.loads the module itself; pass a prune run's "
-                        "pruned_model.pth or save torch.save(model, 'mobilenet.pth')")
+        raise UserError(
+            f"{path} {counted['error']}: the lab torch.loads the module itself; pass a prune run's "
+            "pruned_model.pth or save torch.save(model, 'mobilenet.pth')"
+        )
     return counted
 
 
 def format_grade(grade: dict) -> str:
     mflops, acc = grade["mflops"], grade["accuracy"]
-    return "\n".join([
-        f"lab grader (mobilenet-lab): torch.load({grade['checkpoint']}, weights_only=False) in a fresh process -> "
-        f"{grade['type']}",
-        f"MFLOPs   {mflops:.2f}  (torch-pruning's count_ops_and_params at 1x3x224x224 / 1e6: it counts MACs, so these are "
-        f"MMACs; this project's FLOPs would be {2 * mflops:.2f} M)",
-        f"params   {grade['params'] / 1e6:.3f} M",
-        f"accuracy {acc:.4f}  ({grade['num_samples']} test images at 224 px)",
-        f"score    (({LAB_REFERENCE_MFLOPS:g} - {mflops:.2f}) / ({LAB_REFERENCE_MFLOPS:g} - {LAB_TARGET_MFLOPS:g}) - 10 * "
-        f"clamp({LAB_MIN_ACCURACY:g} - {acc:.4f}, 0, 1)) * {LAB_WEIGHT_PCT:g}% = {grade['score_pct']:.2f}%",
-    ])
+    return "\n".join(
+        [
+            f"lab grader (mobilenet-lab): torch.load({grade['checkpoint']}, weights_only=False) in a fresh process -> "
+            f"{grade['type']}",
+            f"MFLOPs   {mflops:.2f}  (torch-pruning's count_ops_and_params at 1x3x224x224 / 1e6: it counts MACs, so these are "
+            f"MMACs; this project's FLOPs would be {2 * mflops:.2f} M)",
+            f"params   {grade['params'] / 1e6:.3f} M",
+            f"accuracy {acc:.4f}  ({grade['num_samples']} test images at 224 px)",
+            f"score    (({LAB_REFERENCE_MFLOPS:g} - {mflops:.2f}) / ({LAB_REFERENCE_MFLOPS:g} - {LAB_TARGET_MFLOPS:g}) - 10 * "
+            f"clamp({LAB_MIN_ACCURACY:g} - {acc:.4f}, 0, 1)) * {LAB_WEIGHT_PCT:g}% = {grade['score_pct']:.2f}%",
+        ]
+    )

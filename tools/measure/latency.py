@@ -52,11 +52,16 @@ def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, list[str]]:
         return model, ["eager", f"BatchNorm not folded (torch.fx cannot trace the model: {type(e).__name__})"]
 
 
-ORT_OPTIMISATIONS = ["ONNX Runtime CPU provider", "graph optimisation level ORT_ENABLE_ALL (constant folding, "
-                     "Conv+BatchNorm and Conv+activation fusion, NCHWc blocked layout)"]
+ORT_OPTIMISATIONS = [
+    "ONNX Runtime CPU provider",
+    "graph optimisation level ORT_ENABLE_ALL (constant folding, "
+    "Conv+BatchNorm and Conv+activation fusion, NCHWc blocked layout)",
+]
 
 
-def _prepared(model: nn.Module, device: torch.device, dtype: torch.dtype, fold_bn: bool = True) -> tuple[nn.Module, list[str]]:
+def _prepared(
+    model: nn.Module, device: torch.device, dtype: torch.dtype, fold_bn: bool = True
+) -> tuple[nn.Module, list[str]]:
     if fold_bn:
         model, optimisations = fold_batchnorm(model)
     else:
@@ -182,14 +187,25 @@ def measure_onnx_latency(
         _check_positive("num_threads", num_threads)
         options.intra_op_num_threads = num_threads
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: np.random.default_rng(0).standard_normal((batch_size, *input_shape), dtype=np.float32)}
+    feed = {
+        session.get_inputs()[0].name: np.random.default_rng(0).standard_normal(
+            (batch_size, *input_shape), dtype=np.float32
+        )
+    }
     for _ in range(warmup):
         session.run(None, feed)
     times_ms = _host_times_ms(lambda: session.run(None, feed), repeats, torch.device("cpu"))
     stats = _summary(times_ms, batch_size)
-    stats.update(device="cpu", backend="onnxruntime", batch_size=batch_size, dtype="float32",
-                 num_threads=session.get_session_options().intra_op_num_threads or None,
-                 warmup=warmup, repeats=repeats, optimisations=ORT_OPTIMISATIONS)
+    stats.update(
+        device="cpu",
+        backend="onnxruntime",
+        batch_size=batch_size,
+        dtype="float32",
+        num_threads=session.get_session_options().intra_op_num_threads or None,
+        warmup=warmup,
+        repeats=repeats,
+        optimisations=ORT_OPTIMISATIONS,
+    )
     return stats
 
 

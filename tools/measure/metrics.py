@@ -146,14 +146,14 @@ def _model_device_dtype(model: nn.Module, device) -> tuple[torch.device, torch.d
 def _check_shape(input_shape: tuple) -> None:
     if not input_shape or not all(isinstance(d, int) and d >= 1 for d in input_shape):
         raise UserError(
-            f"input shape {tuple(input_shape)!r} must be positive integers, batch first, "
-            "e.g. (1, 3, 32, 32)"
+            f"input shape {tuple(input_shape)!r} must be positive integers, batch first, e.g. (1, 3, 32, 32)"
         )
 
 
 @torch.no_grad()
-def _forward_macs(model: nn.Module, input_shape: tuple, weights: WeightCounter, device,
-                  per_module: dict | None = None) -> int:
+def _forward_macs(
+    model: nn.Module, input_shape: tuple, weights: WeightCounter, device, per_module: dict | None = None
+) -> int:
     rules = _rules()
     total = [0]
 

@@ -69,8 +69,12 @@ class LatencyPlan:
     rounds: int = 1  # > 1: the models take turns (interleaved)
 
 
-def measure_models(models: dict[str, nn.Module], input_shape: tuple[int, int, int], plan: LatencyPlan,
-                   onnx_files: dict[str, Path] | None = None) -> dict[str, dict[str, dict[int, dict]]]:
+def measure_models(
+    models: dict[str, nn.Module],
+    input_shape: tuple[int, int, int],
+    plan: LatencyPlan,
+    onnx_files: dict[str, Path] | None = None,
+) -> dict[str, dict[str, dict[int, dict]]]:
     """Latency per model, backend and batch size; `onnx_files` (label -> .onnx file, FP32 or INT8)
     are timed on onnxruntime alone. With `plan.rounds` > 1 the models take turns: every round
     times each of them with repeats / rounds runs, so a burst of load from another process hits
@@ -97,8 +101,13 @@ def measure_models(models: dict[str, nn.Module], input_shape: tuple[int, int, in
             return measure_backends(model, input_shape, this, onnx_path=onnx.get(label))
 
         timed = [{label: time_one(label, r == 0) for label in labels} for r in range(rounds)]
-    return {label: {backend: {bs: merge_rounds([t[label][backend][bs] for t in timed]) for bs in by_batch}
-                    for backend, by_batch in timed[0][label].items()} for label in labels}
+    return {
+        label: {
+            backend: {bs: merge_rounds([t[label][backend][bs] for t in timed]) for bs in by_batch}
+            for backend, by_batch in timed[0][label].items()
+        }
+        for label in labels
+    }
 
 
 def profile_onnx(label: str, path: Path) -> dict:
@@ -109,10 +118,18 @@ def profile_onnx(label: str, path: Path) -> dict:
 
     sidecar = read_yaml_mapping(path.parent / QUANTIZE_RECORD) or {}
     macs = sidecar.get("macs")
-    return {"label": label, "onnx": str(path), "precision": "int8" if is_int8(path) else "fp32", "macs": macs,
-            "flops": flops_from_macs(macs) if macs else None, "params": sidecar.get("params"),
-            "size_bytes": path.stat().st_size, "channels_not_multiple_of_8": [], "channels_not_multiple_of_16": [],
-            "latency": {}}
+    return {
+        "label": label,
+        "onnx": str(path),
+        "precision": "int8" if is_int8(path) else "fp32",
+        "macs": macs,
+        "flops": flops_from_macs(macs) if macs else None,
+        "params": sidecar.get("params"),
+        "size_bytes": path.stat().st_size,
+        "channels_not_multiple_of_8": [],
+        "channels_not_multiple_of_16": [],
+        "latency": {},
+    }
 
 
 def merge_rounds(stats: list[dict]) -> dict:
@@ -136,8 +153,9 @@ def merge_rounds(stats: list[dict]) -> dict:
     }
 
 
-def measure_backends(model: nn.Module, input_shape: tuple[int, int, int], plan: LatencyPlan,
-                     onnx_path: Path | None = None) -> dict[str, dict[int, dict]]:
+def measure_backends(
+    model: nn.Module, input_shape: tuple[int, int, int], plan: LatencyPlan, onnx_path: Path | None = None
+) -> dict[str, dict[int, dict]]:
     """One model's latency per backend and batch size (plan.rounds is ignored here); onnxruntime
     times the ONNX file at `onnx_path`."""
     from tools.measure.latency import measure_latency, measure_onnx_latency
@@ -145,19 +163,25 @@ def measure_backends(model: nn.Module, input_shape: tuple[int, int, int], plan: 
     timing = {"warmup": plan.warmup, "repeats": plan.repeats, "num_threads": plan.num_threads}
     results: dict[str, dict[int, dict]] = {}
     if "torch" in plan.backends:
-        results["torch"] = {bs: measure_latency(model, input_shape, batch_size=bs, device=plan.device, **timing)
-                            for bs in plan.batch_sizes}
+        results["torch"] = {
+            bs: measure_latency(model, input_shape, batch_size=bs, device=plan.device, **timing)
+            for bs in plan.batch_sizes
+        }
     if "onnxruntime" in plan.backends:
-        results["onnxruntime"] = {bs: measure_onnx_latency(str(onnx_path), input_shape, batch_size=bs, **timing)
-                                  for bs in plan.batch_sizes}
+        results["onnxruntime"] = {
+            bs: measure_onnx_latency(str(onnx_path), input_shape, batch_size=bs, **timing) for bs in plan.batch_sizes
+        }
     return results
 
 
 def channels_not_multiple_of(model: nn.Module, multiple: int) -> list[str]:
     """Conv layers whose output channels are not a multiple of `multiple`: vectorised kernels
     pad such layers, so their latency shrinks less than their FLOPs."""
-    return [name for name, m in model.named_modules()
-            if isinstance(m, nn.Conv2d) and m.out_channels % multiple and m.groups == 1]
+    return [
+        name
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Conv2d) and m.out_channels % multiple and m.groups == 1
+    ]
 
 
 def off_fast_path(model: nn.Module, backend: str = "onnxruntime") -> dict:
@@ -174,9 +198,15 @@ def off_fast_path(model: nn.Module, backend: str = "onnxruntime") -> dict:
         # the stem's 3 image channels are reordered once by the runtime, not per block
         odd_in = m.in_channels % multiple and m.in_channels > 4
         if m.out_channels % multiple or odd_in:
-            layers.append({"layer": name, "in": m.in_channels, "out": m.out_channels,
-                           "needs_in": _next_multiple(m.in_channels, multiple) if odd_in else m.in_channels,
-                           "needs_out": _next_multiple(m.out_channels, multiple)})
+            layers.append(
+                {
+                    "layer": name,
+                    "in": m.in_channels,
+                    "out": m.out_channels,
+                    "needs_in": _next_multiple(m.in_channels, multiple) if odd_in else m.in_channels,
+                    "needs_out": _next_multiple(m.out_channels, multiple),
+                }
+            )
     return {"multiple": multiple, "layers": layers}
 
 
@@ -186,23 +216,36 @@ def _next_multiple(n: int, multiple: int) -> int:
 
 def fast_path_text(off: dict, backend: str, limit: int = 3) -> str:
     """'layer1.0.conv1 has 12 -> 12 channels, needs 16 -> 16; ...' for the first `limit` layers."""
-    shown = "; ".join(f"{r['layer']} has {r['in']} -> {r['out']} channels, needs {r['needs_in']} -> {r['needs_out']}"
-                      for r in off["layers"][:limit])
+    shown = "; ".join(
+        f"{r['layer']} has {r['in']} -> {r['out']} channels, needs {r['needs_in']} -> {r['needs_out']}"
+        for r in off["layers"][:limit]
+    )
     more = f" and {len(off['layers']) - limit} more" if len(off["layers"]) > limit else ""
-    return (f"{len(off['layers'])} conv layers fall off {backend}'s fast path of {off['multiple']}-channel blocks on "
-            f"this machine ({shown}{more}); prune with structured.round_to={off['multiple']} or a latency target")
+    return (
+        f"{len(off['layers'])} conv layers fall off {backend}'s fast path of {off['multiple']}-channel blocks on "
+        f"this machine ({shown}{more}); prune with structured.round_to={off['multiple']} or a latency target"
+    )
 
 
-def slowest_layers(model: nn.Module, input_shape: tuple[int, int, int], *, batch_size: int, device: torch.device,
-                   repeats: int, top: int = 10) -> list[dict]:
+def slowest_layers(
+    model: nn.Module,
+    input_shape: tuple[int, int, int],
+    *,
+    batch_size: int,
+    device: torch.device,
+    repeats: int,
+    top: int = 10,
+) -> list[dict]:
     """Per-layer time share (hooks) joined with each layer's MACs, slowest first."""
     from tools.measure.latency import per_layer_latency
 
     macs = per_layer_macs(model, (batch_size, *input_shape), device=next(model.parameters()).device)
     rows = per_layer_latency(model, input_shape, batch_size=batch_size, device=device, repeats=repeats)
     total_macs = max(sum(macs.values()), 1)
-    return [row | {"macs": macs.get(row["name"], 0), "macs_share_pct": 100.0 * macs.get(row["name"], 0) / total_macs}
-            for row in rows[:top]]
+    return [
+        row | {"macs": macs.get(row["name"], 0), "macs_share_pct": 100.0 * macs.get(row["name"], 0) / total_macs}
+        for row in rows[:top]
+    ]
 
 
 def reduction_pct(baseline: float, current: float) -> float:
@@ -213,7 +256,11 @@ def flops_vs_latency(baseline: dict, pruned: dict) -> list[dict]:
     """Per backend and batch size: FLOPs reduction, latency reduction, their ratio, noise and
     a plain explanation when latency falls much less than FLOPs. FP32 models only: an INT8 file's
     speed-up comes from its kernels, not its FLOPs (see the precision of profile entries)."""
-    if not baseline.get("flops") or not pruned.get("flops") or "int8" in (baseline.get("precision"), pruned.get("precision")):
+    if (
+        not baseline.get("flops")
+        or not pruned.get("flops")
+        or "int8" in (baseline.get("precision"), pruned.get("precision"))
+    ):
         return []
     flops_red = reduction_pct(baseline["flops"], pruned["flops"])
     rows = []
@@ -224,19 +271,27 @@ def flops_vs_latency(baseline: dict, pruned: dict) -> list[dict]:
                 continue
             lat_red = reduction_pct(base["median_ms"], stats["median_ms"])
             ratio = lat_red / flops_red if flops_red > 0 else None
-            rows.append({
-                "model": pruned["label"],
-                "backend": backend,
-                "batch_size": bs,
-                "flops_reduction_pct": flops_red,
-                "latency_reduction_pct": lat_red,
-                "speedup": base["median_ms"] / stats["median_ms"],
-                "latency_over_flops_reduction": ratio,
-                "noise_p90_over_median": max(s["p90_ms"] / s["median_ms"] for s in (base, stats)),
-                "explanation": explain(flops_red, lat_red, batch_size=bs, device=stats["device"], backend=backend,
-                                       channels=ChannelFacts.of(pruned),
-                                       noise=max(s["p90_ms"] / s["median_ms"] for s in (base, stats))),
-            })
+            rows.append(
+                {
+                    "model": pruned["label"],
+                    "backend": backend,
+                    "batch_size": bs,
+                    "flops_reduction_pct": flops_red,
+                    "latency_reduction_pct": lat_red,
+                    "speedup": base["median_ms"] / stats["median_ms"],
+                    "latency_over_flops_reduction": ratio,
+                    "noise_p90_over_median": max(s["p90_ms"] / s["median_ms"] for s in (base, stats)),
+                    "explanation": explain(
+                        flops_red,
+                        lat_red,
+                        batch_size=bs,
+                        device=stats["device"],
+                        backend=backend,
+                        channels=ChannelFacts.of(pruned),
+                        noise=max(s["p90_ms"] / s["median_ms"] for s in (base, stats)),
+                    ),
+                }
+            )
     return rows
 
 
@@ -250,27 +305,44 @@ class ChannelFacts:
 
     @classmethod
     def of(cls, entry: dict) -> ChannelFacts:
-        return cls(entry.get("channels_not_multiple_of_8", []), entry.get("channels_not_multiple_of_16", []),
-                   entry.get("off_fast_path"))
+        return cls(
+            entry.get("channels_not_multiple_of_8", []),
+            entry.get("channels_not_multiple_of_16", []),
+            entry.get("off_fast_path"),
+        )
 
 
-def explain(flops_red: float, lat_red: float, *, batch_size: int, device: str, noise: float, backend: str = "torch",
-            channels: ChannelFacts = ChannelFacts()) -> str:
+def explain(
+    flops_red: float,
+    lat_red: float,
+    *,
+    batch_size: int,
+    device: str,
+    noise: float,
+    backend: str = "torch",
+    channels: ChannelFacts = ChannelFacts(),
+) -> str:
     """Why the measured latency did (not) follow the FLOPs, in words a practitioner can act on."""
     odd_channels, odd_channels_16, off_fast_path = channels.odd_8, channels.odd_16, channels.off_fast_path
     if flops_red <= 0:
-        return "no FLOPs reduction: latency can only change by noise or by unstructured sparsity the dense kernels ignore"
+        return (
+            "no FLOPs reduction: latency can only change by noise or by unstructured sparsity the dense kernels ignore"
+        )
     if lat_red > 1.2 * flops_red:
-        return ("latency fell more than FLOPs: smaller layers now fit in cache, or the baseline was timed "
-                "while the machine was busier; re-measure on an idle machine before trusting the ratio")
+        return (
+            "latency fell more than FLOPs: smaller layers now fit in cache, or the baseline was timed "
+            "while the machine was busier; re-measure on an idle machine before trusting the ratio"
+        )
     if lat_red >= DIVERGENCE * flops_red:
         return "latency follows FLOPs: the model is compute bound here"
     reasons = []
     if noise > 1.2:
         reasons.append(f"timings are noisy (p90/median {noise:.2f}); re-run with more repeats on an idle machine")
     if batch_size <= SMALL_BATCH:
-        reasons.append(f"at batch {batch_size} each layer's fixed cost (dispatch, kernel launch, thread sync) "
-                       "is a large share of its time and does not shrink with channels")
+        reasons.append(
+            f"at batch {batch_size} each layer's fixed cost (dispatch, kernel launch, thread sync) "
+            "is a large share of its time and does not shrink with channels"
+        )
     if device.startswith("cuda"):
         reasons.append("on the GPU small kernels are launch bound: fewer channels leave the launch count unchanged")
     if off_fast_path is not None and device == "cpu":  # names the layers and the counts they need
@@ -278,14 +350,20 @@ def explain(flops_red: float, lat_red: float, *, batch_size: int, device: str, n
         if off_fast_path["layers"]:
             reasons.append(fast_path_text(off_fast_path, backend))
     if odd_channels:
-        reasons.append(f"{len(odd_channels)} conv layers have channel counts that are not multiples of 8 "
-                       f"(e.g. {odd_channels[0]}), which vectorised kernels pad; use round_to=8")
+        reasons.append(
+            f"{len(odd_channels)} conv layers have channel counts that are not multiples of 8 "
+            f"(e.g. {odd_channels[0]}), which vectorised kernels pad; use round_to=8"
+        )
     if backend == "onnxruntime" and device == "cpu" and odd_channels_16:
-        reasons.append(f"ONNX Runtime's CPU convolutions compute in blocks of 16 channels on AVX-512 (8 on AVX2), "
-                       f"so {len(odd_channels_16)} conv layers with counts between blocks (e.g. {odd_channels_16[0]}) "
-                       f"cost as much as the next multiple of 16; try structured.round_to=16")
-    reasons.append("memory-bound layers (BN, activations, pooling, depthwise convs, residual adds) move "
-                   "data rather than compute and shrink less than the FLOPs")
+        reasons.append(
+            f"ONNX Runtime's CPU convolutions compute in blocks of 16 channels on AVX-512 (8 on AVX2), "
+            f"so {len(odd_channels_16)} conv layers with counts between blocks (e.g. {odd_channels_16[0]}) "
+            f"cost as much as the next multiple of 16; try structured.round_to=16"
+        )
+    reasons.append(
+        "memory-bound layers (BN, activations, pooling, depthwise convs, residual adds) move "
+        "data rather than compute and shrink less than the FLOPs"
+    )
     return "; ".join(reasons)
 
 
@@ -305,19 +383,34 @@ def plot_latency_vs_macs(entries: list[dict], path: Path) -> Path | None:
     for ax, bs in zip(axes[0], batch_sizes):
         labels = []
         for backend, marker in markers.items():
-            points = [(macs_scale * e["macs"], e["latency"][backend][bs]["median_ms"], e["label"])
-                      for e in entries if bs in e["latency"].get(backend, {}) and e.get("macs")]
+            points = [
+                (macs_scale * e["macs"], e["latency"][backend][bs]["median_ms"], e["label"])
+                for e in entries
+                if bs in e["latency"].get(backend, {}) and e.get("macs")
+            ]
             if not points:
                 continue
             dots = ax.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, label=backend, zorder=3)
             x0, y0 = points[0][:2]
-            ax.plot([0, 1.05 * x0], [0, 1.05 * y0], "--", color=dots.get_facecolor()[0], alpha=0.6, linewidth=1,
-                    label=f"{backend}: latency proportional to MACs")
+            ax.plot(
+                [0, 1.05 * x0],
+                [0, 1.05 * y0],
+                "--",
+                color=dots.get_facecolor()[0],
+                alpha=0.6,
+                linewidth=1,
+                label=f"{backend}: latency proportional to MACs",
+            )
             labels += points
         ax.set_ylim(bottom=0)
         spread_labels(ax, labels)
-        ax.set(title=f"batch {bs}", xlabel=macs_label,
-               ylabel="median latency per batch (ms)", xlim=(0, None), ylim=(0, None))
+        ax.set(
+            title=f"batch {bs}",
+            xlabel=macs_label,
+            ylabel="median latency per batch (ms)",
+            xlim=(0, None),
+            ylim=(0, None),
+        )
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()

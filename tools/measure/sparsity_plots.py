@@ -42,8 +42,13 @@ def plot_layer_weights(model: nn.Module, path: str | Path, bins: int = 81) -> No
     counts = _histogram_rows(model, names, bins)
     height = 1.6 + 0.24 * len(names)
     fig, (hist, bars) = plt.subplots(1, 2, sharey=True, figsize=(11, height), gridspec_kw={"width_ratios": [3, 1]})
-    image = hist.imshow(torch.log1p(counts).numpy(), aspect="auto", cmap="magma", interpolation="nearest",
-                        extent=(-1, 1, len(names) - 0.5, -0.5))
+    image = hist.imshow(
+        torch.log1p(counts).numpy(),
+        aspect="auto",
+        cmap="magma",
+        interpolation="nearest",
+        extent=(-1, 1, len(names) - 0.5, -0.5),
+    )
     hist.set_yticks(range(len(names)), names, fontsize=7)
     hist.set_xlabel("weight / largest |weight| of the layer (non-zero weights only)")
     hist.set_title("per-layer weight histograms")

@@ -119,12 +119,17 @@ def _cuda_conv_kernels(events: list[dict]) -> list[dict]:
     for op in _cpu_conv_ops(events):
         op_spans.setdefault((op.get("pid"), op.get("tid")), []).append(_span(op))
     conv_correlations = {
-        e.get("args", {}).get("correlation") for e in events
+        e.get("args", {}).get("correlation")
+        for e in events
         if e.get("cat") == "cuda_runtime" and _inside(float(e["ts"]), op_spans, (e.get("pid"), e.get("tid")))
     }
     conv_correlations.discard(None)
-    return [e for e in events if e.get("cat") == "kernel" and (
-        CONV_KERNEL.search(str(e.get("name", ""))) or e.get("args", {}).get("correlation") in conv_correlations)]
+    return [
+        e
+        for e in events
+        if e.get("cat") == "kernel"
+        and (CONV_KERNEL.search(str(e.get("name", ""))) or e.get("args", {}).get("correlation") in conv_correlations)
+    ]
 
 
 def conv_time_from_trace(trace: str | Path | dict, *, device_type: str) -> dict:
@@ -134,6 +139,10 @@ def conv_time_from_trace(trace: str | Path | dict, *, device_type: str) -> dict:
     conv = _cuda_conv_kernels(events) if device_type == "cuda" else _cpu_conv_ops(events)
     conv_us = merged_duration_us(_clip([_span(e) for e in conv], step))
     step_us = step[1] - step[0]
-    return {"conv_time_ms": conv_us / 1000.0, "step_time_ms": step_us / 1000.0,
-            "conv_share_pct": 100.0 * conv_us / step_us if step_us > 0 else 0.0, "conv_events": len(conv),
-            "device_type": device_type}
+    return {
+        "conv_time_ms": conv_us / 1000.0,
+        "step_time_ms": step_us / 1000.0,
+        "conv_share_pct": 100.0 * conv_us / step_us if step_us > 0 else 0.0,
+        "conv_events": len(conv),
+        "device_type": device_type,
+    }

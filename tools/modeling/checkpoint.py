@@ -62,8 +62,10 @@ def save_checkpoint(
     training = training or {}
     ckpt = {
         "model": model.state_dict(),
-        **{key: training[key].state_dict() if training.get(key) is not None else None
-           for key in ("optimizer", "scheduler", "scaler")},
+        **{
+            key: training[key].state_dict() if training.get(key) is not None else None
+            for key in ("optimizer", "scheduler", "scaler")
+        },
         "epoch": epoch,
         "config": stored_config(config) if config else config,  # data.root absolute: works from any folder
         "metrics": metrics or {},
@@ -82,8 +84,16 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 # The weights-only twin a run writes beside a pickled module: pruned_model.pth -> pruned_model_state.pth.
 SAFE_TWIN_SUFFIX = "_state"
-_LOAD_ERRORS = (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError, KeyError,
-                IndexError)
+_LOAD_ERRORS = (
+    RuntimeError,
+    EOFError,
+    pickle.UnpicklingError,
+    zipfile.BadZipFile,
+    ValueError,
+    OSError,
+    KeyError,
+    IndexError,
+)
 
 
 def safe_twin(path: Path) -> Path:
@@ -109,8 +119,10 @@ def read_checkpoint(path: str | Path, *, trust: bool = False) -> Any:
     if twin.is_file():
         print(f"note: {path.name} is a pickled module; reading its weights-only twin {twin}", file=sys.stderr)
         return read_checkpoint(twin)
-    raise UserError(f"checkpoint {path} needs unpickling ({needs}), which can run code from the file; pass "
-                    "--trust-checkpoint (model.trust_checkpoint: true) if you trust its source, or save a state dict")
+    raise UserError(
+        f"checkpoint {path} needs unpickling ({needs}), which can run code from the file; pass "
+        "--trust-checkpoint (model.trust_checkpoint: true) if you trust its source, or save a state dict"
+    )
 
 
 def read_own_checkpoint(path: str | Path) -> Any:
@@ -122,26 +134,39 @@ def read_own_checkpoint(path: str | Path) -> Any:
     except UserError as e:
         if "needs unpickling" not in str(e):
             raise
-    raise UserError(f"{path} needs unpickling, but the runs of this project write plain state dicts there: "
-                    "it was replaced by another file; it is not loaded (delete it, or restore the run's own file)")
+    raise UserError(
+        f"{path} needs unpickling, but the runs of this project write plain state dicts there: "
+        "it was replaced by another file; it is not loaded (delete it, or restore the run's own file)"
+    )
 
 
 def _check_is_torch_file(path: Path) -> None:
     """One line for a path that cannot be a checkpoint: missing, a folder, text, random bytes."""
     if path.is_dir():
         inside = sorted(p.name for p in path.glob("*.pth"))[:4]
-        raise UserError(f"checkpoint {path} is a folder, not a file; pass the .pth inside it"
-                        + (f" ({', '.join(inside)})" if inside else ", e.g. <run folder>/best_model.pth"))
+        raise UserError(
+            f"checkpoint {path} is a folder, not a file; pass the .pth inside it"
+            + (f" ({', '.join(inside)})" if inside else ", e.g. <run folder>/best_model.pth")
+        )
     if not path.is_file():
-        raise UserError(f"checkpoint {path} not found; pass the .pth written by a run, e.g. results/train/quickstart/best_model.pth")
+        raise UserError(
+            f"checkpoint {path} not found; pass the .pth written by a run, e.g. results/train/quickstart/best_model.pth"
+        )
     if zipfile.is_zipfile(path) or _has_legacy_header(path):
         return
     with path.open("rb") as f:
         head = f.read(4096)
-    why = "an empty file" if not head else "text" if _is_text(head) else \
-        "neither a zip archive nor PyTorch's legacy format"
-    raise UserError(f"checkpoint {path} is truncated or not a PyTorch file (it is {why}); "
-                    "pass a .pth saved with torch.save, e.g. a run's best_model.pth")
+    why = (
+        "an empty file"
+        if not head
+        else "text"
+        if _is_text(head)
+        else "neither a zip archive nor PyTorch's legacy format"
+    )
+    raise UserError(
+        f"checkpoint {path} is truncated or not a PyTorch file (it is {why}); "
+        "pass a .pth saved with torch.save, e.g. a run's best_model.pth"
+    )
 
 
 class _NoGlobals(pickle.Unpickler):
@@ -185,7 +210,9 @@ def _read_trusted(path: Path) -> Any:
     except _LOAD_ERRORS as e:
         raise _unreadable(path, e) from None
     except (AttributeError, ModuleNotFoundError, ImportError) as e:
-        raise UserError(f"checkpoint {path} pickles a class this project cannot import ({e}); save a state dict instead") from None
+        raise UserError(
+            f"checkpoint {path} pickles a class this project cannot import ({e}); save a state dict instead"
+        ) from None
 
 
 def _pickled_global(message: str) -> str:
@@ -195,7 +222,9 @@ def _pickled_global(message: str) -> str:
 
 def _unreadable(path: Path, e: Exception) -> UserError:
     reason = first_line(e)
-    return UserError(f"checkpoint {path} is truncated or not a PyTorch file ({reason}); re-create it or pick another file")
+    return UserError(
+        f"checkpoint {path} is truncated or not a PyTorch file ({reason}); re-create it or pick another file"
+    )
 
 
 # A bare pickled module (e.g. structured pruning's pruned_model.pth, which third-party tools
@@ -224,8 +253,8 @@ def load_model(
     rebuilt from the file's `structure` when pruning changed its shapes, or the module itself when
     a trusted file pickles one. Files from other tools (no `config`) get model.weights_rename and
     model.weights_strict. Returns the model (eval mode, CPU) and the raw checkpoint object."""
-    from tools.modeling.structure import STRUCTURE_KEY, apply_structure, same_modules
     from tools.modeling.registry import build_from_config
+    from tools.modeling.structure import STRUCTURE_KEY, apply_structure, same_modules
     from tools.modeling.weights import extract_state_dict, load_state_into
 
     if ckpt is None:
@@ -244,18 +273,29 @@ def load_model(
     if reshaped:
         apply_structure(model, structure, state_dict, str(path))
     foreign = not (isinstance(ckpt, dict) and isinstance(ckpt.get("config"), dict))
-    load_state_into(model, state_dict, source=str(path), rename=model_cfg.weights_rename if foreign else None,
-                    strict=model_cfg.weights_strict or not foreign)
+    load_state_into(
+        model,
+        state_dict,
+        source=str(path),
+        rename=model_cfg.weights_rename if foreign else None,
+        strict=model_cfg.weights_strict or not foreign,
+    )
     if reshaped:
         _check_num_classes(model, num_classes, input_shape, path)
     return model.eval(), ckpt
 
 
-def _check_num_classes(module: nn.Module, num_classes: int, input_shape: tuple[int, int, int], path: str | Path) -> None:
+def _check_num_classes(
+    module: nn.Module, num_classes: int, input_shape: tuple[int, int, int], path: str | Path
+) -> None:
     with torch.no_grad():
         try:
             out = module.eval()(torch.zeros(1, *input_shape))
         except RuntimeError as e:
-            raise UserError(f"model in {path} does not accept inputs of shape {tuple(input_shape)} ({first_line(e)}); check data.name and data.image_size") from None
+            raise UserError(
+                f"model in {path} does not accept inputs of shape {tuple(input_shape)} ({first_line(e)}); check data.name and data.image_size"
+            ) from None
     if out.shape[-1] != num_classes:
-        raise UserError(f"model in {path} predicts {out.shape[-1]} classes but the data set has {num_classes}; check data.name")
+        raise UserError(
+            f"model in {path} predicts {out.shape[-1]} classes but the data set has {num_classes}; check data.name"
+        )

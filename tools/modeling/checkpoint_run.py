@@ -18,8 +18,12 @@ from tools.core.errors import UserError
 from tools.modeling.checkpoint import checkpoint_config, load_model, read_checkpoint
 
 
-def load_checkpoint_run(args: argparse.Namespace, flags: dict | None = None, checkpoint: str | None = None,
-                        base: tuple[dict, str] | None = None):
+def load_checkpoint_run(
+    args: argparse.Namespace,
+    flags: dict | None = None,
+    checkpoint: str | None = None,
+    base: tuple[dict, str] | None = None,
+):
     """The common start of every script that works on a trained model (`checkpoint`, default
     `args.checkpoint`): the config stored in it (or `base`, e.g. a resumed run's) < --config <
     --set < flags, then data, model, device.
@@ -36,6 +40,7 @@ def load_checkpoint_run(args: argparse.Namespace, flags: dict | None = None, che
     device = resolve_device(cfg.train.device)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     data = build_data(cfg.data, seed=cfg.train.seed, device=device)
-    model, _ = load_model(checkpoint, model_cfg=cfg.model, num_classes=data.num_classes,
-                          input_shape=data.input_shape, ckpt=ckpt)
+    model, _ = load_model(
+        checkpoint, model_cfg=cfg.model, num_classes=data.num_classes, input_shape=data.input_shape, ckpt=ckpt
+    )
     return cfg, ckpt, data, model.to(device), device

@@ -20,9 +20,15 @@ class ModelConfig:
     kwargs: dict[str, Any] = field(default_factory=dict)  # keyword arguments for a torchvision builder or your factory
     stem: str = "auto"  # auto | cifar | imagenet (auto: CIFAR stem for inputs <= 64 px)
     weights: str = ""  # optional external weights to start from (state dict or pickled model)
-    weights_rename: dict[str, str] = field(default_factory=dict)  # key prefix -> new prefix for foreign weights, e.g. {"linear.": "fc."}
-    weights_strict: bool = True  # false: load what fits from foreign weights and keep the rest (e.g. a new head) as initialised
-    trust_checkpoint: bool = False  # unpickle checkpoints that need it (can run code from the file); same as --trust-checkpoint
+    weights_rename: dict[str, str] = field(
+        default_factory=dict
+    )  # key prefix -> new prefix for foreign weights, e.g. {"linear.": "fc."}
+    weights_strict: bool = (
+        True  # false: load what fits from foreign weights and keep the rest (e.g. a new head) as initialised
+    )
+    trust_checkpoint: bool = (
+        False  # unpickle checkpoints that need it (can run code from the file); same as --trust-checkpoint
+    )
 
 
 @config_section("export")
@@ -30,8 +36,12 @@ class ModelConfig:
 class ExportConfig:
     format: str = "both"  # onnx | torchscript | both
     opset: int = 17  # ONNX opset (the TorchScript-based exporter supports 7-20)
-    tolerance: float = 1e-5  # --verify: absolute part; fails when max |PyTorch - exported| > tolerance + rtol x largest |logit|
-    rtol: float = 1e-4  # --verify: part relative to the logits' scale (float32 rounding grows with it; a wrong export is far off)
+    tolerance: float = (
+        1e-5  # --verify: absolute part; fails when max |PyTorch - exported| > tolerance + rtol x largest |logit|
+    )
+    rtol: float = (
+        1e-4  # --verify: part relative to the logits' scale (float32 rounding grows with it; a wrong export is far off)
+    )
     verify_batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
 
     def check(self, bound: Bound) -> None:

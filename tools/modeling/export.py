@@ -1,9 +1,9 @@
 """Export a model to ONNX (dynamic batch axis) and TorchScript, and check both against PyTorch.
 
-    uv run python -m scripts.export_onnx --checkpoint results/train/quickstart/best_model.pth --verify
+uv run python -m scripts.export_onnx --checkpoint results/train/quickstart/best_model.pth --verify
 
-    onnx_path = export_onnx(model, (3, 32, 32), out_dir / "model.onnx", opset=17)
-    diffs = max_abs_diffs(model, make_onnx_runner(onnx_path), inputs)   # {"random_bs1": 2e-7, ...}
+onnx_path = export_onnx(model, (3, 32, 32), out_dir / "model.onnx", opset=17)
+diffs = max_abs_diffs(model, make_onnx_runner(onnx_path), inputs)   # {"random_bs1": 2e-7, ...}
 """
 
 from __future__ import annotations
@@ -33,8 +33,10 @@ QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")  # the ops of a statically quan
 def check_opset(opset: int) -> None:
     """A one-line UserError for an opset the exporter cannot write, before any folder is made."""
     if opset not in ONNX_OPSETS:
-        raise UserError(f"export.opset {opset} is not one the ONNX exporter writes; pick {ONNX_OPSETS.start}-"
-                        f"{ONNX_OPSETS.stop - 1} (e.g. --opset 17)")
+        raise UserError(
+            f"export.opset {opset} is not one the ONNX exporter writes; pick {ONNX_OPSETS.start}-"
+            f"{ONNX_OPSETS.stop - 1} (e.g. --opset 17)"
+        )
 
 
 def export_onnx(model: nn.Module, input_shape: tuple[int, int, int], path: Path, *, opset: int) -> Path:
@@ -50,9 +52,15 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, int, int], path: Path,
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")  # the TorchScript-based exporter is chatty about deprecations
             torch.onnx.export(
-                model, (example,), str(tmp), opset_version=opset, input_names=["input"],
-                output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                do_constant_folding=True, **_torchscript_exporter(),
+                model,
+                (example,),
+                str(tmp),
+                opset_version=opset,
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                do_constant_folding=True,
+                **_torchscript_exporter(),
             )
         onnx.checker.check_model(onnx.load(str(tmp)), full_check=True)
     except UserError:
@@ -115,8 +123,9 @@ def make_torchscript_runner(path: Path) -> Runner:
     return run
 
 
-def verification_inputs(input_shape: tuple[int, int, int], real_batch: torch.Tensor | None,
-                        batch_sizes: list[int], seed: int = 0) -> dict[str, torch.Tensor]:
+def verification_inputs(
+    input_shape: tuple[int, int, int], real_batch: torch.Tensor | None, batch_sizes: list[int], seed: int = 0
+) -> dict[str, torch.Tensor]:
     """Random normal inputs and slices of a real test batch at each batch size."""
     generator = torch.Generator().manual_seed(seed)
     inputs = {f"random_bs{bs}": torch.randn(bs, *input_shape, generator=generator) for bs in batch_sizes}

@@ -175,17 +175,21 @@ def build_model(
     _check_sizes(num_classes, in_channels, image_size)
     key = name.strip() if is_factory_spec(name.strip()) else _check_name(name)
     if image_size < _MIN_IMAGE_SIZE.get(key, 1):
-        raise UserError(f"model {key} needs images of at least {_MIN_IMAGE_SIZE[key]} px (it halves them 5 times), "
-                        f"got {image_size} px; set data.image_size to {_MIN_IMAGE_SIZE[key]} or more, or pick another model")
+        raise UserError(
+            f"model {key} needs images of at least {_MIN_IMAGE_SIZE[key]} px (it halves them 5 times), "
+            f"got {image_size} px; set data.image_size to {_MIN_IMAGE_SIZE[key]} or more, or pick another model"
+        )
     if key in MODEL_NAMES:
         if kwargs:
-            raise UserError(f"model.kwargs applies to torchvision and factory models, not registry model {key}; "
-                            "remove it")
+            raise UserError(
+                f"model.kwargs applies to torchvision and factory models, not registry model {key}; remove it"
+            )
         stems, builder = _builders()[key]
         model = builder(num_classes, in_channels, image_size, resolve_stem(key, stem, image_size, stems))
     else:
-        model = build_external(key, num_classes=num_classes, in_channels=in_channels, image_size=image_size,
-                               stem=stem, kwargs=kwargs)
+        model = build_external(
+            key, num_classes=num_classes, in_channels=in_channels, image_size=image_size, stem=stem, kwargs=kwargs
+        )
     # A plain attribute (not in the state dict) so error messages can say "resnet20"
     # rather than the shared class name CifarResNet; it survives pickling and deepcopy.
     model.registry_name = key
@@ -194,5 +198,11 @@ def build_model(
 
 def build_from_config(model_cfg, *, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
     """build_model for a tools.core.config.ModelConfig and the data set's class count and input shape."""
-    return build_model(model_cfg.name, num_classes=num_classes, in_channels=input_shape[0],
-                       image_size=input_shape[1], stem=model_cfg.stem, kwargs=model_cfg.kwargs)
+    return build_model(
+        model_cfg.name,
+        num_classes=num_classes,
+        in_channels=input_shape[0],
+        image_size=input_shape[1],
+        stem=model_cfg.stem,
+        kwargs=model_cfg.kwargs,
+    )

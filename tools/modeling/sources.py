@@ -54,8 +54,9 @@ def is_factory_spec(name: str) -> bool:
     return bool(sep and target and attr.isidentifier())
 
 
-def build_external(name: str, *, num_classes: int, in_channels: int, image_size: int, stem: str = "auto",
-                   kwargs: dict | None = None) -> nn.Module:
+def build_external(
+    name: str, *, num_classes: int, in_channels: int, image_size: int, stem: str = "auto", kwargs: dict | None = None
+) -> nn.Module:
     if is_factory_spec(name):
         model = _build_from_factory(name, num_classes, dict(kwargs or {}))
         if in_channels != 3:
@@ -77,8 +78,9 @@ def _torchvision_kwargs(name: str, num_classes: int, image_size: int, kwargs: di
     return extra | kwargs
 
 
-def _build_torchvision(name: str, num_classes: int, in_channels: int, image_size: int, stem: str,
-                       kwargs: dict) -> nn.Module:
+def _build_torchvision(
+    name: str, num_classes: int, in_channels: int, image_size: int, stem: str, kwargs: dict
+) -> nn.Module:
     try:
         model = torchvision.models.get_model(name, **_torchvision_kwargs(name, num_classes, image_size, kwargs))
     except (TypeError, ValueError) as e:
@@ -101,8 +103,10 @@ def _replace_first_conv(model: nn.Module, in_channels: int) -> None:
             parent = model.get_submodule(parent_name) if parent_name else model
             setattr(parent, attr, conv_like(module, in_channels=in_channels))
             return
-    raise UserError(f"{type(model).__name__} has no Conv2d to adapt to {in_channels}-channel input; "
-                    "use a 3-channel data set or a factory that takes the channel count")
+    raise UserError(
+        f"{type(model).__name__} has no Conv2d to adapt to {in_channels}-channel input; "
+        "use a 3-channel data set or a factory that takes the channel count"
+    )
 
 
 # ------------------------------------------------------------------------------ user factories
@@ -113,8 +117,9 @@ def _build_from_factory(spec: str, num_classes: int, kwargs: dict) -> nn.Module:
     try:
         model = factory(**kwargs)
     except TypeError as e:
-        raise UserError(f"model.name {spec}: calling it with model.kwargs {kwargs} failed: "
-                        f"{first_line(e)}; fix model.kwargs") from None
+        raise UserError(
+            f"model.name {spec}: calling it with model.kwargs {kwargs} failed: {first_line(e)}; fix model.kwargs"
+        ) from None
     if not isinstance(model, nn.Module):
         raise UserError(f"model.name {spec} returned a {type(model).__name__}, not a torch.nn.Module")
     return model
@@ -139,7 +144,9 @@ def _import_module(target: str, spec: str):
     try:
         return importlib.import_module(target)
     except ImportError as e:
-        raise UserError(f"model.name {spec}: cannot import {target} ({e}); install it or use path/to/file.py:factory") from None
+        raise UserError(
+            f"model.name {spec}: cannot import {target} ({e}); install it or use path/to/file.py:factory"
+        ) from None
 
 
 def _import_file(path: Path, spec: str):
@@ -151,8 +158,11 @@ def _import_file(path: Path, spec: str):
     for module in list(sys.modules.values()):
         if getattr(module, "__file__", None) and Path(module.__file__).resolve() == resolved:
             return module
-    name = path.stem if path.stem.isidentifier() and path.stem not in sys.modules else \
-        f"{path.stem}_{hashlib.sha1(str(resolved).encode()).hexdigest()[:8]}"
+    name = (
+        path.stem
+        if path.stem.isidentifier() and path.stem not in sys.modules
+        else f"{path.stem}_{hashlib.sha1(str(resolved).encode()).hexdigest()[:8]}"
+    )
     module_spec = importlib.util.spec_from_file_location(name, resolved)
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[name] = module
@@ -179,11 +189,15 @@ def check_output(model: nn.Module, name: str, num_classes: int, input_shape: tup
         with torch.no_grad():
             out = model.eval()(torch.zeros(1, *input_shape))
     except Exception as e:  # noqa: BLE001 (the user's forward: report any failure in one line)
-        raise UserError(f"model {name} fails on input {tuple(input_shape)}: {type(e).__name__}: "
-                        f"{first_line(e, empty='')}; check data.image_size") from None
+        raise UserError(
+            f"model {name} fails on input {tuple(input_shape)}: {type(e).__name__}: "
+            f"{first_line(e, empty='')}; check data.image_size"
+        ) from None
     finally:
         model.train(was_training)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, num_classes):
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise UserError(f"model {name} returns {got} for one image but the data set has {num_classes} classes; "
-                        "the factory must return logits (pass num_classes via model.kwargs if it names it otherwise)")
+        raise UserError(
+            f"model {name} returns {got} for one image but the data set has {num_classes} classes; "
+            "the factory must return logits (pass num_classes via model.kwargs if it names it otherwise)"
+        )

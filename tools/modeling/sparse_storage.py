@@ -153,7 +153,7 @@ def _share_storages(packed: "list[PackedTensor] | object") -> None:
         for p, i in slots:
             size = p.parts[i].numel()
             parts = list(p.parts)
-            parts[i] = buffer[start:start + size]
+            parts[i] = buffer[start : start + size]
             p.parts = tuple(parts)
             start += size
 
@@ -165,13 +165,21 @@ def format_counts(packed: dict[str, PackedTensor]) -> dict[str, int]:
     return dict(counts)
 
 
-def compressed_checkpoint(state_dict: dict, *, config: dict | None = None, metrics: dict | None = None,
-                          fmt: str = "auto") -> dict:
+def compressed_checkpoint(
+    state_dict: dict, *, config: dict | None = None, metrics: dict | None = None, fmt: str = "auto"
+) -> dict:
     """A checkpoint dict shaped like tools.modeling.checkpoint.save_checkpoint's, model tensors packed."""
     packed = pack_state_dict(state_dict, fmt)
-    return {"model": packed, "optimizer": None, "scheduler": None, "scaler": None, "epoch": 0,
-            "config": config or {}, "metrics": metrics or {},
-            "storage": {"format": FORMAT_TAG, "requested": fmt, "tensors": format_counts(packed)}}
+    return {
+        "model": packed,
+        "optimizer": None,
+        "scheduler": None,
+        "scaler": None,
+        "epoch": 0,
+        "config": config or {},
+        "metrics": metrics or {},
+        "storage": {"format": FORMAT_TAG, "requested": fmt, "tensors": format_counts(packed)},
+    }
 
 
 def serialized_size_bytes(obj) -> int:
@@ -186,8 +194,9 @@ def compressed_size_bytes(state_dict: dict, fmt: str = "auto") -> int:
     return serialized_size_bytes({"model": pack_state_dict(state_dict, fmt)})
 
 
-def save_compressed_checkpoint(path: str | Path, *, state_dict: dict, config: dict | None = None,
-                               metrics: dict | None = None, fmt: str = "auto") -> dict:
+def save_compressed_checkpoint(
+    path: str | Path, *, state_dict: dict, config: dict | None = None, metrics: dict | None = None, fmt: str = "auto"
+) -> dict:
     """Write the compressed checkpoint atomically; returns its storage summary."""
     ckpt = compressed_checkpoint(state_dict, config=config, metrics=metrics, fmt=fmt)
     atomic_torch_save(ckpt, path)

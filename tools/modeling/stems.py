@@ -67,8 +67,7 @@ def resolve_stem(name: str, stem: str, image_size: int, choices: tuple[str, ...]
         return "cifar" if image_size <= _CIFAR_MAX_IMAGE_SIZE else "imagenet"
     if stem not in choices:
         raise UserError(
-            f"model {name} has no {stem!r} stem; use stem 'auto'"
-            + (f" or {choices[0]!r}" if choices else "")
+            f"model {name} has no {stem!r} stem; use stem 'auto'" + (f" or {choices[0]!r}" if choices else "")
         )
     return stem
 

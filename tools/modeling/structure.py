@@ -51,19 +51,28 @@ def model_structure(model: nn.Module, model_config: dict) -> dict:
     return {"format": FORMAT, "spec": spec, "modules": modules}
 
 
-def rebuild(structure: dict, state_dict: dict, *, num_classes: int, input_shape: tuple[int, int, int],
-            source: str) -> nn.Module:
+def rebuild(
+    structure: dict, state_dict: dict, *, num_classes: int, input_shape: tuple[int, int, int], source: str
+) -> nn.Module:
     """The model `structure` describes, holding `state_dict`; one-line UserError when they do not fit.
     (tools.modeling.checkpoint.load_model builds the config's model and calls apply_structure instead.)"""
     from tools.modeling.registry import build_model
     from tools.modeling.weights import load_state_into
 
     if structure.get("format") != FORMAT or not isinstance(structure.get("modules"), dict):
-        raise UserError(f"{source} stores a model structure of format {structure.get('format')!r}; this version "
-                        f"reads format {FORMAT}: re-create the file with this version")
+        raise UserError(
+            f"{source} stores a model structure of format {structure.get('format')!r}; this version "
+            f"reads format {FORMAT}: re-create the file with this version"
+        )
     spec = structure.get("spec") or {}
-    model = build_model(spec.get("name") or "", num_classes=num_classes, in_channels=input_shape[0],
-                        image_size=input_shape[1], stem=spec.get("stem") or "auto", kwargs=spec.get("kwargs") or None)
+    model = build_model(
+        spec.get("name") or "",
+        num_classes=num_classes,
+        in_channels=input_shape[0],
+        image_size=input_shape[1],
+        stem=spec.get("stem") or "auto",
+        kwargs=spec.get("kwargs") or None,
+    )
     apply_structure(model, structure, state_dict, source)
     load_state_into(model, state_dict, source)
     return model
@@ -93,29 +102,39 @@ def same_modules(model: nn.Module, structure: dict) -> bool:
 def _check_same_modules(modules: dict, saved: dict, name: str | None, source: str) -> None:
     missing = [n for n in saved if n not in modules]
     extra = [n for n in modules if n not in saved]
-    types = [f"{n} is {type(modules[n]).__qualname__}, saved {saved[n]['type']}" for n in saved
-             if n in modules and type(modules[n]).__qualname__ != saved[n]["type"]]
-    problems = ([f"missing modules {missing[:3]}"] if missing else []) + \
-        ([f"unexpected modules {extra[:3]}"] if extra else []) + types[:3]
+    types = [
+        f"{n} is {type(modules[n]).__qualname__}, saved {saved[n]['type']}"
+        for n in saved
+        if n in modules and type(modules[n]).__qualname__ != saved[n]["type"]
+    ]
+    problems = (
+        ([f"missing modules {missing[:3]}"] if missing else [])
+        + ([f"unexpected modules {extra[:3]}"] if extra else [])
+        + types[:3]
+    )
     if problems:
-        raise UserError(f"{source} was pruned from another architecture than model {name} builds "
-                        f"({'; '.join(problems)}); check model.name and model.kwargs")
+        raise UserError(
+            f"{source} was pruned from another architecture than model {name} builds "
+            f"({'; '.join(problems)}); check model.name and model.kwargs"
+        )
 
 
 def _reshape(module: nn.Module, attr: str, tensor: torch.Tensor) -> None:
     if module._parameters.get(attr) is not None:
         old = module._parameters[attr]
         if old.shape != tensor.shape:
-            module._parameters[attr] = nn.Parameter(torch.empty(tensor.shape, dtype=old.dtype),
-                                                    requires_grad=old.requires_grad)
+            module._parameters[attr] = nn.Parameter(
+                torch.empty(tensor.shape, dtype=old.dtype), requires_grad=old.requires_grad
+            )
     elif module._buffers.get(attr) is not None:
         old = module._buffers[attr]
         if old.shape != tensor.shape:
             module._buffers[attr] = torch.empty(tensor.shape, dtype=old.dtype)
 
 
-def rebuild_problem(model: nn.Module, structure: dict, *, num_classes: int,
-                    input_shape: tuple[int, int, int]) -> str | None:
+def rebuild_problem(
+    model: nn.Module, structure: dict, *, num_classes: int, input_shape: tuple[int, int, int]
+) -> str | None:
     """None when `rebuild` reproduces `model` (a CPU module) on a random batch; else why not, in one line."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     try:

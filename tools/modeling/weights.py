@@ -102,9 +102,7 @@ def _mismatch_summary(missing, unexpected, shapes) -> str:
     if unexpected:
         parts.append(f"{_plural(len(unexpected), 'unexpected key')} {_listed(unexpected)}")
     if shapes:
-        parts.append(
-            f"{_plural(len(shapes), 'shape mismatch', 'shape mismatches')} {_listed(shapes)}"
-        )
+        parts.append(f"{_plural(len(shapes), 'shape mismatch', 'shape mismatches')} {_listed(shapes)}")
     return ", ".join(parts)
 
 
@@ -129,8 +127,11 @@ def _untracked_batchnorm_keys(model: nn.Module, missing: list[str]) -> list[str]
     for key in missing:
         owner, _, attr = key.rpartition(".")
         module = modules.get(owner)
-        if attr == "num_batches_tracked" and isinstance(module, nn.modules.batchnorm._BatchNorm) \
-                and module.track_running_stats:
+        if (
+            attr == "num_batches_tracked"
+            and isinstance(module, nn.modules.batchnorm._BatchNorm)
+            and module.track_running_stats
+        ):
             found.append(key)
     return found
 
@@ -182,11 +183,15 @@ def load_state_into(
     # prefixes stripped above), and some modules (MNASNet) refuse a load without; the model's own fit.
     fitting._metadata = _as_version_1(getattr(model_state, "_metadata", None), untracked)
     if not fitting:
-        raise UserError(f"no tensor of checkpoint {source} fits model {name}; check model.name and model.weights_rename")
+        raise UserError(
+            f"no tensor of checkpoint {source} fits model {name}; check model.name and model.weights_rename"
+        )
     try:
         model.load_state_dict(fitting, strict=strict)
     except RuntimeError as e:
         raise UserError(f"checkpoint {source} cannot be loaded into {name}: {first_line(e)}") from None
     if not strict and (missing or unexpected or shapes):
-        print(f"note: loaded {len(fitting)}/{len(model_state)} tensors of {name} from {source}; not loaded: "
-              f"{_mismatch_summary(missing, unexpected, shapes)} (model.weights_strict: false)")
+        print(
+            f"note: loaded {len(fitting)}/{len(model_state)} tensors of {name} from {source}; not loaded: "
+            f"{_mismatch_summary(missing, unexpected, shapes)} (model.weights_strict: false)"
+        )

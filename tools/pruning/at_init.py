@@ -93,10 +93,16 @@ def check_schedule(name: str) -> str:
 
 def density_from_compression(compression: float) -> float:
     """Fraction of prunable weights kept: 10^-compression (compression 1 keeps 10%)."""
-    if isinstance(compression, bool) or not isinstance(compression, (int, float)) or not math.isfinite(compression) \
-            or compression < 0:
-        raise UserError(f"compression {compression!r} must be a number >= 0 (density = 10^-compression, "
-                        "e.g. 1 keeps 10% of the weights); fix it")
+    if (
+        isinstance(compression, bool)
+        or not isinstance(compression, (int, float))
+        or not math.isfinite(compression)
+        or compression < 0
+    ):
+        raise UserError(
+            f"compression {compression!r} must be a number >= 0 (density = 10^-compression, "
+            "e.g. 1 keeps 10% of the weights); fix it"
+        )
     return 10.0 ** -float(compression)
 
 
@@ -134,8 +140,9 @@ def _check_batches(batches: Batches, pruner: str) -> None:
         raise UserError(f"pruner {pruner} needs a pruning batch set, got none; set pai.prune_images > 0")
 
 
-def _summed_gradients(model: nn.Module, params: list[torch.Tensor], batches: Batches, loss_fn: LossFn,
-                      scale: float = 1.0) -> list[torch.Tensor]:
+def _summed_gradients(
+    model: nn.Module, params: list[torch.Tensor], batches: Batches, loss_fn: LossFn, scale: float = 1.0
+) -> list[torch.Tensor]:
     """sum_b dL(model(x_b) / scale, y_b)/dparams, without touching any .grad."""
     total = [torch.zeros_like(p) for p in params]
     for images, labels in batches:
@@ -146,8 +153,9 @@ def _summed_gradients(model: nn.Module, params: list[torch.Tensor], batches: Bat
     return total
 
 
-def snip_scores(model: nn.Module, targets: list[Target], batches: Batches,
-                loss_fn: LossFn | None = None) -> dict[str, torch.Tensor]:
+def snip_scores(
+    model: nn.Module, targets: list[Target], batches: Batches, loss_fn: LossFn | None = None
+) -> dict[str, torch.Tensor]:
     """|w * sum_b g_b| / sum over all targets. Gradients are taken w.r.t. the trained parameter
     (weight_orig once masked), whose pruned entries are zero, so pruned weights score 0."""
     _check_batches(batches, "snip")
@@ -159,8 +167,14 @@ def snip_scores(model: nn.Module, targets: list[Target], batches: Batches,
     return {name: s / norm if norm > 0 else s for name, s in raw.items()}
 
 
-def grasp_scores(model: nn.Module, targets: list[Target], batches: Batches, *, temperature: float = 200.0,
-                 loss_fn: LossFn | None = None) -> dict[str, torch.Tensor]:
+def grasp_scores(
+    model: nn.Module,
+    targets: list[Target],
+    batches: Batches,
+    *,
+    temperature: float = 200.0,
+    loss_fn: LossFn | None = None,
+) -> dict[str, torch.Tensor]:
     """The paper's S = -w * Hg / (|sum w * Hg| + eps); the HIGHEST are to be removed.
 
     g is the stopped gradient summed over the batches; Hg = d(g_stop . g(w))/dw, accumulated
@@ -174,8 +188,9 @@ def grasp_scores(model: nn.Module, targets: list[Target], batches: Batches, *, t
         stopped = _summed_gradients(model, params, batches, loss_fn, scale=temperature)
         hg = [torch.zeros_like(p) for p in params]
         for images, labels in batches:
-            grads = torch.autograd.grad(loss_fn(model(images) / temperature, labels), params, create_graph=True,
-                                        allow_unused=True)
+            grads = torch.autograd.grad(
+                loss_fn(model(images) / temperature, labels), params, create_graph=True, allow_unused=True
+            )
             dot = sum((s * g).sum() for s, g in zip(stopped, grads) if g is not None)
             if not isinstance(dot, torch.Tensor) or not dot.requires_grad:
                 continue  # no target influences this loss: Hg stays zero
@@ -211,13 +226,23 @@ def synflow_scores(model: nn.Module, targets: list[Target], input_shape: tuple[i
     device = params[0].device
     ones = torch.ones((1, *input_shape), dtype=torch.float64, device=device)
     grads = torch.autograd.grad(net(ones).sum(), params, allow_unused=True)
-    return {t.name: ((g if g is not None else torch.zeros_like(p)) * p).detach().abs().to(t.tensor.dtype)
-            for t, p, g in zip(targets, params, grads)}
+    return {
+        t.name: ((g if g is not None else torch.zeros_like(p)) * p).detach().abs().to(t.tensor.dtype)
+        for t, p, g in zip(targets, params, grads)
+    }
 
 
-def compute_scores(pruner: str, model: nn.Module, targets: list[Target], *, batches: Batches,
-                   input_shape: tuple[int, ...], generator: torch.Generator | None = None,
-                   grasp_temperature: float = 200.0, loss_fn: LossFn | None = None) -> dict[str, torch.Tensor]:
+def compute_scores(
+    pruner: str,
+    model: nn.Module,
+    targets: list[Target],
+    *,
+    batches: Batches,
+    input_shape: tuple[int, ...],
+    generator: torch.Generator | None = None,
+    grasp_temperature: float = 200.0,
+    loss_fn: LossFn | None = None,
+) -> dict[str, torch.Tensor]:
     """The raw scores of `pruner` (GraSP in the paper's sign: highest removed)."""
     check_pruner(pruner)
     if pruner == "rand":
@@ -255,8 +280,9 @@ def exact_sparsity(density: float, numel: int) -> float:
     return (numel - _round_half_up(density * numel)) / numel if numel else 0.0
 
 
-def masks_for_density(keep: dict[str, torch.Tensor], density: float, scope: str,
-                      previous: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+def masks_for_density(
+    keep: dict[str, torch.Tensor], density: float, scope: str, previous: dict[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
     """Keep-masks with round(density * n) weights kept over all targets (global) or in every
     target (local); already-pruned entries stay pruned."""
     check_scope(scope)
@@ -279,8 +305,17 @@ class ScoreInputs:
     loss_fn: LossFn | None = None
 
 
-def prune_to_density(model: nn.Module, targets: list[Target], *, pruner: str, density: float, scope: str,
-                     schedule: str, iterations: int, inputs: ScoreInputs) -> dict:
+def prune_to_density(
+    model: nn.Module,
+    targets: list[Target],
+    *,
+    pruner: str,
+    density: float,
+    scope: str,
+    schedule: str,
+    iterations: int,
+    inputs: ScoreInputs,
+) -> dict:
     """Score -> mask `iterations` times along `schedule` down to `density`; the masks are
     installed on the targets (torch.nn.utils.prune). Returns density_report(targets)."""
     check_pruner(pruner)
@@ -289,9 +324,16 @@ def prune_to_density(model: nn.Module, targets: list[Target], *, pruner: str, de
     if iterations < 1:
         raise UserError(f"prune iterations must be >= 1, got {iterations}")
     for step in range(1, iterations + 1):
-        scores = compute_scores(pruner, model, targets, batches=inputs.batches, input_shape=inputs.input_shape,
-                                generator=inputs.generator, grasp_temperature=inputs.grasp_temperature,
-                                loss_fn=inputs.loss_fn)
+        scores = compute_scores(
+            pruner,
+            model,
+            targets,
+            batches=inputs.batches,
+            input_shape=inputs.input_shape,
+            generator=inputs.generator,
+            grasp_temperature=inputs.grasp_temperature,
+            loss_fn=inputs.loss_fn,
+        )
         step_density = schedule_density(density, step, iterations, schedule)
         masks = masks_for_density(keep_scores(pruner, scores), step_density, scope, current_masks(targets))
         apply_masks(targets, masks)
@@ -305,8 +347,14 @@ def _remaining(t: Target) -> int:
 
 def collapsed_layers(targets: list[Target]) -> list[str]:
     """Conv/linear weights with no remaining entry: the network is cut there (layer collapse)."""
-    return [t.name for t in targets if t.param == "weight" and isinstance(t.module, (nn.Linear, nn.modules.conv._ConvNd))
-            and t.numel() and _remaining(t) == 0]
+    return [
+        t.name
+        for t in targets
+        if t.param == "weight"
+        and isinstance(t.module, (nn.Linear, nn.modules.conv._ConvNd))
+        and t.numel()
+        and _remaining(t) == 0
+    ]
 
 
 def density_report(targets: list[Target]) -> dict:
@@ -315,22 +363,33 @@ def density_report(targets: list[Target]) -> dict:
     layers, remaining, total = [], 0, 0
     for t in targets:
         kept = _remaining(t)
-        layers.append({"name": t.name, "params": t.numel(), "remaining": kept,
-                       "density": kept / t.numel() if t.numel() else 0.0})
+        layers.append(
+            {"name": t.name, "params": t.numel(), "remaining": kept, "density": kept / t.numel() if t.numel() else 0.0}
+        )
         remaining, total = remaining + kept, total + t.numel()
     density = remaining / total if total else 0.0
-    return {"remaining": remaining, "total": total, "density": density, "sparsity": 1.0 - density,
-            "layers": layers, "collapsed_layers": collapsed_layers(targets)}
+    return {
+        "remaining": remaining,
+        "total": total,
+        "density": density,
+        "sparsity": 1.0 - density,
+        "layers": layers,
+        "collapsed_layers": collapsed_layers(targets),
+    }
 
 
 def format_density_table(report: dict) -> str:
     lines = [f"{'layer':<28} {'params':>9} {'remaining':>9} {'density':>8} {'sparsity':>8}"]
     for r in report["layers"]:
         flag = "  COLLAPSED" if r["name"] in report["collapsed_layers"] else ""
-        lines.append(f"{r['name']:<28} {r['params']:>9} {r['remaining']:>9} {100 * r['density']:>7.2f}% "
-                     f"{100 * (1 - r['density']):>7.2f}%{flag}")
-    lines.append(f"{'total':<28} {report['total']:>9} {report['remaining']:>9} {100 * report['density']:>7.3f}% "
-                 f"{100 * report['sparsity']:>7.3f}%")
+        lines.append(
+            f"{r['name']:<28} {r['params']:>9} {r['remaining']:>9} {100 * r['density']:>7.2f}% "
+            f"{100 * (1 - r['density']):>7.2f}%{flag}"
+        )
+    lines.append(
+        f"{'total':<28} {report['total']:>9} {report['remaining']:>9} {100 * report['density']:>7.3f}% "
+        f"{100 * report['sparsity']:>7.3f}%"
+    )
     return "\n".join(lines)
 
 

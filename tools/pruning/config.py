@@ -101,7 +101,9 @@ class LatencyTargetConfig:
     allocation: str = "importance"  # importance: the MACs target's ranking, the measured latency decides where to stop | per_ms: least importance per ms saved (NetAdapt-style)
     levels: int = 6  # channel counts measured per group for the latency table (interpolated between)
     max_attempts: int = 4  # measured re-allocations before giving up on landing within tolerance
-    cache_dir: str = "results/latency_cache"  # latency tables keyed by model, backend, batch, threads and host; "" = off
+    cache_dir: str = (
+        "results/latency_cache"  # latency tables keyed by model, backend, batch, threads and host; "" = off
+    )
     report: bool = False  # MACs or ratio targets too: time the pruned model against the baseline this way (no target)
 
     def check(self, bound: Bound) -> None:
@@ -116,17 +118,25 @@ class LatencyTargetConfig:
 @dataclass
 class StructuredConfig:
     method: str = "l2"  # importance: one of tools.pruning.structured.STRUCTURED_METHODS (l2, l1, taylor, ...)
-    granularity: str = "channel"  # channel (physically smaller) | kernel | intra_kernel (masks, see tools.pruning.kernels)
+    granularity: str = (
+        "channel"  # channel (physically smaller) | kernel | intra_kernel (masks, see tools.pruning.kernels)
+    )
     pruning_ratio: float = 0.3  # fraction of channels (kernels) removed; used when target_macs_reduction is 0
     target_macs_reduction: float = 0.0  # > 0: search the ratio removing this fraction of MACs instead, e.g. 0.5
     target_tolerance: float = 0.01  # the search lands within this of the target (fraction of MACs: 0.01 = 1 pt)
-    target_latency_reduction: float = 0.0  # > 0: prune until the measured latency on structured.latency.backend falls by this fraction
+    target_latency_reduction: float = (
+        0.0  # > 0: prune until the measured latency on structured.latency.backend falls by this fraction
+    )
     latency: LatencyTargetConfig = field(default_factory=LatencyTargetConfig)
     global_pruning: bool = True  # rank channels across layers (false: the same ratio in every layer)
     max_pruning_ratio: float = 0.8  # no layer loses more than this fraction of its original channels
     round_to: int = 8  # remaining channel counts are multiples of this (hardware-friendly); 1 = off
-    ignored_layers: list[str] = field(default_factory=list)  # module names whose outputs are kept (the classifier always is)
-    layer_ratios: dict[str, float] = field(default_factory=dict)  # module name -> its own ratio (overrides pruning_ratio)
+    ignored_layers: list[str] = field(
+        default_factory=list
+    )  # module names whose outputs are kept (the classifier always is)
+    layer_ratios: dict[str, float] = field(
+        default_factory=dict
+    )  # module name -> its own ratio (overrides pruning_ratio)
     iterative_steps: int = 1  # prune-finetune rounds toward the ratio / target
     step_epochs: int = 1  # fine-tune epochs after each intermediate round; the last round runs finetune.epochs
     calibration_batches: int = 8  # taylor: training batches whose loss gradients are summed
@@ -157,7 +167,9 @@ class PruneAtInitConfig:
     fraction of prunable weights kept = 10^-compression; sparsity = 1 - density."""
 
     experiment: str = "singleshot"  # singleshot | multishot (prune-train-rewind levels, lottery style)
-    pruners: list[str] = field(default_factory=lambda: ["synflow"])  # rand | mag | snip | grasp | synflow; several = a grid
+    pruners: list[str] = field(
+        default_factory=lambda: ["synflow"]
+    )  # rand | mag | snip | grasp | synflow; several = a grid
     compressions: list[float] = field(default_factory=lambda: [1.0])  # density = 10^-compression (1 keeps 10%)
     levels: list[int] = field(default_factory=lambda: [1, 2, 3])  # multishot: prune-train-rewind rounds per compression
     scope: str = "global"  # global (one ranking over all layers) | local (every layer at the density)

@@ -32,8 +32,18 @@ from torch import nn
 
 from tools.core.errors import UserError
 
-__all__ = ["KERNEL_METHODS", "kernel_layers", "kernel_scores", "kernel_masks", "pattern_library",
-           "pattern_masks", "KernelPruning", "prune_kernels", "apply_kernel_masks", "masks_from_zeros"]
+__all__ = [
+    "KERNEL_METHODS",
+    "kernel_layers",
+    "kernel_scores",
+    "kernel_masks",
+    "pattern_library",
+    "pattern_masks",
+    "KernelPruning",
+    "prune_kernels",
+    "apply_kernel_masks",
+    "masks_from_zeros",
+]
 
 KERNEL_METHODS = ("l1", "l2", "random")
 PATTERN_KERNEL = (3, 3)
@@ -45,8 +55,7 @@ def kernel_layers(model: nn.Module, ignored_layers: list[str] = ()) -> list[nn.C
     """Convolutions with kernels larger than 1x1, outside the named modules."""
     modules = dict(model.named_modules())
     skip = {sub for name in ignored_layers if name in modules for sub in modules[name].modules()}
-    return [m for m in model.modules()
-            if isinstance(m, nn.Conv2d) and math.prod(m.kernel_size) > 1 and m not in skip]
+    return [m for m in model.modules() if isinstance(m, nn.Conv2d) and math.prod(m.kernel_size) > 1 and m not in skip]
 
 
 def kernel_scores(conv: nn.Conv2d, method: str, seed: int = 0) -> torch.Tensor:
@@ -59,12 +68,21 @@ def kernel_scores(conv: nn.Conv2d, method: str, seed: int = 0) -> torch.Tensor:
     if method == "random":
         gen = torch.Generator().manual_seed(seed)
         return torch.rand(w.shape[:2], generator=gen).to(w.device) * (w.abs().sum((2, 3)) > 0)
-    raise UserError(f"structured.method {method!r} has no kernel-level score; "
-                    f"kernel and intra_kernel granularities use one of: {', '.join(KERNEL_METHODS)}")
+    raise UserError(
+        f"structured.method {method!r} has no kernel-level score; "
+        f"kernel and intra_kernel granularities use one of: {', '.join(KERNEL_METHODS)}"
+    )
 
 
-def kernel_masks(layers: list[nn.Conv2d], *, ratio: float, method: str, global_pruning: bool = True,
-                 max_pruning_ratio: float = 1.0, seed: int = 0) -> Masks:
+def kernel_masks(
+    layers: list[nn.Conv2d],
+    *,
+    ratio: float,
+    method: str,
+    global_pruning: bool = True,
+    max_pruning_ratio: float = 1.0,
+    seed: int = 0,
+) -> Masks:
     """(out, in, 1, 1) keep-masks removing `ratio` of all kernels (global ranking of
     mean-normalised scores) or of each layer's kernels; a layer loses at most
     max_pruning_ratio of its kernels. Already-zero kernels score 0 and count as removed."""
@@ -154,13 +172,23 @@ def prune_kernels(model: nn.Module, spec: KernelPruning, *, ratio: float, ignore
     Returns the combined element masks, to re-apply after each fine-tuning step."""
     layers = kernel_layers(model, ignored_layers)
     if not layers:
-        raise UserError("the model has no k x k convolutions (k > 1) outside ignored_layers; "
-                        "kernel and intra_kernel granularities need some")
+        raise UserError(
+            "the model has no k x k convolutions (k > 1) outside ignored_layers; "
+            "kernel and intra_kernel granularities need some"
+        )
     if spec.granularity == "intra_kernel":
         library = pattern_library(layers, pattern_size=spec.pattern_size, num_patterns=spec.num_patterns)
         apply_kernel_masks(pattern_masks(layers, library))
-    apply_kernel_masks(kernel_masks(layers, ratio=ratio, method=spec.method, global_pruning=spec.global_pruning,
-                                    max_pruning_ratio=spec.max_pruning_ratio, seed=spec.seed))
+    apply_kernel_masks(
+        kernel_masks(
+            layers,
+            ratio=ratio,
+            method=spec.method,
+            global_pruning=spec.global_pruning,
+            max_pruning_ratio=spec.max_pruning_ratio,
+            seed=spec.seed,
+        )
+    )
     return masks_from_zeros(layers)
 
 

@@ -89,20 +89,29 @@ def check_backend(name: str) -> None:
     if name not in BACKENDS:
         raise UserError(f"unknown structured.latency.backend {name!r}; choose one of: {', '.join(BACKENDS)}")
     if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("structured.latency.backend cuda needs a CUDA GPU and none is visible; "
-                        "use torch or onnxruntime, or run on a machine with a GPU")
+        raise UserError(
+            "structured.latency.backend cuda needs a CUDA GPU and none is visible; "
+            "use torch or onnxruntime, or run on a machine with a GPU"
+        )
     if name == "onnxruntime":
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
-            raise UserError("structured.latency.backend onnxruntime needs the onnxruntime package; "
-                            "`uv sync` installs it, or choose backend torch") from None
+            raise UserError(
+                "structured.latency.backend onnxruntime needs the onnxruntime package; "
+                "`uv sync` installs it, or choose backend torch"
+            ) from None
 
 
 def host_id() -> dict:
     """What a latency table is only valid on."""
-    return {"node": platform.node(), "machine": platform.machine(), "cpu": _cpu_name(),
-            "capability": torch.backends.cpu.get_cpu_capability(), "torch": str(torch.__version__)}
+    return {
+        "node": platform.node(),
+        "machine": platform.machine(),
+        "cpu": _cpu_name(),
+        "capability": torch.backends.cpu.get_cpu_capability(),
+        "torch": str(torch.__version__),
+    }
 
 
 def _cpu_name() -> str:
@@ -132,8 +141,12 @@ class Backend:
         return fast_multiple(self.name)
 
     def key(self) -> dict:
-        return {"backend": self.name, "batch_size": self.batch_size, "threads": self.threads,
-                "input_shape": list(self.input_shape)}
+        return {
+            "backend": self.name,
+            "batch_size": self.batch_size,
+            "threads": self.threads,
+            "input_shape": list(self.input_shape),
+        }
 
 
 def _runner(model: nn.Module, backend: Backend, workdir: Path, index: int) -> tuple[Callable[[], object], list[str]]:
@@ -161,6 +174,7 @@ def _runner(model: nn.Module, backend: Backend, workdir: Path, index: int) -> tu
         with torch.inference_mode():
             net(x)
         synchronize(device)
+
     return run, optimisations
 
 
@@ -175,8 +189,9 @@ def _timed_ms(run: Callable[[], object], repeats: int, best: bool) -> float:
     return min(times) if best else statistics.median(times)
 
 
-def time_interleaved(models: list[nn.Module], backend: Backend, rounds: int | None = None,
-                     paired: bool = False) -> list[list[float]]:
+def time_interleaved(
+    models: list[nn.Module], backend: Backend, rounds: int | None = None, paired: bool = False
+) -> list[list[float]]:
     """Per model, one time (ms) per round: the median of `repeats` forwards. The models take
     turns every round, so a burst of load from another process hits them alike. `paired`: the
     first model is a reference timed again right before each of the others, and each round
@@ -217,8 +232,13 @@ class Timing:
     rounds: int
 
     def as_dict(self) -> dict:
-        return {"baseline_ms": self.baseline_ms, "pruned_ms": self.pruned_ms,
-                "measured_reduction_pct": 100 * self.reduction, "spread_pts": 100 * self.spread, "rounds": self.rounds}
+        return {
+            "baseline_ms": self.baseline_ms,
+            "pruned_ms": self.pruned_ms,
+            "measured_reduction_pct": 100 * self.reduction,
+            "spread_pts": 100 * self.spread,
+            "rounds": self.rounds,
+        }
 
 
 def compare(baseline: nn.Module, pruned: nn.Module, backend: Backend, rounds: int | None = None) -> Timing:
@@ -247,13 +267,18 @@ class LatencyTable:
         return float(np.interp(kept, counts, [points[c] for c in counts]))
 
     def as_dict(self) -> dict:
-        return {"baseline_ms": self.baseline_ms, "saved_ms": self.saved_ms, "raw_saved_ms": self.raw_saved_ms,
-                "key": self.key}
+        return {
+            "baseline_ms": self.baseline_ms,
+            "saved_ms": self.saved_ms,
+            "raw_saved_ms": self.raw_saved_ms,
+            "key": self.key,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> "LatencyTable":
         def ints(table):
             return {g: {int(c): float(v) for c, v in row.items()} for g, row in table.items()}
+
         return cls(float(d["baseline_ms"]), ints(d["saved_ms"]), ints(d["raw_saved_ms"]), d["key"])
 
 
@@ -267,13 +292,26 @@ def table_counts(size: int, floor: int, multiple: int, levels: int) -> list[int]
     return sorted({candidates[i] for i in picks})
 
 
-def channel_latency_table(model: nn.Module, example: torch.Tensor, plan: st.ChannelPlan, backend: Backend, *,
-                          levels: int, cache_dir: Path | None = None, run_file: Path | None = None) -> LatencyTable:
+def channel_latency_table(
+    model: nn.Module,
+    example: torch.Tensor,
+    plan: st.ChannelPlan,
+    backend: Backend,
+    *,
+    levels: int,
+    cache_dir: Path | None = None,
+    run_file: Path | None = None,
+) -> LatencyTable:
     """The measured table for `plan`'s groups (see LatencyTable), from `run_file` or the cache
     when one with the same key (model, channel counts, backend, batch, threads, host) exists."""
     grid = {name: table_counts(len(g.scores), g.keep, backend.fast_multiple, levels) for name, g in plan.groups.items()}
-    key = {"model": st._model_name(model), "channels": st.channel_counts(model), "grid": grid,
-           **backend.key(), "host": host_id()}
+    key = {
+        "model": st._model_name(model),
+        "channels": st.channel_counts(model),
+        "grid": grid,
+        **backend.key(),
+        "host": host_id(),
+    }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     cached = cache_dir / f"{digest}.yaml" if cache_dir else None
     for path in (run_file, cached):
@@ -312,8 +350,10 @@ def _measure_table(model, example, plan, backend, grid, key) -> LatencyTable:
                 st.apply_plan(pruned, example, plan, {name: size - kept})
                 variants.append(pruned)
                 where.append((name, kept))
-    print(f"latency table: timing {len(variants)} variants of the model ({len(grid)} groups) on {backend.name}, "
-          f"batch {backend.batch_size}, {backend.threads} thread(s), {backend.rounds} interleaved rounds")
+    print(
+        f"latency table: timing {len(variants)} variants of the model ({len(grid)} groups) on {backend.name}, "
+        f"batch {backend.batch_size}, {backend.threads} thread(s), {backend.rounds} interleaved rounds"
+    )
     ratios = time_interleaved(variants, backend, max(3, backend.rounds // 2), paired=True)
     base_ms = statistics.median(ratios[0])
     raw = {name: {len(plan.groups[name].scores): 0.0} for name in grid}
@@ -396,8 +436,16 @@ class SearchRules:
     allocation: str = "importance"  # see allocate()
 
 
-def search_latency(model: nn.Module, example: torch.Tensor, plan: st.ChannelPlan, table: LatencyTable,
-                   backend: Backend, *, target: float, rules: SearchRules) -> LatencySearch:
+def search_latency(
+    model: nn.Module,
+    example: torch.Tensor,
+    plan: st.ChannelPlan,
+    table: LatencyTable,
+    backend: Backend,
+    *,
+    target: float,
+    rules: SearchRules,
+) -> LatencySearch:
     """Allocate for `target`, measure, move the goal by the miss, repeat; see the module docstring."""
     tolerance, max_attempts, allocation = rules.tolerance, rules.max_attempts, rules.allocation
     goal, attempts, best = target, [], None
@@ -408,9 +456,11 @@ def search_latency(model: nn.Module, example: torch.Tensor, plan: st.ChannelPlan
         st.apply_plan(pruned, example, plan, alloc.counts)
         timing = compare(model, pruned, backend)
         attempts.append({"goal_pct": 100 * goal, "predicted_reduction_pct": 100 * alloc.predicted, **timing.as_dict()})
-        print(f"latency attempt {attempt}: predicted -{100 * alloc.predicted:.1f}%, measured -{100 * timing.reduction:.1f}% "
-              f"(+-{100 * timing.spread:.1f} pts over {timing.rounds} rounds; {timing.baseline_ms:.2f} -> "
-              f"{timing.pruned_ms:.2f} ms)")
+        print(
+            f"latency attempt {attempt}: predicted -{100 * alloc.predicted:.1f}%, measured -{100 * timing.reduction:.1f}% "
+            f"(+-{100 * timing.spread:.1f} pts over {timing.rounds} rounds; {timing.baseline_ms:.2f} -> "
+            f"{timing.pruned_ms:.2f} ms)"
+        )
         found = LatencySearch(pruned, alloc.counts, alloc.predicted, timing, attempts)
         if best is None or abs(timing.reduction - target) < abs(best.timing.reduction - target):
             best = found
@@ -419,9 +469,11 @@ def search_latency(model: nn.Module, example: torch.Tensor, plan: st.ChannelPlan
         if alloc.exhausted and timing.reduction < target:
             raise UserError(_unreachable(target, best, alloc, plan.limits.max_pruning_ratio))
         goal = min(most.predicted, max(0.0, goal + target - timing.reduction))
-    raise UserError(f"the measured latency reduction did not land within {100 * tolerance:.0f} pts of "
-                    f"{100 * target:.0f}% in {max_attempts} attempts (best {100 * best.timing.reduction:.1f}% "
-                    f"+-{100 * best.timing.spread:.1f}); raise structured.latency.tolerance or max_attempts")
+    raise UserError(
+        f"the measured latency reduction did not land within {100 * tolerance:.0f} pts of "
+        f"{100 * target:.0f}% in {max_attempts} attempts (best {100 * best.timing.reduction:.1f}% "
+        f"+-{100 * best.timing.spread:.1f}); raise structured.latency.tolerance or max_attempts"
+    )
 
 
 def _confirmed(found: LatencySearch, model, backend: Backend, tolerance: float) -> LatencySearch:
@@ -430,20 +482,26 @@ def _confirmed(found: LatencySearch, model, backend: Backend, tolerance: float) 
         found.timing = compare(model, found.model, backend, rounds=2 * backend.rounds)
         found.attempts.append({"remeasured": True, **found.timing.as_dict()})
     if found.timing.spread > tolerance:
-        raise UserError(f"timing spread +-{100 * found.timing.spread:.1f} pts is larger than the tolerance "
-                        f"+-{100 * tolerance:.1f} pts (measured -{100 * found.timing.reduction:.1f}%), so the latency "
-                        "target cannot be called met; re-run on a quieter machine or raise structured.latency.rounds")
+        raise UserError(
+            f"timing spread +-{100 * found.timing.spread:.1f} pts is larger than the tolerance "
+            f"+-{100 * tolerance:.1f} pts (measured -{100 * found.timing.reduction:.1f}%), so the latency "
+            "target cannot be called met; re-run on a quieter machine or raise structured.latency.rounds"
+        )
     return found
 
 
 def _unreachable(target: float, best: LatencySearch, alloc: Allocation, max_pruning_ratio: float) -> str:
     if alloc.at_floor:
-        bound = (f"structured.max_pruning_ratio {max_pruning_ratio:g} ({alloc.at_floor} of "
-                 f"{alloc.at_floor + alloc.no_gain} groups at their floor")
+        bound = (
+            f"structured.max_pruning_ratio {max_pruning_ratio:g} ({alloc.at_floor} of "
+            f"{alloc.at_floor + alloc.no_gain} groups at their floor"
+        )
         bound += f", the other {alloc.no_gain} save no measured time)" if alloc.no_gain else ")"
         fix = "raise structured.max_pruning_ratio or lower the target"
     else:
         bound = "the backend: removing more channels from any group saves no measured time"
         fix = "lower the target (the rest of the time is in layers channels do not shrink)"
-    return (f"target latency reduction {100 * target:.0f}% is unreachable: the best measured is "
-            f"{100 * best.timing.reduction:.1f}% (+-{100 * best.timing.spread:.1f} pts), held by {bound}; {fix}")
+    return (
+        f"target latency reduction {100 * target:.0f}% is unreachable: the best measured is "
+        f"{100 * best.timing.reduction:.1f}% (+-{100 * best.timing.spread:.1f} pts), held by {bound}; {fix}"
+    )

@@ -17,15 +17,16 @@ from __future__ import annotations
 SCHEDULES = ("linear", "exponential", "cubic")
 
 
-def schedule_point(final_sparsity: float, final_density: float, *, step: int, num_steps: int,
-                   schedule: str) -> tuple[float, float]:
+def schedule_point(
+    final_sparsity: float, final_density: float, *, step: int, num_steps: int, schedule: str
+) -> tuple[float, float]:
     """(sparsity, density) after step `step` (1..num_steps) of `schedule` ending at the final pair.
     Both ends come from the caller, each as it holds it (1 - (1 - d) is not always d in floating
     point, and a density is rounded to a weight count): linear and cubic scale the sparsity, exponential
     powers the density. The caller has checked `schedule` and the step (with its own message)."""
     progress = step / num_steps
     if schedule == "exponential":
-        density = final_density ** progress
+        density = final_density**progress
         return 1.0 - density, density
     sparsity = final_sparsity * (progress if schedule == "linear" else 1.0 - (1.0 - progress) ** 3)
     return sparsity, 1.0 - sparsity

@@ -72,9 +72,16 @@ def layer_ineligibility(module: nn.Module, n: int, m: int, backend: type | None)
     rows, cols = module.out_features, module.in_features
     if limits is None:
         return f"{backend.__name__} does not support {TIMING_DTYPE}"
-    if rows % limits.sparse_min_rows or cols % limits.sparse_min_cols or rows < limits.sparse_min_rows or cols < limits.sparse_min_cols:
-        return (f"weight {rows}x{cols}: {backend.BACKEND} needs both dimensions multiples of "
-                f"{limits.sparse_min_rows}x{limits.sparse_min_cols}")
+    if (
+        rows % limits.sparse_min_rows
+        or cols % limits.sparse_min_cols
+        or rows < limits.sparse_min_rows
+        or cols < limits.sparse_min_cols
+    ):
+        return (
+            f"weight {rows}x{cols}: {backend.BACKEND} needs both dimensions multiples of "
+            f"{limits.sparse_min_rows}x{limits.sparse_min_cols}"
+        )
     return None
 
 
@@ -87,8 +94,14 @@ def semi_structured_eligibility(model: nn.Module, *, n: int, m: int, device: tor
     for name, module in model.named_modules():
         if isinstance(module, nn.Linear):
             reason = layer_ineligibility(module, n, m, backend) or device_reason
-            rows.append({"layer": name, "shape": list(module.weight.shape), "eligible": reason is None,
-                         "reason": reason or "ok"})
+            rows.append(
+                {
+                    "layer": name,
+                    "shape": list(module.weight.shape),
+                    "eligible": reason is None,
+                    "reason": reason or "ok",
+                }
+            )
     return rows
 
 
@@ -118,12 +131,18 @@ def time_linear(weight: torch.Tensor, bias: torch.Tensor | None, *, batch_size: 
     dense_out, sparse_out = F.linear(x, dense_w, b), F.linear(x, sparse_w, b)
     dense_ms = _cuda_median_ms(lambda: F.linear(x, dense_w, b), warmup, repeats)
     sparse_ms = _cuda_median_ms(lambda: F.linear(x, sparse_w, b), warmup, repeats)
-    return {"batch_size": batch_size, "dense_ms": dense_ms, "sparse_ms": sparse_ms, "speedup": dense_ms / sparse_ms,
-            "max_abs_diff": float((dense_out - sparse_out).abs().max())}
+    return {
+        "batch_size": batch_size,
+        "dense_ms": dense_ms,
+        "sparse_ms": sparse_ms,
+        "speedup": dense_ms / sparse_ms,
+        "max_abs_diff": float((dense_out - sparse_out).abs().max()),
+    }
 
 
-def benchmark_semi_structured(model: nn.Module, rows: list[dict], *, batch_sizes: list[int], warmup: int,
-                              repeats: int) -> list[dict]:
+def benchmark_semi_structured(
+    model: nn.Module, rows: list[dict], *, batch_sizes: list[int], warmup: int, repeats: int
+) -> list[dict]:
     """Time every eligible layer of `rows` (the model is on the GPU) at each batch size."""
     modules = dict(model.named_modules())
     results = []
@@ -131,30 +150,40 @@ def benchmark_semi_structured(model: nn.Module, rows: list[dict], *, batch_sizes
         if row["eligible"]:
             layer = modules[row["layer"]]
             for bs in batch_sizes:
-                results.append({"layer": row["layer"], **time_linear(layer.weight, layer.bias, batch_size=bs,
-                                                                     warmup=warmup, repeats=repeats)})
+                results.append(
+                    {
+                        "layer": row["layer"],
+                        **time_linear(layer.weight, layer.bias, batch_size=bs, warmup=warmup, repeats=repeats),
+                    }
+                )
     return results
 
 
-def semi_structured_report(model: nn.Module, *, n: int, m: int, device: torch.device, batch_sizes: list[int],
-                           warmup: int, repeats: int) -> dict:
+def semi_structured_report(
+    model: nn.Module, *, n: int, m: int, device: torch.device, batch_sizes: list[int], warmup: int, repeats: int
+) -> dict:
     """Eligibility for every linear layer and, on a capable GPU, measured dense vs sparse times."""
     rows = semi_structured_eligibility(model, n=n, m=m, device=device)
     report = {"device": str(device), "dtype": str(TIMING_DTYPE).removeprefix("torch."), "layers": rows, "timings": []}
     if device_ineligibility(device) is None and any(r["eligible"] for r in rows):
-        report["timings"] = benchmark_semi_structured(model, rows, batch_sizes=batch_sizes, warmup=warmup,
-                                                      repeats=repeats)
+        report["timings"] = benchmark_semi_structured(
+            model, rows, batch_sizes=batch_sizes, warmup=warmup, repeats=repeats
+        )
     return report
 
 
 def format_semi_structured(report: dict) -> str:
     lines = [f"semi-structured 2:4 ({report['dtype']}, {report['device']}):"]
     for r in report["layers"]:
-        lines.append(f"  {r['layer']:<24} {'x'.join(map(str, r['shape'])):>11}  "
-                     f"{'eligible' if r['eligible'] else 'not eligible: ' + r['reason']}")
+        lines.append(
+            f"  {r['layer']:<24} {'x'.join(map(str, r['shape'])):>11}  "
+            f"{'eligible' if r['eligible'] else 'not eligible: ' + r['reason']}"
+        )
     for t in report["timings"]:
-        lines.append(f"  {t['layer']:<24} batch {t['batch_size']:>5}: dense {t['dense_ms']:.4f} ms  "
-                     f"2:4 sparse {t['sparse_ms']:.4f} ms  speed-up {t['speedup']:.2f}x (measured)")
+        lines.append(
+            f"  {t['layer']:<24} batch {t['batch_size']:>5}: dense {t['dense_ms']:.4f} ms  "
+            f"2:4 sparse {t['sparse_ms']:.4f} ms  speed-up {t['speedup']:.2f}x (measured)"
+        )
     if not report["layers"]:
         lines.append("  no nn.Linear layer in this model")
     return "\n".join(lines)

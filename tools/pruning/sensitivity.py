@@ -49,7 +49,7 @@ class EvalSubset:
 
     def __iter__(self):
         for start in range(0, self.num_samples, self.batch_size):
-            yield self.images[start:start + self.batch_size], self.labels[start:start + self.batch_size]
+            yield self.images[start : start + self.batch_size], self.labels[start : start + self.batch_size]
 
 
 def sample_eval_subset(loader, num_images: int, seed: int = 0):
@@ -79,8 +79,9 @@ def check_sparsities(values: list[float]) -> list[float]:
     return sorted({validate_sparsity(v, "sensitivity sparsity") for v in values})
 
 
-def check_scan_config(*, sparsities: list[float], method: str, num_images: int, max_drop: float,
-                      target_sparsity: float) -> list[float]:
+def check_scan_config(
+    *, sparsities: list[float], method: str, num_images: int, max_drop: float, target_sparsity: float
+) -> list[float]:
     """Validate a sensitivity section up front (before minutes of scanning); returns the
     sorted sparsities."""
     if method not in SCAN_METHODS:
@@ -94,8 +95,9 @@ def check_scan_config(*, sparsities: list[float], method: str, num_images: int, 
     return check_sparsities(sparsities)
 
 
-def layer_scores(targets: list[Target], method: str, gradient_scores: dict | None = None,
-                 seed: int = 0) -> dict[str, torch.Tensor]:
+def layer_scores(
+    targets: list[Target], method: str, gradient_scores: dict | None = None, seed: int = 0
+) -> dict[str, torch.Tensor]:
     """Each target's importance under `method` (taylor takes `gradient_scores`, random `seed`)."""
     if method not in SCAN_METHODS:
         raise UserError(f"unknown sensitivity method {method!r}; choose one of: {', '.join(SCAN_METHODS)}")
@@ -118,8 +120,16 @@ def _evaluate_with_mask(model: nn.Module, target: Target, mask: torch.Tensor, lo
         tensor.copy_(saved)
 
 
-def sensitivity_scan(model: nn.Module, targets: list[Target], *, sparsities: list[float], scores: dict, loader,
-                     device: torch.device, progress=None) -> tuple[dict, list[dict]]:
+def sensitivity_scan(
+    model: nn.Module,
+    targets: list[Target],
+    *,
+    sparsities: list[float],
+    scores: dict,
+    loader,
+    device: torch.device,
+    progress=None,
+) -> tuple[dict, list[dict]]:
     """(baseline evaluate() dict, rows {layer, params, sparsity, top1, top5, loss, drop}); `scores`
     from layer_scores."""
     sparsities = check_sparsities(sparsities)
@@ -129,8 +139,15 @@ def sensitivity_scan(model: nn.Module, targets: list[Target], *, sparsities: lis
         for s in sparsities:
             mask = layerwise_masks({t.name: scores[t.name]}, {t.name: s})[t.name]
             result = _evaluate_with_mask(model, t, mask, loader, device)
-            row = {"layer": t.name, "params": t.numel(), "sparsity": s, "top1": result["top1"], "top5": result["top5"],
-                   "loss": result["loss"], "drop": baseline["top1"] - result["top1"]}
+            row = {
+                "layer": t.name,
+                "params": t.numel(),
+                "sparsity": s,
+                "top1": result["top1"],
+                "top5": result["top5"],
+                "loss": result["loss"],
+                "drop": baseline["top1"] - result["top1"],
+            }
             rows.append(row)
             if progress is not None:
                 progress(row)
@@ -181,8 +198,10 @@ def sparsities_for_total(rows: list[dict], params: dict[str, int], target_total:
     curves = _curves(rows)
     reachable = total_sparsity({k: c[-1][0] for k, c in curves.items()}, params)
     if target_total > reachable + 1e-12:
-        raise UserError(f"target sparsity {target_total:g} is above the {reachable:.4f} reachable with the scanned "
-                        f"sparsities; add higher values to sensitivity.sparsities")
+        raise UserError(
+            f"target sparsity {target_total:g} is above the {reachable:.4f} reachable with the scanned "
+            f"sparsities; add higher values to sensitivity.sparsities"
+        )
     low, high = 0.0, max(c[-1][1] for c in curves.values())
     for _ in range(200):
         mid = (low + high) / 2
@@ -193,8 +212,9 @@ def sparsities_for_total(rows: list[dict], params: dict[str, int], target_total:
     return {k: _sparsity_at(c, high) for k, c in curves.items()}
 
 
-def derive_layer_sparsity(rows: list[dict], params: dict[str, int], *, max_drop: float,
-                          target_sparsity: float) -> tuple[dict[str, float], str]:
+def derive_layer_sparsity(
+    rows: list[dict], params: dict[str, int], *, max_drop: float, target_sparsity: float
+) -> tuple[dict[str, float], str]:
     """The dict (rounded to 6 decimals) and a one-line description of the rule used."""
     if target_sparsity > 0:
         per_layer = sparsities_for_total(rows, params, target_sparsity)

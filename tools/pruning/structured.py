@@ -53,11 +53,34 @@ from tools.core.errors import UserError, first_line
 from tools.training.engine import LossFn
 
 __all__ = [
-    "STRUCTURED_METHODS", "GRANULARITIES", "build_importance", "check_traceable", "output_layer_names",
-    "IMPORTANCES", "register_structured_method",
-    "resolve_names", "importance_table", "accumulate_gradients", "ChannelLimits", "ChannelPlan", "apply_plan", "prune_channels",
-    "round_ratio", "SearchResult", "RatioSearch", "search_ratio", "search_channels", "verify_forward", "channel_counts",
-    "channel_changes", "batchnorm_layers", "bn_l1_loss", "goal_met", "goal_verdict", "verdict_text", "goal_line",
+    "STRUCTURED_METHODS",
+    "GRANULARITIES",
+    "build_importance",
+    "check_traceable",
+    "output_layer_names",
+    "IMPORTANCES",
+    "register_structured_method",
+    "resolve_names",
+    "importance_table",
+    "accumulate_gradients",
+    "ChannelLimits",
+    "ChannelPlan",
+    "apply_plan",
+    "prune_channels",
+    "round_ratio",
+    "SearchResult",
+    "RatioSearch",
+    "search_ratio",
+    "search_channels",
+    "verify_forward",
+    "channel_counts",
+    "channel_changes",
+    "batchnorm_layers",
+    "bn_l1_loss",
+    "goal_met",
+    "goal_verdict",
+    "verdict_text",
+    "goal_line",
 ]
 
 GRANULARITIES = ("channel", "kernel", "intra_kernel")
@@ -99,14 +122,19 @@ def check_traceable(model: nn.Module, example_inputs: torch.Tensor) -> None:
     autograd: torch-pruning's graph is traced from autograd, and a layer cut off from it (a
     numpy round trip, a .detach()) would be pruned without its neighbours."""
     called: list[nn.Module] = []
-    handles = [m.register_forward_hook(lambda m, i, o: called.append(m))
-               for m in model.modules() if isinstance(m, (tp.ops.TORCH_CONV, nn.Linear))]
+    handles = [
+        m.register_forward_hook(lambda m, i, o: called.append(m))
+        for m in model.modules()
+        if isinstance(m, (tp.ops.TORCH_CONV, nn.Linear))
+    ]
     try:
         with torch.enable_grad():
             out = _forward(model, example_inputs)
             if not isinstance(out, torch.Tensor) or not out.requires_grad:
-                raise UserError(f"cannot trace {_model_name(model)}: its forward returns {type(out).__name__} without an "
-                                "autograd graph; structured pruning needs a model whose output tensor is computed by torch ops")
+                raise UserError(
+                    f"cannot trace {_model_name(model)}: its forward returns {type(out).__name__} without an "
+                    "autograd graph; structured pruning needs a model whose output tensor is computed by torch ops"
+                )
             ran = [m for m in dict.fromkeys(called) if m.weight.requires_grad]  # frozen layers cannot be asked
             grads = torch.autograd.grad(out.float().sum(), [m.weight for m in ran], allow_unused=True) if ran else []
     finally:
@@ -115,25 +143,31 @@ def check_traceable(model: nn.Module, example_inputs: torch.Tensor) -> None:
     names = {m: n for n, m in model.named_modules()}
     cut = [names[m] for m, g in zip(ran, grads) if g is None]
     if cut:
-        raise UserError(f"cannot trace {_model_name(model)}: the output does not depend through autograd on "
-                        f"{', '.join(cut[:3])} (non-torch code such as numpy or .detach() in forward); "
-                        "structured pruning needs an end-to-end differentiable forward")
+        raise UserError(
+            f"cannot trace {_model_name(model)}: the output does not depend through autograd on "
+            f"{', '.join(cut[:3])} (non-torch code such as numpy or .detach() in forward); "
+            "structured pruning needs an end-to-end differentiable forward"
+        )
 
 
 def _forward(model: nn.Module, example_inputs: torch.Tensor):
     try:
         return model(example_inputs)
     except Exception as e:  # any failure here is about the user's model, not our code
-        raise UserError(f"{_model_name(model)} fails on an input of shape {tuple(example_inputs.shape)} "
-                        f"({type(e).__name__}: {first_line(e)}); check data.image_size and the model") from None
+        raise UserError(
+            f"{_model_name(model)} fails on an input of shape {tuple(example_inputs.shape)} "
+            f"({type(e).__name__}: {first_line(e)}); check data.image_size and the model"
+        ) from None
 
 
 def _build_graph(model: nn.Module, example_inputs: torch.Tensor) -> tp.DependencyGraph:
     try:
         return tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs, verbose=False)
     except Exception as e:
-        raise UserError(f"torch-pruning cannot trace {_model_name(model)} ({type(e).__name__}: {first_line(e)}); "
-                        "add the offending layers to structured.ignored_layers or use unstructured pruning") from None
+        raise UserError(
+            f"torch-pruning cannot trace {_model_name(model)} ({type(e).__name__}: {first_line(e)}); "
+            "add the offending layers to structured.ignored_layers or use unstructured pruning"
+        ) from None
 
 
 def output_layer_names(model: nn.Module, example_inputs: torch.Tensor) -> list[str]:
@@ -171,8 +205,9 @@ def resolve_names(model: nn.Module, names: list[str] | dict, key: str) -> dict[s
     return out
 
 
-def importance_table(model: nn.Module, example_inputs: torch.Tensor, *, method: str,
-                     ignored_layers: list[str]) -> dict[str, torch.Tensor | None]:
+def importance_table(
+    model: nn.Module, example_inputs: torch.Tensor, *, method: str, ignored_layers: list[str]
+) -> dict[str, torch.Tensor | None]:
     """Per-channel importance of every prunable group, keyed by the group's root layer name.
     `taylor` needs gradients in `.grad` (see accumulate_gradients)."""
     importance = build_importance(method)
@@ -187,13 +222,21 @@ def importance_table(model: nn.Module, example_inputs: torch.Tensor, *, method: 
         table[names[group[0].dep.target.module]] = None if scores is None else scores.detach().float().cpu()
     if not any(s is not None for s in table.values()):
         what = "BatchNorm layers" if method == "bn_scale" else "prunable conv/linear layers outside ignored_layers"
-        raise UserError(f"{_model_name(model)} has no channel group method {method} can score (it needs {what}); "
-                        "pick another structured.method or ignore fewer layers")
+        raise UserError(
+            f"{_model_name(model)} has no channel group method {method} can score (it needs {what}); "
+            "pick another structured.method or ignore fewer layers"
+        )
     return table
 
 
-def accumulate_gradients(model: nn.Module, loader, *, batches: int, device: torch.device,
-                         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> int:
+def accumulate_gradients(
+    model: nn.Module,
+    loader,
+    *,
+    batches: int,
+    device: torch.device,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+) -> int:
     """Sum loss gradients over the first `batches` batches into `.grad` (taylor's calibration).
     Eval mode, so BatchNorm statistics stay as trained. Returns the number of images used."""
     loss_fn = loss_fn or nn.functional.cross_entropy
@@ -246,9 +289,17 @@ class ChannelPlan:
     global threshold, so the MACs removed would not grow monotonically with the ratio, which
     the target search relies on."""
 
-    def __init__(self, model: nn.Module, example_inputs: torch.Tensor, *, table: dict[str, torch.Tensor | None],
-                 limits: ChannelLimits = ChannelLimits(), ignored_layers: list[str] = (),
-                 layer_ratios: dict[str, float] | None = None, original_channels: dict[str, int] | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        example_inputs: torch.Tensor,
+        *,
+        table: dict[str, torch.Tensor | None],
+        limits: ChannelLimits = ChannelLimits(),
+        ignored_layers: list[str] = (),
+        layer_ratios: dict[str, float] | None = None,
+        original_channels: dict[str, int] | None = None,
+    ):
         self.limits = limits
         self.global_pruning, self.round_to = limits.global_pruning, max(1, limits.round_to)
         max_pruning_ratio = limits.max_pruning_ratio
@@ -275,7 +326,9 @@ class ChannelPlan:
 
     def counts(self, ratio: float) -> dict[str, int]:
         """Root layer name -> channels (per channel group) to remove at `ratio`."""
-        raw = {name: _local_count(len(g.scores), ratio if g.ratio is None else g.ratio) for name, g in self.groups.items()}
+        raw = {
+            name: _local_count(len(g.scores), ratio if g.ratio is None else g.ratio) for name, g in self.groups.items()
+        }
         pooled = [name for name, g in self.groups.items() if g.ratio is None]
         if self.global_pruning and pooled:
             raw.update(_global_counts({name: self.groups[name].scores for name in pooled}, ratio))
@@ -323,13 +376,17 @@ def apply_plan(model: nn.Module, example_inputs: torch.Tensor, plan: ChannelPlan
         if n <= 0:
             continue
         root = modules[name]
-        group = graph.get_pruning_group(root, graph.get_pruner_of_module(root).prune_out_channels, plan.indices(name, n))
+        group = graph.get_pruning_group(
+            root, graph.get_pruner_of_module(root).prune_out_channels, plan.indices(name, n)
+        )
         if graph.check_pruning_group(group):
             try:
                 group.prune()
             except (RuntimeError, IndexError) as e:  # e.g. a concatenation feeding a grouped conv
-                raise UserError(f"torch-pruning cannot prune the channel group of {name} ({first_line(e)}); "
-                                f"add {name!r} to structured.ignored_layers") from None
+                raise UserError(
+                    f"torch-pruning cannot prune the channel group of {name} ({first_line(e)}); "
+                    f"add {name!r} to structured.ignored_layers"
+                ) from None
             pruned += 1
     return pruned
 
@@ -364,11 +421,20 @@ def _forward_ok(model: nn.Module, example_inputs: torch.Tensor, plan: ChannelPla
     return tuple(out.shape) == expected
 
 
-def prune_channels(model: nn.Module, example_inputs: torch.Tensor, *, ratio: float,
-                   table: dict[str, torch.Tensor | None], ignored_layers: list[str] = (), **limits) -> dict[str, int]:
+def prune_channels(
+    model: nn.Module,
+    example_inputs: torch.Tensor,
+    *,
+    ratio: float,
+    table: dict[str, torch.Tensor | None],
+    ignored_layers: list[str] = (),
+    **limits,
+) -> dict[str, int]:
     """One-shot channel pruning in place at `ratio`; `limits` are ChannelLimits' fields.
     Returns the counts removed per group."""
-    plan = ChannelPlan(model, example_inputs, table=table, limits=ChannelLimits(**limits), ignored_layers=ignored_layers)
+    plan = ChannelPlan(
+        model, example_inputs, table=table, limits=ChannelLimits(**limits), ignored_layers=ignored_layers
+    )
     counts = plan.counts(ratio)
     apply_plan(model, example_inputs, plan, counts)
     return counts
@@ -376,8 +442,9 @@ def prune_channels(model: nn.Module, example_inputs: torch.Tensor, *, ratio: flo
 
 def _per_module_ratios(model: nn.Module, layer_ratios: dict[str, float]) -> dict[nn.Module, float]:
     out: dict[nn.Module, float] = {}
-    for module, r in zip(resolve_names(model, list(layer_ratios), "structured.layer_ratios").values(),
-                         layer_ratios.values()):
+    for module, r in zip(
+        resolve_names(model, list(layer_ratios), "structured.layer_ratios").values(), layer_ratios.values()
+    ):
         for sub in module.modules():
             out.setdefault(sub, r)
     return out
@@ -408,8 +475,9 @@ def _global_counts(scores: dict[str, torch.Tensor], ratio: float) -> dict[str, i
     names = list(scores)
     flat = torch.cat([scores[n] for n in names])
     owner = torch.cat([torch.full((len(scores[n]),), i) for i, n in enumerate(names)])
-    chosen = torch.bincount(owner[torch.argsort(flat, stable=True)[:_local_count(len(flat), ratio)]],
-                            minlength=len(names))
+    chosen = torch.bincount(
+        owner[torch.argsort(flat, stable=True)[: _local_count(len(flat), ratio)]], minlength=len(names)
+    )
     return {n: int(c) for n, c in zip(names, chosen)}
 
 
@@ -492,9 +560,11 @@ def search_ratio(model: nn.Module, how: RatioSearch, *, target: float, tolerance
     probe, what = _Prober(model, how), how.what
     lo, hi = (probe(0.0) if how.fixed_part else _Probe(0.0, 0.0)), None
     if lo.reduction > target + tolerance:
-        raise UserError(f"the fixed part of {what} pruning already removes {100 * lo.reduction:.1f}% of MACs, beyond the "
-                        f"target {100 * target:.1f}% + {100 * tolerance:.1f} pts; raise the target or keep more (e.g. a "
-                        "larger structured.pattern_size)")
+        raise UserError(
+            f"the fixed part of {what} pruning already removes {100 * lo.reduction:.1f}% of MACs, beyond the "
+            f"target {100 * target:.1f}% + {100 * tolerance:.1f} pts; raise the target or keep more (e.g. a "
+            "larger structured.pattern_size)"
+        )
     for i in range(how.max_probes):
         if target <= lo.reduction <= target + tolerance:
             return probe.result(lo)
@@ -525,34 +595,54 @@ def _closest(probe: _Prober, bracket: tuple[_Probe, _Probe | None], *, target: f
     if target - tolerance <= lo.reduction < target:
         return probe.result(lo)
     reach = f"{100 * lo.reduction:.1f}% and {100 * hi.reduction:.1f}%" if hi else f"{100 * lo.reduction:.1f}%"
-    raise UserError(f"cannot land within {100 * tolerance:.1f} pts of the target MACs reduction {100 * target:.1f}%: the "
-                    f"nearest reachable are {reach} ({probe.how.what} steps are coarse on this model); lower "
-                    "structured.round_to, raise structured.target_tolerance or move the target")
+    raise UserError(
+        f"cannot land within {100 * tolerance:.1f} pts of the target MACs reduction {100 * target:.1f}%: the "
+        f"nearest reachable are {reach} ({probe.how.what} steps are coarse on this model); lower "
+        "structured.round_to, raise structured.target_tolerance or move the target"
+    )
 
 
-def search_channels(model: nn.Module, example_inputs: torch.Tensor, plan: ChannelPlan, *, target: float,
-                    tolerance: float, reduction_of: Callable[[nn.Module], float]) -> SearchResult:
+def search_channels(
+    model: nn.Module,
+    example_inputs: torch.Tensor,
+    plan: ChannelPlan,
+    *,
+    target: float,
+    tolerance: float,
+    reduction_of: Callable[[nn.Module], float],
+) -> SearchResult:
     """search_ratio over `plan`'s ratio; when a single group's round_to step jumps over the
     target window (a 16-channel layer losing 8 channels at once), it fills the gap greedily
     from the last ratio below the target with the lowest-scored round_to blocks of other
     groups, skipping any block that would overshoot."""
+
     def prune(pruned: nn.Module, ratio: float) -> None:
         apply_plan(pruned, example_inputs, plan, plan.counts(ratio))
 
     def refine(lo: _Probe) -> SearchResult | None:
-        return _fill_to_target(model, example_inputs, plan, lo, target=target, tolerance=tolerance,
-                               reduction_of=reduction_of)
+        return _fill_to_target(
+            model, example_inputs, plan, lo, target=target, tolerance=tolerance, reduction_of=reduction_of
+        )
 
-    how = RatioSearch(prune, reduction_of, config_of=lambda ratio: tuple(sorted(plan.counts(ratio).items())),
-                      refine=refine)
+    how = RatioSearch(
+        prune, reduction_of, config_of=lambda ratio: tuple(sorted(plan.counts(ratio).items())), refine=refine
+    )
     found = search_ratio(model, how, target=target, tolerance=tolerance)
     if found.counts is None:
         found.counts = plan.counts(found.ratio)
     return found
 
 
-def _fill_to_target(model: nn.Module, example_inputs: torch.Tensor, plan: ChannelPlan, start: _Probe, *,
-                    target: float, tolerance: float, reduction_of) -> SearchResult | None:
+def _fill_to_target(
+    model: nn.Module,
+    example_inputs: torch.Tensor,
+    plan: ChannelPlan,
+    start: _Probe,
+    *,
+    target: float,
+    tolerance: float,
+    reduction_of,
+) -> SearchResult | None:
     counts, reduction, best = plan.counts(start.ratio), start.reduction, start.model
     frozen: set[str] = set()  # groups whose next block overshoots
     probes = added = 0
@@ -581,9 +671,11 @@ def _fill_to_target(model: nn.Module, example_inputs: torch.Tensor, plan: Channe
 
 def _check_reachable(p: _Probe, target: float, tolerance: float, what: str) -> None:
     if p.reduction < target - tolerance:
-        raise UserError(f"target MACs reduction {100 * target:.1f}% is unreachable: pruning every {what} group as far as "
-                        f"max_pruning_ratio allows removes only {100 * p.reduction:.1f}%; lower the target or raise "
-                        "structured.max_pruning_ratio (or ignore fewer layers)")
+        raise UserError(
+            f"target MACs reduction {100 * target:.1f}% is unreachable: pruning every {what} group as far as "
+            f"max_pruning_ratio allows removes only {100 * p.reduction:.1f}%; lower the target or raise "
+            "structured.max_pruning_ratio (or ignore fewer layers)"
+        )
 
 
 def _linearised(reduction: float) -> float:
@@ -616,12 +708,16 @@ def verify_forward(model: nn.Module, example_inputs: torch.Tensor, num_classes: 
         try:
             out = model(example_inputs)
         except RuntimeError as e:
-            raise UserError(f"the pruned model fails its forward check ({first_line(e)}); add the layers involved "
-                            "to structured.ignored_layers") from None
+            raise UserError(
+                f"the pruned model fails its forward check ({first_line(e)}); add the layers involved "
+                "to structured.ignored_layers"
+            ) from None
     expected = (example_inputs.shape[0], num_classes)
     if tuple(out.shape) != expected or not torch.isfinite(out).all():
-        raise UserError(f"the pruned model returns {tuple(out.shape)} (finite: {bool(torch.isfinite(out).all())}) "
-                        f"instead of finite {expected}; add the layers involved to structured.ignored_layers")
+        raise UserError(
+            f"the pruned model returns {tuple(out.shape)} (finite: {bool(torch.isfinite(out).all())}) "
+            f"instead of finite {expected}; add the layers involved to structured.ignored_layers"
+        )
 
 
 def channel_counts(model: nn.Module) -> dict[str, int]:
@@ -644,13 +740,13 @@ def channel_changes(before: dict[str, int], after: dict[str, int]) -> dict[str, 
 def batchnorm_layers(model: nn.Module, exclude: list[str] = ()) -> list[nn.Module]:
     """Affine BatchNorm layers outside the named (ignored) modules."""
     skip = _expand(resolve_names(model, list(exclude), "structured.ignored_layers").values())
-    return [m for m in model.modules()
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine and m not in skip]
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine and m not in skip]
 
 
 def bn_l1_loss(base: LossFn, bn_layers: list[nn.Module], reg: float) -> LossFn:
     """`base` + reg * sum |gamma| (Liu et al. 2017): its gradient adds reg * sign(gamma) to
     every BN scale, pushing unneeded channels' scales toward zero before pruning by scale."""
+
     def loss_fn(logits: torch.Tensor, targets: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         penalty = sum(m.weight.abs().sum() for m in bn_layers)
         return base(logits, targets, images) + reg * penalty
@@ -659,16 +755,23 @@ def bn_l1_loss(base: LossFn, bn_layers: list[nn.Module], reg: float) -> LossFn:
 
 
 # ----------------------------------------------------------------------------- goal
-def goal_met(*, flops_reduction_pct: float, accuracy_drop: float, min_flops_reduction_pct: float,
-             max_accuracy_drop: float) -> bool:
+def goal_met(
+    *, flops_reduction_pct: float, accuracy_drop: float, min_flops_reduction_pct: float, max_accuracy_drop: float
+) -> bool:
     """At least `min_flops_reduction_pct` FLOPs removed and at most `max_accuracy_drop` top-1
     points lost. Rounded to 1e-6 first, so 91.5 - 90.0 counts as a drop of exactly 1.5."""
     flops, drop = round(float(flops_reduction_pct), 6), round(float(accuracy_drop), 6)
     return bool(flops >= min_flops_reduction_pct and drop <= max_accuracy_drop)
 
 
-def goal_verdict(*, flops_reduction_pct: float | None, accuracy_drop: float | None, sparse: bool,
-                 min_flops_reduction_pct: float, max_accuracy_drop: float) -> bool | None:
+def goal_verdict(
+    *,
+    flops_reduction_pct: float | None,
+    accuracy_drop: float | None,
+    sparse: bool,
+    min_flops_reduction_pct: float,
+    max_accuracy_drop: float,
+) -> bool | None:
     """The one goal rule of eval, report.md and final_comparison.csv: the goal is judged on the
     DENSE FLOPs reduction (a physically smaller model). A masked (sparse) model whose dense FLOPs
     did not fall has no verdict, None (written "n/a"): zeros alone are not a FLOPs reduction.
@@ -681,8 +784,12 @@ def goal_verdict(*, flops_reduction_pct: float | None, accuracy_drop: float | No
         return None
     if sparse and round(float(flops_reduction_pct), 6) <= 0:
         return None
-    return goal_met(flops_reduction_pct=flops_reduction_pct, accuracy_drop=accuracy_drop,
-                    min_flops_reduction_pct=min_flops_reduction_pct, max_accuracy_drop=max_accuracy_drop)
+    return goal_met(
+        flops_reduction_pct=flops_reduction_pct,
+        accuracy_drop=accuracy_drop,
+        min_flops_reduction_pct=min_flops_reduction_pct,
+        max_accuracy_drop=max_accuracy_drop,
+    )
 
 
 def verdict_text(met: bool | None) -> str:
@@ -692,8 +799,7 @@ def verdict_text(met: bool | None) -> str:
 
 def goal_line(met: bool | None, *, min_flops_reduction_pct: float, max_accuracy_drop: float) -> str:
     why = " (masks only: no dense FLOPs reduction)" if met is None else ""
-    return (f"Goal {verdict_text(met)}{why} "
-            f"(>={min_flops_reduction_pct:g}% FLOPs, <={max_accuracy_drop:g}% drop)")
+    return f"Goal {verdict_text(met)}{why} (>={min_flops_reduction_pct:g}% FLOPs, <={max_accuracy_drop:g}% drop)"
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -58,22 +58,57 @@ from tools.measure.metrics import format_layer_table, layer_sparsity_table
 from tools.pruning.schedules import SCHEDULES, schedule_point
 
 __all__ = [
-    "METHODS", "MODES", "SCHEDULES", "GRADIENT_METHODS", "Target", "GradientScores",
-    "prunable_targets", "validate_sparsity", "validate_nm", "resolve_mode", "natural_mode",
-    "resolve_layer_sparsities", "magnitude_scores", "random_scores", "taylor_score", "movement_score",
-    "lamp_scores", "layer_normalized", "prune_lowest", "layerwise_masks", "global_masks", "nm_mask", "nm_ineligibility",
-    "is_nm_pattern", "compute_masks", "schedule_sparsity", "sparsity_schedule", "apply_masks",
-    "current_masks", "enforce_masks", "is_reparameterized", "remove_pruning_reparameterization",
-    "target_sparsity_report", "print_layerwise_sparsity", "accumulate_taylor_scores", "prune_step",
+    "METHODS",
+    "MODES",
+    "SCHEDULES",
+    "GRADIENT_METHODS",
+    "Target",
+    "GradientScores",
+    "prunable_targets",
+    "validate_sparsity",
+    "validate_nm",
+    "resolve_mode",
+    "natural_mode",
+    "resolve_layer_sparsities",
+    "magnitude_scores",
+    "random_scores",
+    "taylor_score",
+    "movement_score",
+    "lamp_scores",
+    "layer_normalized",
+    "prune_lowest",
+    "layerwise_masks",
+    "global_masks",
+    "nm_mask",
+    "nm_ineligibility",
+    "is_nm_pattern",
+    "compute_masks",
+    "schedule_sparsity",
+    "sparsity_schedule",
+    "apply_masks",
+    "current_masks",
+    "enforce_masks",
+    "is_reparameterized",
+    "remove_pruning_reparameterization",
+    "target_sparsity_report",
+    "print_layerwise_sparsity",
+    "accumulate_taylor_scores",
+    "prune_step",
 ]
 
 METHODS = ("l1", "global", "random", "taylor", "movement", "lamp", "nm")
 MODES = ("auto", "layerwise", "global")
 GRADIENT_METHODS = ("taylor", "movement")
-_NATURAL_MODE = {"l1": "layerwise", "global": "global", "random": "layerwise", "taylor": "global",
-                 "movement": "layerwise", "lamp": "global", "nm": "layerwise"}
-_PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
-             nn.Linear)
+_NATURAL_MODE = {
+    "l1": "layerwise",
+    "global": "global",
+    "random": "layerwise",
+    "taylor": "global",
+    "movement": "layerwise",
+    "lamp": "global",
+    "nm": "layerwise",
+}
+_PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear)
 
 
 # ----------------------------------------------------------------------------- targets
@@ -128,7 +163,9 @@ def prunable_targets(
         elif prune_bn and isinstance(module, _BatchNorm) and module.affine:
             targets.append(Target(name, module, "weight"))
     if not targets:
-        raise UserError("the model has no prunable conv/linear layer left; unset keep_first_conv_dense/keep_classifier_dense")
+        raise UserError(
+            "the model has no prunable conv/linear layer left; unset keep_first_conv_dense/keep_classifier_dense"
+        )
     return targets
 
 
@@ -162,12 +199,16 @@ def resolve_mode(method: str, mode: str, has_layer_sparsity: bool = False) -> st
     if mode not in MODES:
         raise UserError(f"unknown pruning mode {mode!r}; choose one of: {', '.join(MODES)}")
     if method == "nm" and mode == "global":
-        raise UserError("method nm keeps N of every M weights inside each group; it has no global mode, use --mode layerwise")
+        raise UserError(
+            "method nm keeps N of every M weights inside each group; it has no global mode, use --mode layerwise"
+        )
     if method == "global" and mode == "layerwise":
         raise UserError("method global is global magnitude pruning; for layerwise magnitude use --method l1")
     if has_layer_sparsity:
         if mode == "global" or (mode == "auto" and method == "global"):
-            raise UserError("per-layer sparsities need layerwise allocation; use --mode layerwise (with l1, random, taylor, movement or lamp)")
+            raise UserError(
+                "per-layer sparsities need layerwise allocation; use --mode layerwise (with l1, random, taylor, movement or lamp)"
+            )
         return "layerwise"
     return natural_mode(method) if mode == "auto" else mode
 
@@ -178,7 +219,9 @@ def _matching_key(name: str, keys: Iterable[str]) -> str | None:
     return max(hits, key=len) if hits else None
 
 
-def resolve_layer_sparsities(targets: list[Target], default: float, layer_sparsity: dict[str, float] | None) -> dict[str, float]:
+def resolve_layer_sparsities(
+    targets: list[Target], default: float, layer_sparsity: dict[str, float] | None
+) -> dict[str, float]:
     """Target name -> sparsity: `default`, overridden by the most specific matching key of
     `layer_sparsity` (a module name or a prefix such as "layer3")."""
     layer_sparsity = dict(layer_sparsity or {})
@@ -259,8 +302,9 @@ def _pinned_count(keep: torch.Tensor | None) -> int:
     return 0 if keep is None else int((keep == 0).sum())
 
 
-def layerwise_masks(scores: dict[str, torch.Tensor], sparsities: dict[str, float],
-                    previous: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+def layerwise_masks(
+    scores: dict[str, torch.Tensor], sparsities: dict[str, float], previous: dict[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
     """Each layer loses round(s_l * n_l) weights (never fewer than it has already lost)."""
     previous = previous or {}
     masks = {}
@@ -271,8 +315,9 @@ def layerwise_masks(scores: dict[str, torch.Tensor], sparsities: dict[str, float
     return masks
 
 
-def global_masks(scores: dict[str, torch.Tensor], sparsity: float,
-                 previous: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+def global_masks(
+    scores: dict[str, torch.Tensor], sparsity: float, previous: dict[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
     """round(sparsity * total) weights are pruned over all layers together."""
     previous = previous or {}
     names = list(scores)
@@ -283,7 +328,7 @@ def global_masks(scores: dict[str, torch.Tensor], sparsity: float,
     masks, start = {}, 0
     for name in names:
         size = scores[name].numel()
-        masks[name] = flat_mask[start:start + size].view_as(scores[name]).to(scores[name].device)
+        masks[name] = flat_mask[start : start + size].view_as(scores[name]).to(scores[name].device)
         start += size
     return masks
 
@@ -363,12 +408,16 @@ def compute_masks(
 
 def _nm_masks(targets: list[Target], n: int, m: int) -> dict[str, torch.Tensor]:
     validate_nm(n, m)
-    return {t.name: nm_mask(magnitude_scores(t.tensor), n, m) for t in targets
-            if nm_ineligibility(t.module, t.param, m) is None}
+    return {
+        t.name: nm_mask(magnitude_scores(t.tensor), n, m)
+        for t in targets
+        if nm_ineligibility(t.module, t.param, m) is None
+    }
 
 
-def _scores(targets: list[Target], method: str, gradient_scores: dict | None,
-            generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+def _scores(
+    targets: list[Target], method: str, gradient_scores: dict | None, generator: torch.Generator | None
+) -> dict[str, torch.Tensor]:
     if method in GRADIENT_METHODS:
         missing = [t.name for t in targets if t.name not in (gradient_scores or {})]
         if missing:
@@ -423,8 +472,11 @@ def apply_masks(targets: list[Target], masks: dict[str, torch.Tensor]) -> None:
 
 def current_masks(targets: list[Target]) -> dict[str, torch.Tensor]:
     """Keep-masks already installed on `targets` (reparameterised ones only)."""
-    return {t.name: getattr(t.module, t.param + "_mask").detach().clone() for t in targets
-            if is_reparameterized(t.module, t.param)}
+    return {
+        t.name: getattr(t.module, t.param + "_mask").detach().clone()
+        for t in targets
+        if is_reparameterized(t.module, t.param)
+    }
 
 
 def _pruned_params(model: nn.Module) -> Iterable[tuple[nn.Module, str]]:
@@ -494,6 +546,7 @@ class GradientScores:
             value = score(param, grad)
             self.scores[name] = self.scores[name] + value if name in self.scores else value.clone()
             self.num_backwards += int(first)
+
         return hook
 
     def __exit__(self, *exc) -> None:
@@ -502,8 +555,15 @@ class GradientScores:
         self._handles.clear()
 
 
-def accumulate_taylor_scores(model: nn.Module, targets: list[Target], loader, *, num_batches: int,
-                             device: torch.device, loss_fn: Callable | None = None) -> dict[str, torch.Tensor]:
+def accumulate_taylor_scores(
+    model: nn.Module,
+    targets: list[Target],
+    loader,
+    *,
+    num_batches: int,
+    device: torch.device,
+    loss_fn: Callable | None = None,
+) -> dict[str, torch.Tensor]:
     """|w * dL/dw| summed over the first `num_batches` batches of `loader`. BN runs in eval
     mode and no step is taken, so the model is left exactly as it was."""
     import torch.nn.functional as F
@@ -525,11 +585,27 @@ def accumulate_taylor_scores(model: nn.Module, targets: list[Target], loader, *,
     return acc.scores
 
 
-def prune_step(targets: list[Target], *, method: str, mode: str, sparsity: float,
-               layer_sparsity: dict[str, float] | None = None, gradient_scores: dict | None = None,
-               nm: tuple[int, int] = (2, 4), generator: torch.Generator | None = None) -> dict:
+def prune_step(
+    targets: list[Target],
+    *,
+    method: str,
+    mode: str,
+    sparsity: float,
+    layer_sparsity: dict[str, float] | None = None,
+    gradient_scores: dict | None = None,
+    nm: tuple[int, int] = (2, 4),
+    generator: torch.Generator | None = None,
+) -> dict:
     """compute_masks + apply_masks; returns the actual sparsity report of the targets."""
-    masks = compute_masks(targets, method=method, mode=mode, sparsity=sparsity, layer_sparsity=layer_sparsity,
-                          gradient_scores=gradient_scores, nm=nm, generator=generator)
+    masks = compute_masks(
+        targets,
+        method=method,
+        mode=mode,
+        sparsity=sparsity,
+        layer_sparsity=layer_sparsity,
+        gradient_scores=gradient_scores,
+        nm=nm,
+        generator=generator,
+    )
     apply_masks(targets, masks)
     return target_sparsity_report(targets)

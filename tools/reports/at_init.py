@@ -28,9 +28,11 @@ from tools.measure.metrics import format_count
 from tools.pruning.at_init import PRUNERS
 from tools.reports.tables import markdown_table
 
-CURVES = (("top1", "test top-1 (%)", "accuracy_vs_compression.png"),
-          ("inference_time_s", "test-set inference time (s)", "inference_time_vs_compression.png"),
-          ("nonzero_flops", "non-zero FLOPs per image (FLOPs = 2 x MACs)", "flops_vs_compression.png"))
+CURVES = (
+    ("top1", "test top-1 (%)", "accuracy_vs_compression.png"),
+    ("inference_time_s", "test-set inference time (s)", "inference_time_vs_compression.png"),
+    ("nonzero_flops", "non-zero FLOPs per image (FLOPs = 2 x MACs)", "flops_vs_compression.png"),
+)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -86,31 +88,63 @@ def accuracy_table(runs: list[dict], compression: float = 1.0) -> str:
     for run in runs:
         levels = sorted({p.get("level") or 0 for p in run["points"]})
         for level in levels:
-            at = {p["pruner"]: p for p in run["points"] if _close(p["compression"], compression)
-                  and (p.get("level") or 0) == level}
+            at = {
+                p["pruner"]: p
+                for p in run["points"]
+                if _close(p["compression"], compression) and (p.get("level") or 0) == level
+            }
             if not at:
                 continue
             what = run["run"]["experiment"] + (f", {level} level(s)" if level else "")
             rows.append([data_label(run), run["run"]["model"], what] + [_accuracy(at.get(p)) for p in pruners])
-    density = 10 ** -compression
-    title = (f"Test top-1 (%) at compression {compression:g}: density {density:.4g} of the prunable weights kept, "
-             f"sparsity {1 - density:.4g}")
+    density = 10**-compression
+    title = (
+        f"Test top-1 (%) at compression {compression:g}: density {density:.4g} of the prunable weights kept, "
+        f"sparsity {1 - density:.4g}"
+    )
     return title + "\n\n" + markdown_table(["data", "model", "experiment"] + pruners, rows)
 
 
 def grid_table(points: list[dict]) -> str:
     """Accuracy, test-set inference time and FLOPs for every pruner x compression (x level)."""
-    header = ["pruner", "compression", "density", "sparsity", "top-1 (%)", "top-5 (%)", "test-set inference (s)",
-              "dense FLOPs", "non-zero FLOPs", "FLOPs reduction", "collapsed layers"]
+    header = [
+        "pruner",
+        "compression",
+        "density",
+        "sparsity",
+        "top-1 (%)",
+        "top-5 (%)",
+        "test-set inference (s)",
+        "dense FLOPs",
+        "non-zero FLOPs",
+        "FLOPs reduction",
+        "collapsed layers",
+    ]
     multishot = any(p.get("level") for p in points)
     if multishot:
         header.insert(2, "levels")
     rows = []
-    for p in sorted(points, key=lambda p: (_order([x["pruner"] for x in points]).index(p["pruner"]),
-                                            float(p["compression"]), p.get("level") or 0)):
-        row = [p["pruner"], f"{p['compression']:g}", f"{p['density']:.4f}", f"{p['sparsity']:.4f}", f"{p['top1']:.2f}",
-               f"{p['top5']:.2f}", f"{p['inference_time_s']:.2f}", format_count(p["dense_flops"]),
-               format_count(p["nonzero_flops"]), f"{p['flops_reduction']:.2f}x", p.get("collapsed") or "none"]
+    for p in sorted(
+        points,
+        key=lambda p: (
+            _order([x["pruner"] for x in points]).index(p["pruner"]),
+            float(p["compression"]),
+            p.get("level") or 0,
+        ),
+    ):
+        row = [
+            p["pruner"],
+            f"{p['compression']:g}",
+            f"{p['density']:.4f}",
+            f"{p['sparsity']:.4f}",
+            f"{p['top1']:.2f}",
+            f"{p['top5']:.2f}",
+            f"{p['inference_time_s']:.2f}",
+            format_count(p["dense_flops"]),
+            format_count(p["nonzero_flops"]),
+            f"{p['flops_reduction']:.2f}x",
+            p.get("collapsed") or "none",
+        ]
         if multishot:
             row.insert(2, str(p.get("level")))
         rows.append(row)
@@ -119,16 +153,39 @@ def grid_table(points: list[dict]) -> str:
 
 def cost_table(points: list[dict]) -> str:
     """Training wall time and peak memory per run (fill the AMP vs FP32 comparison from two runs)."""
-    header = ["pruner", "compression", "amp", "device", "training epochs", "training wall time (s)",
-              "peak memory (MiB)", "memory measured", "pruning time (s)"]
+    header = [
+        "pruner",
+        "compression",
+        "amp",
+        "device",
+        "training epochs",
+        "training wall time (s)",
+        "peak memory (MiB)",
+        "memory measured",
+        "pruning time (s)",
+    ]
     rows = []
     for p in points:
         memory = f"{p['peak_memory_mib']:.0f}" if p.get("peak_memory_mib") else "-"
         # singleshot pre-training is shared by every run: results.yaml reports it once (run.pretrain)
-        epochs = f"{p['level']} x {p['pre_epochs']} pre + {p['post_epochs']} post" if p.get("level") \
+        epochs = (
+            f"{p['level']} x {p['pre_epochs']} pre + {p['post_epochs']} post"
+            if p.get("level")
             else f"{p['post_epochs']} post"
-        rows.append([p["pruner"], f"{p['compression']:g}", str(p["amp"]), str(p["device"]), epochs,
-                     f"{p['train_wall_time_s']:.1f}", memory, str(p.get("memory_kind") or "-"), f"{p['prune_time_s']:.2f}"])
+        )
+        rows.append(
+            [
+                p["pruner"],
+                f"{p['compression']:g}",
+                str(p["amp"]),
+                str(p["device"]),
+                epochs,
+                f"{p['train_wall_time_s']:.1f}",
+                memory,
+                str(p.get("memory_kind") or "-"),
+                f"{p['prune_time_s']:.2f}",
+            ]
+        )
     return markdown_table(header, rows)
 
 
@@ -136,9 +193,20 @@ def trace_table(points: list[dict]) -> str | None:
     traced = [p for p in points if p.get("conv_time_ms") is not None]
     if not traced:
         return None
-    rows = [[p["pruner"], f"{p['compression']:g}", str(p["trace_batch_size"]), f"{p['conv_time_ms']:.2f}",
-             f"{p['step_time_ms']:.2f}", f"{p['conv_share_pct']:.1f}"] for p in traced]
-    return markdown_table(["pruner", "compression", "batch", "conv kernels (ms)", "inference step (ms)", "conv share (%)"], rows)
+    rows = [
+        [
+            p["pruner"],
+            f"{p['compression']:g}",
+            str(p["trace_batch_size"]),
+            f"{p['conv_time_ms']:.2f}",
+            f"{p['step_time_ms']:.2f}",
+            f"{p['conv_share_pct']:.1f}",
+        ]
+        for p in traced
+    ]
+    return markdown_table(
+        ["pruner", "compression", "batch", "conv kernels (ms)", "inference step (ms)", "conv share (%)"], rows
+    )
 
 
 def _requested_amp(run: dict) -> str:
@@ -158,8 +226,10 @@ def amp_table(runs: list[dict]) -> str | None:
     used = {p.get("amp") for p in amp["points"]}
     if used <= {"none"}:
         devices = sorted({str(p.get("device")) for r in (fp32, amp) for p in r["points"]})
-        return (f"{title} needs CUDA: both runs trained in fp32 on {', '.join(devices)} (mixed precision runs on CUDA "
-                "only; train.amp falls back to fp32 elsewhere). Rerun the pair with --device cuda to fill this table.")
+        return (
+            f"{title} needs CUDA: both runs trained in fp32 on {', '.join(devices)} (mixed precision runs on CUDA "
+            "only; train.amp falls back to fp32 elsewhere). Rerun the pair with --device cuda to fill this table."
+        )
     key = lambda p: (p["pruner"], float(p["compression"]), p.get("level") or 0)  # noqa: E731
     by_key = {key(p): p for p in fp32["points"]}
     rows = []
@@ -168,23 +238,54 @@ def amp_table(runs: list[dict]) -> str | None:
         if f is None:
             continue
         memory = lambda q: f"{q['peak_memory_mib']:.0f}" if q.get("peak_memory_mib") else "-"  # noqa: E731
-        rows.append([p["pruner"], f"{p['compression']:g}", f"{f['train_wall_time_s']:.1f}", f"{p['train_wall_time_s']:.1f}",
-                     f"{f['train_wall_time_s'] / p['train_wall_time_s']:.2f}x", memory(f), memory(p),
-                     f"{f['top1']:.2f}", f"{p['top1']:.2f}", f"{p['top1'] - f['top1']:+.2f}"])
+        rows.append(
+            [
+                p["pruner"],
+                f"{p['compression']:g}",
+                f"{f['train_wall_time_s']:.1f}",
+                f"{p['train_wall_time_s']:.1f}",
+                f"{f['train_wall_time_s'] / p['train_wall_time_s']:.2f}x",
+                memory(f),
+                memory(p),
+                f"{f['top1']:.2f}",
+                f"{p['top1']:.2f}",
+                f"{p['top1'] - f['top1']:+.2f}",
+            ]
+        )
     if not rows:
         return f"{title} the two runs share no pruner x compression point; run the same grid twice."
-    return title + "\n\n" + markdown_table(["pruner", "compression", "FP32 train (s)", "AMP train (s)", "speed-up",
-                                        "FP32 peak memory (MiB)", "AMP peak memory (MiB)", "FP32 top-1 (%)",
-                                        "AMP top-1 (%)", "AMP - FP32 (pts)"], rows)
+    return (
+        title
+        + "\n\n"
+        + markdown_table(
+            [
+                "pruner",
+                "compression",
+                "FP32 train (s)",
+                "AMP train (s)",
+                "speed-up",
+                "FP32 peak memory (MiB)",
+                "AMP peak memory (MiB)",
+                "FP32 top-1 (%)",
+                "AMP top-1 (%)",
+                "AMP - FP32 (pts)",
+            ],
+            rows,
+        )
+    )
 
 
 def run_report(run: dict) -> str:
     info = run["run"]
-    parts = [f"## {data_label(run)} / {info['model']} ({info['experiment']}), {run['dir']}",
-             f"Training images {info.get('train_images')}, test images {info.get('test_images')}. "
-             f"Density = {info['density_definition']}; {info['flops_definition']}; inference time = "
-             f"{info['inference_time_definition']}.",
-             grid_table(run["points"]), "Training cost:", cost_table(run["points"])]
+    parts = [
+        f"## {data_label(run)} / {info['model']} ({info['experiment']}), {run['dir']}",
+        f"Training images {info.get('train_images')}, test images {info.get('test_images')}. "
+        f"Density = {info['density_definition']}; {info['flops_definition']}; inference time = "
+        f"{info['inference_time_definition']}.",
+        grid_table(run["points"]),
+        "Training cost:",
+        cost_table(run["points"]),
+    ]
     traces = trace_table(run["points"])
     if traces:
         parts += ["Convolution time in one traced inference step (overlapping kernels counted once):", traces]
@@ -237,7 +338,7 @@ def plot_weight_histograms(model: nn.Module, path: Path, title: str, bins: int =
         collapsed = " (COLLAPSED)" if not kept.numel() else ""
         ax.set_title(f"{name}\ndensity {100 * kept.numel() / weight.numel():.2f}%{collapsed}", fontsize=7)
         ax.tick_params(labelsize=6)
-    for ax in list(axes.flat)[len(layers):]:
+    for ax in list(axes.flat)[len(layers) :]:
         ax.axis("off")
     fig.suptitle(f"{title}: remaining weights per layer", fontsize=9)
     fig.tight_layout()
@@ -265,15 +366,26 @@ def block_density(model: nn.Module, block: str) -> list[dict]:
     for name, m in modules[block].named_modules():
         if isinstance(m, nn.modules.conv._ConvNd):
             kept = int(torch.count_nonzero(m.weight))
-            rows.append({"name": f"{block}.{name}", "params": m.weight.numel(), "remaining": kept,
-                         "density": kept / m.weight.numel(), "sparsity": 1 - kept / m.weight.numel()})
+            rows.append(
+                {
+                    "name": f"{block}.{name}",
+                    "params": m.weight.numel(),
+                    "remaining": kept,
+                    "density": kept / m.weight.numel(),
+                    "sparsity": 1 - kept / m.weight.numel(),
+                }
+            )
     return rows
 
 
 def block_table(rows: list[dict]) -> str:
-    return markdown_table(["conv", "params", "remaining", "density", "sparsity"],
-                     [[r["name"], str(r["params"]), str(r["remaining"]), f"{r['density']:.4f}", f"{r['sparsity']:.4f}"]
-                      for r in rows])
+    return markdown_table(
+        ["conv", "params", "remaining", "density", "sparsity"],
+        [
+            [r["name"], str(r["params"]), str(r["remaining"]), f"{r['density']:.4f}", f"{r['sparsity']:.4f}"]
+            for r in rows
+        ],
+    )
 
 
 def parse_point(text: str) -> tuple[str, float, int | None]:
@@ -291,20 +403,30 @@ def parse_point(text: str) -> tuple[str, float, int | None]:
 
 def load_point_model(run: dict, pruner: str, compression: float, level: int | None) -> tuple[nn.Module, dict]:
     """The pruned model of one grid point (plain weights with zeros) and its row."""
-    from tools.modeling.config import ModelConfig
     from tools.modeling.checkpoint import load_model
+    from tools.modeling.config import ModelConfig
 
-    match = [p for p in run["points"] if p["pruner"] == pruner and _close(p["compression"], compression)
-             and (level is None or (p.get("level") or None) == level)]
+    match = [
+        p
+        for p in run["points"]
+        if p["pruner"] == pruner
+        and _close(p["compression"], compression)
+        and (level is None or (p.get("level") or None) == level)
+    ]
     if not match:
-        have = ", ".join(f"{p['pruner']}:{p['compression']:g}" + (f":{p['level']}" if p.get("level") else "")
-                         for p in run["points"])
+        have = ", ".join(
+            f"{p['pruner']}:{p['compression']:g}" + (f":{p['level']}" if p.get("level") else "") for p in run["points"]
+        )
         raise UserError(f"no run {pruner}:{compression:g} in {run['dir']}; it has {have}")
     point = match[0]
     name = f"{point['pruner']}_c{point['compression']:g}" + (f"_L{point['level']}" if point.get("level") else "")
     info = run["run"]
     stored = _config(run).get("model", {})
     model_cfg = ModelConfig(name=info["model"], stem=stored.get("stem", "auto"), kwargs=stored.get("kwargs") or {})
-    model, _ = load_model(run["dir"] / name / PRUNED_MODEL, model_cfg=model_cfg, num_classes=info["num_classes"],
-                          input_shape=tuple(info["input_shape"]))
+    model, _ = load_model(
+        run["dir"] / name / PRUNED_MODEL,
+        model_cfg=model_cfg,
+        num_classes=info["num_classes"],
+        input_shape=tuple(info["input_shape"]),
+    )
     return model, point

@@ -36,16 +36,27 @@ def model_figures(metrics: dict, source: str) -> dict:
         pruned = metrics["pruned"]
         return {**pruned, "top1": metrics["pruned_top1"], "top5": pruned.get("top5")}
     if "finetuned_top1" in metrics:  # prune_unstructured: masks leave dense MACs as they were
-        return {"top1": metrics["finetuned_top1"], "top5": metrics.get("finetuned_top5"), "macs": metrics["dense_macs"],
-                "params": metrics["params"], "nonzero_macs": metrics["nonzero_macs"],
-                "nonzero_params": metrics["nonzero_params"]}
+        return {
+            "top1": metrics["finetuned_top1"],
+            "top5": metrics.get("finetuned_top5"),
+            "macs": metrics["dense_macs"],
+            "params": metrics["params"],
+            "nonzero_macs": metrics["nonzero_macs"],
+            "nonzero_params": metrics["nonzero_params"],
+        }
     if "test_top1" in metrics:  # train
-        return {"top1": metrics["test_top1"], "top5": metrics.get("test_top5"), "macs": metrics.get("macs"),
-                "params": metrics.get("params")}
+        return {
+            "top1": metrics["test_top1"],
+            "top5": metrics.get("test_top5"),
+            "macs": metrics.get("macs"),
+            "params": metrics.get("params"),
+        }
     if "top1" in metrics:  # eval
         return dict(metrics)
-    raise UserError(f"{source} has no accuracy the project writes (top1, test_top1, pruned_top1 or finetuned_top1); "
-                    "pass the metrics.yaml of a train or prune run, or an eval_metrics.yaml")
+    raise UserError(
+        f"{source} has no accuracy the project writes (top1, test_top1, pruned_top1 or finetuned_top1); "
+        "pass the metrics.yaml of a train or prune run, or an eval_metrics.yaml"
+    )
 
 
 def test_set_of(metrics: dict) -> dict | None:
@@ -64,16 +75,22 @@ def check_same_test_set(baseline: dict | None, current: dict, source: str) -> No
     a drop between two different test sets is not a drop."""
     fix = "evaluate both on the same test set (same data set and data.test_subset)"
     if baseline is None or "test_images" not in baseline:
-        raise UserError(f"baseline metrics {source} do not record how many test images they were measured on "
-                        f"(written by an older version); re-evaluate the baseline with scripts.eval --checkpoint "
-                        f"<its checkpoint> --save-dir DIR and pass DIR/eval_metrics.yaml")
+        raise UserError(
+            f"baseline metrics {source} do not record how many test images they were measured on "
+            f"(written by an older version); re-evaluate the baseline with scripts.eval --checkpoint "
+            f"<its checkpoint> --save-dir DIR and pass DIR/eval_metrics.yaml"
+        )
     if baseline["test_images"] != current["test_images"]:
-        raise UserError(f"baseline metrics {source} were measured on {baseline['test_images']:,} test images, this "
-                        f"model on {current['test_images']:,}; {fix}")
+        raise UserError(
+            f"baseline metrics {source} were measured on {baseline['test_images']:,} test images, this "
+            f"model on {current['test_images']:,}; {fix}"
+        )
     for key in ("data", "test_subset", "subset_seed", "synthetic"):
         if key in baseline and key in current and baseline[key] != current[key]:
-            raise UserError(f"baseline metrics {source} were measured on test set {key}={baseline[key]!r}, this model "
-                            f"on {key}={current[key]!r} ({current['test_images']:,} images each); {fix}")
+            raise UserError(
+                f"baseline metrics {source} were measured on test set {key}={baseline[key]!r}, this model "
+                f"on {key}={current[key]!r} ({current['test_images']:,} images each); {fix}"
+            )
 
 
 def versus_baseline(baseline: dict, current: dict, goal: dict) -> dict:
@@ -89,8 +106,12 @@ def versus_baseline(baseline: dict, current: dict, goal: dict) -> dict:
     if vs.get("flops_reduction_pct") is not None and "accuracy_drop" in vs:
         vs["goal"] = dict(goal)
         # Judged on dense FLOPs only (goal_verdict): a masked model with none removed gets None ("n/a").
-        vs["goal_met"] = goal_verdict(flops_reduction_pct=vs["flops_reduction_pct"], accuracy_drop=vs["accuracy_drop"],
-                                      sparse=bool(sparse), **goal)
+        vs["goal_met"] = goal_verdict(
+            flops_reduction_pct=vs["flops_reduction_pct"],
+            accuracy_drop=vs["accuracy_drop"],
+            sparse=bool(sparse),
+            **goal,
+        )
     return vs
 
 
@@ -103,9 +124,14 @@ def format_versus(vs: dict, source: str, baseline_top1: float | None) -> str:
     if "flops_reduction_pct" in vs:
         lines.append(f"  FLOPs reduction   {vs['flops_reduction_pct']:.2f}% (dense; FLOPs = 2 x MACs)")
     if "nonzero_flops_reduction_pct" in vs:
-        lines.append(f"  non-zero FLOPs reduction {vs['nonzero_flops_reduction_pct']:.2f}% (theoretical, sparse kernels)")
-    for key, label, unit in (("params_reduction_pct", "params reduction", "%"), ("size_reduction_pct", "size reduction", "%"),
-                             ("speedup", "speed-up", "x")):
+        lines.append(
+            f"  non-zero FLOPs reduction {vs['nonzero_flops_reduction_pct']:.2f}% (theoretical, sparse kernels)"
+        )
+    for key, label, unit in (
+        ("params_reduction_pct", "params reduction", "%"),
+        ("size_reduction_pct", "size reduction", "%"),
+        ("speedup", "speed-up", "x"),
+    ):
         if key in vs:
             lines.append(f"  {label:<17} {vs[key]:.2f}{unit}")
     if "goal_met" in vs:
@@ -135,10 +161,13 @@ def run_method(run_metrics: dict | None, fallback: str, weight_sparsity: float) 
 def comparison_row(method: str, sparsity: float, vs: dict) -> dict:
     """One CSV row in COLUMNS; the FLOPs reduction on the basis the goal used."""
     flops = vs.get("nonzero_flops_reduction_pct", vs.get("flops_reduction_pct"))
-    return {"Method": method, "Sparsity": round(float(sparsity), 4),
-            "FLOPs_Reduction": None if flops is None else round(flops, 2),
-            "Accuracy_Drop": None if vs.get("accuracy_drop") is None else round(vs["accuracy_drop"], 2),
-            "Goal_Met": "n/a" if vs.get("goal_met") is None else vs["goal_met"]}
+    return {
+        "Method": method,
+        "Sparsity": round(float(sparsity), 4),
+        "FLOPs_Reduction": None if flops is None else round(flops, 2),
+        "Accuracy_Drop": None if vs.get("accuracy_drop") is None else round(vs["accuracy_drop"], 2),
+        "Goal_Met": "n/a" if vs.get("goal_met") is None else vs["goal_met"],
+    }
 
 
 def csv_text(rows: list[dict], header: bool) -> str:
@@ -160,8 +189,9 @@ def append_csv_row(path: Path, row: dict) -> None:
         with open(path, newline="") as f:
             first = f.readline().strip()
         if first != ",".join(COLUMNS):
-            raise UserError(f"{path} starts with {first!r}, not the columns {','.join(COLUMNS)}; "
-                            "pass another --append-csv file")
+            raise UserError(
+                f"{path} starts with {first!r}, not the columns {','.join(COLUMNS)}; pass another --append-csv file"
+            )
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, csv_text([row], header=fresh).encode())
@@ -179,9 +209,11 @@ def pareto_front(rows: list[dict], *, maximize: str, minimize: str) -> list[dict
     """
     usable = [r for r in rows if r.get(maximize) is not None and r.get(minimize) is not None]
     front = [
-        r for r in usable
+        r
+        for r in usable
         if not any(
-            o[maximize] >= r[maximize] and o[minimize] <= r[minimize]
+            o[maximize] >= r[maximize]
+            and o[minimize] <= r[minimize]
             and (o[maximize] > r[maximize] or o[minimize] < r[minimize])
             for o in usable
         )

@@ -59,9 +59,21 @@ def baseline_section(rows: list[dict]) -> list[str]:
     trained = [r for r in rows if r["kind"] == "train"]
     body: list[str] = []
     if trained:
-        body += _md(["run", "model", "test top-1 %", "MACs", "FLOPs", "params", "epochs"],
-                    [[_name(r), r.get("model"), r["top1"], format_count(r["macs"]), format_count(2 * r["macs"]),
-                      format_count(_metrics(r).get("params", 0)), r.get("epochs")] for r in trained])
+        body += _md(
+            ["run", "model", "test top-1 %", "MACs", "FLOPs", "params", "epochs"],
+            [
+                [
+                    _name(r),
+                    r.get("model"),
+                    r["top1"],
+                    format_count(r["macs"]),
+                    format_count(2 * r["macs"]),
+                    format_count(_metrics(r).get("params", 0)),
+                    r.get("epochs"),
+                ]
+                for r in trained
+            ],
+        )
     measured = {}
     for r in rows:
         if r["kind"] in PRUNED:
@@ -70,9 +82,19 @@ def baseline_section(rows: list[dict]) -> list[str]:
             measured.setdefault((r.get("model"), r["baseline_top1"], macs), []).append(_name(r))
     if measured:
         body += ["Baselines as measured by the pruning runs (test top-1 before pruning):", ""]
-        body += _md(["model", "baseline top-1 %", "MACs", "FLOPs", "runs"],
-                    [[model, top1, format_count(macs) if macs else "-", format_count(2 * macs) if macs else "-",
-                      ", ".join(names)] for (model, top1, macs), names in measured.items()])
+        body += _md(
+            ["model", "baseline top-1 %", "MACs", "FLOPs", "runs"],
+            [
+                [
+                    model,
+                    top1,
+                    format_count(macs) if macs else "-",
+                    format_count(2 * macs) if macs else "-",
+                    ", ".join(names),
+                ]
+                for (model, top1, macs), names in measured.items()
+            ],
+        )
     return _section("Baseline results", body)
 
 
@@ -82,8 +104,10 @@ def _goal(row: dict, metrics: dict) -> dict:
         return metrics["goal"]
     goal = _config(row["run"]).get("structured", {}).get("goal", {})
     default = GoalConfig()
-    return {"min_flops_reduction_pct": goal.get("min_flops_reduction_pct", default.min_flops_reduction_pct),
-            "max_accuracy_drop": goal.get("max_accuracy_drop", default.max_accuracy_drop)}
+    return {
+        "min_flops_reduction_pct": goal.get("min_flops_reduction_pct", default.min_flops_reduction_pct),
+        "max_accuracy_drop": goal.get("max_accuracy_drop", default.max_accuracy_drop),
+    }
 
 
 def over_pruned(rows: list[dict]) -> list[dict]:
@@ -108,16 +132,31 @@ def collapsed_layer_rows(rows: list[dict], roots: list[Path]) -> list[list]:
                 found.append([_name(r), "unstructured", ", ".join(empty), "no weight left (layer collapse)"])
         elif r["kind"] == "structured" and r.get("basis") == "dense":
             floor = 1 - _config(r["run"]).get("structured", {}).get("max_pruning_ratio", 0.8)
-            cut = [f"{n} ({c['after']}/{c['before']})" for n, c in (m.get("channels") or {}).items()
-                   if c.get("before") and c["after"] / c["before"] <= floor + 0.05]
+            cut = [
+                f"{n} ({c['after']}/{c['before']})"
+                for n, c in (m.get("channels") or {}).items()
+                if c.get("before") and c["after"] / c["before"] <= floor + 0.05
+            ]
             if cut:
-                found.append([_name(r), "structured", ", ".join(cut),
-                              f"channels cut to the max_pruning_ratio floor ({100 * floor:.0f}% kept)"])
+                found.append(
+                    [
+                        _name(r),
+                        "structured",
+                        ", ".join(cut),
+                        f"channels cut to the max_pruning_ratio floor ({100 * floor:.0f}% kept)",
+                    ]
+                )
     for results in sorted(p for root in roots for p in root.rglob("results.yaml")):
         for p in (read_yaml_mapping(results) or {}).get("points") or []:
             if isinstance(p, dict) and p.get("collapsed_layers"):
-                found.append([f"{results.parent.name}/{p.get('pruner')} c={p.get('compression')}", "prune_at_init",
-                              str(p.get("collapsed", "")).replace(";", ", "), "no weight left (layer collapse)"])
+                found.append(
+                    [
+                        f"{results.parent.name}/{p.get('pruner')} c={p.get('compression')}",
+                        "prune_at_init",
+                        str(p.get("collapsed", "")).replace(";", ", "),
+                        "no weight left (layer collapse)",
+                    ]
+                )
     return found
 
 
@@ -134,8 +173,15 @@ def sensitivity_outliers(roots: list[Path]) -> list[dict]:
         drops = _drops_at_max(metrics_path.parent / "sensitivity.csv")
         for layer, tolerated in sorted(per_layer.items(), key=lambda kv: kv[1]):
             if tolerated <= median - _OUTLIER_GAP:
-                out.append({"run": metrics_path.parent, "layer": layer, "tolerated": tolerated, "median": median,
-                            "drop_at_max": drops.get(layer)})
+                out.append(
+                    {
+                        "run": metrics_path.parent,
+                        "layer": layer,
+                        "tolerated": tolerated,
+                        "median": median,
+                        "drop_at_max": drops.get(layer),
+                    }
+                )
     return out
 
 
@@ -157,9 +203,21 @@ def failure_section(rows: list[dict], roots: list[Path], out: Path) -> list[str]
     failing = over_pruned(rows)
     if failing:
         body += ["Over-pruned: the accuracy drop exceeds the goal's limit.", ""]
-        body += _md(["run", "method", "sparsity / target", "FLOPs reduction %", "basis", "drop (pts)", "allowed (pts)"],
-                    [[_name(r), r["method"], r.get("sparsity"), r["flops_reduction_pct"], r["basis"], r["accuracy_drop"],
-                      r["max_accuracy_drop"]] for r in failing])
+        body += _md(
+            ["run", "method", "sparsity / target", "FLOPs reduction %", "basis", "drop (pts)", "allowed (pts)"],
+            [
+                [
+                    _name(r),
+                    r["method"],
+                    r.get("sparsity"),
+                    r["flops_reduction_pct"],
+                    r["basis"],
+                    r["accuracy_drop"],
+                    r["max_accuracy_drop"],
+                ]
+                for r in failing
+            ],
+        )
         png = plot_drops(rows, out / "failures.png")
         body += [f"![accuracy drop per run against its limit]({png.name})", ""]
     collapsed = collapsed_layer_rows(rows, roots)
@@ -168,12 +226,24 @@ def failure_section(rows: list[dict], roots: list[Path], out: Path) -> list[str]
         body += _md(["run", "kind", "layers", "what"], collapsed)
     outliers = sensitivity_outliers(roots)
     if outliers:
-        body += [f"Sensitivity outliers: layers that tolerate at least {100 * _OUTLIER_GAP:.0f} points less sparsity "
-                 "than the median layer at the scan's accuracy rule (prune them less, or leave them dense).", ""]
-        body += _md(["scan", "layer", "tolerated sparsity", "median layer", "drop at the highest sparsity scanned"],
-                    [[o["run"].name, o["layer"], o["tolerated"], o["median"],
-                      f"{o['drop_at_max'][1]:.2f} pts at {o['drop_at_max'][0]:g}" if o["drop_at_max"] else "-"]
-                     for o in outliers])
+        body += [
+            f"Sensitivity outliers: layers that tolerate at least {100 * _OUTLIER_GAP:.0f} points less sparsity "
+            "than the median layer at the scan's accuracy rule (prune them less, or leave them dense).",
+            "",
+        ]
+        body += _md(
+            ["scan", "layer", "tolerated sparsity", "median layer", "drop at the highest sparsity scanned"],
+            [
+                [
+                    o["run"].name,
+                    o["layer"],
+                    o["tolerated"],
+                    o["median"],
+                    f"{o['drop_at_max'][1]:.2f} pts at {o['drop_at_max'][0]:g}" if o["drop_at_max"] else "-",
+                ]
+                for o in outliers
+            ],
+        )
         for scan in dict.fromkeys(o["run"] for o in outliers):
             if (scan / "sensitivity.png").is_file():
                 body += [f"![sensitivity of {scan.name}]({os.path.relpath(scan / 'sensitivity.png', out)})", ""]
@@ -209,8 +279,10 @@ def best_per_budget(rows: list[dict]) -> list[str]:
     lines = []
     for (basis, budget), r in sorted(buckets.items(), key=lambda kv: (kv[0][0], kv[0][1])):
         met = {True: ", meets its goal", False: ", misses its goal"}.get(r.get("goal_met"), "")
-        lines.append(f"- About {budget}% of {basis} FLOPs removed: **{r['method']}** ({r.get('sparsity')}) loses the "
-                     f"least, {r['accuracy_drop']:.2f} pts at {r['flops_reduction_pct']:.1f}% (`{_name(r)}`){met}.")
+        lines.append(
+            f"- About {budget}% of {basis} FLOPs removed: **{r['method']}** ({r.get('sparsity')}) loses the "
+            f"least, {r['accuracy_drop']:.2f} pts at {r['flops_reduction_pct']:.1f}% (`{_name(r)}`){met}."
+        )
     return lines
 
 
@@ -227,10 +299,14 @@ def round_to_findings(rows: list[dict]) -> list[str]:
         if len(by_round) < 2:
             continue
         ranked = sorted(by_round.items(), key=lambda kv: kv[1]["accuracy_drop"])
-        figures = "; ".join(f"round_to {k}: drop {r['accuracy_drop']:.2f} pts, FLOPs -{r['flops_reduction_pct']:.1f}%"
-                            for k, r in sorted(by_round.items()))
-        lines.append(f"- round_to on {model} {method} ({target}): {figures}. Prefer round_to {ranked[0][0]} for "
-                     "accuracy; a larger round_to only pays where latency rewards aligned widths (see below).")
+        figures = "; ".join(
+            f"round_to {k}: drop {r['accuracy_drop']:.2f} pts, FLOPs -{r['flops_reduction_pct']:.1f}%"
+            for k, r in sorted(by_round.items())
+        )
+        lines.append(
+            f"- round_to on {model} {method} ({target}): {figures}. Prefer round_to {ranked[0][0]} for "
+            "accuracy; a larger round_to only pays where latency rewards aligned widths (see below)."
+        )
     return lines
 
 
@@ -239,20 +315,28 @@ def latency_findings(profiles: list[dict]) -> list[str]:
     if not rows:
         return []
     best = max(rows, key=lambda r: r["speedup"])
-    lines = [f"- Largest measured speed-up: {best['speedup']:.2f}x for `{best['model']}` on {best['backend']} at batch "
-             f"{best['batch_size']} (FLOPs -{best['flops_reduction_pct']:.1f}%, latency -{best['latency_reduction_pct']:.1f}%)."]
-    weak = [r for r in rows if r["flops_reduction_pct"] > 0 and r["latency_reduction_pct"] < 0.5 * r["flops_reduction_pct"]]
+    lines = [
+        f"- Largest measured speed-up: {best['speedup']:.2f}x for `{best['model']}` on {best['backend']} at batch "
+        f"{best['batch_size']} (FLOPs -{best['flops_reduction_pct']:.1f}%, latency -{best['latency_reduction_pct']:.1f}%)."
+    ]
+    weak = [
+        r for r in rows if r["flops_reduction_pct"] > 0 and r["latency_reduction_pct"] < 0.5 * r["flops_reduction_pct"]
+    ]
     for r in weak:
-        lines.append(f"- FLOPs did not become latency for `{r['model']}` on {r['backend']} at batch {r['batch_size']}: "
-                     f"FLOPs -{r['flops_reduction_pct']:.1f}%, latency -{r['latency_reduction_pct']:.1f}%. {r['explanation']}")
+        lines.append(
+            f"- FLOPs did not become latency for `{r['model']}` on {r['backend']} at batch {r['batch_size']}: "
+            f"FLOPs -{r['flops_reduction_pct']:.1f}%, latency -{r['latency_reduction_pct']:.1f}%. {r['explanation']}"
+        )
     return lines
 
 
 def recommendation_section(rows: list[dict], profiles: list[dict]) -> list[str]:
     lines = best_per_budget(rows) + round_to_findings(rows) + latency_findings(profiles)
     if not any("round_to" in line for line in lines) and any(r["kind"] == "structured" for r in rows):
-        lines.append("- No round_to ablation among these runs: rerun one with `--set structured.round_to=16` (or 1) to "
-                     "measure what hardware-aligned widths cost in accuracy and gain in latency.")
+        lines.append(
+            "- No round_to ablation among these runs: rerun one with `--set structured.round_to=16` (or 1) to "
+            "measure what hardware-aligned widths cost in accuracy and gain in latency."
+        )
     return _section("Recommendations", lines + [""] if lines else [])
 
 
@@ -266,8 +350,17 @@ def comparison_rows(rows: list[dict]) -> list[dict]:
         m = _metrics(r)
         method, sparsity = run_method(m, _name(r), 0.0)
         # summarize_run set the verdict by goal_verdict's rule (None = n/a: masks only), as report.md shows it
-        out.append(comparison_row(method, sparsity, {"flops_reduction_pct": r["flops_reduction_pct"],
-                                                     "accuracy_drop": r["accuracy_drop"], "goal_met": r.get("goal_met")}))
+        out.append(
+            comparison_row(
+                method,
+                sparsity,
+                {
+                    "flops_reduction_pct": r["flops_reduction_pct"],
+                    "accuracy_drop": r["accuracy_drop"],
+                    "goal_met": r.get("goal_met"),
+                },
+            )
+        )
     return out
 
 

@@ -33,8 +33,10 @@ def prune_at_init(args, flags: dict) -> None:
 
 
 def experiment_in(run_dir, cfg, data, device, plan) -> None:
-    print(f"run folder: {run_dir}\nmodel {cfg.model.name} on {cfg.data.name} {data.input_shape}, "
-          f"{data.train.num_samples} training / {data.test.num_samples} test images, device {device}")
+    print(
+        f"run folder: {run_dir}\nmodel {cfg.model.name} on {cfg.data.name} {data.input_shape}, "
+        f"{data.train.num_samples} training / {data.test.num_samples} test images, device {device}"
+    )
     print(plan.describe())
     ctx = RunContext(cfg=cfg, data=data, device=device, run_dir=run_dir, config=config_to_dict(cfg))
     rows = run_experiment(ctx, plan)
@@ -43,5 +45,7 @@ def experiment_in(run_dir, cfg, data, device, plan) -> None:
     atomic_write_text(run_dir / REPORT, report + "\n")
     print("\n" + report)
     print(f"\nwrote {run_dir / RESULTS_CSV}, {run_dir / 'results.yaml'}, {run_dir / REPORT}, *_vs_compression.png")
-    print(f"tables across runs and weight histograms: uv run python -m scripts.at_init_report {run_dir} --histogram "
-          f"{plan.pruners[-1]}:{plan.compressions[-1]:g}")
+    print(
+        f"tables across runs and weight histograms: uv run python -m scripts.at_init_report {run_dir} --histogram "
+        f"{plan.pruners[-1]}:{plan.compressions[-1]:g}"
+    )

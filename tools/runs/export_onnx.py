@@ -13,6 +13,7 @@ from tools.core.errors import UserError
 from tools.core.io import atomic_write_bytes, atomic_write_yaml
 from tools.core.run_folder import EXPORT_RECORD, RunFolder
 from tools.measure.metrics import file_size_bytes
+from tools.modeling.checkpoint_run import load_checkpoint_run
 from tools.modeling.export import (
     FORMATS,
     check_opset,
@@ -25,7 +26,6 @@ from tools.modeling.export import (
     verification_inputs,
     within_tolerance,
 )
-from tools.modeling.checkpoint_run import load_checkpoint_run
 
 
 def copy_beside(onnx_path: Path, checkpoint: Path) -> Path | None:
@@ -45,8 +45,15 @@ def copy_beside(onnx_path: Path, checkpoint: Path) -> Path | None:
 def export_checkpoint(args) -> None:
     """scripts.export_onnx's whole command: `args` as its parse_args returns them."""
     cfg, _, data, model, _ = load_checkpoint_run(
-        args, flags={"export.format": args.format, "export.opset": args.opset, "export.tolerance": args.tolerance,
-                     "export.rtol": args.rtol, "train.device": "cpu"})
+        args,
+        flags={
+            "export.format": args.format,
+            "export.opset": args.opset,
+            "export.tolerance": args.tolerance,
+            "export.rtol": args.rtol,
+            "train.device": "cpu",
+        },
+    )
     if cfg.export.format not in FORMATS:
         raise UserError(f"unknown export.format {cfg.export.format!r}; choose one of: {', '.join(FORMATS)}")
     if cfg.export.format in ("onnx", "both"):
@@ -67,8 +74,11 @@ def export_in(out_dir: Path, args, cfg, data, model) -> None:
         print(f"ONNX (opset {cfg.export.opset}, dynamic batch): {path}  {file_size_bytes(path) / 2**20:.2f} MiB")
     if cfg.export.format in ("torchscript", "both"):
         path, scripted = export_torchscript(model, shape, out_dir / "model.torchscript.pt")
-        report["torchscript"] = {"path": str(path), "method": "script" if scripted else "trace",
-                                 "size_bytes": file_size_bytes(path)}
+        report["torchscript"] = {
+            "path": str(path),
+            "method": "script" if scripted else "trace",
+            "size_bytes": file_size_bytes(path),
+        }
         runners["torchscript"] = lambda path=path: make_torchscript_runner(path)
         print(f"TorchScript ({'scripted' if scripted else 'traced'}): {path}  {file_size_bytes(path) / 2**20:.2f} MiB")
 
@@ -89,8 +99,10 @@ def export_in(out_dir: Path, args, cfg, data, model) -> None:
     atomic_write_yaml(out_dir / EXPORT_RECORD, report)
     print(f"wrote {out_dir / EXPORT_RECORD}")
     if failed:
-        print(f"verification FAILED for {', '.join(failed)}: outputs differ from PyTorch by more than "
-              f"{tolerance_text(cfg.export)} (see {out_dir / EXPORT_RECORD})")
+        print(
+            f"verification FAILED for {', '.join(failed)}: outputs differ from PyTorch by more than "
+            f"{tolerance_text(cfg.export)} (see {out_dir / EXPORT_RECORD})"
+        )
         raise SystemExit(1)
 
 
@@ -103,13 +115,20 @@ def verify_format(fmt: str, runner, model, inputs: dict, export_cfg, report: dic
     diffs = output_diffs(model, runner, inputs)
     oks = {name: within_tolerance(d, atol=export_cfg.tolerance, rtol=export_cfg.rtol) for name, d in diffs.items()}
     for name, d in diffs.items():
-        print(f"verify {fmt:<11} {name:<10} max |diff| {d['abs']:.3e}  relative {relative_diff(d):.3e} "
-              f"(largest |logit| {d['scale']:.3g})  {'ok' if oks[name] else 'FAIL'}")
+        print(
+            f"verify {fmt:<11} {name:<10} max |diff| {d['abs']:.3e}  relative {relative_diff(d):.3e} "
+            f"(largest |logit| {d['scale']:.3g})  {'ok' if oks[name] else 'FAIL'}"
+        )
     ok = all(oks.values())
     largest_abs = max(d["abs"] for d in diffs.values())
     largest_rel = max(relative_diff(d) for d in diffs.values())
-    print(f"verify {fmt:<11} largest max |diff| {largest_abs:.3e}, relative {largest_rel:.3e} "
-          f"(tolerance {tolerance_text(export_cfg)}): {'ok' if ok else 'FAIL'}")
-    report[fmt] |= {"max_abs_diff": {n: d["abs"] for n, d in diffs.items()},
-                    "max_rel_diff": {n: relative_diff(d) for n, d in diffs.items()}, "verified": ok}
+    print(
+        f"verify {fmt:<11} largest max |diff| {largest_abs:.3e}, relative {largest_rel:.3e} "
+        f"(tolerance {tolerance_text(export_cfg)}): {'ok' if ok else 'FAIL'}"
+    )
+    report[fmt] |= {
+        "max_abs_diff": {n: d["abs"] for n, d in diffs.items()},
+        "max_rel_diff": {n: relative_diff(d) for n, d in diffs.items()},
+        "verified": ok,
+    }
     return ok

@@ -30,10 +30,21 @@ def loader_speed(args) -> None:
     model = build_from_config(cfg.model, num_classes=data.num_classes, input_shape=data.input_shape)
     step_ips = train_step_throughput(model, data.train, device=device, num_batches=args.batches)
     if args.save_results:
-        atomic_write_yaml(args.save_results, {
-            "data": cfg.data.name, "model": cfg.model.name, "batch_size": cfg.data.batch_size, "device": str(device),
-            "num_threads": torch.get_num_threads(), "timed_batches": args.batches,
-            "loader_images_per_s": loader_ips, "step_images_per_s": step_ips,
-            "wall_time_s": time.perf_counter() - start})
-    print(f"{cfg.data.name} batch {cfg.data.batch_size} on {device}: loader only {loader_ips:,.0f} images/s, "
-          f"{cfg.model.name} training step {step_ips:,.0f} images/s, loader/step ratio {loader_ips / step_ips:,.1f}x")
+        atomic_write_yaml(
+            args.save_results,
+            {
+                "data": cfg.data.name,
+                "model": cfg.model.name,
+                "batch_size": cfg.data.batch_size,
+                "device": str(device),
+                "num_threads": torch.get_num_threads(),
+                "timed_batches": args.batches,
+                "loader_images_per_s": loader_ips,
+                "step_images_per_s": step_ips,
+                "wall_time_s": time.perf_counter() - start,
+            },
+        )
+    print(
+        f"{cfg.data.name} batch {cfg.data.batch_size} on {device}: loader only {loader_ips:,.0f} images/s, "
+        f"{cfg.model.name} training step {step_ips:,.0f} images/s, loader/step ratio {loader_ips / step_ips:,.1f}x"
+    )

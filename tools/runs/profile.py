@@ -70,14 +70,27 @@ def profile(args) -> None:
         models[label] = model
     prof = cfg.profile
     if args.measure_latency:
-        plan = LatencyPlan(batch_sizes=prof.batch_sizes, backends=backends, device=device, warmup=prof.warmup,
-                           repeats=prof.repeats, num_threads=prof.num_threads or None, rounds=prof.rounds)
+        plan = LatencyPlan(
+            batch_sizes=prof.batch_sizes,
+            backends=backends,
+            device=device,
+            warmup=prof.warmup,
+            repeats=prof.repeats,
+            num_threads=prof.num_threads or None,
+            rounds=prof.rounds,
+        )
         latency = measure_models(models, input_shape, plan, onnx_files=onnx_files)
         for entry in entries:
             entry["latency"] = latency[entry["label"]]
         for label, model in models.items():
-            layers[label] = slowest_layers(model, input_shape, batch_size=min(prof.batch_sizes), device=device,
-                                           repeats=max(3, prof.repeats // 5), top=args.top_layers)
+            layers[label] = slowest_layers(
+                model,
+                input_shape,
+                batch_size=min(prof.batch_sizes),
+                device=device,
+                repeats=max(3, prof.repeats // 5),
+                top=args.top_layers,
+            )
     for entry in entries:
         print_entry(entry)
 
@@ -93,8 +106,12 @@ def profile(args) -> None:
     for label, rows in layers.items():
         print_layers(label, rows)
 
-    results = {"models": entries, "flops_vs_latency": analysis, "slowest_layers": layers,
-               "note": "MACs are multiply-accumulates per image; FLOPs = 2 x MACs; latency is per batch (ms)"}
+    results = {
+        "models": entries,
+        "flops_vs_latency": analysis,
+        "slowest_layers": layers,
+        "note": "MACs are multiply-accumulates per image; FLOPs = 2 x MACs; latency is per batch (ms)",
+    }
     write_results(args, cfg.output.root, results, plot=args.measure_latency)
 
 
@@ -124,15 +141,21 @@ def headline(entry: dict) -> dict:
 
 
 def print_entry(entry: dict) -> None:
-    cost = (f"MACs {format_count(entry['macs'])}  FLOPs {format_count(entry['flops'])} (FLOPs = 2 x MACs)  "
-            f"params {format_count(entry['params'])}  " if entry["macs"] else "")
+    cost = (
+        f"MACs {format_count(entry['macs'])}  FLOPs {format_count(entry['flops'])} (FLOPs = 2 x MACs)  "
+        f"params {format_count(entry['params'])}  "
+        if entry["macs"]
+        else ""
+    )
     kind = f"  ({entry['precision'].upper()} ONNX file)" if "onnx" in entry else ""
     print(f"\n== {entry['label']}: {cost}size {entry['size_bytes'] / 2**20:.2f} MiB{kind}")
     for backend, by_batch in entry["latency"].items():
         for bs, s in by_batch.items():
-            print(f"   {backend:<11} batch {bs:>4}: median {s['median_ms']:8.3f} ms  p90 {s['p90_ms']:8.3f} ms  "
-                  f"(noise p90/median {s['p90_ms'] / s['median_ms']:.2f})  {s['throughput_ips']:9.0f} img/s  "
-                  f"threads {s['num_threads']}")
+            print(
+                f"   {backend:<11} batch {bs:>4}: median {s['median_ms']:8.3f} ms  p90 {s['p90_ms']:8.3f} ms  "
+                f"(noise p90/median {s['p90_ms'] / s['median_ms']:.2f})  {s['throughput_ips']:9.0f} img/s  "
+                f"threads {s['num_threads']}"
+            )
             if s.get("optimisations"):
                 print(f"{'':<19} timed with: {'; '.join(s['optimisations'])}")
 
@@ -143,8 +166,10 @@ def print_analysis(rows: list[dict]) -> None:
     print("\nFLOPs vs latency (reductions in %, ratio = latency reduction / FLOPs reduction):")
     for r in rows:
         ratio = f"{r['latency_over_flops_reduction']:.2f}" if r["latency_over_flops_reduction"] is not None else "n/a"
-        print(f"  {r['model']:<28} {r['backend']:<11} batch {r['batch_size']:>4}: FLOPs -{r['flops_reduction_pct']:5.1f}%  "
-              f"latency -{r['latency_reduction_pct']:5.1f}%  speed-up {r['speedup']:.2f}x  ratio {ratio}")
+        print(
+            f"  {r['model']:<28} {r['backend']:<11} batch {r['batch_size']:>4}: FLOPs -{r['flops_reduction_pct']:5.1f}%  "
+            f"latency -{r['latency_reduction_pct']:5.1f}%  speed-up {r['speedup']:.2f}x  ratio {ratio}"
+        )
         print(f"      {r['explanation']}")
 
 
@@ -156,13 +181,17 @@ def print_onnx_speedups(baseline: dict, entries: list[dict]) -> None:
     for entry in entries:
         for bs, stats in entry["latency"].get("onnxruntime", {}).items():
             if bs in base:
-                print(f"  {entry['label']:<28} onnxruntime batch {bs:>4}: {base[bs]['median_ms']:.2f} -> "
-                      f"{stats['median_ms']:.2f} ms, speed-up {base[bs]['median_ms'] / stats['median_ms']:.2f}x "
-                      f"vs {baseline['label']}, size {baseline['size_bytes'] / entry['size_bytes']:.2f}x smaller")
+                print(
+                    f"  {entry['label']:<28} onnxruntime batch {bs:>4}: {base[bs]['median_ms']:.2f} -> "
+                    f"{stats['median_ms']:.2f} ms, speed-up {base[bs]['median_ms'] / stats['median_ms']:.2f}x "
+                    f"vs {baseline['label']}, size {baseline['size_bytes'] / entry['size_bytes']:.2f}x smaller"
+                )
 
 
 def print_layers(label: str, rows: list[dict]) -> None:
     print(f"\nslowest layers of {label} (torch, smallest batch):")
     for r in rows:
-        print(f"  {r['name']:<32} {r['type']:<14} {r['time_ms']:8.3f} ms  {r['share_pct']:5.1f}% of time  "
-              f"{format_count(r['macs']):>8} MACs ({r['macs_share_pct']:4.1f}%)")
+        print(
+            f"  {r['name']:<32} {r['type']:<14} {r['time_ms']:8.3f} ms  {r['share_pct']:5.1f}% of time  "
+            f"{format_count(r['macs']):>8} MACs ({r['macs_share_pct']:4.1f}%)"
+        )

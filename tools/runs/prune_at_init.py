@@ -96,12 +96,16 @@ class AtInitPlan:
         return self.levels if self.experiment == "multishot" else [1]
 
     def describe(self) -> str:
-        grid = ", ".join(f"c={c:g} (density {density_from_compression(c):.4g}, sparsity "
-                         f"{1 - density_from_compression(c):.4g})" for c in self.compressions)
+        grid = ", ".join(
+            f"c={c:g} (density {density_from_compression(c):.4g}, sparsity {1 - density_from_compression(c):.4g})"
+            for c in self.compressions
+        )
         levels = f"; levels {self.levels}" if self.experiment == "multishot" else ""
-        return (f"{self.experiment}: pruners {', '.join(self.pruners)} x compressions {grid}{levels}; "
-                f"{self.scope} scope, {self.schedule} schedule, synflow {self.prune_epochs} iterations, others "
-                f"{self.prune_epochs_others}; pre-train {self.pre_epochs} epoch(s), post-train {self.post_epochs}")
+        return (
+            f"{self.experiment}: pruners {', '.join(self.pruners)} x compressions {grid}{levels}; "
+            f"{self.scope} scope, {self.schedule} schedule, synflow {self.prune_epochs} iterations, others "
+            f"{self.prune_epochs_others}; pre-train {self.pre_epochs} epoch(s), post-train {self.post_epochs}"
+        )
 
 
 def _positive_ints(values: list[int], what: str, minimum: int) -> None:
@@ -114,7 +118,9 @@ def make_plan(pai: PruneAtInitConfig) -> AtInitPlan:
     if pai.experiment not in EXPERIMENTS:
         raise UserError(f"unknown experiment {pai.experiment!r}; choose singleshot or multishot")
     if not pai.pruners or not pai.compressions:
-        raise UserError("pai.pruners and pai.compressions need at least one entry each, e.g. --pruner-list synflow --compression-list 1")
+        raise UserError(
+            "pai.pruners and pai.compressions need at least one entry each, e.g. --pruner-list synflow --compression-list 1"
+        )
     for pruner in pai.pruners:
         check_pruner(pruner)
     for compression in pai.compressions:
@@ -129,13 +135,24 @@ def make_plan(pai: PruneAtInitConfig) -> AtInitPlan:
     _positive_ints([pai.prune_images, pai.pre_epochs, pai.post_epochs], "pai.prune_images/pre_epochs/post_epochs", 0)
     if pai.grasp_temperature <= 0:
         raise UserError(f"pai.grasp_temperature must be > 0, got {pai.grasp_temperature}")
-    return AtInitPlan(experiment=pai.experiment, pruners=list(dict.fromkeys(pai.pruners)),
-                   compressions=list(dict.fromkeys(float(c) for c in pai.compressions)), levels=list(pai.levels),
-                   scope=pai.scope, schedule=pai.schedule, prune_epochs=pai.prune_epochs,
-                   prune_epochs_others=pai.prune_epochs_others, prune_images=pai.prune_images,
-                   pre_epochs=pai.pre_epochs, post_epochs=pai.post_epochs,
-                   keep_classifier_dense=pai.keep_classifier_dense, prune_biases=pai.prune_biases,
-                   prune_bn=pai.prune_bn, grasp_temperature=pai.grasp_temperature, save_trace=pai.save_trace)
+    return AtInitPlan(
+        experiment=pai.experiment,
+        pruners=list(dict.fromkeys(pai.pruners)),
+        compressions=list(dict.fromkeys(float(c) for c in pai.compressions)),
+        levels=list(pai.levels),
+        scope=pai.scope,
+        schedule=pai.schedule,
+        prune_epochs=pai.prune_epochs,
+        prune_epochs_others=pai.prune_epochs_others,
+        prune_images=pai.prune_images,
+        pre_epochs=pai.pre_epochs,
+        post_epochs=pai.post_epochs,
+        keep_classifier_dense=pai.keep_classifier_dense,
+        prune_biases=pai.prune_biases,
+        prune_bn=pai.prune_bn,
+        grasp_temperature=pai.grasp_temperature,
+        save_trace=pai.save_trace,
+    )
 
 
 # ----------------------------------------------------------------------------- context
@@ -164,8 +181,12 @@ class RunContext:
         return model.to(self.device)
 
     def targets(self, model: nn.Module, plan: AtInitPlan):
-        return prunable_targets(model, keep_classifier_dense=plan.keep_classifier_dense,
-                                prune_biases=plan.prune_biases, prune_bn=plan.prune_bn)
+        return prunable_targets(
+            model,
+            keep_classifier_dense=plan.keep_classifier_dense,
+            prune_biases=plan.prune_biases,
+            prune_bn=plan.prune_bn,
+        )
 
 
 # ----------------------------------------------------------------------------- training cost
@@ -196,19 +217,35 @@ def train_phase(model: nn.Module, ctx: RunContext, *, epochs: int, run_dir: Path
     _reset_peak_memory(ctx.device)
     start = time.perf_counter()
     options = FitOptions(after_step=(lambda: enforce_masks(model)) if masked else None, tag=tag)
-    summary = fit(model, ctx.data, train_cfg=replace(ctx.cfg.train, epochs=epochs), run_dir=run_dir,
-                  config=ctx.config, device=ctx.device, options=options)
+    summary = fit(
+        model,
+        ctx.data,
+        train_cfg=replace(ctx.cfg.train, epochs=epochs),
+        run_dir=run_dir,
+        config=ctx.config,
+        device=ctx.device,
+        options=options,
+    )
     wall_time_s = time.perf_counter() - start
     peak, kind = peak_memory_mib(ctx.device)
-    return {"epochs": summary["epochs_run"], "wall_time_s": wall_time_s, "peak_memory_mib": peak,
-            "memory_kind": kind, "best_val_top1": summary["best_top1"]}
+    return {
+        "epochs": summary["epochs_run"],
+        "wall_time_s": wall_time_s,
+        "peak_memory_mib": peak,
+        "memory_kind": kind,
+        "best_val_top1": summary["best_top1"],
+    }
 
 
 def _merge_costs(costs: list[dict]) -> dict:
     ran = [c for c in costs if c["epochs"]]
     peaks = [c["peak_memory_mib"] for c in ran]
-    return {"epochs": sum(c["epochs"] for c in costs), "wall_time_s": sum(c["wall_time_s"] for c in costs),
-            "peak_memory_mib": max(peaks) if peaks else None, "memory_kind": ran[0]["memory_kind"] if ran else None}
+    return {
+        "epochs": sum(c["epochs"] for c in costs),
+        "wall_time_s": sum(c["wall_time_s"] for c in costs),
+        "peak_memory_mib": max(peaks) if peaks else None,
+        "memory_kind": ran[0]["memory_kind"] if ran else None,
+    }
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -227,11 +264,21 @@ def evaluate_point(model: nn.Module, ctx: RunContext) -> dict:
     shape = (1, *ctx.input_shape)
     dense_macs, params = count_macs_params(plain, shape)
     nonzero_macs, nonzero_params = count_nonzero_macs_params(plain, shape)
-    return {"top1": test["top1"], "top5": test["top5"], "test_loss": test["loss"], "test_images": test["num_samples"],
-            "inference_time_s": test["time_s"], "inference_ms_per_image": 1000.0 * test["time_s"] / max(test["num_samples"], 1),
-            "dense_macs": dense_macs, "dense_flops": flops_from_macs(dense_macs), "nonzero_macs": nonzero_macs,
-            "nonzero_flops": flops_from_macs(nonzero_macs), "params": params, "nonzero_params": nonzero_params,
-            "flops_reduction": dense_macs / nonzero_macs if nonzero_macs else float("inf")}
+    return {
+        "top1": test["top1"],
+        "top5": test["top5"],
+        "test_loss": test["loss"],
+        "test_images": test["num_samples"],
+        "inference_time_s": test["time_s"],
+        "inference_ms_per_image": 1000.0 * test["time_s"] / max(test["num_samples"], 1),
+        "dense_macs": dense_macs,
+        "dense_flops": flops_from_macs(dense_macs),
+        "nonzero_macs": nonzero_macs,
+        "nonzero_flops": flops_from_macs(nonzero_macs),
+        "params": params,
+        "nonzero_params": nonzero_params,
+        "flops_reduction": dense_macs / nonzero_macs if nonzero_macs else float("inf"),
+    }
 
 
 def trace_figures(model: nn.Module, ctx: RunContext, path: Path) -> dict:
@@ -240,8 +287,13 @@ def trace_figures(model: nn.Module, ctx: RunContext, path: Path) -> dict:
     images = next(iter(ctx.data.test))[0]
     record_inference_trace(_plain_copy(model), images, path, device=ctx.device)
     stats = conv_time_from_trace(path, device_type=ctx.device.type)
-    return {"trace": str(path), "trace_batch_size": len(images), "conv_time_ms": stats["conv_time_ms"],
-            "step_time_ms": stats["step_time_ms"], "conv_share_pct": stats["conv_share_pct"]}
+    return {
+        "trace": str(path),
+        "trace_batch_size": len(images),
+        "conv_time_ms": stats["conv_time_ms"],
+        "step_time_ms": stats["step_time_ms"],
+        "conv_share_pct": stats["conv_share_pct"],
+    }
 
 
 # ----------------------------------------------------------------------------- one run of the grid
@@ -261,90 +313,176 @@ class Point:
 
 
 def _prune(model, targets, ctx: RunContext, plan: AtInitPlan, *, pruner: str, density: float, batches) -> dict:
-    inputs = ScoreInputs(batches, ctx.input_shape, generator=torch.Generator().manual_seed(ctx.cfg.train.seed),
-                         grasp_temperature=plan.grasp_temperature)
-    return prune_to_density(model, targets, pruner=pruner, density=density, scope=plan.scope, schedule=plan.schedule,
-                            iterations=plan.iterations(pruner), inputs=inputs)
+    inputs = ScoreInputs(
+        batches,
+        ctx.input_shape,
+        generator=torch.Generator().manual_seed(ctx.cfg.train.seed),
+        grasp_temperature=plan.grasp_temperature,
+    )
+    return prune_to_density(
+        model,
+        targets,
+        pruner=pruner,
+        density=density,
+        scope=plan.scope,
+        schedule=plan.schedule,
+        iterations=plan.iterations(pruner),
+        inputs=inputs,
+    )
 
 
-def prune_point(model, targets, ctx: RunContext, plan: AtInitPlan, point: Point, *, batches, init_state,
-                point_dir: Path) -> tuple[dict, list[dict], float]:
+def prune_point(
+    model, targets, ctx: RunContext, plan: AtInitPlan, point: Point, *, batches, init_state, point_dir: Path
+) -> tuple[dict, list[dict], float]:
     """Singleshot: one prune to the density. Multishot: `level` rounds of pre-train, prune to
     density^(l/level), rewind. Returns (density report, pre-training costs, pruning seconds)."""
     costs, prune_s = [], 0.0
-    for l in range(1, (point.level or 1) + 1):
+    for round_i in range(1, (point.level or 1) + 1):
         if point.level:
-            costs.append(train_phase(model, ctx, epochs=plan.pre_epochs, run_dir=point_dir / f"level{l}_pretrain",
-                                     tag=f"{point.name} pre {l}", masked=l > 1))
+            costs.append(
+                train_phase(
+                    model,
+                    ctx,
+                    epochs=plan.pre_epochs,
+                    run_dir=point_dir / f"level{round_i}_pretrain",
+                    tag=f"{point.name} pre {round_i}",
+                    masked=round_i > 1,
+                )
+            )
         start = time.perf_counter()
-        report = _prune(model, targets, ctx, plan, pruner=point.pruner,
-                        density=point.density ** (l / (point.level or 1)), batches=batches)
+        report = _prune(
+            model,
+            targets,
+            ctx,
+            plan,
+            pruner=point.pruner,
+            density=point.density ** (round_i / (point.level or 1)),
+            batches=batches,
+        )
         prune_s += time.perf_counter() - start
         if point.level:
             rewind_weights(model, init_state)
-            print(f"  level {l}/{point.level}: density {report['density']:.5f} (sparsity {report['sparsity']:.5f}), "
-                  f"weights rewound to initialisation, masks kept")
+            print(
+                f"  level {round_i}/{point.level}: density {report['density']:.5f} (sparsity {report['sparsity']:.5f}), "
+                f"weights rewound to initialisation, masks kept"
+            )
     return report, costs, prune_s
 
 
-def run_point(ctx: RunContext, plan: AtInitPlan, point: Point, *, start_state: dict, batches) -> tuple[dict, list[dict]]:
+def run_point(
+    ctx: RunContext, plan: AtInitPlan, point: Point, *, start_state: dict, batches
+) -> tuple[dict, list[dict]]:
     """Prune, post-train, evaluate one grid point; returns (results row, per-layer densities)."""
     point_dir = ctx.run_dir / point.name
     model = ctx.fresh_model(start_state)
     targets = ctx.targets(model, plan)
-    print(f"\n== {point.name}: {point.pruner}, compression {point.compression:g} -> target density "
-          f"{point.density:.5g} (sparsity {1 - point.density:.5g})" + (f", {point.level} level(s)" if point.level else ""))
-    report, pre_costs, prune_s = prune_point(model, targets, ctx, plan, point, batches=batches, init_state=start_state,
-                                             point_dir=point_dir)
+    print(
+        f"\n== {point.name}: {point.pruner}, compression {point.compression:g} -> target density "
+        f"{point.density:.5g} (sparsity {1 - point.density:.5g})" + (f", {point.level} level(s)" if point.level else "")
+    )
+    report, pre_costs, prune_s = prune_point(
+        model, targets, ctx, plan, point, batches=batches, init_state=start_state, point_dir=point_dir
+    )
     print(format_density_table(report))
     if report["collapsed_layers"]:
-        print(f"LAYER COLLAPSE: {', '.join(report['collapsed_layers'])} kept no weight (a plain chain of layers is "
-              "cut there; a residual branch leaves only its parallel path)")
+        print(
+            f"LAYER COLLAPSE: {', '.join(report['collapsed_layers'])} kept no weight (a plain chain of layers is "
+            "cut there; a residual branch leaves only its parallel path)"
+        )
     post = train_phase(model, ctx, epochs=plan.post_epochs, run_dir=point_dir, tag=point.name, masked=True)
     figures = evaluate_point(model, ctx)
     if plan.save_trace:
         figures |= trace_figures(model, ctx, point_dir / "trace.json")
-    row = _row(ctx, plan, point, report, figures, pre=_merge_costs(pre_costs) if pre_costs else None, post=post,
-               prune_s=prune_s)
+    row = _row(
+        ctx,
+        plan,
+        point,
+        report,
+        figures,
+        pre=_merge_costs(pre_costs) if pre_costs else None,
+        post=post,
+        prune_s=prune_s,
+    )
     _save_point(model, targets, ctx, point_dir, row, report)
     print(format_row(row))
     return row, report["layers"]
 
 
-def _row(ctx: RunContext, plan: AtInitPlan, point: Point, report: dict, figures: dict, *, pre: dict | None, post: dict,
-         prune_s: float) -> dict:
+def _row(
+    ctx: RunContext,
+    plan: AtInitPlan,
+    point: Point,
+    report: dict,
+    figures: dict,
+    *,
+    pre: dict | None,
+    post: dict,
+    prune_s: float,
+) -> dict:
     costs = [c for c in (pre, post) if c]
     total = _merge_costs(costs)
-    row = {"experiment": plan.experiment, "data": ctx.cfg.data.name, "model": ctx.cfg.model.name, "pruner": point.pruner,
-           "compression": point.compression, "level": point.level or "", "target_density": point.density,
-           "density": report["density"], "sparsity": report["sparsity"], "remaining_params": report["remaining"],
-           "prunable_params": report["total"], "collapsed_layers": len(report["collapsed_layers"]),
-           "collapsed": ";".join(report["collapsed_layers"]), "scope": plan.scope, "schedule": plan.schedule,
-           "prune_iterations": plan.iterations(point.pruner), "prune_time_s": prune_s, "pre_epochs": plan.pre_epochs,
-           "post_epochs": post["epochs"], "best_val_top1": post["best_val_top1"]}
+    row = {
+        "experiment": plan.experiment,
+        "data": ctx.cfg.data.name,
+        "model": ctx.cfg.model.name,
+        "pruner": point.pruner,
+        "compression": point.compression,
+        "level": point.level or "",
+        "target_density": point.density,
+        "density": report["density"],
+        "sparsity": report["sparsity"],
+        "remaining_params": report["remaining"],
+        "prunable_params": report["total"],
+        "collapsed_layers": len(report["collapsed_layers"]),
+        "collapsed": ";".join(report["collapsed_layers"]),
+        "scope": plan.scope,
+        "schedule": plan.schedule,
+        "prune_iterations": plan.iterations(point.pruner),
+        "prune_time_s": prune_s,
+        "pre_epochs": plan.pre_epochs,
+        "post_epochs": post["epochs"],
+        "best_val_top1": post["best_val_top1"],
+    }
     row |= figures
-    row |= {"pre_train_wall_time_s": pre["wall_time_s"] if pre else 0.0, "post_train_wall_time_s": post["wall_time_s"],
-            "train_wall_time_s": total["wall_time_s"], "peak_memory_mib": total["peak_memory_mib"],
-            "memory_kind": total["memory_kind"], "amp": ctx.amp, "device": str(ctx.device), "seed": ctx.cfg.train.seed}
+    row |= {
+        "pre_train_wall_time_s": pre["wall_time_s"] if pre else 0.0,
+        "post_train_wall_time_s": post["wall_time_s"],
+        "train_wall_time_s": total["wall_time_s"],
+        "peak_memory_mib": total["peak_memory_mib"],
+        "memory_kind": total["memory_kind"],
+        "amp": ctx.amp,
+        "device": str(ctx.device),
+        "seed": ctx.cfg.train.seed,
+    }
     return row
 
 
 def _save_point(model, targets, ctx: RunContext, point_dir: Path, row: dict, report: dict) -> None:
-    atomic_write_csv(point_dir / "layer_density.csv",
-                     [r | {"sparsity": 1 - r["density"], "collapsed": r["name"] in report["collapsed_layers"]}
-                      for r in report["layers"]])
+    atomic_write_csv(
+        point_dir / "layer_density.csv",
+        [
+            r | {"sparsity": 1 - r["density"], "collapsed": r["name"] in report["collapsed_layers"]}
+            for r in report["layers"]
+        ],
+    )
     save_checkpoint(point_dir / PRUNED_MODEL, model=_plain_copy(model), config=ctx.config, metrics=row)
 
 
 def format_row(row: dict) -> str:
     collapse = f"  COLLAPSED: {row['collapsed']}" if row["collapsed_layers"] else ""
-    trace = (f"  conv {row['conv_time_ms']:.2f} of {row['step_time_ms']:.2f} ms ({row['conv_share_pct']:.1f}%) "
-             f"per inference step" if "conv_time_ms" in row else "")
+    trace = (
+        f"  conv {row['conv_time_ms']:.2f} of {row['step_time_ms']:.2f} ms ({row['conv_share_pct']:.1f}%) "
+        f"per inference step"
+        if "conv_time_ms" in row
+        else ""
+    )
     memory = f"{row['peak_memory_mib']:.0f} MiB ({row['memory_kind']})" if row["peak_memory_mib"] else "n/a"
-    return (f"{row['pruner']} c={row['compression']:g}: density {row['density']:.5f} (sparsity {row['sparsity']:.5f})  "
-            f"test top1 {row['top1']:.2f}% top5 {row['top5']:.2f}%  test-set inference {row['inference_time_s']:.2f} s  "
-            f"FLOPs dense {row['dense_flops']:,} non-zero {row['nonzero_flops']:,} (= 2 x MACs)  "
-            f"training {row['train_wall_time_s']:.1f} s, peak memory {memory}, amp {row['amp']}{collapse}{trace}")
+    return (
+        f"{row['pruner']} c={row['compression']:g}: density {row['density']:.5f} (sparsity {row['sparsity']:.5f})  "
+        f"test top1 {row['top1']:.2f}% top5 {row['top5']:.2f}%  test-set inference {row['inference_time_s']:.2f} s  "
+        f"FLOPs dense {row['dense_flops']:,} non-zero {row['nonzero_flops']:,} (= 2 x MACs)  "
+        f"training {row['train_wall_time_s']:.1f} s, peak memory {memory}, amp {row['amp']}{collapse}{trace}"
+    )
 
 
 # ----------------------------------------------------------------------------- the grid
@@ -354,26 +492,35 @@ def start_state_for(ctx: RunContext, plan: AtInitPlan) -> tuple[dict, dict | Non
     model = ctx.fresh_model()
     cost = None
     if plan.experiment == "singleshot" and plan.pre_epochs:
-        cost = train_phase(model, ctx, epochs=plan.pre_epochs, run_dir=ctx.run_dir / "pretrain", tag="pretrain",
-                           masked=False)
+        cost = train_phase(
+            model, ctx, epochs=plan.pre_epochs, run_dir=ctx.run_dir / "pretrain", tag="pretrain", masked=False
+        )
     state = initial_state(model)
-    atomic_torch_save({"model": state, "config": ctx.config, "pre_epochs": plan.pre_epochs if cost else 0},
-                      ctx.run_dir / "start_model.pth")
+    atomic_torch_save(
+        {"model": state, "config": ctx.config, "pre_epochs": plan.pre_epochs if cost else 0},
+        ctx.run_dir / "start_model.pth",
+    )
     return state, cost
 
 
 def grid(plan: AtInitPlan) -> list[Point]:
     """Compression outermost, as Synaptic-Flow's scripts loop."""
     multishot = plan.experiment == "multishot"
-    return [Point(p, c, level if multishot else None) for c in plan.compressions for level in plan.point_levels()
-            for p in plan.pruners]
+    return [
+        Point(p, c, level if multishot else None)
+        for c in plan.compressions
+        for level in plan.point_levels()
+        for p in plan.pruners
+    ]
 
 
 def run_experiment(ctx: RunContext, plan: AtInitPlan) -> list[dict]:
     """Every grid point, results written after each (a killed grid keeps what finished)."""
     if plan.experiment == "multishot" and plan.pre_epochs == 0:
-        print("note: multishot with pai.pre_epochs=0 prunes the untrained net at every level; "
-              "set --pre-epochs for lottery-style training between levels")
+        print(
+            "note: multishot with pai.pre_epochs=0 prunes the untrained net at every level; "
+            "set --pre-epochs for lottery-style training between levels"
+        )
     start_state, pretrain = start_state_for(ctx, plan)
     batches = []
     if plan.needs_data:
@@ -388,15 +535,25 @@ def run_experiment(ctx: RunContext, plan: AtInitPlan) -> list[dict]:
 
 def write_results(ctx: RunContext, plan: AtInitPlan, rows: list[dict], layers: dict, pretrain: dict | None) -> None:
     atomic_write_csv(ctx.run_dir / RESULTS_CSV, rows)
-    atomic_write_yaml(ctx.run_dir / "results.yaml", {
-        "run": {"experiment": plan.experiment, "data": ctx.cfg.data.name, "model": ctx.cfg.model.name,
-                "input_shape": list(ctx.input_shape), "num_classes": ctx.data.num_classes,
-                "train_images": ctx.data.train.num_samples, "test_images": ctx.data.test.num_samples,
+    atomic_write_yaml(
+        ctx.run_dir / "results.yaml",
+        {
+            "run": {
+                "experiment": plan.experiment,
+                "data": ctx.cfg.data.name,
+                "model": ctx.cfg.model.name,
+                "input_shape": list(ctx.input_shape),
+                "num_classes": ctx.data.num_classes,
+                "train_images": ctx.data.train.num_samples,
+                "test_images": ctx.data.test.num_samples,
                 "density_definition": "fraction of prunable weights kept = 10^-compression; sparsity = 1 - density",
                 "flops_definition": "FLOPs = 2 x MACs, one forward of one image",
                 "inference_time_definition": "seconds to evaluate the whole test split (masks make no dense kernel faster)",
-                "pretrain": pretrain},
-        "points": [r | {"layers": layers[_point_name(r)]} for r in rows]})
+                "pretrain": pretrain,
+            },
+            "points": [r | {"layers": layers[_point_name(r)]} for r in rows],
+        },
+    )
 
 
 def _point_name(row: dict) -> str:

@@ -39,9 +39,12 @@ from tools.core.errors import UserError, first_line
 from tools.core.io import atomic_torch_save, atomic_write_yaml
 from tools.core.lineage import LINEAGE, child_lineage, versus
 from tools.core.run_folder import BEST, LOG_CSV, LOGS, METRICS, PRUNED_MODEL, PRUNED_MODEL_STATE, RunFolder
+from tools.measure.describe import checkpoint_selection, describe_model, test_set_record
 from tools.measure.metrics import count_macs_params, count_nonzero_macs_params, format_count
 from tools.modeling.checkpoint import MODULE_CONFIG_ATTR, read_own_checkpoint, save_checkpoint
-from tools.pruning import latency_target as lt, structured as st
+from tools.modeling.checkpoint_run import load_checkpoint_run
+from tools.pruning import latency_target as lt
+from tools.pruning import structured as st
 from tools.pruning.kernels import (
     KERNEL_METHODS,
     KernelPruning,
@@ -52,7 +55,6 @@ from tools.pruning.kernels import (
 )
 from tools.training.distill import distillation_loss
 from tools.training.engine import cross_entropy, evaluate
-from tools.measure.describe import checkpoint_selection, describe_model, test_set_record
 from tools.training.fit import (
     PRUNE_STATE,
     FitOptions,
@@ -62,7 +64,6 @@ from tools.training.fit import (
     read_prune_resume,
     resumed_checkpoint,
 )
-from tools.modeling.checkpoint_run import load_checkpoint_run
 
 
 # ----------------------------------------------------------------------------- config
@@ -72,37 +73,50 @@ def check_structured_config(cfg: Config) -> None:
     s = cfg.structured
     st.build_importance(s.method)  # unknown method
     if s.granularity not in st.GRANULARITIES:
-        raise UserError(f"unknown structured.granularity {s.granularity!r}; choose one of: {', '.join(st.GRANULARITIES)}")
+        raise UserError(
+            f"unknown structured.granularity {s.granularity!r}; choose one of: {', '.join(st.GRANULARITIES)}"
+        )
     if s.granularity != "channel" and s.method not in KERNEL_METHODS:
-        raise UserError(f"structured.granularity {s.granularity} ranks kernels by {', '.join(KERNEL_METHODS)}, "
-                        f"not {s.method}; pick one of those methods or granularity channel")
+        raise UserError(
+            f"structured.granularity {s.granularity} ranks kernels by {', '.join(KERNEL_METHODS)}, "
+            f"not {s.method}; pick one of those methods or granularity channel"
+        )
     if s.target_latency_reduction > 0 or reports_latency(s):
         check_latency_config(cfg)
     elif s.latency.report:
-        print(f"note: structured.latency.report is skipped: it times one-shot channel pruning (this run: "
-              f"{s.granularity}, {s.iterative_steps} step(s))")
+        print(
+            f"note: structured.latency.report is skipped: it times one-shot channel pruning (this run: "
+            f"{s.granularity}, {s.iterative_steps} step(s))"
+        )
 
 
 def reports_latency(s) -> bool:
     """structured.latency.report applies where the latency target would: one-shot channel pruning
     (kernel masks leave the latency as it was). With a latency target the search times it anyway."""
-    return s.latency.report and s.target_latency_reduction == 0 and s.granularity == "channel" and s.iterative_steps == 1
+    return (
+        s.latency.report and s.target_latency_reduction == 0 and s.granularity == "channel" and s.iterative_steps == 1
+    )
 
 
 def check_latency_config(cfg: Config) -> None:
     """The latency target's own checks, the backend's availability included (before any pruning)."""
     s, lat = cfg.structured, cfg.structured.latency  # numeric ranges: LatencyTargetConfig.check, at load
     if s.target_macs_reduction > 0 and s.target_latency_reduction > 0:
-        raise UserError("structured.target_latency_reduction and structured.target_macs_reduction are exclusive; "
-                        "set one of them to 0 (on the command line: one of --target-latency-reduction, "
-                        "--target-macs-reduction, --sparsity)")
+        raise UserError(
+            "structured.target_latency_reduction and structured.target_macs_reduction are exclusive; "
+            "set one of them to 0 (on the command line: one of --target-latency-reduction, "
+            "--target-macs-reduction, --sparsity)"
+        )
     if s.granularity != "channel" or s.iterative_steps != 1:
-        raise UserError("structured.target_latency_reduction needs granularity channel and iterative_steps 1 "
-                        f"(got {s.granularity}, {s.iterative_steps}): only removed channels make a model faster")
+        raise UserError(
+            "structured.target_latency_reduction needs granularity channel and iterative_steps 1 "
+            f"(got {s.granularity}, {s.iterative_steps}): only removed channels make a model faster"
+        )
     lt.check_backend(lat.backend)
     if lat.allocation not in lt.ALLOCATIONS:
-        raise UserError(f"unknown structured.latency.allocation {lat.allocation!r}; choose one of: "
-                        f"{', '.join(lt.ALLOCATIONS)}")
+        raise UserError(
+            f"unknown structured.latency.allocation {lat.allocation!r}; choose one of: {', '.join(lt.ALLOCATIONS)}"
+        )
 
 
 def structured_name(s, seed_form: bool = False) -> str:
@@ -141,8 +155,17 @@ class RoundScope:
     original_channels: dict[str, int]
 
 
-def run_structured(model: nn.Module, data, *, cfg: Config, run_dir: Path, device: torch.device,
-                   checkpoint: str = "", parent=None, resume: dict | None = None) -> dict:
+def run_structured(
+    model: nn.Module,
+    data,
+    *,
+    cfg: Config,
+    run_dir: Path,
+    device: torch.device,
+    checkpoint: str = "",
+    parent=None,
+    resume: dict | None = None,
+) -> dict:
     """Prune `model` (trained, on `device`; loaded from `checkpoint` as `parent`) as cfg.structured
     says, fine-tune it, write pruned_model.pth and metrics.yaml into `run_dir`, and return the
     metrics. The final fine-tuning's <run_dir>/last.pth carries the pruned module and the figures
@@ -156,18 +179,42 @@ def run_structured(model: nn.Module, data, *, cfg: Config, run_dir: Path, device
     else:
         model, state = resume["model"].to(device), resume[PRUNE_STATE]
         print(f"resuming the final fine-tuning after epoch {resume['epoch']}; pruning is not redone")
-    state = {**state, "script": "prune_structured", "checkpoint": str(Path(checkpoint).resolve()),
-             "plan": structured_name(cfg.structured)}
-    model, summary = finetune(model, job, epochs=cfg.finetune.epochs, run_dir=run_dir, tag="finetune", resume=resume,
-                              last_extra={PRUNE_STATE: state})
+    state = {
+        **state,
+        "script": "prune_structured",
+        "checkpoint": str(Path(checkpoint).resolve()),
+        "plan": structured_name(cfg.structured),
+    }
+    model, summary = finetune(
+        model,
+        job,
+        epochs=cfg.finetune.epochs,
+        run_dir=run_dir,
+        tag="finetune",
+        resume=resume,
+        last_extra={PRUNE_STATE: state},
+    )
     final = measure(model, data, device)
-    metrics = build_metrics(cfg, state, final=final, finetune=summary, device=device, checkpoint=checkpoint,
-                            channels=st.channel_changes(state["channels_before"], st.channel_counts(model)),
-                            wall_time_s=time.perf_counter() - start)
+    metrics = build_metrics(
+        cfg,
+        state,
+        final=final,
+        finetune=summary,
+        device=device,
+        checkpoint=checkpoint,
+        channels=st.channel_changes(state["channels_before"], st.channel_counts(model)),
+        wall_time_s=time.perf_counter() - start,
+    )
     metrics["test_set"] = test_set_record(cfg.data, cfg.train.seed, data.test.num_samples)
     metrics["checkpoint_selected_on"] = checkpoint_selection(cfg.data.val_split, (summary or {}).get("epochs_run", 0))
-    metrics["saved_models"] = save_pruned_model(model, run_dir, config=config, metrics=metrics,
-                                                input_shape=tuple(data.input_shape), num_classes=data.num_classes)
+    metrics["saved_models"] = save_pruned_model(
+        model,
+        run_dir,
+        config=config,
+        metrics=metrics,
+        input_shape=tuple(data.input_shape),
+        num_classes=data.num_classes,
+    )
     atomic_write_yaml(run_dir / METRICS, metrics)
     return metrics
 
@@ -186,14 +233,17 @@ def prune_model(model: nn.Module, job: PruneJob, *, checkpoint: str = "", parent
     lineage = child_lineage(parent, checkpoint=checkpoint, figures=baseline) if checkpoint else []
     print(f"baseline: {format_report(baseline)}")
     if len(lineage) > 1:
-        print(f"re-pruning a pruned model: the original baseline is {lineage[0]['checkpoint']} "
-              f"(top1 {lineage[0]['top1']:.2f}%, MACs {format_count(lineage[0]['macs'])}); the goal is judged against it")
+        print(
+            f"re-pruning a pruned model: the original baseline is {lineage[0]['checkpoint']} "
+            f"(top1 {lineage[0]['top1']:.2f}%, MACs {format_count(lineage[0]['macs'])}); the goal is judged against it"
+        )
     channels_before = st.channel_counts(model)
 
     sparsity = None
     if s.method == "bn_scale" and s.granularity == "channel" and s.bn_scale.epochs > 0:
-        model, sparsity = sparsity_train(model, data, cfg=cfg, run_dir=run_dir / "sparsity", device=device,
-                                         config=job.config)
+        model, sparsity = sparsity_train(
+            model, data, cfg=cfg, run_dir=run_dir / "sparsity", device=device, config=job.config
+        )
     rounds = []
     scope = RoundScope(example, ignored, baseline, original_channels=channels_before)
     for step in range(1, s.iterative_steps + 1):
@@ -201,12 +251,19 @@ def prune_model(model: nn.Module, job: PruneJob, *, checkpoint: str = "", parent
         rounds.append(info)
         print(f"round {step}/{s.iterative_steps}: {format_round(info)}")
         if step < s.iterative_steps:
-            model, _ = finetune(model, job, epochs=s.step_epochs, run_dir=run_dir / "rounds" / f"round{step}",
-                                tag=f"round{step}")
+            model, _ = finetune(
+                model, job, epochs=s.step_epochs, run_dir=run_dir / "rounds" / f"round{step}", tag=f"round{step}"
+            )
     after_prune = measure(model, data, device)
     print(f"after pruning, before fine-tuning: {format_report(after_prune, baseline, s.granularity)}")
-    return model, {"baseline": baseline, "after_prune": after_prune, "rounds": rounds,
-                   "channels_before": channels_before, "sparsity": sparsity, "lineage": lineage}
+    return model, {
+        "baseline": baseline,
+        "after_prune": after_prune,
+        "rounds": rounds,
+        "channels_before": channels_before,
+        "sparsity": sparsity,
+        "lineage": lineage,
+    }
 
 
 def check_structured_resume(resume: dict, baseline: nn.Module, cfg: Config, steps_per_epoch: int, source: str) -> None:
@@ -214,8 +271,10 @@ def check_structured_resume(resume: dict, baseline: nn.Module, cfg: Config, step
     resume["model"], rebuilt from `baseline` when the file holds weights only); nothing is written before."""
     saved, now = resume[PRUNE_STATE]["plan"], structured_name(cfg.structured)
     if saved != now:
-        raise UserError(f"{source} was pruned as {saved}, these settings make {now}; "
-                        f"resume with the run's own settings or start a new run")
+        raise UserError(
+            f"{source} was pruned as {saved}, these settings make {now}; "
+            f"resume with the run's own settings or start a new run"
+        )
     train_cfg = dataclasses.replace(finetune_train_config(cfg.train, cfg.finetune), epochs=cfg.finetune.epochs)
     module = resume["model"]
     if not isinstance(module, nn.Module):  # a weights-only last.pth: the baseline reshaped to its structure
@@ -234,8 +293,14 @@ def prune_round(model: nn.Module, job: PruneJob, step: int, scope: RoundScope) -
     if job.cfg.structured.granularity == "channel":
         model, info = _prune_channel_round(model, job, step, scope)
     else:
-        model, info = _prune_kernel_round(model, cfg=job.cfg, step=step, ignored=scope.ignored,
-                                          baseline=scope.baseline, input_shape=tuple(data.input_shape))
+        model, info = _prune_kernel_round(
+            model,
+            cfg=job.cfg,
+            step=step,
+            ignored=scope.ignored,
+            baseline=scope.baseline,
+            input_shape=tuple(data.input_shape),
+        )
     st.verify_forward(model, scope.example, data.num_classes)
     return model, {"round": step, **info}
 
@@ -252,23 +317,37 @@ def _prune_channel_round(model: nn.Module, job: PruneJob, step: int, scope: Roun
     latency = s.target_latency_reduction > 0
     original = copy.deepcopy(model) if reports_latency(s) else None  # the ratio path prunes in place
     plan = st.ChannelPlan(
-        model, example, table=table, limits=st.ChannelLimits(
-            global_pruning=s.global_pruning, max_pruning_ratio=s.max_pruning_ratio,
-            round_to=math.lcm(s.round_to, lt.fast_multiple(s.latency.backend)) if latency else s.round_to),
-        ignored_layers=ignored, original_channels=scope.original_channels,
+        model,
+        example,
+        table=table,
+        limits=st.ChannelLimits(
+            global_pruning=s.global_pruning,
+            max_pruning_ratio=s.max_pruning_ratio,
+            round_to=math.lcm(s.round_to, lt.fast_multiple(s.latency.backend)) if latency else s.round_to,
+        ),
+        ignored_layers=ignored,
+        original_channels=scope.original_channels,
         layer_ratios={name: st.round_ratio(r, step, steps) for name, r in s.layer_ratios.items()},
     )
     kept = st.drop_unprunable_groups(model, example, plan)
     if kept:
-        print(f"notice: keeping the channels of {', '.join(kept)}: torch-pruning mis-traces an op there (e.g. a "
-              "zero-padding or lambda shortcut), so pruning them would break the model")
+        print(
+            f"notice: keeping the channels of {', '.join(kept)}: torch-pruning mis-traces an op there (e.g. a "
+            "zero-padding or lambda shortcut), so pruning them would break the model"
+        )
     if latency:
-        model, info = _latency_search(model, plan, cfg=cfg, example=example, input_shape=tuple(data.input_shape),
-                                      run_dir=job.run_dir)
+        model, info = _latency_search(
+            model, plan, cfg=cfg, example=example, input_shape=tuple(data.input_shape), run_dir=job.run_dir
+        )
     elif s.target_macs_reduction > 0:
-        found = st.search_channels(model, example, plan, target=s.target_macs_reduction * step / steps,
-                                   tolerance=s.target_tolerance,
-                                   reduction_of=lambda m: _reduction(m, baseline["macs"], example))
+        found = st.search_channels(
+            model,
+            example,
+            plan,
+            target=s.target_macs_reduction * step / steps,
+            tolerance=s.target_tolerance,
+            reduction_of=lambda m: _reduction(m, baseline["macs"], example),
+        )
         info = {"ratio": found.ratio, "probes": found.probes, "refinements": found.refinements}
         model = found.model
     else:
@@ -283,8 +362,9 @@ def _prune_channel_round(model: nn.Module, job: PruneJob, step: int, scope: Roun
 
 def _backend(cfg: Config, input_shape: tuple) -> lt.Backend:
     lat = cfg.structured.latency
-    return lt.Backend(lat.backend, input_shape, lat.batch_size, threads=lat.threads, rounds=lat.rounds,
-                      repeats=lat.repeats)
+    return lt.Backend(
+        lat.backend, input_shape, lat.batch_size, threads=lat.threads, rounds=lat.rounds, repeats=lat.repeats
+    )
 
 
 def _latency_search(model, plan, *, cfg, example, input_shape, run_dir) -> tuple[nn.Module, dict]:
@@ -295,21 +375,39 @@ def _latency_search(model, plan, *, cfg, example, input_shape, run_dir) -> tuple
     device = next(model.parameters()).device
     timed = model if lat.backend == "cuda" else copy.deepcopy(model).cpu()
     example = example.to(next(timed.parameters()).device)
-    table = lt.channel_latency_table(timed, example, plan, backend, levels=lat.levels,
-                             cache_dir=Path(lat.cache_dir) if lat.cache_dir else None,
-                             run_file=run_dir / lt.TABLE_FILE if run_dir else None)
+    table = lt.channel_latency_table(
+        timed,
+        example,
+        plan,
+        backend,
+        levels=lat.levels,
+        cache_dir=Path(lat.cache_dir) if lat.cache_dir else None,
+        run_file=run_dir / lt.TABLE_FILE if run_dir else None,
+    )
     rules = lt.SearchRules(lat.tolerance, lat.max_attempts, lat.allocation)
     found = lt.search_latency(timed, example, plan, table, backend, target=s.target_latency_reduction, rules=rules)
     t = found.timing
-    print(f"latency target {100 * s.target_latency_reduction:g}% on {lat.backend} batch {lat.batch_size}, "
-          f"{lat.threads} thread(s): predicted -{100 * found.predicted:.1f}%, measured -{100 * t.reduction:.1f}% "
-          f"+-{100 * t.spread:.1f} pts ({t.baseline_ms:.2f} -> {t.pruned_ms:.2f} ms, median of {t.rounds} interleaved "
-          f"rounds); channels in multiples of {backend.fast_multiple}; timed with: {'; '.join(backend.optimisations)}")
-    latency = {"backend": lat.backend, "batch_size": lat.batch_size, "threads": lat.threads, "allocation": lat.allocation,
-               "fast_multiple": backend.fast_multiple, "host": lt.host_id(), "optimisations": backend.optimisations,
-               "target_pct": 100 * s.target_latency_reduction, "tolerance_pts": 100 * lat.tolerance,
-               "predicted_reduction_pct": 100 * found.predicted, **t.as_dict(), "attempts": found.attempts,
-               "table": lt.TABLE_FILE}
+    print(
+        f"latency target {100 * s.target_latency_reduction:g}% on {lat.backend} batch {lat.batch_size}, "
+        f"{lat.threads} thread(s): predicted -{100 * found.predicted:.1f}%, measured -{100 * t.reduction:.1f}% "
+        f"+-{100 * t.spread:.1f} pts ({t.baseline_ms:.2f} -> {t.pruned_ms:.2f} ms, median of {t.rounds} interleaved "
+        f"rounds); channels in multiples of {backend.fast_multiple}; timed with: {'; '.join(backend.optimisations)}"
+    )
+    latency = {
+        "backend": lat.backend,
+        "batch_size": lat.batch_size,
+        "threads": lat.threads,
+        "allocation": lat.allocation,
+        "fast_multiple": backend.fast_multiple,
+        "host": lt.host_id(),
+        "optimisations": backend.optimisations,
+        "target_pct": 100 * s.target_latency_reduction,
+        "tolerance_pts": 100 * lat.tolerance,
+        "predicted_reduction_pct": 100 * found.predicted,
+        **t.as_dict(),
+        "attempts": found.attempts,
+        "table": lt.TABLE_FILE,
+    }
     return found.model.to(device), {"latency": latency}
 
 
@@ -318,17 +416,33 @@ def _latency_report(baseline: nn.Module, pruned: nn.Module, *, cfg, input_shape)
     lat, backend = cfg.structured.latency, _backend(cfg, input_shape)
     on = (lambda m: m) if lat.backend == "cuda" else (lambda m: copy.deepcopy(m).cpu())
     t = lt.compare(on(baseline), on(pruned), backend)
-    print(f"latency on {lat.backend} batch {lat.batch_size}, {lat.threads} thread(s): measured -{100 * t.reduction:.1f}% "
-          f"+-{100 * t.spread:.1f} pts ({t.baseline_ms:.2f} -> {t.pruned_ms:.2f} ms, median of {t.rounds} interleaved rounds)")
-    return {"backend": lat.backend, "batch_size": lat.batch_size, "threads": lat.threads, "host": lt.host_id(),
-            "optimisations": backend.optimisations, "predicted_reduction_pct": None, **t.as_dict()}
+    print(
+        f"latency on {lat.backend} batch {lat.batch_size}, {lat.threads} thread(s): measured -{100 * t.reduction:.1f}% "
+        f"+-{100 * t.spread:.1f} pts ({t.baseline_ms:.2f} -> {t.pruned_ms:.2f} ms, median of {t.rounds} interleaved rounds)"
+    )
+    return {
+        "backend": lat.backend,
+        "batch_size": lat.batch_size,
+        "threads": lat.threads,
+        "host": lt.host_id(),
+        "optimisations": backend.optimisations,
+        "predicted_reduction_pct": None,
+        **t.as_dict(),
+    }
 
 
 def _prune_kernel_round(model, *, cfg, step, ignored, baseline, input_shape):
     s = cfg.structured
     steps = s.iterative_steps
-    spec = KernelPruning(s.granularity, s.method, global_pruning=s.global_pruning, max_pruning_ratio=s.max_pruning_ratio,
-                         pattern_size=s.pattern_size, num_patterns=s.num_patterns, seed=cfg.train.seed)
+    spec = KernelPruning(
+        s.granularity,
+        s.method,
+        global_pruning=s.global_pruning,
+        max_pruning_ratio=s.max_pruning_ratio,
+        pattern_size=s.pattern_size,
+        num_patterns=s.num_patterns,
+        seed=cfg.train.seed,
+    )
 
     def prune(m: nn.Module, ratio: float) -> None:
         prune_kernels(m, spec, ratio=ratio, ignored_layers=ignored)
@@ -354,8 +468,16 @@ def _reduction(model: nn.Module, base_macs: int, example: torch.Tensor) -> float
 
 
 # ----------------------------------------------------------------------------- training phases
-def finetune(model: nn.Module, job: PruneJob, *, epochs: int, run_dir: Path, tag: str, resume: dict | None = None,
-             last_extra: dict | None = None) -> tuple[nn.Module, dict | None]:
+def finetune(
+    model: nn.Module,
+    job: PruneJob,
+    *,
+    epochs: int,
+    run_dir: Path,
+    tag: str,
+    resume: dict | None = None,
+    last_extra: dict | None = None,
+) -> tuple[nn.Module, dict | None]:
     """fit for `epochs` with finetune.* settings (KD from `job.teacher` when finetune.kd.alpha > 0);
     kernel masks are re-applied after every step. Returns the best-validation model."""
     if epochs <= 0:
@@ -365,22 +487,32 @@ def finetune(model: nn.Module, job: PruneJob, *, epochs: int, run_dir: Path, tag
     loss_fn = None
     if teacher is not None:
         kd = cfg.finetune.kd
-        loss_fn = distillation_loss(teacher, alpha=kd.alpha, temperature=kd.temperature,
-                                    label_smoothing=train_cfg.label_smoothing)
+        loss_fn = distillation_loss(
+            teacher, alpha=kd.alpha, temperature=kd.temperature, label_smoothing=train_cfg.label_smoothing
+        )
     after_step = None
     if cfg.structured.granularity != "channel":
         masks = masks_from_zeros(kernel_layers(model))
         after_step = lambda: apply_kernel_masks(masks)  # noqa: E731  (keeps zeroed kernels at zero)
     options = FitOptions(loss_fn=loss_fn, after_step=after_step, tag=tag, save_full_module=True, last_extra=last_extra)
-    summary = fit(model, job.data, train_cfg=train_cfg, run_dir=run_dir, config=job.config, device=job.device,
-                  resume=resume, options=options)
+    summary = fit(
+        model,
+        job.data,
+        train_cfg=train_cfg,
+        run_dir=run_dir,
+        config=job.config,
+        device=job.device,
+        resume=resume,
+        options=options,
+    )
     # best_model.pth holds the same architecture as `model` (plus its structure): load in place.
     model.load_state_dict(read_own_checkpoint(run_dir / BEST)["model"])
     return model.eval(), summary
 
 
-def sparsity_train(model: nn.Module, data, *, cfg: Config, run_dir: Path, device: torch.device,
-                   config: dict) -> tuple[nn.Module, dict]:
+def sparsity_train(
+    model: nn.Module, data, *, cfg: Config, run_dir: Path, device: torch.device, config: dict
+) -> tuple[nn.Module, dict]:
     """Network Slimming's phase: train with reg * sum |gamma| added to the loss for
     structured.bn_scale.epochs, keeping the last weights (the sparsest, not the most accurate)."""
     s = cfg.structured
@@ -388,13 +520,27 @@ def sparsity_train(model: nn.Module, data, *, cfg: Config, run_dir: Path, device
     before = _scale_stats(layers)
     train_cfg = dataclasses.replace(finetune_train_config(cfg.train, cfg.finetune), epochs=s.bn_scale.epochs)
     loss_fn = st.bn_l1_loss(cross_entropy(train_cfg.label_smoothing), layers, s.bn_scale.reg)
-    summary = fit(model, data, train_cfg=train_cfg, run_dir=run_dir, config=config, device=device,
-                  options=FitOptions(loss_fn=loss_fn, tag="sparsity"))
+    summary = fit(
+        model,
+        data,
+        train_cfg=train_cfg,
+        run_dir=run_dir,
+        config=config,
+        device=device,
+        options=FitOptions(loss_fn=loss_fn, tag="sparsity"),
+    )
     after = _scale_stats(layers)
-    print(f"sparsity training: mean |gamma| {before['mean_abs_gamma']:.4f} -> {after['mean_abs_gamma']:.4f}, "
-          f"scales below 0.01: {100 * before['fraction_below_0.01']:.1f}% -> {100 * after['fraction_below_0.01']:.1f}%")
-    return model.eval(), {"reg": s.bn_scale.reg, "epochs": summary["epochs_run"], "before": before, "after": after,
-                          "final_val_top1": summary["history"][-1]["val_top1"] if summary["history"] else None}
+    print(
+        f"sparsity training: mean |gamma| {before['mean_abs_gamma']:.4f} -> {after['mean_abs_gamma']:.4f}, "
+        f"scales below 0.01: {100 * before['fraction_below_0.01']:.1f}% -> {100 * after['fraction_below_0.01']:.1f}%"
+    )
+    return model.eval(), {
+        "reg": s.bn_scale.reg,
+        "epochs": summary["epochs_run"],
+        "before": before,
+        "after": after,
+        "final_val_top1": summary["history"][-1]["val_top1"] if summary["history"] else None,
+    }
 
 
 def _scale_stats(layers: list[nn.Module]) -> dict:
@@ -411,13 +557,27 @@ def measure(model: nn.Module, data, device: torch.device) -> dict:
     return {"top1": test["top1"], "top5": test["top5"], **{k: report[k] for k in keys}}
 
 
-def build_metrics(cfg: Config, state: dict, *, final: dict, channels: dict, finetune: dict | None, device,
-                  checkpoint: str, wall_time_s: float) -> dict:
+def build_metrics(
+    cfg: Config,
+    state: dict,
+    *,
+    final: dict,
+    channels: dict,
+    finetune: dict | None,
+    device,
+    checkpoint: str,
+    wall_time_s: float,
+) -> dict:
     """metrics.yaml: figures against the immediate parent (state["baseline"]) and, under vs_original,
     against the original baseline of state["lineage"], which the goal is judged on. `state` is what
     prune_model returned (baseline, after_prune, rounds, sparsity, lineage)."""
     s = cfg.structured
-    baseline, after_prune, rounds, sparsity = state["baseline"], state["after_prune"], state["rounds"], state["sparsity"]
+    baseline, after_prune, rounds, sparsity = (
+        state["baseline"],
+        state["after_prune"],
+        state["rounds"],
+        state["sparsity"],
+    )
     lineage = state.get("lineage", [])
     prefix = "" if s.granularity == "channel" else "nonzero_"
     macs_pct = _pct(baseline[prefix + "macs"], final[prefix + "macs"])
@@ -443,8 +603,12 @@ def build_metrics(cfg: Config, state: dict, *, final: dict, channels: dict, fine
         "goal": goal,
         "vs_original": original,
         # goal_verdict's one rule: kernel / intra_kernel masks (non-zero basis) get no verdict (None, n/a)
-        "goal_met": st.goal_verdict(flops_reduction_pct=None if prefix else original["flops_reduction_pct"],
-                                    accuracy_drop=original["accuracy_drop"], sparse=bool(prefix), **goal),
+        "goal_met": st.goal_verdict(
+            flops_reduction_pct=None if prefix else original["flops_reduction_pct"],
+            accuracy_drop=original["accuracy_drop"],
+            sparse=bool(prefix),
+            **goal,
+        ),
         "baseline": baseline,
         "pruned_before_finetune": after_prune,
         "pruned": final,
@@ -459,9 +623,12 @@ def build_metrics(cfg: Config, state: dict, *, final: dict, channels: dict, fine
         metrics["sparsity_training"] = sparsity
     latency = rounds[-1].pop("latency", None) if rounds else None  # kept once, at the top level
     if latency is not None:  # the architecture is final after pruning, so fine-tuning leaves this as measured
-        metrics |= {"latency": latency, "latency_reduction_pct": latency["measured_reduction_pct"],
-                    "predicted_latency_reduction_pct": latency.get("predicted_reduction_pct"),
-                    "latency_spread_pts": latency["spread_pts"]}
+        metrics |= {
+            "latency": latency,
+            "latency_reduction_pct": latency["measured_reduction_pct"],
+            "predicted_latency_reduction_pct": latency.get("predicted_reduction_pct"),
+            "latency_spread_pts": latency["spread_pts"],
+        }
     return metrics
 
 
@@ -470,22 +637,31 @@ def _pct(before: float, after: float) -> float:
 
 
 def _finetune_summary(cfg: Config, summary: dict | None) -> dict:
-    out = {"epochs": cfg.finetune.epochs, "kd_alpha": cfg.finetune.kd.alpha, "kd_temperature": cfg.finetune.kd.temperature}
+    out = {
+        "epochs": cfg.finetune.epochs,
+        "kd_alpha": cfg.finetune.kd.alpha,
+        "kd_temperature": cfg.finetune.kd.temperature,
+    }
     if summary is not None:
-        out |= {"epochs_run": summary["epochs_run"], "best_epoch": summary["best_epoch"],
-                "best_val_top1": summary["best_top1"], "wall_time_s": summary["wall_time_s"]}
+        out |= {
+            "epochs_run": summary["epochs_run"],
+            "best_epoch": summary["best_epoch"],
+            "best_val_top1": summary["best_top1"],
+            "wall_time_s": summary["wall_time_s"],
+        }
     return out
 
 
-def save_pruned_model(model: nn.Module, run_dir: Path, *, config: dict, metrics: dict,
-                      input_shape: tuple[int, int, int], num_classes: int) -> list[str]:
+def save_pruned_model(
+    model: nn.Module, run_dir: Path, *, config: dict, metrics: dict, input_shape: tuple[int, int, int], num_classes: int
+) -> list[str]:
     """Write the pruned model (CPU, eval mode) twice: PRUNED_MODEL_STATE, a weights-only checkpoint with
     its structure that every script rebuilds it from without unpickling, and PRUNED_MODEL, the
     module pickled bare with `run_config` and `run_metrics` attributes, for plain torch.load users
     (graders, existing scripts). Each is skipped with a printed notice when it cannot be written
     faithfully (a class that does not pickle, e.g. a lambda; a structure rebuild that differs);
     returns the names written. Both impossible is a UserError."""
-    from tools.modeling.structure import STRUCTURE_KEY, model_structure, rebuild_problem
+    from tools.modeling.structure import model_structure, rebuild_problem
 
     module = copy.deepcopy(model).cpu().eval()
     slim_metrics = {k: v for k, v in metrics.items() if k not in ("channels", LINEAGE)}
@@ -493,8 +669,13 @@ def save_pruned_model(model: nn.Module, run_dir: Path, *, config: dict, metrics:
     structure = model_structure(module, config["model"])
     problem = rebuild_problem(module, structure, num_classes=num_classes, input_shape=input_shape)
     if problem is None:
-        save_checkpoint(run_dir / PRUNED_MODEL_STATE, model=module, config=config, metrics=slim_metrics,
-                        extra={LINEAGE: metrics.get(LINEAGE, [])})
+        save_checkpoint(
+            run_dir / PRUNED_MODEL_STATE,
+            model=module,
+            config=config,
+            metrics=slim_metrics,
+            extra={LINEAGE: metrics.get(LINEAGE, [])},
+        )
         written.append(PRUNED_MODEL_STATE)
     else:
         reasons.append(f"{PRUNED_MODEL_STATE} not written: {problem}")
@@ -515,12 +696,15 @@ def save_pruned_model(model: nn.Module, run_dir: Path, *, config: dict, metrics:
 
 def format_report(report: dict, baseline: dict | None = None, granularity: str = "channel") -> str:
     """One line: top-1/top-5, MACs, FLOPs, params (with reductions vs `baseline`)."""
+
     def cost(key: str) -> str:
         text = format_count(report[key])
         return text if baseline is None else f"{text} (-{_pct(baseline[key], report[key]):.1f}%)"
 
-    line = (f"top1 {report['top1']:.2f}% top5 {report['top5']:.2f}%  MACs {cost('macs')}  FLOPs {cost('flops')} "
-            f"(FLOPs = 2 x MACs)  params {cost('params')}")
+    line = (
+        f"top1 {report['top1']:.2f}% top5 {report['top5']:.2f}%  MACs {cost('macs')}  FLOPs {cost('flops')} "
+        f"(FLOPs = 2 x MACs)  params {cost('params')}"
+    )
     if granularity != "channel":
         line += f"  non-zero MACs {cost('nonzero_macs')}  non-zero params {cost('nonzero_params')}"
     return line
@@ -533,8 +717,10 @@ def format_round(info: dict) -> str:
     if "nonzero_macs_reduction_pct" in info:
         parts.append(f"non-zero MACs reduction {info['nonzero_macs_reduction_pct']:.2f}%")
     if "probes" in info:
-        parts.append(f"{info['probes']} pruned copies tried" +
-                     (f", {info['refinements']} round_to blocks added" if info.get("refinements") else ""))
+        parts.append(
+            f"{info['probes']} pruned copies tried"
+            + (f", {info['refinements']} round_to blocks added" if info.get("refinements") else "")
+        )
     return ", ".join(parts)
 
 
@@ -554,19 +740,32 @@ def final_block(metrics: dict) -> str:
     ]
     if repruned:
         original = metrics["vs_original"]
-        rows += [("original baseline top1", f"{original['baseline_top1']:.2f}% ({original['checkpoint']})"),
-                 ("drop vs original", f"{original['accuracy_drop']:.2f} pts"),
-                 (f"{basis}FLOPs reduction vs original", f"{original['flops_reduction_pct']:.2f}%")]
+        rows += [
+            ("original baseline top1", f"{original['baseline_top1']:.2f}% ({original['checkpoint']})"),
+            ("drop vs original", f"{original['accuracy_drop']:.2f} pts"),
+            (f"{basis}FLOPs reduction vs original", f"{original['flops_reduction_pct']:.2f}%"),
+        ]
     if "latency" in metrics:
         lat = metrics["latency"]
-        target = (f" (predicted {lat['predicted_reduction_pct']:.1f}%, target {lat['target_pct']:g}% "
-                  f"+-{lat['tolerance_pts']:g})" if lat["predicted_reduction_pct"] is not None else "")
-        rows.append(("latency reduction", f"{lat['measured_reduction_pct']:.1f}% measured +-{lat['spread_pts']:.1f} pts"
-                                          f"{target} on {lat['backend']} batch {lat['batch_size']}, "
-                                          f"{lat['threads']} thread(s)"))
+        target = (
+            f" (predicted {lat['predicted_reduction_pct']:.1f}%, target {lat['target_pct']:g}% "
+            f"+-{lat['tolerance_pts']:g})"
+            if lat["predicted_reduction_pct"] is not None
+            else ""
+        )
+        rows.append(
+            (
+                "latency reduction",
+                f"{lat['measured_reduction_pct']:.1f}% measured +-{lat['spread_pts']:.1f} pts"
+                f"{target} on {lat['backend']} batch {lat['batch_size']}, "
+                f"{lat['threads']} thread(s)",
+            )
+        )
     width = max(len(k) for k, _ in rows)
     lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
-    lines.append(st.goal_line(metrics["goal_met"], **metrics["goal"]) + (" against the original baseline" if repruned else ""))
+    lines.append(
+        st.goal_line(metrics["goal_met"], **metrics["goal"]) + (" against the original baseline" if repruned else "")
+    )
     return "\n".join(lines)
 
 
@@ -574,20 +773,33 @@ def cli_flags(args) -> dict:
     """Script flags as config keys; a ratio on the command line switches a YAML target off and vice versa."""
     if args.sparsity is not None:  # the seed's spelling of the same target
         args.target_macs_reduction = args.sparsity
-    flags = {"structured.method": args.method, "structured.granularity": args.granularity,
-             "finetune.epochs": args.epochs, "structured.iterative_steps": args.iterative_steps}
+    flags = {
+        "structured.method": args.method,
+        "structured.granularity": args.granularity,
+        "finetune.epochs": args.epochs,
+        "structured.iterative_steps": args.iterative_steps,
+    }
     if args.pruning_ratio is not None:
-        flags |= {"structured.pruning_ratio": args.pruning_ratio, "structured.target_macs_reduction": 0.0,
-                  "structured.target_latency_reduction": 0.0}
+        flags |= {
+            "structured.pruning_ratio": args.pruning_ratio,
+            "structured.target_macs_reduction": 0.0,
+            "structured.target_latency_reduction": 0.0,
+        }
     if args.target_macs_reduction is not None:
         if not 0 < args.target_macs_reduction < 1:
-            raise UserError(f"--sparsity / --target-macs-reduction is the fraction of FLOPs removed and must be in (0, 1), "
-                            f"e.g. 0.5; got {args.target_macs_reduction:g}")
-        flags |= {"structured.target_macs_reduction": args.target_macs_reduction,
-                  "structured.target_latency_reduction": 0.0}
+            raise UserError(
+                f"--sparsity / --target-macs-reduction is the fraction of FLOPs removed and must be in (0, 1), "
+                f"e.g. 0.5; got {args.target_macs_reduction:g}"
+            )
+        flags |= {
+            "structured.target_macs_reduction": args.target_macs_reduction,
+            "structured.target_latency_reduction": 0.0,
+        }
     if args.target_latency_reduction is not None:
-        flags |= {"structured.target_latency_reduction": args.target_latency_reduction,
-                  "structured.target_macs_reduction": 0.0}
+        flags |= {
+            "structured.target_latency_reduction": args.target_latency_reduction,
+            "structured.target_macs_reduction": 0.0,
+        }
     return flags
 
 
@@ -597,15 +809,21 @@ def target_line(s) -> str:
     unit = "channel" if s.granularity == "channel" else "kernel"
     if s.target_latency_reduction > 0:
         lat = s.latency
-        return (f"target latency reduction {100 * s.target_latency_reduction:g}% (+-{100 * lat.tolerance:g} pts) "
-                f"measured on {lat.backend}, batch {lat.batch_size}, {lat.threads} thread(s) "
-                f"(--target-latency-reduction; MACs are reported beside it)")
+        return (
+            f"target latency reduction {100 * s.target_latency_reduction:g}% (+-{100 * lat.tolerance:g} pts) "
+            f"measured on {lat.backend}, batch {lat.batch_size}, {lat.threads} thread(s) "
+            f"(--target-latency-reduction; MACs are reported beside it)"
+        )
     if s.target_macs_reduction > 0:
-        return (f"target sparsity {100 * s.target_macs_reduction:g}% of {basis}FLOPs (= MACs) removed, searched within "
-                f"{100 * s.target_tolerance:g} pt(s) of it (--sparsity / structured.target_macs_reduction; "
-                f"the {unit} ratio follows from it)")
-    return (f"{unit} ratio {100 * s.pruning_ratio:g}% of {unit}s removed (--pruning-ratio / structured.pruning_ratio; "
-            f"the {basis}FLOPs removed follow from it, see the final block)")
+        return (
+            f"target sparsity {100 * s.target_macs_reduction:g}% of {basis}FLOPs (= MACs) removed, searched within "
+            f"{100 * s.target_tolerance:g} pt(s) of it (--sparsity / structured.target_macs_reduction; "
+            f"the {unit} ratio follows from it)"
+        )
+    return (
+        f"{unit} ratio {100 * s.pruning_ratio:g}% of {unit}s removed (--pruning-ratio / structured.pruning_ratio; "
+        f"the {basis}FLOPs removed follow from it, see the final block)"
+    )
 
 
 def prune_structured(args) -> None:
@@ -613,29 +831,41 @@ def prune_structured(args) -> None:
     resume = read_prune_resume(args.resume, "prune_structured") if args.resume else None
     checkpoint = resumed_checkpoint(args.checkpoint, resume, args.resume)
     cfg, ckpt, data, model, device = load_checkpoint_run(
-        args, flags=cli_flags(args), checkpoint=checkpoint,
-        base=(resume["config"], f"checkpoint {args.resume}") if resume else None)
+        args,
+        flags=cli_flags(args),
+        checkpoint=checkpoint,
+        base=(resume["config"], f"checkpoint {args.resume}") if resume else None,
+    )
     check_structured_config(cfg)
     if resume is not None:
         check_structured_resume(resume, model, cfg, len(data.train), args.resume)
-    run = RunFolder.new(cfg.output.root, "structured", structured_name(cfg.structured, seed_form=args.sparsity is not None),
-                        args.save_dir or (Path(args.resume).parent if resume else None)).start(cfg, resume=resume is not None)
+    run = RunFolder.new(
+        cfg.output.root,
+        "structured",
+        structured_name(cfg.structured, seed_form=args.sparsity is not None),
+        args.save_dir or (Path(args.resume).parent if resume else None),
+    ).start(cfg, resume=resume is not None)
     with run:
         prune_in(run.path, cfg, ckpt, data, model, device, checkpoint=str(checkpoint), resume=resume)
 
 
 def prune_in(run_dir, cfg, ckpt, data, model, device, *, checkpoint: str, resume: dict | None) -> None:
     print(f"run folder: {run_dir}")
-    print(f"model {cfg.model.name} on {cfg.data.name} {data.input_shape}, device {device}; method {cfg.structured.method}, "
-          f"granularity {cfg.structured.granularity}")
+    print(
+        f"model {cfg.model.name} on {cfg.data.name} {data.input_shape}, device {device}; method {cfg.structured.method}, "
+        f"granularity {cfg.structured.granularity}"
+    )
     print(target_line(cfg.structured))
-    metrics = run_structured(model, data, cfg=cfg, run_dir=run_dir, device=device, checkpoint=checkpoint,
-                             parent=ckpt, resume=resume)
+    metrics = run_structured(
+        model, data, cfg=cfg, run_dir=run_dir, device=device, checkpoint=checkpoint, parent=ckpt, resume=resume
+    )
     print(final_block(metrics))
     if PRUNED_MODEL_STATE in metrics["saved_models"]:
         print(f"pruned model: {run_dir / PRUNED_MODEL_STATE}  (weights-only; every script rebuilds the model from it)")
     if PRUNED_MODEL in metrics["saved_models"]:
-        print(f"pickled:      {run_dir / PRUNED_MODEL}  (plain torch.load(path, weights_only=False) returns the module)")
+        print(
+            f"pickled:      {run_dir / PRUNED_MODEL}  (plain torch.load(path, weights_only=False) returns the module)"
+        )
     print(f"metrics:      {run_dir / METRICS}")
     if (run_dir / LOGS).is_dir():  # absent when nothing was trained (finetune.epochs 0, no rounds)
         print(f"fine-tuning:  {run_dir / LOG_CSV}; TensorBoard: uv run tensorboard --logdir {run_dir}")

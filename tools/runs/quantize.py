@@ -32,8 +32,8 @@ from tools.deploy.quantize import (
     quantize_int8,
     verdict,
 )
-from tools.modeling.export import load_onnx
 from tools.modeling.checkpoint_run import load_checkpoint_run
+from tools.modeling.export import load_onnx
 
 
 @dataclass
@@ -71,23 +71,38 @@ def run_quantize(job: QuantizeJob) -> dict:
     ptq = file_entry(out, evaluate_onnx(out, job.test_loader, num_threads=threads)) | {"method": "ptq"}
     print_file("INT8", ptq, fp32)
     images = info.pop("calibration_images")
-    report = {"source": job.source, "fp32": fp32, "ptq": ptq, "int8": ptq, **info,
-              "calibration": {"method": q.calibration, "num_images": images,
-                              "percentile": q.percentile if q.calibration == "percentile" else None,
-                              "per_channel_weights": q.per_channel, "weights": "int8 symmetric",
-                              "activations": f"{q.activation_type} asymmetric", "format": "QDQ"}}
+    report = {
+        "source": job.source,
+        "fp32": fp32,
+        "ptq": ptq,
+        "int8": ptq,
+        **info,
+        "calibration": {
+            "method": q.calibration,
+            "num_images": images,
+            "percentile": q.percentile if q.calibration == "percentile" else None,
+            "per_channel_weights": q.per_channel,
+            "weights": "int8 symmetric",
+            "activations": f"{q.activation_type} asymmetric",
+            "format": "QDQ",
+        },
+    }
     drop, met = verdict(fp32["top1"], ptq["top1"], q.max_drop)
     if met != "MET" and q.qat_epochs and job.model is not None:
-        print(f"PTQ drop {drop:.2f} pts > quantize.max_drop {q.max_drop:g}: quantization-aware fine-tuning, "
-              f"{q.qat_epochs} epochs")
+        print(
+            f"PTQ drop {drop:.2f} pts > quantize.max_drop {q.max_drop:g}: quantization-aware fine-tuning, "
+            f"{q.qat_epochs} epochs"
+        )
         report["qat"] = run_qat(job)
         if report["qat"]["top1"] > ptq["top1"]:
             report["int8"] = report["qat"]
         drop, met = verdict(fp32["top1"], report["int8"]["top1"], q.max_drop)
     report |= summary(job, report, drop, met)
     atomic_write_yaml(job.out_dir / QUANTIZE_RECORD, report)
-    print(f"deployed INT8 file: {report['int8']['path']} ({report['int8']['method']}); "
-          f"top-1 drop {drop:.2f} pts vs FP32 ONNX (max {q.max_drop:g}): {met}")
+    print(
+        f"deployed INT8 file: {report['int8']['path']} ({report['int8']['method']}); "
+        f"top-1 drop {drop:.2f} pts vs FP32 ONNX (max {q.max_drop:g}): {met}"
+    )
     print(f"wrote {job.out_dir / QUANTIZE_RECORD}")
     return report
 
@@ -101,11 +116,14 @@ def summary(job: QuantizeJob, report: dict, drop: float, met: str) -> dict:
         cost = {"macs": macs, "flops": flops_from_macs(macs), "params": params}
     return cost | {
         "size_ratio": report["fp32"]["size_bytes"] / report["int8"]["size_bytes"],
-        "drop": drop, "max_drop": job.cfg.quantize.max_drop, "verdict": met,
-        "data": job.cfg.data.name, "backend": f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider)",
+        "drop": drop,
+        "max_drop": job.cfg.quantize.max_drop,
+        "verdict": met,
+        "data": job.cfg.data.name,
+        "backend": f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider)",
         "num_threads": job.cfg.train.num_threads or None,
         "note": "accuracies are test top-1/top-5 (%) of the ONNX files run by ONNX Runtime; drop = FP32 - INT8 "
-                "top-1 (points); FLOPs = 2 x MACs",
+        "top-1 (points); FLOPs = 2 x MACs",
     }
 
 
@@ -117,36 +135,57 @@ def run_qat(job: QuantizeJob) -> dict:
 
     q, cfg = job.cfg.quantize, job.cfg
     model = prepare_qat(job.model.cpu(), signed_activations=q.activation_type == "int8")
-    train_cfg = replace(finetune_train_config(cfg.train, cfg.finetune), epochs=q.qat_epochs, lr=q.qat_lr,
-                        device="cpu", patience=0)
-    fit(model, job.train_data, train_cfg=train_cfg, run_dir=job.out_dir / "qat", config=config_to_dict(cfg),
-        device=torch.device("cpu"), options=FitOptions(tag="qat"))
+    train_cfg = replace(
+        finetune_train_config(cfg.train, cfg.finetune), epochs=q.qat_epochs, lr=q.qat_lr, device="cpu", patience=0
+    )
+    fit(
+        model,
+        job.train_data,
+        train_cfg=train_cfg,
+        run_dir=job.out_dir / "qat",
+        config=config_to_dict(cfg),
+        device=torch.device("cpu"),
+        options=FitOptions(tag="qat"),
+    )
     fp32_path = export_onnx(strip_qat(model), job.input_shape, job.out_dir / "model.qat.onnx", opset=cfg.export.opset)
     out = int8_path(fp32_path, job.out_dir)
     info = calibrate_and_quantize(job, fp32_path, out)
     entry = file_entry(out, evaluate_onnx(out, job.test_loader, num_threads=cfg.train.num_threads))
     print_file("QAT INT8", entry)
-    return entry | {"method": "qat", "epochs": q.qat_epochs, "lr": q.qat_lr, "fp32_path": str(fp32_path),
-                    "float_nodes": info["float_nodes"]}
+    return entry | {
+        "method": "qat",
+        "epochs": q.qat_epochs,
+        "lr": q.qat_lr,
+        "fp32_path": str(fp32_path),
+        "float_nodes": info["float_nodes"],
+    }
 
 
 def print_file(kind: str, entry: dict, fp32: dict | None = None) -> None:
     smaller = f"  ({fp32['size_bytes'] / entry['size_bytes']:.2f}x smaller)" if fp32 else ""
-    print(f"{kind:<8} {entry['path']}  {entry['size_bytes'] / 2**20:.3f} MiB  top-1 {entry['top1']:.2f}%  "
-          f"top-5 {entry['top5']:.2f}%  ({entry['num_samples']} test images, ONNX Runtime){smaller}")
+    print(
+        f"{kind:<8} {entry['path']}  {entry['size_bytes'] / 2**20:.3f} MiB  top-1 {entry['top1']:.2f}%  "
+        f"top-5 {entry['top5']:.2f}%  ({entry['num_samples']} test images, ONNX Runtime){smaller}"
+    )
 
 
 def print_float_nodes(nodes: list[dict]) -> None:
     if nodes:
         shown = ", ".join(f"{n['op_type']} {n['name']}" for n in nodes[:8])
-        print(f"{len(nodes)} node(s) left in FP32 (no INT8 kernel in the quantizer): {shown}"
-              + (" ..." if len(nodes) > 8 else ""))
+        print(
+            f"{len(nodes)} node(s) left in FP32 (no INT8 kernel in the quantizer): {shown}"
+            + (" ..." if len(nodes) > 8 else "")
+        )
 
 
 def quantize(args) -> None:
     """scripts.quantize's whole command: `args` as its parse_args returns them."""
-    flags = {"quantize.calibration": args.calibration, "quantize.num_images": args.num_images,
-             "quantize.max_drop": args.max_drop, "train.device": "cpu"}
+    flags = {
+        "quantize.calibration": args.calibration,
+        "quantize.num_images": args.num_images,
+        "quantize.max_drop": args.max_drop,
+        "train.device": "cpu",
+    }
     job = checkpoint_job(args, flags) if args.checkpoint else onnx_job(args, flags)
     save_config(job.cfg, job.out_dir / CONFIG)
     run_quantize(job)
@@ -163,8 +202,17 @@ def checkpoint_job(args, flags: dict) -> QuantizeJob:
     # Calibration sees training images as the model will: not cropped or flipped.
     calibration = build_data(replace(cfg.data, augment=False), seed=cfg.train.seed, device="cpu")
     check_input_shape(fp32_path, calibration.input_shape, "calibration")
-    return QuantizeJob(fp32_path, out_dir, cfg, calibration.train, data.test, model=model, train_data=data,
-                       input_shape=data.input_shape, source=str(args.checkpoint))
+    return QuantizeJob(
+        fp32_path,
+        out_dir,
+        cfg,
+        calibration.train,
+        data.test,
+        model=model,
+        train_data=data,
+        input_shape=data.input_shape,
+        source=str(args.checkpoint),
+    )
 
 
 def onnx_job(args, flags: dict) -> QuantizeJob:
@@ -172,8 +220,11 @@ def onnx_job(args, flags: dict) -> QuantizeJob:
     cfg, data = load_onnx_run(args, fp32_path, flags=flags, augment=False)
     check_quantize_config(cfg.quantize)
     if cfg.quantize.qat_epochs:
-        raise UserError("quantize.qat_epochs needs the PyTorch model; pass --checkpoint instead of --onnx "
-                        "(or set quantize.qat_epochs=0)")
+        raise UserError(
+            "quantize.qat_epochs needs the PyTorch model; pass --checkpoint instead of --onnx "
+            "(or set quantize.qat_epochs=0)"
+        )
     out_dir = Path(args.save_dir) if args.save_dir else fp32_path.parent
-    return QuantizeJob(fp32_path, out_dir, cfg, data.train, data.test, input_shape=data.input_shape,
-                       source=str(fp32_path))
+    return QuantizeJob(
+        fp32_path, out_dir, cfg, data.train, data.test, input_shape=data.input_shape, source=str(fp32_path)
+    )

@@ -68,8 +68,11 @@ def check_amp(amp: str, device: torch.device) -> str:
     if device.type == "cpu" and amp == "bf16":
         if cpu_has_native_bf16():
             return amp
-        warnings.warn(f"train.amp=bf16: this CPU ({torch.backends.cpu.get_cpu_capability()}) has no native bf16 "
-                      "(AVX512-BF16 or AMX), where bf16 is slower than fp32; training in fp32", stacklevel=2)
+        warnings.warn(
+            f"train.amp=bf16: this CPU ({torch.backends.cpu.get_cpu_capability()}) has no native bf16 "
+            "(AVX512-BF16 or AMX), where bf16 is slower than fp32; training in fp32",
+            stacklevel=2,
+        )
         return "none"
     warnings.warn(f"train.amp={amp} needs CUDA; training in fp32 on {device.type}", stacklevel=2)
     return "none"
@@ -86,8 +89,9 @@ def build_optimizer(
     weight_decay: float = 0.0,
 ) -> torch.optim.Optimizer:
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0,
-                               weight_decay=weight_decay)
+        return torch.optim.SGD(
+            params, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0, weight_decay=weight_decay
+        )
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     raise UserError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
@@ -168,7 +172,9 @@ class StepOptions:
     scaler: torch.amp.GradScaler | None = None  # fp16 loss scaling
     grad_clip_norm: float = 0.0  # 0 = no clipping
     channels_last: bool = False
-    after_step: Callable[[], None] | None = None  # after every optimizer step (pruning masks keep pruned weights at zero)
+    after_step: Callable[[], None] | None = (
+        None  # after every optimizer step (pruning masks keep pruned weights at zero)
+    )
 
 
 def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, step: StepOptions) -> None:
@@ -187,8 +193,16 @@ def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: to
         optimizer.step()
 
 
-def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, scheduler=None, *,
-                    device: torch.device, step: StepOptions = StepOptions(), desc: str = "train") -> dict:
+def train_one_epoch(
+    model: nn.Module,
+    loader,
+    optimizer: torch.optim.Optimizer,
+    scheduler=None,
+    *,
+    device: torch.device,
+    step: StepOptions = StepOptions(),
+    desc: str = "train",
+) -> dict:
     """One pass over `loader`. Returns loss, top1 (%), images/s and time."""
     loss_fn = step.loss_fn or cross_entropy()
     model.train()
@@ -213,8 +227,10 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
     elapsed = time.perf_counter() - start
     # The running sum is the non-finite flag: checked once per epoch, not with a host sync per step.
     if not torch.isfinite(total_loss):
-        raise NonFiniteLoss(f"{desc}: the loss became {total_loss.item()} during this epoch; lower the learning rate "
-                            "or set grad_clip_norm")
+        raise NonFiniteLoss(
+            f"{desc}: the loss became {total_loss.item()} during this epoch; lower the learning rate "
+            "or set grad_clip_norm"
+        )
     return {
         "loss": total_loss.item() / max(seen, 1),
         "top1": 100.0 * correct.item() / max(seen, 1),
@@ -225,8 +241,15 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, loader, *, device: torch.device, amp: str = "none", channels_last: bool = False,
-             desc: str = "eval") -> dict:
+def evaluate(
+    model: nn.Module,
+    loader,
+    *,
+    device: torch.device,
+    amp: str = "none",
+    channels_last: bool = False,
+    desc: str = "eval",
+) -> dict:
     """Top-1/top-5 accuracy (%) and mean cross-entropy over the whole loader."""
     model.eval()
     total_loss = torch.zeros((), device=device, dtype=torch.float64)
@@ -253,8 +276,9 @@ def evaluate(model: nn.Module, loader, *, device: torch.device, amp: str = "none
     }
 
 
-def train_step_throughput(model: nn.Module, loader, *, device: torch.device, num_batches: int, lr: float = 0.01,
-                          amp: str = "none") -> float:
+def train_step_throughput(
+    model: nn.Module, loader, *, device: torch.device, num_batches: int, lr: float = 0.01, amp: str = "none"
+) -> float:
     """Images/s of full training steps (forward, backward, SGD update) on `num_batches` batches
     of `loader` (passes over it again when it is shorter), after one untimed warm-up step, under
     `amp_context(device, amp)` as given (not checked: this measures what bf16 would give). Trains a

@@ -55,8 +55,12 @@ class FitState:
 
 
 def schedule_key(train_cfg: TrainConfig, steps_per_epoch: int) -> dict:
-    return {"optimizer": train_cfg.optimizer, "scheduler": train_cfg.scheduler, "epochs": train_cfg.epochs,
-            "steps_per_epoch": steps_per_epoch}
+    return {
+        "optimizer": train_cfg.optimizer,
+        "scheduler": train_cfg.scheduler,
+        "epochs": train_cfg.epochs,
+        "steps_per_epoch": steps_per_epoch,
+    }
 
 
 def check_resume(resume: dict, model: nn.Module, train_cfg: TrainConfig, steps_per_epoch: int, source: str) -> None:
@@ -67,15 +71,19 @@ def check_resume(resume: dict, model: nn.Module, train_cfg: TrainConfig, steps_p
     load_state_into(unwrap(model), state, source=source)
     done = epochs_done(resume)
     if train_cfg.epochs < done:
-        raise UserError(f"{source} has already trained {done} epochs; resume with epochs >= {done} "
-                        f"(got {train_cfg.epochs}) or start a new run")
+        raise UserError(
+            f"{source} has already trained {done} epochs; resume with epochs >= {done} "
+            f"(got {train_cfg.epochs}) or start a new run"
+        )
     saved = (resume.get("fit_state") or {}).get("schedule") or {}
     now = schedule_key(train_cfg, steps_per_epoch)
     for key in ("optimizer", "scheduler", "steps_per_epoch"):
         if key in saved and saved[key] != now[key]:
             what = "batches per epoch (batch size or data changed)" if key == "steps_per_epoch" else key
-            raise UserError(f"{source} was trained with {what} {saved[key]}, this resume has {now[key]}; "
-                            f"resume with the same settings or start a new run")
+            raise UserError(
+                f"{source} was trained with {what} {saved[key]}, this resume has {now[key]}; "
+                f"resume with the same settings or start a new run"
+            )
 
 
 def epochs_done(ckpt: dict) -> int:
@@ -90,9 +98,11 @@ def check_resume_is_latest(resume: dict, source: Path, last: Path) -> None:
         return
     done, later = epochs_done(resume), epochs_done(read_checkpoint(last))
     if later > done:
-        raise UserError(f"{source} is from epoch {done} but {last} is at epoch {later}; resume from {last} "
-                        f"(resuming the older one would overwrite epochs {done + 1}-{later} in last.pth and log.csv) "
-                        f"or pass a new --save-dir")
+        raise UserError(
+            f"{source} is from epoch {done} but {last} is at epoch {later}; resume from {last} "
+            f"(resuming the older one would overwrite epochs {done + 1}-{later} in last.pth and log.csv) "
+            f"or pass a new --save-dir"
+        )
 
 
 @dataclass(frozen=True)
@@ -108,15 +118,28 @@ class FitOptions:
     last_extra: dict | None = None  # added to it (the pruning scripts keep there what their own resume needs)
 
 
-def fit(model: nn.Module, data, *, train_cfg: TrainConfig, run_dir: Path, config: dict, device: torch.device,
-        resume: dict | None = None, options: FitOptions = FitOptions()) -> dict:
+def fit(
+    model: nn.Module,
+    data,
+    *,
+    train_cfg: TrainConfig,
+    run_dir: Path,
+    config: dict,
+    device: torch.device,
+    resume: dict | None = None,
+    options: FitOptions = FitOptions(),
+) -> dict:
     """Train `model` on `data.train` for `train_cfg.epochs`, validating on `data.val`.
     `resume` is a `last.pth` dict."""
     amp = check_amp(train_cfg.amp, device)
-    step = StepOptions(loss_fn=options.loss_fn or cross_entropy(train_cfg.label_smoothing), amp=amp,
-                       scaler=torch.amp.GradScaler("cuda") if amp == "fp16" else None,
-                       grad_clip_norm=train_cfg.grad_clip_norm, after_step=options.after_step,
-                       channels_last=train_cfg.channels_last and device.type == "cuda")
+    step = StepOptions(
+        loss_fn=options.loss_fn or cross_entropy(train_cfg.label_smoothing),
+        amp=amp,
+        scaler=torch.amp.GradScaler("cuda") if amp == "fp16" else None,
+        grad_clip_norm=train_cfg.grad_clip_norm,
+        after_step=options.after_step,
+        channels_last=train_cfg.channels_last and device.type == "cuda",
+    )
     optimizer, scheduler = _optimisation(model, train_cfg, len(data.train))
     state = FitState(schedule=schedule_key(train_cfg, len(data.train)))
     if resume is not None:
@@ -126,7 +149,12 @@ def fit(model: nn.Module, data, *, train_cfg: TrainConfig, run_dir: Path, config
 
     def checkpoint(path: Path, metrics: dict, extra: dict | None = None) -> None:
         save_checkpoint(
-            path, model=model, config=config, epoch=state.epoch, metrics=metrics, full_module=options.save_full_module,
+            path,
+            model=model,
+            config=config,
+            epoch=state.epoch,
+            metrics=metrics,
+            full_module=options.save_full_module,
             training={"optimizer": optimizer, "scheduler": scheduler, "scaler": step.scaler},
             extra={"fit_state": _state_dict(state), "rng": _rng_state(), **(extra or {})},
         )
@@ -137,8 +165,15 @@ def fit(model: nn.Module, data, *, train_cfg: TrainConfig, run_dir: Path, config
             data.train.set_epoch(epoch)
             lr = optimizer.param_groups[0]["lr"]
             try:
-                train_stats = train_one_epoch(model, data.train, optimizer, scheduler, device=device, step=step,
-                                              desc=f"{options.tag} {epoch + 1}/{train_cfg.epochs}")
+                train_stats = train_one_epoch(
+                    model,
+                    data.train,
+                    optimizer,
+                    scheduler,
+                    device=device,
+                    step=step,
+                    desc=f"{options.tag} {epoch + 1}/{train_cfg.epochs}",
+                )
             except NonFiniteLoss as e:
                 raise UserError(f"{e}; {_kept(run_dir, options)}") from None
             val_stats = evaluate(unwrap(model), data.val, device=device, amp=amp, channels_last=step.channels_last)
@@ -155,21 +190,37 @@ def fit(model: nn.Module, data, *, train_cfg: TrainConfig, run_dir: Path, config
         if writer is not None:
             writer.close()
     if options.is_main and state.best_epoch < 0 < state.epoch:
-        raise UserError(f"{options.tag}: no epoch had a finite validation loss (last: {state.history[-1]['val_loss']}), "
-                        f"so there is no best model; lower the learning rate or set grad_clip_norm; "
-                        f"{_kept(run_dir, options)}")
-    return {"best_top1": state.best_top1, "best_epoch": state.best_epoch, "epochs_run": state.epoch,
-            "wall_time_s": state.wall_time_s, "history": state.history}
+        raise UserError(
+            f"{options.tag}: no epoch had a finite validation loss (last: {state.history[-1]['val_loss']}), "
+            f"so there is no best model; lower the learning rate or set grad_clip_norm; "
+            f"{_kept(run_dir, options)}"
+        )
+    return {
+        "best_top1": state.best_top1,
+        "best_epoch": state.best_epoch,
+        "epochs_run": state.epoch,
+        "wall_time_s": state.wall_time_s,
+        "history": state.history,
+    }
 
 
 def _optimisation(model: nn.Module, train_cfg: TrainConfig, steps_per_epoch: int) -> tuple:
     optimizer = build_optimizer(
-        model.parameters(), name=train_cfg.optimizer, lr=train_cfg.lr, momentum=train_cfg.momentum,
-        nesterov=train_cfg.nesterov, weight_decay=train_cfg.weight_decay,
+        model.parameters(),
+        name=train_cfg.optimizer,
+        lr=train_cfg.lr,
+        momentum=train_cfg.momentum,
+        nesterov=train_cfg.nesterov,
+        weight_decay=train_cfg.weight_decay,
     )
     scheduler = build_scheduler(
-        optimizer, name=train_cfg.scheduler, epochs=train_cfg.epochs, steps_per_epoch=steps_per_epoch,
-        milestones=train_cfg.milestones, gamma=train_cfg.gamma, warmup_epochs=train_cfg.warmup_epochs,
+        optimizer,
+        name=train_cfg.scheduler,
+        epochs=train_cfg.epochs,
+        steps_per_epoch=steps_per_epoch,
+        milestones=train_cfg.milestones,
+        gamma=train_cfg.gamma,
+        warmup_epochs=train_cfg.warmup_epochs,
     )
     return optimizer, scheduler
 
@@ -315,8 +366,10 @@ def resumed_checkpoint(checkpoint: str | None, resume: dict | None, resume_path:
         return checkpoint
     stored = resume[PRUNE_STATE]["checkpoint"]
     if checkpoint is not None and Path(checkpoint).resolve() != Path(stored).resolve():
-        raise UserError(f"{resume_path} fine-tunes a model pruned from {stored}, not {checkpoint}; "
-                        f"drop --checkpoint or start a new run")
+        raise UserError(
+            f"{resume_path} fine-tunes a model pruned from {stored}, not {checkpoint}; "
+            f"drop --checkpoint or start a new run"
+        )
     return stored
 
 
@@ -330,8 +383,9 @@ def finetune_train_config(train: TrainConfig, finetune) -> TrainConfig:
     return replace(train, **values)
 
 
-def test_best_checkpoint(model: nn.Module, data, run_dir: Path, device: torch.device, summary: dict, *, macs: int,
-                         params: int) -> dict:
+def test_best_checkpoint(
+    model: nn.Module, data, run_dir: Path, device: torch.device, summary: dict, *, macs: int, params: int
+) -> dict:
     """Test-set figures of the best checkpoint plus the run's bookkeeping."""
     history = summary["history"]
     best = read_own_checkpoint(run_dir / BEST)  # weights-only: a replaced file must not run code

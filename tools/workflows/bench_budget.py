@@ -69,6 +69,7 @@ class Budget:
     def summary(self) -> list[str]:
         if not self.skipped:
             return []
-        return [f"\n== left out to stay within --budget-min {self.minutes:g} ({len(self.skipped)} rows; "
-                f"run them with more time, finished rows are kept):"] + \
-               [f"   {name}: {reason}" for name, reason in self.skipped.items()]
+        return [
+            f"\n== left out to stay within --budget-min {self.minutes:g} ({len(self.skipped)} rows; "
+            f"run them with more time, finished rows are kept):"
+        ] + [f"   {name}: {reason}" for name, reason in self.skipped.items()]

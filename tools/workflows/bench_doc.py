@@ -14,11 +14,11 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tools.measure.describe import checkpoint_selection
-from tools.reports.tables import records_table
 from tools.core.config import config_from_dict, config_to_dict
 from tools.core.io import atomic_write_text, read_yaml_mapping
 from tools.core.run_folder import BENCHMARK_RECORD, CONFIG, QUANTIZE_RECORD
+from tools.measure.describe import checkpoint_selection
+from tools.reports.tables import records_table
 from tools.training.fit import finetune_train_config
 from tools.workflows.bench_recipe import COMMAND, Benchmark, check_targets
 
@@ -39,6 +39,7 @@ def finetune_epochs(cfg: dict, script: str) -> int:
 class Run:
     """What a finished benchmark left in its run folder; for a seeded row, its finished seeds together:
     `result` holds their means and `spread` the sample standard deviations of the same keys."""
+
     b: Benchmark
     config: dict  # the resolved config the script saved ({} when it saves none); a seeded row: its first seed's
     result: dict
@@ -52,8 +53,12 @@ def read_run(b: Benchmark, results_root: Path, seed: int | None = None) -> Run:
     config = read_yaml_mapping(run_dir / CONFIG)
     if config is None and not b.cfg.bench.needs:  # a script that saves no config, run from the YAML alone
         config = config_to_dict(b.cfg)
-    return Run(b, config or {}, read_yaml_mapping(b.result_path(results_root, seed)) or {},
-               read_yaml_mapping(run_dir / BENCHMARK_RECORD) or {})
+    return Run(
+        b,
+        config or {},
+        read_yaml_mapping(b.result_path(results_root, seed)) or {},
+        read_yaml_mapping(run_dir / BENCHMARK_RECORD) or {},
+    )
 
 
 def read_row(b: Benchmark, results_root: Path) -> Run:
@@ -88,7 +93,9 @@ def fmt(value, spec: str = ".2f", suffix: str = "") -> str:
 
 def fmt_stat(run: Run, key: str, spec: str = ".2f", suffix: str = "", section: str | None = None) -> str:
     """A figure of the row (`result[section][key]` with a section); over several seeds, mean ± std."""
-    result, spread = (run.result.get(section) or {}, run.spread.get(section) or {}) if section else (run.result, run.spread)
+    result, spread = (
+        (run.result.get(section) or {}, run.spread.get(section) or {}) if section else (run.result, run.spread)
+    )
     value = result.get(key)
     if len(run.seeds) < 2 or value is None:
         return fmt(value, spec, suffix)
@@ -109,7 +116,9 @@ def data_text(cfg: dict) -> str:
 def device_text(run: Run, device: str | None = None, threads: int | None = None) -> str:
     device = device or run.result.get("device") or run.b.cfg.bench.device
     threads = threads or (run.config.get("train") or {}).get("num_threads")
-    parts = [run.record.get("host")] + ([f"{threads} thread{'s' * (threads > 1)}"] if threads and device == "cpu" else [])
+    parts = [run.record.get("host")] + (
+        [f"{threads} thread{'s' * (threads > 1)}"] if threads and device == "cpu" else []
+    )
     detail = ", ".join(p for p in parts if p)
     return f"{device} ({detail})" if detail else str(device)
 
@@ -126,8 +135,14 @@ def seed_text(run: Run) -> str:
 
 
 def common_columns(run: Run, epochs: str) -> dict:
-    return {"model": run.config.get("model", {}).get("name", "-"), "data": data_text(run.config), "epochs": epochs,
-            "seed": seed_text(run), "device": device_text(run), "wall time": wall_text(run)}
+    return {
+        "model": run.config.get("model", {}).get("name", "-"),
+        "data": data_text(run.config),
+        "epochs": epochs,
+        "seed": seed_text(run),
+        "device": device_text(run),
+        "wall time": wall_text(run),
+    }
 
 
 def selected_on(result: dict, val_split: float, epochs: int) -> str:
@@ -143,15 +158,23 @@ def baseline_of(run: Run, benchmarks: dict[str, Benchmark], results_root: Path) 
 
 def train_rows(run: Run, benchmarks, results_root) -> list[dict]:
     r, t = run.result, run.config["train"]
-    schedule = f"{t['scheduler']}, lr {t['lr']:g}, batch {run.config['data']['batch_size']}" + \
-        (f", label smoothing {t['label_smoothing']:g}" if t["label_smoothing"] else "") + \
-        (f", {t['amp']} autocast" if t["amp"] != "none" else "")
+    schedule = (
+        f"{t['scheduler']}, lr {t['lr']:g}, batch {run.config['data']['batch_size']}"
+        + (f", label smoothing {t['label_smoothing']:g}" if t["label_smoothing"] else "")
+        + (f", {t['amp']} autocast" if t["amp"] != "none" else "")
+    )
     values = {"wall_min": r["wall_time_s"] / 60}
-    return [{"test top-1": fmt(r.get("test_top1"), ".2f", "%"), "test top-5": fmt(r.get("test_top5"), ".2f", "%"),
-             "MACs (FLOPs = 2 x MACs)": f"{r['macs'] / 1e6:.2f}M ({r['flops'] / 1e6:.2f}M)",
-             "schedule": schedule, "target": check_targets(run.b.cfg.bench.targets, values),
-             "checkpoint chosen on": selected_on(r, run.config["data"].get("val_split", 0), r["epochs"]),
-             **common_columns(run, f"{r['epochs']} (of {t['epochs']})")}]
+    return [
+        {
+            "test top-1": fmt(r.get("test_top1"), ".2f", "%"),
+            "test top-5": fmt(r.get("test_top5"), ".2f", "%"),
+            "MACs (FLOPs = 2 x MACs)": f"{r['macs'] / 1e6:.2f}M ({r['flops'] / 1e6:.2f}M)",
+            "schedule": schedule,
+            "target": check_targets(run.b.cfg.bench.targets, values),
+            "checkpoint chosen on": selected_on(r, run.config["data"].get("val_split", 0), r["epochs"]),
+            **common_columns(run, f"{r['epochs']} (of {t['epochs']})"),
+        }
+    ]
 
 
 def prune_columns(run: Run, benchmarks, results_root) -> tuple[dict, dict]:
@@ -160,17 +183,22 @@ def prune_columns(run: Run, benchmarks, results_root) -> tuple[dict, dict]:
     ft = finetune_epochs(run.config, run.b.script)
     base_epochs = base.result.get("epochs")
     cfg = config_from_dict(run.config, f"{run.b.run_dir(results_root)}/config.yaml")
-    values = {"drop": run.result.get("accuracy_drop"),
-              "finetune_fraction": ft / base_epochs if base_epochs else None,
-              "selected_on": selected_on(run.result, cfg.data.val_split, ft)}
+    values = {
+        "drop": run.result.get("accuracy_drop"),
+        "finetune_fraction": ft / base_epochs if base_epochs else None,
+        "selected_on": selected_on(run.result, cfg.data.val_split, ft),
+    }
     spreads = {"drop": run.spread.get("accuracy_drop")}
     f = finetune_train_config(cfg.train, cfg.finetune)  # what the fine-tuning really ran with
     kd = cfg.finetune.kd.alpha
-    cols = {"starts from": f"{base.b.name} ({fmt(run.result.get('baseline_top1'))}%)",
-            "fine-tuning": f"{f.scheduler}, lr {f.lr:g}" + (f", label smoothing {f.label_smoothing:g}"
-                                                           if f.label_smoothing else ""),
-            "KD alpha": f"{kd:g}" if kd else "off", "checkpoint chosen on": values["selected_on"],
-            **common_columns(run, f"{ft} fine-tune (baseline {base_epochs})")}
+    cols = {
+        "starts from": f"{base.b.name} ({fmt(run.result.get('baseline_top1'))}%)",
+        "fine-tuning": f"{f.scheduler}, lr {f.lr:g}"
+        + (f", label smoothing {f.label_smoothing:g}" if f.label_smoothing else ""),
+        "KD alpha": f"{kd:g}" if kd else "off",
+        "checkpoint chosen on": values["selected_on"],
+        **common_columns(run, f"{ft} fine-tune (baseline {base_epochs})"),
+    }
     return cols, values, spreads
 
 
@@ -181,16 +209,20 @@ def structured_rows(run: Run, benchmarks, results_root) -> list[dict]:
     spreads["macs_reduction_pct"] = run.spread.get("macs_reduction_pct")
     values["latency_reduction_pct"] = r.get("latency_reduction_pct")
     steps = s["iterative_steps"]
-    return [{"method": f"{s['method']} ({'global' if s['global_pruning'] else 'per-layer'}, round_to {s['round_to']})",
-             "steps": "one-shot" if steps == 1 else f"{steps} rounds",
-             "MACs reduction": fmt_stat(run, "macs_reduction_pct", ".1f", "%"),
-             "params reduction": fmt(r.get("params_reduction_pct"), ".1f", "%"),
-             "latency reduction: predicted / measured (spread)": latency_text(r),
-             "top-1 before -> after pruning -> fine-tuned":
-                 f"{fmt(r.get('baseline_top1'))} -> {fmt_stat(run, 'top1', section='pruned_before_finetune')} -> "
-                 f"{fmt_stat(run, 'pruned_top1')}",
-             "drop (pts)": fmt_stat(run, "accuracy_drop", "+.2f"),
-             "target": check_targets(run.b.cfg.bench.targets, values, spreads), **cols}]
+    return [
+        {
+            "method": f"{s['method']} ({'global' if s['global_pruning'] else 'per-layer'}, round_to {s['round_to']})",
+            "steps": "one-shot" if steps == 1 else f"{steps} rounds",
+            "MACs reduction": fmt_stat(run, "macs_reduction_pct", ".1f", "%"),
+            "params reduction": fmt(r.get("params_reduction_pct"), ".1f", "%"),
+            "latency reduction: predicted / measured (spread)": latency_text(r),
+            "top-1 before -> after pruning -> fine-tuned": f"{fmt(r.get('baseline_top1'))} -> {fmt_stat(run, 'top1', section='pruned_before_finetune')} -> "
+            f"{fmt_stat(run, 'pruned_top1')}",
+            "drop (pts)": fmt_stat(run, "accuracy_drop", "+.2f"),
+            "target": check_targets(run.b.cfg.bench.targets, values, spreads),
+            **cols,
+        }
+    ]
 
 
 def latency_text(r: dict) -> str:
@@ -200,24 +232,33 @@ def latency_text(r: dict) -> str:
         return "-"
     predicted = "-" if lat.get("predicted_reduction_pct") is None else f"{lat['predicted_reduction_pct']:.1f}%"
     searched = "" if predicted == "-" else f", allocation {lat.get('allocation', 'per_ms')}"  # per_ms: older runs
-    return (f"{predicted} / {lat['measured_reduction_pct']:.1f}% (+-{lat['spread_pts']:.1f}) "
-            f"{lat['backend']} batch {lat['batch_size']}, {lat['threads']} thread(s){searched}")
+    return (
+        f"{predicted} / {lat['measured_reduction_pct']:.1f}% (+-{lat['spread_pts']:.1f}) "
+        f"{lat['backend']} batch {lat['batch_size']}, {lat['threads']} thread(s){searched}"
+    )
 
 
 def unstructured_rows(run: Run, benchmarks, results_root) -> list[dict]:
     r, u = run.result, run.config["unstructured"]
     cols, values, spreads = prune_columns(run, benchmarks, results_root)
     steps = "one-shot" if not u["iterative"] else f"{u['num_iterations']} steps ({u['schedule']})"
-    return [{"method": f"{r['method']} ({r['mode']})", "steps": steps,
-             "sparsity": fmt(100 * r["actual_sparsity"], ".2f", "%"),
-             "top-1 before -> after pruning -> fine-tuned":
-                 f"{fmt(r.get('baseline_top1'))} -> {fmt_stat(run, 'pruned_top1')} -> {fmt_stat(run, 'finetuned_top1')}",
-             "drop (pts)": fmt_stat(run, "accuracy_drop", "+.2f"),
-             "non-zero MACs (theoretical speed-up)": f"{r['nonzero_macs'] / 1e6:.2f}M ({r['theoretical_speedup']:.2f}x)",
-             "checkpoint MiB: dense -> compressed": f"{r['dense_size_bytes'] / 2**20:.2f} -> "
-                                                    f"{r['compressed_size_bytes'] / 2**20:.2f}" if "compressed_size_bytes" in r else "-",
-             "2:4 kernels": semi_structured_text(r.get("semi_structured")),
-             "target": check_targets(run.b.cfg.bench.targets, values, spreads), **cols}]
+    return [
+        {
+            "method": f"{r['method']} ({r['mode']})",
+            "steps": steps,
+            "sparsity": fmt(100 * r["actual_sparsity"], ".2f", "%"),
+            "top-1 before -> after pruning -> fine-tuned": f"{fmt(r.get('baseline_top1'))} -> {fmt_stat(run, 'pruned_top1')} -> {fmt_stat(run, 'finetuned_top1')}",
+            "drop (pts)": fmt_stat(run, "accuracy_drop", "+.2f"),
+            "non-zero MACs (theoretical speed-up)": f"{r['nonzero_macs'] / 1e6:.2f}M ({r['theoretical_speedup']:.2f}x)",
+            "checkpoint MiB: dense -> compressed": f"{r['dense_size_bytes'] / 2**20:.2f} -> "
+            f"{r['compressed_size_bytes'] / 2**20:.2f}"
+            if "compressed_size_bytes" in r
+            else "-",
+            "2:4 kernels": semi_structured_text(r.get("semi_structured")),
+            "target": check_targets(run.b.cfg.bench.targets, values, spreads),
+            **cols,
+        }
+    ]
 
 
 def semi_structured_text(section: dict | None) -> str:
@@ -230,8 +271,11 @@ def semi_structured_text(section: dict | None) -> str:
         return "not timed (no CUDA)"
     if any(row["eligible"] for row in section["layers"]):
         return f"not timed ({section['device']})"
-    return "no eligible layer: " + "; ".join(f"{row['layer']} {row['reason']}" for row in section["layers"]) \
-        if section["layers"] else "no linear layer"
+    return (
+        "no eligible layer: " + "; ".join(f"{row['layer']} {row['reason']}" for row in section["layers"])
+        if section["layers"]
+        else "no linear layer"
+    )
 
 
 def profile_rows(run: Run, benchmarks, results_root) -> list[dict]:
@@ -247,43 +291,63 @@ def profile_rows(run: Run, benchmarks, results_root) -> list[dict]:
         base_ms = models[base_label]["latency"][row["backend"]][row["batch_size"]]["median_ms"]
         stats = models[row["model"]]["latency"][row["backend"]][row["batch_size"]]
         values = {"latency_ratio": row["latency_over_flops_reduction"]}
-        rows.append({"baseline": baseline.b.name, "pruned model": names.get(row["model"], row["model"]),
-                     "backend": row["backend"],
-                     "batch": str(row["batch_size"]), "MACs reduction": fmt(row["flops_reduction_pct"], ".1f", "%"),
-                     "median latency ms: baseline -> pruned": f"{base_ms:.2f} -> {stats['median_ms']:.2f}",
-                     "latency reduction": fmt(row["latency_reduction_pct"], ".1f", "%"),
-                     "latency / MACs reduction": fmt(row["latency_over_flops_reduction"], ".2f"),
-                     "noise (p90 / median)": fmt(row["noise_p90_over_median"], ".2f"),
-                     "target": check_targets(run.b.cfg.bench.targets, values),
-                     "model": baseline.config.get("model", {}).get("name", "-"), "data": "random inputs", "epochs": "-",
-                     "seed": "-", "device": device_text(run, stats["device"], stats.get("num_threads")),
-                     "wall time": wall_text(run)})
+        rows.append(
+            {
+                "baseline": baseline.b.name,
+                "pruned model": names.get(row["model"], row["model"]),
+                "backend": row["backend"],
+                "batch": str(row["batch_size"]),
+                "MACs reduction": fmt(row["flops_reduction_pct"], ".1f", "%"),
+                "median latency ms: baseline -> pruned": f"{base_ms:.2f} -> {stats['median_ms']:.2f}",
+                "latency reduction": fmt(row["latency_reduction_pct"], ".1f", "%"),
+                "latency / MACs reduction": fmt(row["latency_over_flops_reduction"], ".2f"),
+                "noise (p90 / median)": fmt(row["noise_p90_over_median"], ".2f"),
+                "target": check_targets(run.b.cfg.bench.targets, values),
+                "model": baseline.config.get("model", {}).get("name", "-"),
+                "data": "random inputs",
+                "epochs": "-",
+                "seed": "-",
+                "device": device_text(run, stats["device"], stats.get("num_threads")),
+                "wall time": wall_text(run),
+            }
+        )
     return rows
 
 
 def loader_rows(run: Run, benchmarks, results_root) -> list[dict]:
     r = run.result
     values = {"loader_ratio": r["loader_images_per_s"] / r["step_images_per_s"]}
-    return [{"batch": str(r["batch_size"]), "loader only": f"{r['loader_images_per_s']:,.0f} images/s",
-             "training step": f"{r['step_images_per_s']:,.0f} images/s ({r['model']})",
-             "loader / step": f"{values['loader_ratio']:,.1f}x", "target": check_targets(run.b.cfg.bench.targets, values),
-             **common_columns(run, "-")}]
+    return [
+        {
+            "batch": str(r["batch_size"]),
+            "loader only": f"{r['loader_images_per_s']:,.0f} images/s",
+            "training step": f"{r['step_images_per_s']:,.0f} images/s ({r['model']})",
+            "loader / step": f"{values['loader_ratio']:,.1f}x",
+            "target": check_targets(run.b.cfg.bench.targets, values),
+            **common_columns(run, "-"),
+        }
+    ]
 
 
 def quantize_rows(run: Run, benchmarks, results_root) -> list[dict]:
     """One row per scripts.quantize run: both ONNX files' accuracy (ONNX Runtime) and size."""
     r, c = run.result, run.result["calibration"]
     floats = r["float_nodes"]
-    return [{"starts from": r["source"], "calibration": f"{c['method']}, {c['num_images']} train images, "
-             f"{'per-channel' if c['per_channel_weights'] else 'per-tensor'} weights, {c['activations']} activations",
-             "ORT top-1: FP32 -> INT8": f"{r['fp32']['top1']:.2f}% -> {r['int8']['top1']:.2f}%"
-                                         + (" (QAT)" if r["int8"]["method"] == "qat" else ""),
-             "drop (pts)": fmt(r["drop"], "+.2f"),
-             "file MiB: FP32 -> INT8": f"{r['fp32']['size_bytes'] / 2**20:.3f} -> {r['int8']['size_bytes'] / 2**20:.3f} "
-                                       f"({r['size_ratio']:.2f}x)",
-             "ops left in FP32": ", ".join(n["op_type"] for n in floats) if floats else "none",
-             "target": check_targets(run.b.cfg.bench.targets, {"drop": r["drop"]}),
-             **common_columns(run, "-")}]
+    return [
+        {
+            "starts from": r["source"],
+            "calibration": f"{c['method']}, {c['num_images']} train images, "
+            f"{'per-channel' if c['per_channel_weights'] else 'per-tensor'} weights, {c['activations']} activations",
+            "ORT top-1: FP32 -> INT8": f"{r['fp32']['top1']:.2f}% -> {r['int8']['top1']:.2f}%"
+            + (" (QAT)" if r["int8"]["method"] == "qat" else ""),
+            "drop (pts)": fmt(r["drop"], "+.2f"),
+            "file MiB: FP32 -> INT8": f"{r['fp32']['size_bytes'] / 2**20:.3f} -> {r['int8']['size_bytes'] / 2**20:.3f} "
+            f"({r['size_ratio']:.2f}x)",
+            "ops left in FP32": ", ".join(n["op_type"] for n in floats) if floats else "none",
+            "target": check_targets(run.b.cfg.bench.targets, {"drop": r["drop"]}),
+            **common_columns(run, "-"),
+        }
+    ]
 
 
 def onnx_profile_rows(run: Run, benchmarks, results_root) -> list[dict]:
@@ -300,26 +364,47 @@ def onnx_profile_rows(run: Run, benchmarks, results_root) -> list[dict]:
         lat, base_lat = m["latency"]["onnxruntime"], base["latency"]["onnxruntime"]
         largest = max(lat)
         drop = base_top1 - top1[i] if None not in (base_top1, top1[i]) else None
-        values = {"drop": drop, "speedup": base_lat[largest]["median_ms"] / lat[largest]["median_ms"],
-                  "size_ratio": base["size_bytes"] / m["size_bytes"]}
-        row = {"variant": f"{Path(m['onnx']).parent.name} {m['precision'].upper()}",
-               "MACs": fmt(m["macs"] and m["macs"] / 1e6, ".2f", "M"),
-               "file MiB (x smaller)": f"{m['size_bytes'] / 2**20:.3f} ({values['size_ratio']:.2f}x)",
-               "ORT top-1": fmt(top1[i], ".2f", "%"), "drop (pts)": fmt(drop, "+.2f")}
+        values = {
+            "drop": drop,
+            "speedup": base_lat[largest]["median_ms"] / lat[largest]["median_ms"],
+            "size_ratio": base["size_bytes"] / m["size_bytes"],
+        }
+        row = {
+            "variant": f"{Path(m['onnx']).parent.name} {m['precision'].upper()}",
+            "MACs": fmt(m["macs"] and m["macs"] / 1e6, ".2f", "M"),
+            "file MiB (x smaller)": f"{m['size_bytes'] / 2**20:.3f} ({values['size_ratio']:.2f}x)",
+            "ORT top-1": fmt(top1[i], ".2f", "%"),
+            "drop (pts)": fmt(drop, "+.2f"),
+        }
         for bs, stats in lat.items():
-            row[f"median ms, batch {bs} (speed-up)"] = f"{stats['median_ms']:.2f} " \
-                                                       f"({base_lat[bs]['median_ms'] / stats['median_ms']:.2f}x)"
+            row[f"median ms, batch {bs} (speed-up)"] = (
+                f"{stats['median_ms']:.2f} ({base_lat[bs]['median_ms'] / stats['median_ms']:.2f}x)"
+            )
         row["noise (p90 / median)"] = fmt(max(s["p90_ms"] / s["median_ms"] for s in lat.values()), ".2f")
         targets = run.b.cfg.bench.targets if i == len(models) - 1 else {}
-        rows.append(row | {"target": check_targets(targets, values), "model": configs[i].get("model", {}).get("name", "-"),
-                           "data": data_text(configs[i]),
-                           "epochs": "-", "seed": "-", "device": device_text(run, "cpu", lat[largest].get("num_threads")),
-                           "wall time": wall_text(run)})
+        rows.append(
+            row
+            | {
+                "target": check_targets(targets, values),
+                "model": configs[i].get("model", {}).get("name", "-"),
+                "data": data_text(configs[i]),
+                "epochs": "-",
+                "seed": "-",
+                "device": device_text(run, "cpu", lat[largest].get("num_threads")),
+                "wall time": wall_text(run),
+            }
+        )
     return rows
 
 
-ROWS = {"train": train_rows, "prune_structured": structured_rows, "prune_unstructured": unstructured_rows,
-        "profile": profile_rows, "loader_speed": loader_rows, "quantize": quantize_rows}
+ROWS = {
+    "train": train_rows,
+    "prune_structured": structured_rows,
+    "prune_unstructured": unstructured_rows,
+    "profile": profile_rows,
+    "loader_speed": loader_rows,
+    "quantize": quantize_rows,
+}
 
 
 def pending_row(b: Benchmark, results_root: Path, cuda: bool) -> dict:
@@ -328,8 +413,10 @@ def pending_row(b: Benchmark, results_root: Path, cuda: bool) -> dict:
         why = "needs a CUDA GPU"
     else:
         state = b.state(results_root)
-        why = {"partial": "started, not finished", "stale": "stale, " + next(
-            (r for s in b.seeds if (r := b.stale_reason(results_root, s))), "")}.get(state, "not run yet")
+        why = {
+            "partial": "started, not finished",
+            "stale": "stale, " + next((r for s in b.seeds if (r := b.stale_reason(results_root, s))), ""),
+        }.get(state, "not run yet")
         n = len(b.cfg.bench.seeds)
         why += f" ({n} seed{'s' * (n > 1)})" if n else ""
     cfg = config_to_dict(b.cfg)
@@ -348,11 +435,16 @@ def table_rows(benchmarks: dict[str, Benchmark], table: str, results_root: Path,
     for b in benchmarks.values():
         if b.cfg.bench.table != table:
             continue
-        found = ROWS[b.script](read_row(b, results_root), benchmarks, results_root) if b.done_seeds(results_root) \
+        found = (
+            ROWS[b.script](read_row(b, results_root), benchmarks, results_root)
+            if b.done_seeds(results_root)
             else [pending_row(b, results_root, cuda)]
+        )
         if b.done_seeds(results_root) and not b.done(results_root):  # some seeds finished: say the row is not whole
-            found = [row | {"target": f"partial, {len(b.done_seeds(results_root))} of {len(b.seeds)} seeds: {row['target']}"}
-                     for row in found]
+            found = [
+                row | {"target": f"partial, {len(b.done_seeds(results_root))} of {len(b.seeds)} seeds: {row['target']}"}
+                for row in found
+            ]
         rows += [{"benchmark": b.name, **row, "command": f"`{COMMAND.format(name=b.name)}`"} for row in found]
     return rows
 
@@ -370,8 +462,21 @@ def bench_table(rows: list[dict], order: list[str] | None = None) -> str:
 
 
 SUMMARY = "summary"  # the block listing every row that has targets, and whether it met them
-SUMMARY_COLUMNS = ["benchmark", "pruned model", "backend", "batch", "MACs reduction", "sparsity", "drop (pts)",
-                   "latency / MACs reduction", "loader / step", "epochs", "device", "wall time", "target"]  # what it shows, in order
+SUMMARY_COLUMNS = [
+    "benchmark",
+    "pruned model",
+    "backend",
+    "batch",
+    "MACs reduction",
+    "sparsity",
+    "drop (pts)",
+    "latency / MACs reduction",
+    "loader / step",
+    "epochs",
+    "device",
+    "wall time",
+    "target",
+]  # what it shows, in order
 
 
 def summary_rows(benchmarks: dict[str, Benchmark], results_root: Path, cuda: bool, tables: list[str]) -> list[dict]:
@@ -398,13 +503,22 @@ def render_doc(text: str, benchmarks: dict[str, Benchmark], results_root: Path, 
         if table == SUMMARY:
             if start not in text:
                 continue
-            rows, about = bench_table(summary_rows(benchmarks, results_root, cuda, tables), ["table"] + SUMMARY_COLUMNS), ""
+            rows, about = (
+                bench_table(summary_rows(benchmarks, results_root, cuda, tables), ["table"] + SUMMARY_COLUMNS),
+                "",
+            )
         else:
             rows = bench_table(table_rows(benchmarks, table, results_root, cuda))
-            about = "\n".join(f"- `{b.name}`: {b.description}" for b in benchmarks.values()
-                              if b.cfg.bench.table == table and b.description)
-        block = f"{start}\n<!-- generated by scripts.benchmark from the run folders: do not edit -->\n{rows}\n" + \
-            (f"\n{about}\n" if about else "") + end
+            about = "\n".join(
+                f"- `{b.name}`: {b.description}"
+                for b in benchmarks.values()
+                if b.cfg.bench.table == table and b.description
+            )
+        block = (
+            f"{start}\n<!-- generated by scripts.benchmark from the run folders: do not edit -->\n{rows}\n"
+            + (f"\n{about}\n" if about else "")
+            + end
+        )
         pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
         if pattern.search(text):
             text = pattern.sub(lambda _: block, text)

@@ -37,7 +37,6 @@ from tools.core.run_folder import (
 )
 
 
-
 @dataclass(frozen=True)
 class ScriptSpec:
     result: str  # written last by the script: its existence means the run finished
@@ -99,8 +98,11 @@ class Benchmark:
 
     def done_seeds(self, results_root: Path) -> list[int | None]:
         """The runs that finished from the recipe as it is now."""
-        return [s for s in self.seeds if self.result_path(results_root, s).is_file()
-                and self.stale_reason(results_root, s) is None]
+        return [
+            s
+            for s in self.seeds
+            if self.result_path(results_root, s).is_file() and self.stale_reason(results_root, s) is None
+        ]
 
     def done(self, results_root: Path) -> bool:
         """Every run of the row has finished."""
@@ -249,8 +251,9 @@ def check_targets(targets: dict[str, float], values: dict, spreads: dict | None 
     if not targets:
         return "-"
     if values.get("selected_on") == "test" and any(TARGETS[key][0] == "drop" for key in targets):
-        return ("not judged: its checkpoints were chosen on the test set (data.val_split 0); "
-                "rerun with data.val_split > 0")
+        return (
+            "not judged: its checkpoints were chosen on the test set (data.val_split 0); rerun with data.val_split > 0"
+        )
     missed, unknown, noisy = [], [], []
     for key, bound in targets.items():
         value_key, op, text = TARGETS[key]
@@ -260,7 +263,9 @@ def check_targets(targets: dict[str, float], values: dict, spreads: dict | None 
             continue
         noise = f"within noise, std {spread:.2f}" if spread and abs(value - bound) <= spread else ""
         if not (value <= bound if op == "<=" else value >= bound):
-            missed.append(f"{text.format(value)} {'>' if op == '<=' else '<'} {bound:g}" + (f" ({noise})" if noise else ""))
+            missed.append(
+                f"{text.format(value)} {'>' if op == '<=' else '<'} {bound:g}" + (f" ({noise})" if noise else "")
+            )
         elif noise:
             noisy.append(f"{text.format(value)}, {noise.removeprefix('within noise, ')}")
     if missed:
@@ -268,4 +273,3 @@ def check_targets(targets: dict[str, float], values: dict, spreads: dict | None 
     if unknown:
         return f"n/a ({', '.join(unknown)} not measured)"
     return f"met, within noise ({'; '.join(noisy)})" if noisy else "met"
-

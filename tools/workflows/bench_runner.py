@@ -33,8 +33,9 @@ def model_path(b: Benchmark, results_root: Path) -> Path:
     return b.run_dir(results_root, b.seeds[0]) / SCRIPTS[b.script].model
 
 
-def script_argv(b: Benchmark, benchmarks: dict[str, Benchmark], results_root: Path,
-                seed: int | None = None) -> list[str]:
+def script_argv(
+    b: Benchmark, benchmarks: dict[str, Benchmark], results_root: Path, seed: int | None = None
+) -> list[str]:
     """The script's command line for one run of this benchmark (without `python -m scripts.<script>`);
     a seeded row's run sets `train.seed` (no seed given: its first seed's run)."""
     seed = b.seeds[0] if seed is None else seed
@@ -45,14 +46,24 @@ def script_argv(b: Benchmark, benchmarks: dict[str, Benchmark], results_root: Pa
         argv += ["--save-dir", str(run_dir)]
     elif b.script.startswith("prune_"):
         argv += ["--checkpoint", models[0], "--save-dir", str(run_dir)]
-    if b.script in ("train", "prune_structured", "prune_unstructured") and (run_dir / LAST).is_file() \
-            and not b.result_path(results_root, seed).is_file():  # killed mid-way: continue from its last epoch
+    if (
+        b.script in ("train", "prune_structured", "prune_unstructured")
+        and (run_dir / LAST).is_file()
+        and not b.result_path(results_root, seed).is_file()
+    ):  # killed mid-way: continue from its last epoch
         argv += ["--resume", str(run_dir / LAST)]
     if b.script == "quantize":
         argv += ["--checkpoint", *models[:1], "--save-dir", str(run_dir)] if models else ["--save-dir", str(run_dir)]
     elif b.script == "profile":
-        argv += ["--baseline", models[0], "--pruned", *models[1:], "--measure-latency",
-                 "--save-results", str(b.result_path(results_root))]
+        argv += [
+            "--baseline",
+            models[0],
+            "--pruned",
+            *models[1:],
+            "--measure-latency",
+            "--save-results",
+            str(b.result_path(results_root)),
+        ]
     elif b.script == "loader_speed":
         argv += ["--save-results", str(b.result_path(results_root))]
     return argv + list(b.cfg.bench.args)
@@ -80,8 +91,9 @@ def host_description(device: str) -> str:
     return f"{cpu}, {os.cpu_count()} cores"
 
 
-def run_benchmark(b: Benchmark, benchmarks: dict[str, Benchmark], results_root: Path,
-                  only_seeds: list[int] | None = None) -> float:
+def run_benchmark(
+    b: Benchmark, benchmarks: dict[str, Benchmark], results_root: Path, only_seeds: list[int] | None = None
+) -> float:
     """Run every unfinished run of one benchmark (each seed in turn; `only_seeds`: only those of a
     seeded row's seeds). Returns seconds."""
     for need in b.cfg.bench.needs:
@@ -120,12 +132,21 @@ def run_once(b: Benchmark, benchmarks: dict[str, Benchmark], results_root: Path,
         code = run_teed(command, log)
     wall_s = time.perf_counter() - start
     if code != 0 or not b.result_path(results_root, seed).is_file():
-        raise UserError(f"benchmark {b.name} failed (exit {code}) without writing {b.result_path(results_root, seed)}; "
-                        f"see {log_path}, fix the cause and re-run --run {b.name} to resume")
-    atomic_write_yaml(b.run_dir(results_root, seed) / BENCHMARK_RECORD, {
-        "benchmark": b.name, "config": str(b.path), "command": COMMAND.format(name=b.name),
-        "script_command": f"python -m scripts.{b.script} {' '.join(argv)}", "wall_time_s": wall_s,
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "host": host_description(b.cfg.bench.device), "fingerprint": fp,
-    })
+        raise UserError(
+            f"benchmark {b.name} failed (exit {code}) without writing {b.result_path(results_root, seed)}; "
+            f"see {log_path}, fix the cause and re-run --run {b.name} to resume"
+        )
+    atomic_write_yaml(
+        b.run_dir(results_root, seed) / BENCHMARK_RECORD,
+        {
+            "benchmark": b.name,
+            "config": str(b.path),
+            "command": COMMAND.format(name=b.name),
+            "script_command": f"python -m scripts.{b.script} {' '.join(argv)}",
+            "wall_time_s": wall_s,
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "host": host_description(b.cfg.bench.device),
+            "fingerprint": fp,
+        },
+    )
     return wall_s

@@ -38,10 +38,15 @@ def list_benchmarks(benchmarks: dict[str, Benchmark], results: Path) -> None:
         needs = f", needs {', '.join(b.cfg.bench.needs)}" if b.cfg.bench.needs else ""
         print(f"{b.name:32s} {state:8s} {b.cfg.bench.device:5s} {b.script} -> table {b.cfg.bench.table}{needs}")
         print(f"    {b.description}" if b.description else "", end="\n" if b.description else "")
-        seeds = f"\n      (one run per seed {', '.join(map(str, b.seeds))}; this is seed {b.seeds[0]}'s)" \
-            if b.cfg.bench.seeds else ""
-        print(f"    {COMMAND.format(name=b.name)}\n    = python -m scripts.{b.script} "
-              f"{' '.join(script_argv(b, benchmarks, results))}{seeds}")
+        seeds = (
+            f"\n      (one run per seed {', '.join(map(str, b.seeds))}; this is seed {b.seeds[0]}'s)"
+            if b.cfg.bench.seeds
+            else ""
+        )
+        print(
+            f"    {COMMAND.format(name=b.name)}\n    = python -m scripts.{b.script} "
+            f"{' '.join(script_argv(b, benchmarks, results))}{seeds}"
+        )
 
 
 def run_rows(args, benchmarks: dict[str, Benchmark], results: Path, cuda: bool) -> None:
@@ -59,8 +64,10 @@ def run_rows(args, benchmarks: dict[str, Benchmark], results: Path, cuda: bool) 
             if args.run == ["all"]:
                 print(f"== {b.name}: needs a CUDA GPU and none is visible, left pending")
                 continue
-            raise UserError(f"benchmark {b.name} is defined for a CUDA GPU and torch sees none; "
-                            f"run it on a GPU machine (or --run all to skip GPU rows)")
+            raise UserError(
+                f"benchmark {b.name} is defined for a CUDA GPU and torch sees none; "
+                f"run it on a GPU machine (or --run all to skip GPU rows)"
+            )
         if reason := budget.skip_reason(b):
             print(f"== {b.name}: left out, {reason}")
             continue

@@ -26,8 +26,22 @@ import tools.training.config  # noqa: F401  (train, finetune)
 from tools.core.config import Bound, compose, config_section
 
 # config.yaml's order, and that of the resolved dict benchmark fingerprints digest: never reorder.
-ORDER = ("data", "model", "train", "finetune", "unstructured", "structured", "sensitivity", "export", "pai",
-         "profile", "quantize", "output", "bench", "pipeline")
+ORDER = (
+    "data",
+    "model",
+    "train",
+    "finetune",
+    "unstructured",
+    "structured",
+    "sensitivity",
+    "export",
+    "pai",
+    "profile",
+    "quantize",
+    "output",
+    "bench",
+    "pipeline",
+)
 
 
 @config_section("output")
@@ -47,9 +61,13 @@ class BenchConfig:
     table: str = ""  # the docs/benchmarks.md table the row belongs to
     device: str = "cpu"  # cpu | cuda: the device the row is defined for (cuda rows stay pending without a GPU)
     args: list[str] = field(default_factory=list)  # extra flags for the script, e.g. ["--backend", "both"]
-    targets: dict[str, float] = field(default_factory=dict)  # e.g. {max_drop: 1.0}; see tools.workflows.bench_recipe.TARGETS
+    targets: dict[str, float] = field(
+        default_factory=dict
+    )  # e.g. {max_drop: 1.0}; see tools.workflows.bench_recipe.TARGETS
     seeds: list[int] = field(default_factory=list)  # one run per seed (train.seed) in <row>/seed<k>/; [] -> one run
-    expected_min: float = 0.0  # estimated wall minutes of the row (an estimate, printed before it runs; --budget-min uses it); 0 = none
+    expected_min: float = (
+        0.0  # estimated wall minutes of the row (an estimate, printed before it runs; --budget-min uses it); 0 = none
+    )
     priority: int = 0  # --run all runs higher priorities first (the headline rows); equal ones in name order
 
     def check(self, bound: Bound) -> None:

@@ -29,6 +29,7 @@ def script_command(name: str, argv: list[str]) -> list[str]:
 def in_process(name: str, argv: list[str]) -> Callable[[], None]:
     """A step that runs `scripts.<name>.main(argv)` here when called (scripts are found by name: no
     module under tools/ imports scripts/)."""
+
     def run() -> None:
         importlib.import_module(f"scripts.{name}").main(argv)
 
@@ -37,8 +38,14 @@ def in_process(name: str, argv: list[str]) -> Callable[[], None]:
 
 def run_teed(command: list[str], log: TextIO) -> int:
     """Run `command`, its output shown and written to `log` line by line as it happens; its exit status."""
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                            env=os.environ | {"PYTHONUNBUFFERED": "1"})  # lines as they happen, not in blocks
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        env=os.environ | {"PYTHONUNBUFFERED": "1"},
+    )  # lines as they happen, not in blocks
     for line in proc.stdout:
         sys.stdout.write(line)
         log.write(line)

@@ -37,9 +37,9 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from tools.workflows.launch import in_process
 from tools.core.errors import UserError, first_line, os_error_line
 from tools.core.io import atomic_write_text
+from tools.workflows.launch import in_process
 from tools.workflows.lesson_days import LESSONS, Lesson, LessonRun
 
 DOCS = Path("docs/days")  # relative: the generator runs from the repo root, as every script
@@ -81,6 +81,7 @@ def shown(run: LessonRun, tiny: bool) -> str:
 
 
 # ---- running ---------------------------------------------------------------------------------
+
 
 @dataclass
 class Result:
@@ -148,6 +149,7 @@ def trim(text: str, root: Path) -> str:
 @dataclass
 class Workspaces:
     """One scratch folder per day; a day's prerequisites run once and their results are copied in."""
+
     root: Path
     repo: Path
     done: dict[str, Path] = field(default_factory=dict)
@@ -169,12 +171,14 @@ class Workspaces:
         for run in lesson.runs:
             result = run_script(run, folder)
             if result.error:
-                raise UserError(f"{lesson_page(lesson)}: `{shown(run, True)}` (run first, for a later day) "
-                                f"failed: {result.error}")
+                raise UserError(
+                    f"{lesson_page(lesson)}: `{shown(run, True)}` (run first, for a later day) failed: {result.error}"
+                )
         self.done[lesson.day] = folder
 
 
 # ---- the recorded blocks -------------------------------------------------------------------
+
 
 def output_block(lesson: Lesson, results: list[Result]) -> str:
     parts = []
@@ -203,7 +207,11 @@ def image_name(lesson: Lesson, src: str) -> str:
     names = [Path(s).name for s, _ in lesson.figures]
     path = Path(src)
     unique = names.count(path.name) == 1
-    return f"{Path(lesson.page).stem}_{path.name}" if unique else f"{Path(lesson.page).stem}_{path.parent.name}_{path.name}"
+    return (
+        f"{Path(lesson.page).stem}_{path.name}"
+        if unique
+        else f"{Path(lesson.page).stem}_{path.parent.name}_{path.name}"
+    )
 
 
 def replace_block(text: str, name: str, body: str, page: Path) -> str:
@@ -216,7 +224,9 @@ def replace_block(text: str, name: str, body: str, page: Path) -> str:
 
 def read_block(text: str, name: str) -> str | None:
     start, end = lesson_marker(name)
-    found = re.search(re.escape(start) + r"\n(?:" + re.escape(GENERATED) + r"\n)?(.*?)\n?" + re.escape(end), text, re.DOTALL)
+    found = re.search(
+        re.escape(start) + r"\n(?:" + re.escape(GENERATED) + r"\n)?(.*?)\n?" + re.escape(end), text, re.DOTALL
+    )
     return found.group(1) if found else None
 
 
@@ -234,6 +244,7 @@ def recorded_outputs(block: str) -> dict[str, list[str]]:
 
 
 # ---- the check -----------------------------------------------------------------------------
+
 
 def _collapse(lines: list[str]) -> list[str]:
     """Consecutive lines of one structure count once (epochs, rounds, attempts)."""
@@ -263,8 +274,9 @@ def compare_outputs(page: str, recorded: list[str], fresh: list[str]) -> str | N
     tolerance; None when they agree."""
     old, new = _collapse(recorded), _collapse(fresh)
     where = f"docs/days/{page}"
-    opcodes = difflib.SequenceMatcher(a=[skeleton(x) for x in old], b=[skeleton(x) for x in new],
-                                      autojunk=False).get_opcodes()
+    opcodes = difflib.SequenceMatcher(
+        a=[skeleton(x) for x in old], b=[skeleton(x) for x in new], autojunk=False
+    ).get_opcodes()
     for tag, i1, i2, j1, j2 in opcodes:
         if tag == "equal":
             for k in range(i2 - i1):
@@ -277,8 +289,10 @@ def compare_outputs(page: str, recorded: list[str], fresh: list[str]) -> str | N
             return f"{where}: the run now prints '{new[j1].strip()}', not in the lesson {_rerun_hint(page)}"
         else:
             before, after = field_change(old[i1], new[j1])
-            return (f"{where}: printed field '{before}' is now '{after}' in the line '{old[i1].strip()}' "
-                    f"{_rerun_hint(page)}")
+            return (
+                f"{where}: printed field '{before}' is now '{after}' in the line '{old[i1].strip()}' "
+                f"{_rerun_hint(page)}"
+            )
     return None
 
 
@@ -286,24 +300,23 @@ def compare_numbers(old: str, new: str) -> str | None:
     """The first number of `new` outside the tolerance around `old`'s, named by the words before it."""
     for a, b in zip(_NUMBER.finditer(old), _NUMBER.finditer(new)):
         x, y = float(a.group()), float(b.group())
-        pct = bool(_PCT_AFTER.match(old[a.end():]))
+        pct = bool(_PCT_AFTER.match(old[a.end() :]))
         allowed = PCT_TOLERANCE if pct else max(REL_TOLERANCE * abs(x), ABS_FLOOR)
         if abs(x - y) > allowed:
             name = " ".join(_NUMBER.sub("#", old[: a.start()]).split()[-3:]) or "the first number"
-            return (f"'{name}' is {b.group()}, recorded {a.group()} (tolerance ±{allowed:g}) "
-                    f"in the line '{old.strip()}'")
+            return f"'{name}' is {b.group()}, recorded {a.group()} (tolerance ±{allowed:g}) in the line '{old.strip()}'"
     return None
 
 
 def check_command(page: str, command: str, recorded: dict[str, list[str]]) -> str | None:
     if command not in recorded:
         listed = "; ".join(recorded) or "none"
-        return (f"docs/days/{page}: the command `{command}` is not the one recorded ({listed}) "
-                f"{_rerun_hint(page)}")
+        return f"docs/days/{page}: the command `{command}` is not the one recorded ({listed}) {_rerun_hint(page)}"
     return None
 
 
 # ---- one lesson ----------------------------------------------------------------------------
+
 
 @dataclass
 class PageOutcome:
@@ -327,8 +340,10 @@ def run_lesson(lesson: Lesson, spaces: Workspaces) -> PageOutcome:
         run = replace(problem.run, tiny=())  # it fails before any training: shown exactly as typed
         result = run_script(run, folder)
         if not result.error:
-            raise UserError(f"{lesson_page(lesson)}: the problem `{shown(run, False)}` no longer fails; "
-                            f"fix its entry in tools/workflows/lesson_days.py")
+            raise UserError(
+                f"{lesson_page(lesson)}: the problem `{shown(run, False)}` no longer fails; "
+                f"fix its entry in tools/workflows/lesson_days.py"
+            )
         problems.append((shown(run, False), result.error, problem.why))
     return PageOutcome(results, problems, folder)
 
@@ -352,8 +367,10 @@ def write_lesson(lesson: Lesson, outcome: PageOutcome) -> Path:
 def figure_source(lesson: Lesson, folder: Path, src: str) -> Path:
     path = folder / src
     if not path.is_file():
-        raise UserError(f"{lesson_page(lesson)}: the figure {src} is no longer written by the day's commands; "
-                        f"fix its entry in tools/workflows/lesson_days.py")
+        raise UserError(
+            f"{lesson_page(lesson)}: the figure {src} is no longer written by the day's commands; "
+            f"fix its entry in tools/workflows/lesson_days.py"
+        )
     return path
 
 
@@ -369,8 +386,9 @@ def check_lesson(lesson: Lesson, outcome: PageOutcome) -> str | None:
             return f"{page}: the {name} block differs from the day's {name} {_rerun_hint(lesson.page)}"
     recorded = recorded_outputs(read_block(text, "output"))
     for run, result in zip(lesson.runs, outcome.results):
-        problem = check_command(lesson.page, shown(run, True), recorded) or \
-            compare_outputs(lesson.page, steady(lesson, recorded[shown(run, True)]), steady(lesson, result.text.splitlines()))
+        problem = check_command(lesson.page, shown(run, True), recorded) or compare_outputs(
+            lesson.page, steady(lesson, recorded[shown(run, True)]), steady(lesson, result.text.splitlines())
+        )
         if problem:
             return problem
     for src, _ in lesson.figures:

@@ -140,8 +140,9 @@ def meta_params(name: str, image_size: int) -> int:
 
     with torch.device("meta"):
         try:
-            model = build_from_config(ModelConfig(name=name), num_classes=NUM_CLASSES,
-                                      input_shape=(3, image_size, image_size))
+            model = build_from_config(
+                ModelConfig(name=name), num_classes=NUM_CLASSES, input_shape=(3, image_size, image_size)
+            )
         except Exception:  # noqa: BLE001 (RegNet computes its widths with tensors, ViT asserts its patch size)
             return _published_params(name)
     return sum(p.numel() for p in model.parameters())
@@ -170,24 +171,36 @@ def run_row(name: str, image_size: int, *, time_limit_s: float, max_params: int)
     """check_model in this process (one thread), stopped by SIGPROF after `time_limit_s` of CPU time."""
     params = meta_params(name, image_size)
     if params > max_params:
-        return {"model": name, "image_size": image_size, "status": "not run", "params": params,
-                "reason": f"{params / 1e6:.0f} M parameters, above this run's cap of {max_params / 1e6:.0f} M "
-                          "(memory of the shared machine)"}
+        return {
+            "model": name,
+            "image_size": image_size,
+            "status": "not run",
+            "params": params,
+            "reason": f"{params / 1e6:.0f} M parameters, above this run's cap of {max_params / 1e6:.0f} M "
+            "(memory of the shared machine)",
+        }
     previous = signal.signal(signal.SIGPROF, _on_alarm)
     signal.setitimer(signal.ITIMER_PROF, time_limit_s)
     try:
         return check_model(name, image_size=image_size)
     except _RowTimeout:
-        return {"model": name, "image_size": image_size, "status": "timeout", "params": params,
-                "reason": f"not finished within {time_limit_s:g} s of CPU time on one thread", "seconds": time_limit_s}
+        return {
+            "model": name,
+            "image_size": image_size,
+            "status": "timeout",
+            "params": params,
+            "reason": f"not finished within {time_limit_s:g} s of CPU time on one thread",
+            "seconds": time_limit_s,
+        }
     finally:
         signal.setitimer(signal.ITIMER_PROF, 0)
         signal.signal(signal.SIGPROF, previous)
         gc.collect()
 
 
-def run_zoo(names: list[str], sizes: list[int], *, records: Path, time_limit_s: float, max_params: int,
-            force: bool = False) -> dict:
+def run_zoo(
+    names: list[str], sizes: list[int], *, records: Path, time_limit_s: float, max_params: int, force: bool = False
+) -> dict:
     """Every missing row of names x sizes (with `force`, every row; a timeout counts as missing when
     `time_limit_s` is above the limit it ran with), smallest size and model first. The
     records file is updated under a lock (several checkers may share it, e.g. one per size) before
@@ -200,8 +213,17 @@ def run_zoo(names: list[str], sizes: list[int], *, records: Path, time_limit_s: 
             key = row_key(name, size)
             if not (force or _missing(read_records(records).get(key), time_limit_s)):
                 continue
-            _record(records, key, {"model": name, "image_size": size, "status": "fails", "step": "process",
-                                   "reason": "the checking process died during this row (out of memory?)"})
+            _record(
+                records,
+                key,
+                {
+                    "model": name,
+                    "image_size": size,
+                    "status": "fails",
+                    "step": "process",
+                    "reason": "the checking process died during this row (out of memory?)",
+                },
+            )
             row = run_row(name, size, time_limit_s=time_limit_s, max_params=max_params)
             _record(records, key, row)
             print(f"{key}: {row['status']} {row.get('reason', '')} ({row.get('seconds', '-')} s)", flush=True)
@@ -267,8 +289,9 @@ def write_doc(rows: dict, names: list[str], *, doc: Path, records: Path, time_li
     for name in names:
         cells = {size: rows.get(row_key(name, size)) for size in SIZES}
         params = next((c["params"] for c in cells.values() if c and c.get("params")), None)
-        lines.append(f"| {name} | {f'{params / 1e6:.1f} M' if params else '-'} | "
-                     f"{_cell(cells[32])} | {_cell(cells[224])} |\n")
+        lines.append(
+            f"| {name} | {f'{params / 1e6:.1f} M' if params else '-'} | {_cell(cells[32])} | {_cell(cells[224])} |\n"
+        )
         for size, cell in cells.items():
             ok[size] += bool(cell and cell["status"] == "ok")
     lines.append(f"\n{ok[32]} of {len(names)} models pass at 32 px, {ok[224]} at 224 px.\n")
@@ -281,11 +304,28 @@ def model_zoo_check(args) -> None:
     names = parse_list(args.models, str, "--models", "squeezenet1_1,regnet_x_400mf") or list(torchvision_names())
     unknown = [n for n in names if n not in torchvision_names()]
     if unknown:
-        raise UserError(f"--models names {', '.join(unknown)}, not torchvision classifiers; see "
-                        "torchvision.models.list_models(module=torchvision.models)")
+        raise UserError(
+            f"--models names {', '.join(unknown)}, not torchvision classifiers; see "
+            "torchvision.models.list_models(module=torchvision.models)"
+        )
     records, doc = Path(args.records), Path(args.doc)
-    rows = read_records(records) if args.doc_only else run_zoo(
-        names, sizes, records=records, time_limit_s=args.time_limit, max_params=int(args.max_params), force=args.force)
-    write_doc(rows, list(torchvision_names()) if args.models is None else names, doc=doc, records=records,
-              time_limit_s=args.time_limit)
+    rows = (
+        read_records(records)
+        if args.doc_only
+        else run_zoo(
+            names,
+            sizes,
+            records=records,
+            time_limit_s=args.time_limit,
+            max_params=int(args.max_params),
+            force=args.force,
+        )
+    )
+    write_doc(
+        rows,
+        list(torchvision_names()) if args.models is None else names,
+        doc=doc,
+        records=records,
+        time_limit_s=args.time_limit,
+    )
     print(f"wrote {doc}")

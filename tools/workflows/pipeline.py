@@ -87,8 +87,11 @@ class StepRecords:
         self._write()
 
     def finish(self, step: Step, fp: dict) -> None:
-        self.records[step.name] = {"fingerprint": fp, "result_sha256": file_sha256(step.result),
-                                   "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        self.records[step.name] = {
+            "fingerprint": fp,
+            "result_sha256": file_sha256(step.result),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
         self._write()
 
     def _write(self) -> None:
@@ -100,10 +103,17 @@ def _script(name: str, argv: list[str]) -> Callable[[], None]:
 
 
 BASE_SECTIONS = ("data", "model", "train")  # every script builds data and model from these
-SECTIONS = {"train": (), "eval": ("profile",), "prune_unstructured": ("finetune", "unstructured", "profile"),
-            "prune_structured": ("finetune", "structured"), "prune_structured_latency": ("finetune", "structured", "pipeline"),
-            "export": ("export",), "quantize": ("export", "quantize"),
-            "quantize_dense": ("export", "quantize"), "profile": ("profile",)}
+SECTIONS = {
+    "train": (),
+    "eval": ("profile",),
+    "prune_unstructured": ("finetune", "unstructured", "profile"),
+    "prune_structured": ("finetune", "structured"),
+    "prune_structured_latency": ("finetune", "structured", "pipeline"),
+    "export": ("export",),
+    "quantize": ("export", "quantize"),
+    "quantize_dense": ("export", "quantize"),
+    "profile": ("profile",),
+}
 
 
 def _step(name: str, script: str, result: Path, argv: list[str], inputs: list[Path], common: list[str]) -> Step:
@@ -118,41 +128,128 @@ def pipeline_steps(*, config: str, run_dir: Path, sets: list[str], latency_targe
     `run_dir`. The report shows the two structured rows side by side."""
     from tools.reports.report import write_report
 
-    d = {name: run_dir / name for name in ("train", "eval", "unstructured", "structured", "structured_latency",
-                                           "export", "quantize", "quantize_dense", "profile")}
+    d = {
+        name: run_dir / name
+        for name in (
+            "train",
+            "eval",
+            "unstructured",
+            "structured",
+            "structured_latency",
+            "export",
+            "quantize",
+            "quantize_dense",
+            "profile",
+        )
+    }
     baseline = d["train"] / BEST
     common = ["--config", config] + (["--set", *sets] if sets else [])
     structured_model = d["structured"] / PRUNED_MODEL
     pruned = [structured_model, d["unstructured"] / PRUNED_MODEL]
     latency_step = []
     if latency_target > 0:  # last before the report and optional: a machine too busy to time it loses only this row
-        latency_step = [_step("prune_structured_latency", "prune_structured", d["structured_latency"] / METRICS,
-                              ["--checkpoint", str(baseline), "--save-dir", str(d["structured_latency"]),
-                               "--target-latency-reduction", f"{latency_target:g}"], [baseline], common)]
+        latency_step = [
+            _step(
+                "prune_structured_latency",
+                "prune_structured",
+                d["structured_latency"] / METRICS,
+                [
+                    "--checkpoint",
+                    str(baseline),
+                    "--save-dir",
+                    str(d["structured_latency"]),
+                    "--target-latency-reduction",
+                    f"{latency_target:g}",
+                ],
+                [baseline],
+                common,
+            )
+        ]
         latency_step[0].optional = True
     onnx_files = [d[q] / name for q in ("quantize_dense", "quantize") for name in ("model.onnx", "model.int8.onnx")]
-    results = [d["train"] / METRICS, d["eval"] / EVAL_METRICS, d["unstructured"] / METRICS,
-               d["structured"] / METRICS, d["export"] / EXPORT_RECORD, d["quantize"] / QUANTIZE_RECORD,
-               d["quantize_dense"] / QUANTIZE_RECORD, d["profile"] / PROFILE]
+    results = [
+        d["train"] / METRICS,
+        d["eval"] / EVAL_METRICS,
+        d["unstructured"] / METRICS,
+        d["structured"] / METRICS,
+        d["export"] / EXPORT_RECORD,
+        d["quantize"] / QUANTIZE_RECORD,
+        d["quantize_dense"] / QUANTIZE_RECORD,
+        d["profile"] / PROFILE,
+    ]
     return [
         _step("train", "train", results[0], ["--save-dir", str(d["train"])], [], common),
-        _step("eval", "eval", results[1], ["--checkpoint", str(baseline), "--save-dir", str(d["eval"])], [baseline], common),
-        _step("prune_unstructured", "prune_unstructured", results[2],
-              ["--checkpoint", str(baseline), "--save-dir", str(d["unstructured"])], [baseline], common),
-        _step("prune_structured", "prune_structured", results[3],
-              ["--checkpoint", str(baseline), "--save-dir", str(d["structured"])], [baseline], common),
-        _step("export", "export_onnx", results[4],
-              ["--checkpoint", str(structured_model), "--verify", "--save-dir", str(d["export"])], [structured_model], common),
-        _step("quantize", "quantize", results[5],
-              ["--checkpoint", str(structured_model), "--save-dir", str(d["quantize"])], [structured_model], common),
-        _step("quantize_dense", "quantize", results[6],
-              ["--checkpoint", str(baseline), "--save-dir", str(d["quantize_dense"])], [baseline], common),
-        _step("profile", "profile", results[7],
-              ["--baseline", str(baseline), "--pruned", *map(str, pruned), *map(str, onnx_files), "--measure-latency",
-               "--backend", "both", "--save-dir", str(d["profile"])], [baseline, *pruned, *onnx_files], common),
+        _step(
+            "eval",
+            "eval",
+            results[1],
+            ["--checkpoint", str(baseline), "--save-dir", str(d["eval"])],
+            [baseline],
+            common,
+        ),
+        _step(
+            "prune_unstructured",
+            "prune_unstructured",
+            results[2],
+            ["--checkpoint", str(baseline), "--save-dir", str(d["unstructured"])],
+            [baseline],
+            common,
+        ),
+        _step(
+            "prune_structured",
+            "prune_structured",
+            results[3],
+            ["--checkpoint", str(baseline), "--save-dir", str(d["structured"])],
+            [baseline],
+            common,
+        ),
+        _step(
+            "export",
+            "export_onnx",
+            results[4],
+            ["--checkpoint", str(structured_model), "--verify", "--save-dir", str(d["export"])],
+            [structured_model],
+            common,
+        ),
+        _step(
+            "quantize",
+            "quantize",
+            results[5],
+            ["--checkpoint", str(structured_model), "--save-dir", str(d["quantize"])],
+            [structured_model],
+            common,
+        ),
+        _step(
+            "quantize_dense",
+            "quantize",
+            results[6],
+            ["--checkpoint", str(baseline), "--save-dir", str(d["quantize_dense"])],
+            [baseline],
+            common,
+        ),
+        _step(
+            "profile",
+            "profile",
+            results[7],
+            [
+                "--baseline",
+                str(baseline),
+                "--pruned",
+                *map(str, pruned),
+                *map(str, onnx_files),
+                "--measure-latency",
+                "--backend",
+                "both",
+                "--save-dir",
+                str(d["profile"]),
+            ],
+            [baseline, *pruned, *onnx_files],
+            common,
+        ),
         *latency_step,
-        Step("report", run_dir / REPORT, lambda: print(f"wrote {write_report([run_dir], run_dir)}"),
-             ["report"], results),  # a re-run latency step re-runs the report anyway: it comes after
+        Step(
+            "report", run_dir / REPORT, lambda: print(f"wrote {write_report([run_dir], run_dir)}"), ["report"], results
+        ),  # a re-run latency step re-runs the report anyway: it comes after
     ]
 
 
@@ -181,12 +278,17 @@ def run_steps(steps: list[Step], *, run_dir: Path, config: dict, force: bool) ->
         except (SystemExit, UserError) as e:  # a script's failure exit (e.g. export verification) or its error line
             why = str(e) if isinstance(e, UserError) else f"exit {e.code}" if e.code else None
             if why and step.optional:
-                print(f"step {step.name} did not finish ({why}); it is optional, so the pipeline goes on without it "
-                      f"(a re-run retries it)", flush=True)
+                print(
+                    f"step {step.name} did not finish ({why}); it is optional, so the pipeline goes on without it "
+                    f"(a re-run retries it)",
+                    flush=True,
+                )
                 continue
             if why:
-                raise UserError(f"step {step.name} failed ({why}); earlier steps' outputs in {run_dir} are "
-                                f"intact, fix the cause and re-run to resume") from None
+                raise UserError(
+                    f"step {step.name} failed ({why}); earlier steps' outputs in {run_dir} are "
+                    f"intact, fix the cause and re-run to resume"
+                ) from None
         if not step.result.is_file():
             raise UserError(f"step {step.name} finished without writing {step.result}; re-run with --force")
         records.finish(step, fp)
@@ -195,9 +297,14 @@ def run_steps(steps: list[Step], *, run_dir: Path, config: dict, force: bool) ->
 def pipeline(args) -> None:
     """scripts.pipeline's whole command: `args` as its parse_args returns them."""
     cfg = resolve_config(args)  # fail fast on a bad config, before any step runs
-    run_dir = Path(args.save_dir) if args.save_dir else Path(cfg.output.root) / "pipeline" / run_name(cfg, args.config, "pipeline")
-    steps = pipeline_steps(config=args.config, run_dir=run_dir, sets=args.set,
-                           latency_target=cfg.pipeline.latency_target_reduction)
+    run_dir = (
+        Path(args.save_dir)
+        if args.save_dir
+        else Path(cfg.output.root) / "pipeline" / run_name(cfg, args.config, "pipeline")
+    )
+    steps = pipeline_steps(
+        config=args.config, run_dir=run_dir, sets=args.set, latency_target=cfg.pipeline.latency_target_reduction
+    )
     start = time.perf_counter()
     # Locked while it runs; COMPLETE at the end, FAILED with the failing step's error. A re-run continues
     # a finished pipeline (its steps decide what runs again), so a COMPLETE folder is not refused.
@@ -210,14 +317,18 @@ def print_verdict(run_dir: Path, elapsed_s: float) -> None:
     metrics = read_yaml_mapping(run_dir / "structured" / METRICS) or {}
     goal = metrics.get("goal", {})
     verdict = "MET" if metrics.get("goal_met") else "NOT MET"
-    print(f"\npipeline finished in {elapsed_s:.0f} s: structured {metrics.get('method')} pruning removed "
-          f"{metrics.get('flops_reduction_pct', 0):.1f}% of FLOPs (FLOPs = 2 x MACs) for a "
-          f"{metrics.get('accuracy_drop', 0):.2f}-point top-1 drop: goal {verdict} "
-          f"(>={goal.get('min_flops_reduction_pct')}% FLOPs, <={goal.get('max_accuracy_drop')} pts drop)")
+    print(
+        f"\npipeline finished in {elapsed_s:.0f} s: structured {metrics.get('method')} pruning removed "
+        f"{metrics.get('flops_reduction_pct', 0):.1f}% of FLOPs (FLOPs = 2 x MACs) for a "
+        f"{metrics.get('accuracy_drop', 0):.2f}-point top-1 drop: goal {verdict} "
+        f"(>={goal.get('min_flops_reduction_pct')}% FLOPs, <={goal.get('max_accuracy_drop')} pts drop)"
+    )
     latency = read_yaml_mapping(run_dir / "structured_latency" / METRICS) or {}
     if latency.get("latency"):
         lat = latency["latency"]
-        print(f"latency-targeted row: measured latency -{lat['measured_reduction_pct']:.1f}% on {lat['backend']} "
-              f"batch {lat['batch_size']} (target {lat['target_pct']:g}%), {latency['flops_reduction_pct']:.1f}% of FLOPs "
-              f"removed, {latency.get('accuracy_drop', 0):.2f}-point top-1 drop")
+        print(
+            f"latency-targeted row: measured latency -{lat['measured_reduction_pct']:.1f}% on {lat['backend']} "
+            f"batch {lat['batch_size']} (target {lat['target_pct']:g}%), {latency['flops_reduction_pct']:.1f}% of FLOPs "
+            f"removed, {latency.get('accuracy_drop', 0):.2f}-point top-1 drop"
+        )
     print(f"report: {run_dir / REPORT}")

@@ -46,26 +46,83 @@ SCRIPTS = ("train", "prune_unstructured", "prune_structured")
 # its sections of numbers (named dotted: pruned.top1). A point's real metrics.yaml is checked again.
 _SIZES = ("macs", "flops", "params", "wall_time_s")
 METRIC_NAMES: dict[str, tuple[str, ...]] = {
-    "train": (*_SIZES, "best_val_top1", "best_epoch", "final_val_top1", "test_top1", "test_top5", "test_loss", "epochs",
-              "train_images_per_s"),
+    "train": (
+        *_SIZES,
+        "best_val_top1",
+        "best_epoch",
+        "final_val_top1",
+        "test_top1",
+        "test_top5",
+        "test_loss",
+        "epochs",
+        "train_images_per_s",
+    ),
     "prune_unstructured": (
-        "params", "wall_time_s", "target_sparsity", "actual_sparsity", "pruned_weights", "prunable_weights",
-        "num_iterations", "n", "m", "dense_macs", "dense_flops", "nonzero_macs", "nonzero_flops", "nonzero_params",
-        "theoretical_speedup", "baseline_top1", "baseline_top5", "pruned_top1", "pruned_top5", "finetuned_top1",
-        "finetuned_top5", "accuracy_drop", "accuracy_drop_before_finetune", "dense_size_bytes",
-        "compressed_size_bytes", "compression_ratio", "finetune_epochs", "finetune_lr", "seed"),
+        "params",
+        "wall_time_s",
+        "target_sparsity",
+        "actual_sparsity",
+        "pruned_weights",
+        "prunable_weights",
+        "num_iterations",
+        "n",
+        "m",
+        "dense_macs",
+        "dense_flops",
+        "nonzero_macs",
+        "nonzero_flops",
+        "nonzero_params",
+        "theoretical_speedup",
+        "baseline_top1",
+        "baseline_top5",
+        "pruned_top1",
+        "pruned_top5",
+        "finetuned_top1",
+        "finetuned_top5",
+        "accuracy_drop",
+        "accuracy_drop_before_finetune",
+        "dense_size_bytes",
+        "compressed_size_bytes",
+        "compression_ratio",
+        "finetune_epochs",
+        "finetune_lr",
+        "seed",
+    ),
     "prune_structured": (
-        "wall_time_s", "pruning_ratio", "target_macs_reduction", "target_latency_reduction", "baseline_top1",
-        "pruned_top1", "accuracy_drop", "macs_reduction_pct", "flops_reduction_pct", "params_reduction_pct",
-        "latency_reduction_pct", "predicted_latency_reduction_pct", "latency_spread_pts"),
+        "wall_time_s",
+        "pruning_ratio",
+        "target_macs_reduction",
+        "target_latency_reduction",
+        "baseline_top1",
+        "pruned_top1",
+        "accuracy_drop",
+        "macs_reduction_pct",
+        "flops_reduction_pct",
+        "params_reduction_pct",
+        "latency_reduction_pct",
+        "predicted_latency_reduction_pct",
+        "latency_spread_pts",
+    ),
 }
-FRONTIER_DEFAULTS = {"train": ("test_top1", "macs"), "prune_unstructured": ("finetuned_top1", "nonzero_macs"),
-                     "prune_structured": ("pruned_top1", "pruned.macs")}  # (metric, cost) when the file names none
+FRONTIER_DEFAULTS = {
+    "train": ("test_top1", "macs"),
+    "prune_unstructured": ("finetuned_top1", "nonzero_macs"),
+    "prune_structured": ("pruned_top1", "pruned.macs"),
+}  # (metric, cost) when the file names none
 METRIC_SECTIONS: dict[str, tuple[str, ...]] = {
     "train": (),
     "prune_unstructured": ("vs_original", "semi_structured", "layer_sparsity", "layers"),
-    "prune_structured": ("baseline", "pruned", "pruned_before_finetune", "vs_original", "goal", "finetune", "channels",
-                         "latency", "sparsity_training"),
+    "prune_structured": (
+        "baseline",
+        "pruned",
+        "pruned_before_finetune",
+        "vs_original",
+        "goal",
+        "finetune",
+        "channels",
+        "latency",
+        "sparsity_training",
+    ),
 }
 
 
@@ -98,7 +155,11 @@ def read_sweep(path: str | Path) -> SweepSpec:
     spec = SweepSpec(**raw)
     if spec.script not in SCRIPTS:
         raise UserError(f"unknown script {spec.script!r} in {path}; choose one of: {', '.join(SCRIPTS)}")
-    if not isinstance(spec.grid, dict) or not spec.grid or not all(isinstance(v, list) and v for v in spec.grid.values()):
+    if (
+        not isinstance(spec.grid, dict)
+        or not spec.grid
+        or not all(isinstance(v, list) and v for v in spec.grid.values())
+    ):
         raise UserError(f"grid in {path} must map config keys to non-empty lists of values")
     spec.config = str((path.parent / spec.config).resolve()) if not Path(spec.config).is_absolute() else spec.config
     if spec.checkpoint and not Path(spec.checkpoint).is_absolute():
@@ -133,10 +194,17 @@ def check_metric_names(spec: SweepSpec, source: str) -> None:
         if (key in names) or (dot and head in sections):
             continue
         close = _nearest(key, names)
-        hint = (f"{key!r} is a section; name a number in it, e.g. {key}.top1" if key in sections else
-                f"did you mean {close!r}?" if close else f"{spec.script} writes: {', '.join(names[:12])}")
-        raise UserError(f"sweep {role} {key!r} is not a number {spec.script} writes into metrics.yaml; {hint} "
-                        f"Fix {role}: in {source}")
+        hint = (
+            f"{key!r} is a section; name a number in it, e.g. {key}.top1"
+            if key in sections
+            else f"did you mean {close!r}?"
+            if close
+            else f"{spec.script} writes: {', '.join(names[:12])}"
+        )
+        raise UserError(
+            f"sweep {role} {key!r} is not a number {spec.script} writes into metrics.yaml; {hint} "
+            f"Fix {role}: in {source}"
+        )
 
 
 def _nearest(key: str, names: tuple[str, ...]) -> str | None:
@@ -181,8 +249,11 @@ def point_fingerprint(spec: SweepSpec, command: list[str]) -> dict:
     the point's command line (grid values, --set, flags), the checkpoint's sha256, the project version."""
     from tools.core.config import config_to_dict, load_config
 
-    return fingerprint(config=config_to_dict(load_config(spec.config)), argv=command[1:],
-                       inputs=[spec.checkpoint] if spec.checkpoint else [])
+    return fingerprint(
+        config=config_to_dict(load_config(spec.config)),
+        argv=command[1:],
+        inputs=[spec.checkpoint] if spec.checkpoint else [],
+    )
 
 
 def point_stale_reason(run_dir: Path, current: dict) -> str | None:
@@ -243,8 +314,10 @@ def run_points(spec: SweepSpec, root: Path, args) -> tuple[list[dict], list[str]
     if done:  # a misspelt metric/cost key fails before more points run: against a real metrics.yaml first,
         check_metric_keys(spec, yaml.safe_load(done[0].read_text()) or {}, done[0])
     check_metric_names(spec, args.sweep)  # else against the names the script writes
-    print(f"sweep {spec.name}: {len(points)} points, {len(points) - len(todo)} already done, running {len(todo)} "
-          f"with {args.workers} worker(s) into {root}")
+    print(
+        f"sweep {spec.name}: {len(points)} points, {len(points) - len(todo)} already done, running {len(todo)} "
+        f"with {args.workers} worker(s) into {root}"
+    )
     for _, run_dir, _, _, _ in todo:  # all of them before any is deleted
         check_not_held(run_dir)
     for _, run_dir, _, _, reason in todo:
@@ -257,8 +330,15 @@ def run_points(spec: SweepSpec, root: Path, args) -> tuple[list[dict], list[str]
         if point_stale_reason(run_dir, fp) is None:
             metrics = yaml.safe_load((run_dir / METRICS).read_text()) or {}
             check_metric_keys(spec, metrics, run_dir / METRICS)
-            rows.append({"point": name, **p, spec.metric: lookup(metrics, spec.metric),
-                         spec.cost: lookup(metrics, spec.cost), "run_dir": str(run_dir)})
+            rows.append(
+                {
+                    "point": name,
+                    **p,
+                    spec.metric: lookup(metrics, spec.metric),
+                    spec.cost: lookup(metrics, spec.cost),
+                    "run_dir": str(run_dir),
+                }
+            )
     return rows, failed
 
 
@@ -286,8 +366,11 @@ def run_pool(todo: list[tuple[Path, list[str], dict]], workers: int) -> list[str
         pool.shutdown(wait=True)  # its threads return as soon as their process is gone
         not_started = len(todo) - len(jobs) + sum(1 for job, _ in jobs if _never_started(job))
         sig, code = ("SIGTERM", 143) if isinstance(stop, Terminated) else ("Ctrl-C", 130)
-        print(f"sweep interrupted ({sig}): stopped {stopped} running point(s), {not_started} queued did not start; "
-              f"none of them is recorded as done, re-run the same command to finish them", file=sys.stderr)
+        print(
+            f"sweep interrupted ({sig}): stopped {stopped} running point(s), {not_started} queued did not start; "
+            f"none of them is recorded as done, re-run the same command to finish them",
+            file=sys.stderr,
+        )
         raise SystemExit(code) from None
     finally:
         pool.shutdown(wait=True)
@@ -308,9 +391,13 @@ def sweep(args) -> None:
         rows, failed = run_points(spec, root, args)
         front = pareto_front(rows, maximize=spec.metric, minimize=spec.cost)
         atomic_write_csv(root / "sweep.csv", rows)
-        atomic_write_yaml(root / "sweep.yaml", {"spec": vars(spec), "rows": rows, "pareto": [r["point"] for r in front]})
+        atomic_write_yaml(
+            root / "sweep.yaml", {"spec": vars(spec), "rows": rows, "pareto": [r["point"] for r in front]}
+        )
         plot_pareto(rows, front, x=spec.cost, y=spec.metric, path=root / "pareto.png", title=f"sweep {spec.name}")
     print(f"Pareto frontier ({spec.metric} vs {spec.cost}): " + ", ".join(r["point"] for r in front))
     print(f"wrote {root / 'sweep.csv'}, {root / 'sweep.yaml'}, {root / 'pareto.png'}")
     if failed:
-        raise UserError(f"{len(failed)} sweep point(s) failed: {', '.join(failed)}; see their sweep_point.log, then re-run to retry")
+        raise UserError(
+            f"{len(failed)} sweep point(s) failed: {', '.join(failed)}; see their sweep_point.log, then re-run to retry"
+        )
