@@ -73,7 +73,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tools.core.device import synchronize
+from tools.core.device import cpu_name, synchronize
 from tools.core.errors import UserError
 from tools.core.io import atomic_write_yaml
 from tools.measure.latency import fast_multiple
@@ -108,20 +108,10 @@ def host_id() -> dict:
     return {
         "node": platform.node(),
         "machine": platform.machine(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "capability": torch.backends.cpu.get_cpu_capability(),
         "torch": str(torch.__version__),
     }
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 @dataclass

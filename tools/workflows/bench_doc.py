@@ -323,10 +323,19 @@ def loader_rows(run: Run, benchmarks, results_root) -> list[dict]:
             "loader only": f"{r['loader_images_per_s']:,.0f} images/s",
             "training step": f"{r['step_images_per_s']:,.0f} images/s ({r['model']})",
             "loader / step": f"{values['loader_ratio']:,.1f}x",
+            "bf16 step (vs fp32)": bf16_text(r),
             "target": check_targets(run.b.cfg.bench.targets, values),
             **common_columns(run, "-"),
         }
     ]
+
+
+def bf16_text(r: dict) -> str:
+    """The bf16 autocast step rate against fp32, and whether this CPU has bf16 natively."""
+    if "bf16_step_images_per_s" not in r:
+        return "-"
+    native = {True: ", native bf16", False: ", no native bf16: train.amp=bf16 runs fp32"}.get(r.get("native_bf16"), "")
+    return f"{r['bf16_step_images_per_s']:,.0f} images/s ({r['bf16_speedup']:.2f}x){native}"
 
 
 def quantize_rows(run: Run, benchmarks, results_root) -> list[dict]:

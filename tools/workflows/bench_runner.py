@@ -20,6 +20,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from tools.core.device import cpu_name
 from tools.core.errors import UserError
 from tools.core.io import atomic_write_yaml
 from tools.core.run_folder import BENCHMARK_RECORD, LAST, LOCK, RunLock
@@ -80,15 +81,7 @@ def host_description(device: str) -> str:
         import torch
 
         return f"{torch.cuda.get_device_name(0)} (1 GPU)"
-    cpu = "CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores"
+    return f"{cpu_name()}, {os.cpu_count()} cores"
 
 
 def run_benchmark(
