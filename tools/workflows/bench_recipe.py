@@ -251,8 +251,15 @@ def check_targets(targets: dict[str, float], values: dict, spreads: dict | None 
     if not targets:
         return "-"
     if values.get("selected_on") == "test" and any(TARGETS[key][0] == "drop" for key in targets):
+        others = {key: bound for key, bound in targets.items() if TARGETS[key][0] != "drop"}
+        verdict = check_targets(others, values, spreads) if others else "-"
+        refused = "top-1 drop not judged: its checkpoints were chosen on the test set (data.val_split 0); rerun with data.val_split > 0"
+        if verdict.startswith("MISSED") or verdict.startswith("n/a"):
+            return f"{verdict}; {refused}"
         return (
-            "not judged: its checkpoints were chosen on the test set (data.val_split 0); rerun with data.val_split > 0"
+            "not judged: "
+            + refused.removeprefix("top-1 drop not judged: ")
+            + ("" if verdict == "-" else f" (other targets {verdict})")
         )
     missed, unknown, noisy = [], [], []
     for key, bound in targets.items():
