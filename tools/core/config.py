@@ -33,7 +33,7 @@ import yaml
 
 from tools.core.errors import UserError
 from tools.core.schema import Bound, all_keys, build, check_ranges, check_tree
-from tools.core.yaml_file import UniqueKeyLoader, read_yaml_file
+from tools.core.yaml_file import BASE_KEY, deep_merge, parse_override, read_yaml_chain, read_yaml_file, set_dotted
 
 __all__ = [
     "Bound",
@@ -49,7 +49,6 @@ __all__ = [
     "read_yaml_file",
     "is_factory_name",
 ]
-BASE_KEY = "base"
 
 
 # ----------------------------------------------------------------------------- sections
@@ -138,13 +137,13 @@ def load_config(
     script's own options; None values are ignored)."""
     layers: list[tuple[dict, str]] = [_without_trust(base)] if base else []
     if path is not None:
-        layers += _read_yaml_chain(Path(path))
+        layers += read_yaml_chain(Path(path))
     for item in overrides or []:
-        layers.append((_parse_override(item), "--set"))
+        layers.append((parse_override(item), "--set"))
     flag_tree: dict = {}
     for key, value in (flags or {}).items():
         if value is not None:
-            _set_dotted(flag_tree, key, value)
+            set_dotted(flag_tree, key, value)
     if flag_tree:
         layers.append((flag_tree, "command-line flags"))
 
@@ -154,7 +153,7 @@ def load_config(
     origins: dict[str, str] = {}  # dotted key -> the last layer that set it, for range errors
     for tree, source in layers:
         check_tree(tree, Config, source, "", _all_keys(Config))
-        _deep_merge(merged, tree)
+        deep_merge(merged, tree)
         _record_origins(tree, source, "", origins)
     cfg = build(Config, merged, "")
     check_ranges(cfg, lambda key: origins.get(key, "the defaults"))
@@ -262,59 +261,6 @@ def save_config(cfg: Config, path: str | Path) -> None:
     from tools.core.io import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(stored_config(config_to_dict(cfg)), sort_keys=False))
-
-
-def _read_yaml_chain(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[dict, str]]:
-    if not path.is_file():
-        raise UserError(f"config file {path} not found; pass an existing file, e.g. --config cfgs/quickstart.yaml")
-    resolved = path.resolve()
-    if resolved in seen:
-        raise UserError(f"config {path} extends itself through 'base:'; remove the cycle")
-    tree = read_yaml_file(path)
-    if tree is None:  # an empty file is more likely a mistake than a wish for every default
-        raise UserError(
-            f"config {path} is empty; write its sections (data:, model:, train:, ...) or pass another "
-            "file, e.g. --config cfgs/quickstart.yaml"
-        )
-    if not isinstance(tree, dict):
-        raise UserError(f"config {path} must be a mapping of sections (data:, model:, train:, ...)")
-    layers: list[tuple[dict, str]] = []
-    base = tree.pop(BASE_KEY, None)
-    if base is not None:
-        if not isinstance(base, str):
-            raise UserError(f"'base' in {path} must be a file name, got {base!r}")
-        layers += _read_yaml_chain(path.parent / base, seen + (resolved,))
-    layers.append((tree, str(path)))
-    return layers
-
-
-def _parse_override(item: str) -> dict:
-    key, sep, raw = item.partition("=")
-    if not sep or not key.strip():
-        raise UserError(f"--set expects key=value (e.g. train.epochs=3), got {item!r}")
-    try:
-        value = yaml.load(raw, Loader=UniqueKeyLoader) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw  # an unparsable value stays a string; the type check will judge it
-    tree: dict = {}
-    _set_dotted(tree, key.strip(), value)
-    return tree
-
-
-def _set_dotted(tree: dict, key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = tree
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
-
-
-def _deep_merge(dst: dict, src: dict) -> None:
-    for key, value in src.items():
-        if isinstance(value, dict) and isinstance(dst.get(key), dict):
-            _deep_merge(dst[key], value)
-        else:
-            dst[key] = value
 
 
 _all_keys = all_keys  # _all_keys(Config): every dotted key, sections before their keys

@@ -61,3 +61,61 @@ def read_yaml_file(path: str | Path) -> Any:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or "invalid YAML"
         raise UserError(f"YAML syntax error in {path}{where}: {problem}; fix the file") from None
+
+
+BASE_KEY = "base"  # `base: other.yaml` pulls in another file first
+
+
+def read_yaml_chain(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[dict, str]]:
+    """The layers of a config file, its `base:` files first: (mapping, file name) each."""
+    if not path.is_file():
+        raise UserError(f"config file {path} not found; pass an existing file, e.g. --config cfgs/quickstart.yaml")
+    resolved = path.resolve()
+    if resolved in seen:
+        raise UserError(f"config {path} extends itself through 'base:'; remove the cycle")
+    tree = read_yaml_file(path)
+    if tree is None:  # an empty file is more likely a mistake than a wish for every default
+        raise UserError(
+            f"config {path} is empty; write its sections (data:, model:, train:, ...) or pass another "
+            "file, e.g. --config cfgs/quickstart.yaml"
+        )
+    if not isinstance(tree, dict):
+        raise UserError(f"config {path} must be a mapping of sections (data:, model:, train:, ...)")
+    layers: list[tuple[dict, str]] = []
+    base = tree.pop(BASE_KEY, None)
+    if base is not None:
+        if not isinstance(base, str):
+            raise UserError(f"'base' in {path} must be a file name, got {base!r}")
+        layers += read_yaml_chain(path.parent / base, seen + (resolved,))
+    layers.append((tree, str(path)))
+    return layers
+
+
+def parse_override(item: str) -> dict:
+    """`--set a.b=value` as a nested mapping; the value parsed as YAML (a string when it is not)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"--set expects key=value (e.g. train.epochs=3), got {item!r}")
+    try:
+        value = yaml.load(raw, Loader=UniqueKeyLoader) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw  # an unparsable value stays a string; the type check will judge it
+    tree: dict = {}
+    set_dotted(tree, key.strip(), value)
+    return tree
+
+
+def set_dotted(tree: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+def deep_merge(dst: dict, src: dict) -> None:
+    for key, value in src.items():
+        if isinstance(value, dict) and isinstance(dst.get(key), dict):
+            deep_merge(dst[key], value)
+        else:
+            dst[key] = value
