@@ -151,7 +151,7 @@ def test_a_second_runner_on_one_row_exits_2_naming_the_holder(seeded, tmp_path, 
             "-c",
             "import sys, time\nfrom tools.core.run_folder import RunLock\n"
             f"with RunLock({str(row)!r}, command='scripts.benchmark --run tiny_seeded'):\n"
-            "    print('held', flush=True); time.sleep(60)",
+            "    print('held', flush=True); time.sleep(600)",
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
