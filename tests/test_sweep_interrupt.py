@@ -61,6 +61,13 @@ def alive(pid: int) -> bool:
     return True
 
 
+def _like_a_terminal() -> None:
+    """Ctrl-C as a shell gives it: default SIGINT, unblocked. An xdist worker that ran other tests
+    first can pass an ignored or blocked SIGINT on to its children (seen only in the full suite)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_ctrl_c_cancels_queued_points_and_stops_the_running_one(tmp_path):
     out = tmp_path / "out"
     sweep = subprocess.Popen(
@@ -70,6 +77,7 @@ def test_ctrl_c_cancels_queued_points_and_stops_the_running_one(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=_like_a_terminal,
     )
     child = None
     try:
