@@ -120,3 +120,32 @@ def test_layer_normalized_scores_are_scale_free():
     assert torch.allclose(normalized["a"], normalized["b"]) and float(normalized["a"].abs().mean()) == pytest.approx(
         1.0
     )
+
+
+def _agreement(gradient_of_pass) -> float | None:
+    """Split-half agreement of movement scores over 8 backward passes whose loss is (w * c).sum(),
+    c = gradient_of_pass(k): dL/dw = c exactly, with no optimizer step in between."""
+    layer = nn.Linear(64, 64, bias=False)
+    targets = un.prunable_targets(nn.Sequential(layer))
+    with un.GradientScores(targets, "movement") as acc:
+        for k in range(8):
+            (layer.weight * gradient_of_pass(k)).sum().backward()
+    return acc.agreement()
+
+
+def test_movement_agreement_tells_a_shared_direction_from_gradient_noise():
+    torch.manual_seed(0)
+    direction = torch.randn(64, 64)
+    noise = torch.Generator().manual_seed(1)
+    assert _agreement(lambda k: direction) == pytest.approx(1.0)
+    assert _agreement(lambda k: direction + 0.3 * torch.randn(64, 64, generator=noise)) > 0.8
+    assert abs(_agreement(lambda k: torch.randn(64, 64, generator=noise))) < 0.1
+
+
+def test_noisy_movement_scores_are_named_with_the_fix(capsys):
+    from tools.runs.prune_unstructured import noisy_movement_note
+
+    assert noisy_movement_note(None, 1) is None and noisy_movement_note(0.6, 16) is None
+    note = noisy_movement_note(0.03, 16)
+    assert "r=0.03 over 16 steps" in note and "--method global" in note
+    assert capsys.readouterr().out.strip() == note

@@ -531,6 +531,7 @@ class GradientScores:
             raise ValueError(f"kind must be one of {GRADIENT_METHODS}, got {kind!r}")
         self.targets, self.kind = targets, kind
         self.scores: dict[str, torch.Tensor] = {}
+        self.halves: tuple[dict, dict] = ({}, {})  # even and odd backward passes, for `agreement`
         self.num_backwards = 0
         self._handles: list = []
 
@@ -544,10 +545,26 @@ class GradientScores:
     def _hook(self, name: str, param: torch.Tensor, score: Callable, first: bool):
         def hook(grad: torch.Tensor) -> None:
             value = score(param, grad)
-            self.scores[name] = self.scores[name] + value if name in self.scores else value.clone()
+            half = self.halves[self.num_backwards % 2]  # the first target's grad comes last in a pass
+            for sums in (self.scores, half):
+                sums[name] = sums[name] + value if name in sums else value.clone()
             self.num_backwards += int(first)
 
         return hook
+
+    def agreement(self) -> float | None:
+        """Split-half reliability of the summed scores: the correlation, inside each layer, of the
+        sums over even and over odd backward passes, averaged weighted by the layer's size. Near 1
+        the ranking is a signal the passes share; near 0 it is gradient noise, as -w*g is on a
+        model already trained on this task (its weights barely move). None before two passes."""
+        even, odd = self.halves
+        pairs = [(even[n].flatten(), odd[n].flatten()) for n in even if n in odd]
+        pairs = [(a, b) for a, b in pairs if a.numel() > 1 and a.std() > 0 and b.std() > 0]
+        if self.num_backwards < 2 or not pairs:
+            return None
+        sizes = torch.tensor([float(a.numel()) for a, _ in pairs])
+        correlations = torch.stack([torch.corrcoef(torch.stack([a, b]))[0, 1] for a, b in pairs])
+        return float((correlations * sizes).sum() / sizes.sum())
 
     def __exit__(self, *exc) -> None:
         for handle in self._handles:

@@ -266,8 +266,26 @@ def _gradient_scores(job: PruneJob, movement: GradientScores | None) -> dict | N
                 device=job.device,
                 loss_fn=job.loss_fn,
             )
+            noisy_movement_note(movement.agreement(), movement.num_backwards)
         return movement.scores
     return None
+
+
+NOISY_AGREEMENT = 0.2  # split-half r below which movement scores rank weights little better than chance
+
+
+def noisy_movement_note(agreement: float | None, steps: int) -> str | None:
+    """A warning (printed and returned) when the movement scores are mostly gradient noise."""
+    if agreement is None or agreement >= NOISY_AGREEMENT:
+        return None
+    note = (
+        f"warning: movement scores are mostly gradient noise here (split-half agreement r={agreement:.2f} over "
+        f"{steps} steps, below {NOISY_AGREEMENT}): a model already trained on this task barely moves, so -w*grad "
+        "does not rank its weights by importance (it can do worse than random pruning); movement pruning is for fine-tuning a pretrained model on a new task "
+        "(Sanh et al. 2020). Use --method global or lamp here, or more steps (unstructured.score_batches)"
+    )
+    print(note, flush=True)
+    return note
 
 
 def finetune_phase(
@@ -371,6 +389,8 @@ def _prune(job: PruneJob, step: int, movement: GradientScores | None, generator:
         "pruned_top1": pruned["top1"],
         "pruned_top5": pruned["top5"],
     }
+    if movement is not None:
+        row["movement_score_agreement"] = movement.agreement()
     print(format_step(row, plan.num_steps), flush=True)
     return row
 

@@ -5,6 +5,8 @@ output blocks, error lines and figures into the pages between markers (nothing t
     'epoch #/# lr # train loss # top1 #%'
     >>> mask_timings("wall time 4.7s, 236 img/s, 1.25 ms")
     'wall time …s, … img/s, … ms'
+    >>> mask_timing_columns(["| pruner | inference (s) |", "| --- | --- |", "| rand | 0.15 |"])[-1]
+    '| rand | … |'
     >>> compare_outputs("day01.md", ["best val top1 12.11%"], ["best val acc1 13.00%"])
     "docs/days/day01.md: printed field 'top1' is now 'acc1' in the line 'best val top1 12.11%' (re-run `uv run python -m scripts.lessons --days 1` if intended)"
 
@@ -53,12 +55,29 @@ COMMAND_PREFIX = "uv run python -m scripts."
 
 _NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")  # not the 20 of resnet20 nor the 0.9 of sp0.9
 _TIMING = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?=\s?(?:ms|s|us|µs|img/s|images/s)\b)")
+_TIMING_HEADER = re.compile(r"\((?:s|ms|us|µs|img/s)\)|\bseconds\b")
 _PCT_AFTER = re.compile(r"^\s?(%|pts|points|pt)")
 
 
 def mask_timings(line: str) -> str:
     """Timings change with the machine's load: `…` instead, so pages do not churn and checks ignore them."""
     return _TIMING.sub("…", line)
+
+
+def mask_timing_columns(lines: list[str]) -> list[str]:
+    """Markdown table cells under a timing header ('inference (s)', 'latency (ms)') as `…`: a
+    table's seconds are as machine-dependent as a sentence's, but carry no unit after the number."""
+    masked, timing_columns = [], set()
+    for line in lines:
+        cells = line.split("|")
+        if not line.startswith("|"):
+            timing_columns = set()
+        elif not timing_columns and not set(line) <= set("|- :"):
+            timing_columns = {i for i, cell in enumerate(cells) if _TIMING_HEADER.search(cell)} or {-1}
+        elif not set(line) <= set("|- :"):
+            line = "|".join(" … " if i in timing_columns and cell.strip() else cell for i, cell in enumerate(cells))
+        masked.append(line)
+    return masked
 
 
 def skeleton(line: str) -> str:
@@ -140,6 +159,7 @@ def trim(text: str, root: Path) -> str:
         if not line.strip() or "Warning" in line or line.startswith("  warnings.warn"):
             continue
         lines.append(mask_timings(line))
+    lines = mask_timing_columns(lines)
     if len(lines) > MAX_LINES:
         head, tail = lines[: MAX_LINES - 10], lines[-10:]
         lines = head + [f"[… {len(lines) - len(head) - len(tail)} more lines …]"] + tail
