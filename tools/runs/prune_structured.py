@@ -42,7 +42,6 @@ from tools.core.run_folder import BEST, LOG_CSV, LOGS, METRICS, PRUNED_MODEL, PR
 from tools.measure.describe import checkpoint_selection, describe_model, test_set_record
 from tools.measure.metrics import count_macs_params, count_nonzero_macs_params, format_count
 from tools.modeling.checkpoint import MODULE_CONFIG_ATTR, read_own_checkpoint, save_checkpoint
-from tools.modeling.checkpoint_run import load_checkpoint_run
 from tools.pruning import latency_target as lt
 from tools.pruning import structured as st
 from tools.pruning.kernels import (
@@ -61,8 +60,7 @@ from tools.training.fit import (
     check_resume,
     finetune_train_config,
     fit,
-    read_prune_resume,
-    resumed_checkpoint,
+    load_prune_run,
 )
 
 
@@ -828,14 +826,7 @@ def target_line(s) -> str:
 
 def prune_structured(args) -> None:
     """scripts.prune_structured's whole command: `args` as its parse_args returns them."""
-    resume = read_prune_resume(args.resume, "prune_structured") if args.resume else None
-    checkpoint = resumed_checkpoint(args.checkpoint, resume, args.resume)
-    cfg, ckpt, data, model, device = load_checkpoint_run(
-        args,
-        flags=cli_flags(args),
-        checkpoint=checkpoint,
-        base=(resume["config"], f"checkpoint {args.resume}") if resume else None,
-    )
+    resume, checkpoint, (cfg, ckpt, data, model, device) = load_prune_run(args, "prune_structured", cli_flags(args))
     check_structured_config(cfg)
     if resume is not None:
         check_structured_resume(resume, model, cfg, len(data.train), args.resume)

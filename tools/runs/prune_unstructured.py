@@ -43,7 +43,6 @@ from tools.measure.metrics import (
 )
 from tools.measure.sparsity_plots import plot_layer_weights
 from tools.modeling.checkpoint import read_checkpoint, read_own_checkpoint, save_checkpoint
-from tools.modeling.checkpoint_run import load_checkpoint_run
 from tools.pruning.config import UnstructuredConfig
 from tools.pruning.unstructured import (
     GRADIENT_METHODS,
@@ -74,8 +73,7 @@ from tools.training.fit import (
     check_resume,
     finetune_train_config,
     fit,
-    read_prune_resume,
-    resumed_checkpoint,
+    load_prune_run,
 )
 
 
@@ -657,14 +655,7 @@ def cli_flags(args) -> dict:
 
 def prune_unstructured(args) -> None:
     """scripts.prune_unstructured's whole command: `args` as its parse_args returns them."""
-    resume = read_prune_resume(args.resume, "prune_unstructured") if args.resume else None
-    checkpoint = resumed_checkpoint(args.checkpoint, resume, args.resume)
-    cfg, ckpt, data, model, device = load_checkpoint_run(
-        args,
-        flags=cli_flags(args),
-        checkpoint=checkpoint,
-        base=(resume["config"], f"checkpoint {args.resume}") if resume else None,
-    )
+    resume, checkpoint, (cfg, ckpt, data, model, device) = load_prune_run(args, "prune_unstructured", cli_flags(args))
     ucfg = cfg.unstructured
     if args.nm is not None and ucfg.method != "nm":
         raise UserError(

@@ -26,6 +26,7 @@ from tools.core.io import atomic_write_csv
 from tools.core.run_folder import BEST, LAST, LOG_CSV, LOGS
 from tools.measure.metrics import flops_from_macs
 from tools.modeling.checkpoint import read_checkpoint, read_own_checkpoint, save_checkpoint, unwrap
+from tools.modeling.checkpoint_run import load_checkpoint_run
 from tools.modeling.weights import load_state_into
 from tools.training.config import TrainConfig
 from tools.training.engine import (
@@ -355,6 +356,15 @@ def read_prune_resume(path: str, script: str) -> dict:
     if not isinstance(state, dict) or state.get("script") != script or "optimizer" not in ckpt:
         raise UserError(f"{file} is not the last.pth of a {script} run's fine-tuning; --resume needs one")
     return ckpt
+
+
+def load_prune_run(args, script: str, flags: dict) -> tuple[dict | None, str, tuple]:
+    """A pruning command's start: the --resume last.pth (or None), the checkpoint it prunes, and
+    load_checkpoint_run's (cfg, ckpt, data, model, device), the resumed run's config as the base."""
+    resume = read_prune_resume(args.resume, script) if args.resume else None
+    checkpoint = resumed_checkpoint(args.checkpoint, resume, args.resume)
+    base = (resume["config"], f"checkpoint {args.resume}") if resume else None
+    return resume, checkpoint, load_checkpoint_run(args, flags=flags, checkpoint=checkpoint, base=base)
 
 
 def resumed_checkpoint(checkpoint: str | None, resume: dict | None, resume_path: str | None) -> str:
