@@ -92,7 +92,10 @@ class GoalConfig:
 class LatencyTargetConfig:
     """How structured.target_latency_reduction is measured (see tools.pruning.latency_target)."""
 
-    backend: str = "torch"  # torch (eager, BN folded) | onnxruntime (CPU provider) | cuda (eager on the GPU)
+    # torch (eager, BN folded) | onnxruntime (CPU provider) | cuda (eager on the GPU) | onnxruntime-int8 (CPU
+    # provider, every timed model quantized to INT8 as scripts.quantize does, the dense model too; the run then
+    # also writes model.int8.onnx with its top-1 and speed-ups, after quantize.qat_epochs of QAT when > 0)
+    backend: str = "torch"
     batch_size: int = 64  # images per timed forward
     threads: int = 1  # intra-op threads for timing (cuda: ignored)
     tolerance: float = 0.05  # the measured reduction lands within this of the target (0.05 = 5 pts); also the largest timing spread accepted
@@ -105,12 +108,14 @@ class LatencyTargetConfig:
         "results/latency_cache"  # latency tables keyed by model, backend, batch, threads and host; "" = off
     )
     report: bool = False  # MACs or ratio targets too: time the pruned model against the baseline this way (no target)
+    int8_calibration_batches: int = 2  # onnxruntime-int8: training batches each timed model is calibrated on
 
     def check(self, bound: Bound) -> None:
         for key in ("batch_size", "threads", "repeats", "max_attempts"):
             bound(key, ge=1)
         bound("rounds", ge=2, why="a spread needs two rounds")
         bound("levels", ge=2, why="channel counts per group in the latency table")
+        bound("int8_calibration_batches", ge=1, why="training batches calibrating each INT8 timing")
         bound("tolerance", gt=0, lt=0.5, why="a fraction of latency")
 
 
