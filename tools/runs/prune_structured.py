@@ -2,6 +2,8 @@
 
     uv run python -m scripts.prune_structured --checkpoint results/train/quickstart/best_model.pth \
         --method l2 --target-macs-reduction 0.5
+    uv run python -m scripts.prune_structured --checkpoint results/train/quickstart/best_model.pth \
+        --target-latency-reduction 0.6 --set structured.latency.backend=onnxruntime-int8 quantize.qat_epochs=1
 
     check_structured_config(cfg)
     metrics = run_structured(model, data, cfg=cfg, run_dir=run_dir, device=device)
@@ -13,7 +15,10 @@ module, so plain `torch.load(path, weights_only=False)` returns it; it carries `
 `run_metrics` attributes; skipped with a notice when the model's classes cannot be pickled;
 scripts given it read its twin pruned_model_state.pth), metrics.yaml, and fit's log.csv, logs/,
 best_model.pth and last.pth for the final fine-tuning; sparsity/ and rounds/round<i>/ hold the
-same for bn_scale's sparsity phase and intermediate rounds.
+same for bn_scale's sparsity phase and intermediate rounds. With structured.latency.backend
+onnxruntime-int8 (`deploys_int8`) the run also writes model.int8.onnx (tools.runs.quantize.deploy_int8:
+QAT when quantize.qat_epochs > 0, scripts.quantize's quantization, ONNX Runtime top-1, interleaved
+speed-ups over the dense FP32 and dense INT8 files) and its figures into metrics.yaml (int8_*).
 
 All accuracies are test-split top-1 (%); reductions are percent of the baseline. With kernel
 granularities the reduction is of non-zero MACs/params, since masks leave dense counts as they were.
