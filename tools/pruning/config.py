@@ -108,14 +108,12 @@ class LatencyTargetConfig:
         "results/latency_cache"  # latency tables keyed by model, backend, batch, threads and host; "" = off
     )
     report: bool = False  # MACs or ratio targets too: time the pruned model against the baseline this way (no target)
-    int8_calibration_batches: int = 2  # onnxruntime-int8: training batches each timed model is calibrated on
 
     def check(self, bound: Bound) -> None:
         for key in ("batch_size", "threads", "repeats", "max_attempts"):
             bound(key, ge=1)
         bound("rounds", ge=2, why="a spread needs two rounds")
         bound("levels", ge=2, why="channel counts per group in the latency table")
-        bound("int8_calibration_batches", ge=1, why="training batches calibrating each INT8 timing")
         bound("tolerance", gt=0, lt=0.5, why="a fraction of latency")
 
 

@@ -60,7 +60,7 @@ tensor cores want multiples of 8.
 `onnxruntime-int8` times what an INT8 deployment runs: every timed model (each table variant, each
 attempt, and the dense baseline the reduction is measured against) is exported, BN-folded and
 statically quantized to QDQ INT8 by tools.deploy.quantize, as scripts.quantize does, calibrated on
-the same few training batches (`Backend.calibration`, structured.latency.int8_calibration_batches;
+the same few training batches (`Backend.calibration`, the first INT8_CALIBRATION_BATCHES;
 see `quantized_copy` for why a few suffice), then run by ONNX Runtime, which fuses the QDQ pairs
 into QLinearConv/QLinearAdd/QGemm. Its fast multiple is MLAS's INT8 one
 (tools.measure.latency.int8_fast_multiple: 16 with AVX-512, VNNI or AMX, 8 with AVX2 or AVX-VNNI),
@@ -96,6 +96,10 @@ from tools.pruning import structured as st
 INT8 = "onnxruntime-int8"  # ONNX Runtime CPU, every timed model quantized to INT8 (QDQ) first
 BACKENDS = ("torch", "onnxruntime", INT8, "cuda")
 ONNX_BACKENDS = ("onnxruntime", INT8)
+# Training batches every INT8-timed model is calibrated on (see quantized_copy: the timing does not
+# depend on the scales, so a few suffice). A constant, not a config key: a new key would change every
+# resolved config, and so every benchmark row's fingerprint.
+INT8_CALIBRATION_BATCHES = 2
 TABLE_FILE = "latency_table.yaml"
 
 

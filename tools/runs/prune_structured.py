@@ -396,12 +396,12 @@ def _prune_channel_round(model: nn.Module, job: PruneJob, step: int, scope: Roun
 
 def _backend(cfg: Config, data) -> lt.Backend:
     """structured.latency's timing settings; onnxruntime-int8 also gets the first
-    int8_calibration_batches of the training loader, which every timed model is calibrated on."""
+    lt.INT8_CALIBRATION_BATCHES batches of the training loader, which every timed model is calibrated on."""
     lat = cfg.structured.latency
     batches = []
     if lat.backend == lt.INT8:
         batches = [
-            (images.cpu(), labels) for images, labels in itertools.islice(data.train, lat.int8_calibration_batches)
+            (images.cpu(), labels) for images, labels in itertools.islice(data.train, lt.INT8_CALIBRATION_BATCHES)
         ]
     return lt.Backend(
         lat.backend,
