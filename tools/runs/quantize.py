@@ -17,7 +17,7 @@ import copy
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import onnxruntime
 import torch
@@ -41,7 +41,9 @@ from tools.deploy.quantize import (
 )
 from tools.modeling.checkpoint_run import load_checkpoint_run
 from tools.modeling.export import export_onnx, load_onnx
-from tools.pruning import latency_target as lt
+
+if TYPE_CHECKING:  # imported where it is used: scripts.quantize alone does not need the pruning stack
+    from tools.pruning import latency_target as lt
 
 
 @dataclass
@@ -197,12 +199,13 @@ def deploy_int8(pruned: nn.Module, dense: nn.Module, dep: Int8Deployment) -> dic
     """`pruned` (fine-tuned; QAT-fine-tuned first when quantize.qat_epochs > 0) exported, quantized as
     scripts.quantize does into run_dir/INT8_MODEL, its ONNX Runtime top-1 on the test split, and its
     speed-ups over the dense FP32 file and the dense model quantized the same way, timed interleaved."""
+    from datasets import build_data
+    from tools.pruning import latency_target as lt
+
     cfg, q, shape = dep.cfg, dep.cfg.quantize, tuple(dep.data.input_shape)
     if q.qat_epochs > 0:
         print(f"quantization-aware fine-tuning of the pruned model: {q.qat_epochs} epoch(s), lr {q.qat_lr:g}")
         pruned = qat_finetune(pruned, dep.data, cfg, dep.run_dir / "qat")
-    from datasets import build_data
-
     # Calibration sees training images as the model will: not cropped or flipped (as scripts.quantize).
     calibration = build_data(replace(cfg.data, augment=False), seed=cfg.train.seed, device="cpu").train
     out = dep.run_dir / INT8_MODEL
