@@ -204,3 +204,17 @@ def test_one_command_writes_the_int8_file_and_its_speedups(tiny_checkpoint, tmp_
     assert all(int8[k] > 0 for k in ("int8_latency_ms", "dense_fp32_latency_ms", "dense_int8_latency_ms"))
     assert metrics["latency"]["fast_multiple"] == 8 and metrics["latency"]["int8_kernels"] == "avx2"
     assert "INT8 speed-up" in out and "x vs dense FP32" in out and "vs dense INT8" in out
+
+
+def test_a_macs_target_with_the_int8_report_writes_the_int8_file_too(tiny_checkpoint, tmp_path, monkeypatch):
+    """structured.latency.report times a MACs-pruned model on the backend; on onnxruntime-int8 the
+    run ends with the deployable file as well (PTQ: quantize.qat_epochs 0)."""
+    fake_cpu(monkeypatch, "AVX512", {"avx512f", "avx512_vnni"})
+    monkeypatch.setattr(lt, "compare", lambda *a, **k: lt.Timing(10.0, 7.0, reduction=0.3, spread=0.02, rounds=3))
+    run_dir = tmp_path / "macs"
+    argv = ["--checkpoint", str(tiny_checkpoint), "--save-dir", str(run_dir), "--target-macs-reduction", "0.3"]
+    prune_script.main([*argv, "--epochs", "0", *INT8_RUN, "structured.latency.report=true"])
+    metrics = yaml.safe_load((run_dir / "metrics.yaml").read_text())
+    assert metrics["latency"]["fast_multiple"] == 16 and metrics["latency"]["int8_kernels"] == "avx512_vnni"
+    assert metrics["int8"]["method"] == "ptq" and (run_dir / "model.int8.onnx").is_file()
+    assert metrics["int8_speedup_vs_dense_int8"] > 0 and not (run_dir / "qat").exists()
