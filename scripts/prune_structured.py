@@ -8,6 +8,8 @@
         --config cfgs/structured_resnet18_goal.yaml --method taylor --target-macs-reduction 0.5
     uv run python -m scripts.prune_structured --checkpoint best_model.pth --target-latency-reduction 0.5 \
         --set structured.latency.backend=onnxruntime structured.latency.batch_size=64
+    uv run python -m scripts.prune_structured --checkpoint best_model.pth --target-latency-reduction 0.6 \
+        --set structured.latency.backend=onnxruntime-int8 quantize.qat_epochs=1
     uv run python -m scripts.prune_structured --checkpoint best_model.pth --method bn_scale \
         --target-macs-reduction 0.5 --set structured.bn_scale.epochs=10 finetune.kd.alpha=0.7
 
@@ -27,7 +29,10 @@ results/structured/<method>_sp<ratio>/ (--pruning-ratio, or --sparsity named as 
 pruned_model_state.pth (weights-only: state dict + structure; what the other scripts load),
 pruned_model.pth (a bare pickled module: plain torch.load returns it; skipped with a notice when the
 model cannot be pickled), metrics.yaml, config.yaml, log.csv, logs/, and last COMPLETE (or FAILED
-with the error line, e.g. for a MACs target it cannot reach). Re-pruning a pruned model reports
+with the error line, e.g. for a MACs target it cannot reach). With the onnxruntime-int8 latency
+backend every timed model is quantized to INT8 first, and the run also writes model.int8.onnx (after
+quantize.qat_epochs of QAT when > 0) with its top-1 and its speed-ups over the dense FP32 and dense
+INT8 files. Re-pruning a pruned model reports
 against the original baseline as well as the parent, and judges the goal against the original
 (the lineage travels in the pruned model).
 """

@@ -55,6 +55,7 @@ FAILED = "FAILED"
 EVAL_METRICS = "eval_metrics.yaml"  # scripts.eval
 EXPORT_RECORD = "export.yaml"  # scripts.export_onnx
 QUANTIZE_RECORD = "quantize.yaml"  # scripts.quantize
+INT8_MODEL = "model.int8.onnx"  # scripts.prune_structured with the onnxruntime-int8 backend (scripts.quantize: beside the FP32 file)
 PROFILE = "profile.yaml"  # scripts.profile
 LOADER_SPEED = "loader_speed.yaml"  # scripts.loader_speed
 LAYER_SPARSITY = "layer_sparsity.yaml"  # scripts.sensitivity
@@ -294,6 +295,7 @@ class RunFolder:
     last = property(lambda self: self.path / LAST)
     best = property(lambda self: self.path / BEST)
     pruned_model = property(lambda self: self.path / PRUNED_MODEL)
+    int8_model = property(lambda self: self.path / INT8_MODEL)
 
     # start and end
     def start(self, cfg=None, *, resume: bool = False) -> RunFolder:

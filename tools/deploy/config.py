@@ -24,6 +24,7 @@ class QuantizeConfig:
     activation_type: str = "uint8"  # uint8 (U8S8, ORT's fast x86 path incl. VNNI) | int8 (S8S8, slower on x86)
     max_drop: float = 1.0  # INT8 top-1 at most this many points below the FP32 ONNX file's, else NOT MET
     qat_epochs: int = 0  # > 0: when PTQ misses max_drop, fine-tune this many epochs with fake quantization, re-quantize
+    # (scripts.prune_structured with structured.latency.backend=onnxruntime-int8: QAT before model.int8.onnx, always)
     qat_lr: float = (
         0.001  # QAT learning rate (other optimiser settings from finetune.*); BN is folded, so keep it small
     )

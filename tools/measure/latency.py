@@ -22,6 +22,7 @@ import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -280,9 +281,55 @@ def per_layer_latency(
     return _layer_rows(net, totals_ms, repeats)
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux lists them in /proc/cpuinfo (avx2, avx512_vnni, amx_int8, ...);
+    empty elsewhere, where only torch's capability is known."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def int8_kernels() -> str:
+    """The family of ONNX Runtime's (MLAS) x86 INT8 kernels this CPU runs: amx, avx512_vnni, avx512,
+    avx_vnni, avx2 or sse. torch's capability (the AVX tier, which ATEN_CPU_CAPABILITY can lower) is
+    the ceiling; the CPU flags name the dot-product extension within it."""
+    capability, flags = torch.backends.cpu.get_cpu_capability(), cpu_flags()
+    if "AVX512" in capability:
+        return "amx" if "amx_int8" in flags else "avx512_vnni" if "avx512_vnni" in flags else "avx512"
+    if "AVX2" in capability:
+        return "avx_vnni" if "avx_vnni" in flags else "avx2"
+    return "sse"
+
+
+# Output channels per fast block of MLAS's INT8 convolution (see int8_fast_multiple).
+INT8_MULTIPLES = {"amx": 16, "avx512_vnni": 16, "avx512": 16, "avx_vnni": 8, "avx2": 8, "sse": 4}
+
+
+def int8_fast_multiple() -> int:
+    """Channel multiple of ONNX Runtime's INT8 convolutions on this CPU (QDQ U8S8, symmetric int8
+    weights). Why these numbers, from MLAS (onnxruntime/core/mlas/lib/convsym.cpp, platform.cpp):
+    QLinearConv takes MLAS's symmetric-conv kernels (MlasConvSym) only when the output channels
+    are a multiple of the dispatch's KernelOutputChannelAlignment and the input channels of 4
+    (KernelInputChannelAlignment: 4 uint8 x int8 products per int32 lane, vpmaddubsw or VNNI's
+    vpdpbusd); otherwise it falls back to im2col + QGEMM. The filters are packed in blocks of 16
+    output channels (FilterOutputChannelPackCount), padded with zeros, and depthwise convs need
+    the group count a multiple of 16. AVX-512 (Core and VNNI; AMX machines use the AVX-512 VNNI
+    conv kernels, AMX tiles only in QGEMM, 16 int32 columns per tile) accumulate 16 int32 output
+    channels per zmm register: 16. AVX2 and AVX-VNNI (alignment 8, 8 int32 per ymm register): 8,
+    which keeps the fast path; the zero-padded half of a 16-block is what the measured table
+    then prices. Without AVX2 (SSE4.1 QGEMM, 4 int32 per xmm register): 4."""
+    return INT8_MULTIPLES[int8_kernels()]
+
+
 def fast_multiple(backend: str) -> int:
     """Channel multiple the backend's convolution kernels compute in (see tools.pruning.latency_target's docstring)."""
     if backend == "cuda":
         return 8
+    if backend == "onnxruntime-int8":
+        return int8_fast_multiple()
     capability = torch.backends.cpu.get_cpu_capability()
     return 16 if "AVX512" in capability else 8 if "AVX2" in capability else 4

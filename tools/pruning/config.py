@@ -92,7 +92,10 @@ class GoalConfig:
 class LatencyTargetConfig:
     """How structured.target_latency_reduction is measured (see tools.pruning.latency_target)."""
 
-    backend: str = "torch"  # torch (eager, BN folded) | onnxruntime (CPU provider) | cuda (eager on the GPU)
+    # torch (eager, BN folded) | onnxruntime (CPU provider) | cuda (eager on the GPU) | onnxruntime-int8 (CPU
+    # provider, every timed model quantized to INT8 as scripts.quantize does, the dense model too; the run then
+    # also writes model.int8.onnx with its top-1 and speed-ups, after quantize.qat_epochs of QAT when > 0)
+    backend: str = "torch"
     batch_size: int = 64  # images per timed forward
     threads: int = 1  # intra-op threads for timing (cuda: ignored)
     tolerance: float = 0.05  # the measured reduction lands within this of the target (0.05 = 5 pts); also the largest timing spread accepted

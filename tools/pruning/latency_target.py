@@ -4,6 +4,8 @@ that judges it.
 
     uv run python -m scripts.prune_structured --checkpoint results/train/quickstart/best_model.pth \
         --target-latency-reduction 0.5 --set structured.latency.backend=onnxruntime structured.latency.batch_size=64
+    uv run python -m scripts.prune_structured --checkpoint results/train/quickstart/best_model.pth \
+        --target-latency-reduction 0.6 --set structured.latency.backend=onnxruntime-int8 quantize.qat_epochs=1
 
     backend = Backend("onnxruntime", input_shape=(3, 32, 32), batch_size=64, threads=1, rounds=7, repeats=3)
     plan = st.ChannelPlan(model, example, table=scores, limits=st.ChannelLimits(round_to=backend.fast_multiple),
@@ -54,18 +56,29 @@ Fast multiples (`fast_multiple`) are detected for the machine: ONNX Runtime's ML
 (PyTorch eager) compute CPU convolutions in blocks of 16 channels with AVX-512 and 8 with AVX2
 (torch.backends.cpu.get_cpu_capability() reads the same CPUID flags they dispatch on); CUDA
 tensor cores want multiples of 8.
+
+`onnxruntime-int8` times what an INT8 deployment runs: every timed model (each table variant, each
+attempt, and the dense baseline the reduction is measured against) is exported, BN-folded and
+statically quantized to QDQ INT8 by tools.deploy.quantize, as scripts.quantize does, calibrated on
+the same few training batches (`Backend.calibration`, the first INT8_CALIBRATION_BATCHES;
+see `quantized_copy` for why a few suffice), then run by ONNX Runtime, which fuses the QDQ pairs
+into QLinearConv/QLinearAdd/QGemm. Its fast multiple is MLAS's INT8 one
+(tools.measure.latency.int8_fast_multiple: 16 with AVX-512, VNNI or AMX, 8 with AVX2 or AVX-VNNI),
+recorded with the kernel family in the table's key and in metrics.yaml. The run then writes the
+deployable model.int8.onnx (tools.runs.quantize.deploy_int8).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import platform
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -76,10 +89,17 @@ from torch import nn
 from tools.core.device import cpu_name, synchronize
 from tools.core.errors import UserError
 from tools.core.io import atomic_write_yaml
-from tools.measure.latency import fast_multiple
+from tools.deploy.config import QuantizeConfig
+from tools.measure.latency import ORT_OPTIMISATIONS, fast_multiple, int8_kernels
 from tools.pruning import structured as st
 
-BACKENDS = ("torch", "onnxruntime", "cuda")
+INT8 = "onnxruntime-int8"  # ONNX Runtime CPU, every timed model quantized to INT8 (QDQ) first
+BACKENDS = ("torch", "onnxruntime", INT8, "cuda")
+ONNX_BACKENDS = ("onnxruntime", INT8)
+# Training batches every INT8-timed model is calibrated on (see quantized_copy: the timing does not
+# depend on the scales, so a few suffice). A constant, not a config key: a new key would change every
+# resolved config, and so every benchmark row's fingerprint.
+INT8_CALIBRATION_BATCHES = 2
 TABLE_FILE = "latency_table.yaml"
 
 
@@ -93,12 +113,13 @@ def check_backend(name: str) -> None:
             "structured.latency.backend cuda needs a CUDA GPU and none is visible; "
             "use torch or onnxruntime, or run on a machine with a GPU"
         )
-    if name == "onnxruntime":
+    if name in ONNX_BACKENDS:
         try:
             import onnxruntime  # noqa: F401
+            import onnxruntime.quantization  # noqa: F401
         except ImportError:
             raise UserError(
-                "structured.latency.backend onnxruntime needs the onnxruntime package; "
+                f"structured.latency.backend {name} needs the onnxruntime package; "
                 "`uv sync` installs it, or choose backend torch"
             ) from None
 
@@ -125,36 +146,39 @@ class Backend:
     rounds: int = 7
     repeats: int = 3
     optimisations: list[str] = field(default_factory=list)
+    # onnxruntime-int8 only: (images, labels) training batches every timed model is calibrated on,
+    # and the quantize: settings that choose its kernels (activation type, per-channel weights)
+    calibration: list = field(default_factory=list, repr=False)
+    quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
 
     @property
     def fast_multiple(self) -> int:
         return fast_multiple(self.name)
 
     def key(self) -> dict:
-        return {
+        key = {
             "backend": self.name,
             "batch_size": self.batch_size,
             "threads": self.threads,
             "input_shape": list(self.input_shape),
         }
+        if self.name == INT8:  # what picks the INT8 kernels, so a table timed with others is not reused
+            key |= {
+                "fast_multiple": self.fast_multiple,
+                "int8_kernels": int8_kernels(),
+                "activation_type": self.quantize.activation_type,
+                "per_channel": self.quantize.per_channel,
+            }
+        return key
 
 
 def _runner(model: nn.Module, backend: Backend, workdir: Path, index: int) -> tuple[Callable[[], object], list[str]]:
     """A no-argument call running one forward of `model` on `backend`, and its optimisations."""
-    from tools.measure.latency import ORT_OPTIMISATIONS, fold_batchnorm
+    from tools.measure.latency import fold_batchnorm
 
     shape = (backend.batch_size, *backend.input_shape)
-    if backend.name == "onnxruntime":
-        import onnxruntime as ort
-
-        from tools.modeling.export import export_onnx
-
-        path = export_onnx(copy.deepcopy(model).cpu(), tuple(backend.input_shape), workdir / f"{index}.onnx", opset=17)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = backend.threads
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        feed = {session.get_inputs()[0].name: np.random.default_rng(0).standard_normal(shape, dtype=np.float32)}
-        return lambda: session.run(None, feed), ORT_OPTIMISATIONS
+    if backend.name in ONNX_BACKENDS:
+        return _onnx_runner(_onnx_file(model, backend, workdir, index), backend), _ort_optimisations(backend)
     net, optimisations = fold_batchnorm(model)
     device = torch.device("cuda" if backend.name == "cuda" else "cpu")
     net = net.to(device)
@@ -166,6 +190,63 @@ def _runner(model: nn.Module, backend: Backend, workdir: Path, index: int) -> tu
         synchronize(device)
 
     return run, optimisations
+
+
+def _onnx_file(model: nn.Module, backend: Backend, workdir: Path, index: int) -> Path:
+    """The file ONNX Runtime times for `model`: the FP32 export, or (onnxruntime-int8) that export
+    quantized as scripts.quantize would deploy it."""
+    from tools.modeling.export import export_onnx
+
+    path = export_onnx(copy.deepcopy(model).cpu(), tuple(backend.input_shape), workdir / f"{index}.onnx", opset=17)
+    if backend.name != INT8:
+        return path
+    return quantized_copy(path, workdir / f"{index}.int8.onnx", backend.calibration, backend.quantize)
+
+
+def quantized_copy(fp32_path: Path, out_path: Path, batches: list, q: QuantizeConfig) -> Path:
+    """`fp32_path` BN-folded (prepare_fp32) and statically quantized to QDQ INT8 (quantize_int8),
+    the path of scripts.quantize, calibrated on `batches` ((images, labels) training batches).
+
+    Why a few training batches and MinMax, whatever quantize.calibration says: the INT8 graph, its
+    kernels and their cost are fixed by the shapes, the activation type and per-channel weights;
+    the scale and zero-point values only change what the integers mean, not how long they take.
+    So every variant of the table is calibrated on the same few batches with the cheapest
+    calibrator (random inputs would time the same; real batches cost no more and give the timed
+    file real ranges). The deployed file (tools.runs.quantize.deploy_int8) is calibrated in full."""
+    from tools.deploy.quantize import LoaderCalibrationReader, prepare_fp32, quantize_int8
+    from tools.modeling.export import load_onnx
+
+    input_name = load_onnx(fp32_path).graph.input[0].name
+    prepared, _ = prepare_fp32(fp32_path, out_path.with_name(out_path.name + ".prep.onnx"))
+    images = sum(len(images) for images, _ in batches)
+    reader = LoaderCalibrationReader(batches, num_images=images, input_name=input_name)
+    quantize_int8(prepared, out_path, reader, replace(q, calibration="minmax"))
+    return out_path
+
+
+def _ort_optimisations(backend: Backend) -> list[str]:
+    if backend.name != INT8:
+        return ORT_OPTIMISATIONS
+    q = backend.quantize
+    images = sum(len(images) for images, _ in backend.calibration)
+    return ORT_OPTIMISATIONS + [
+        f"INT8 QDQ static quantization as scripts.quantize (BatchNorm folded by quant_pre_process, "
+        f"{'U8S8' if q.activation_type == 'uint8' else 'S8S8'}, "
+        f"{'per-channel' if q.per_channel else 'per-tensor'} weights, MinMax on {images} training images), "
+        f"run as QLinearConv / QLinearAdd / QGemm by ONNX Runtime's {int8_kernels()} kernels"
+    ]
+
+
+def _onnx_runner(path: Path, backend: Backend) -> Callable[[], object]:
+    """A no-argument call running one forward of the ONNX file at `path` on ONNX Runtime's CPU provider."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = backend.threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    shape = (backend.batch_size, *backend.input_shape)
+    feed = {session.get_inputs()[0].name: np.random.default_rng(0).standard_normal(shape, dtype=np.float32)}
+    return lambda: session.run(None, feed)
 
 
 def _timed_ms(run: Callable[[], object], repeats: int, best: bool) -> float:
@@ -187,28 +268,60 @@ def time_interleaved(
     first model is a reference timed again right before each of the others, and each round
     gives the others' time over that reference's (the minimum of the repeats of each), so slow
     drifts in load cancel in every pair."""
+    with tempfile.TemporaryDirectory() as tmp:
+
+        def build(index: int, model: nn.Module) -> Callable[[], object]:
+            run, backend.optimisations = _runner(model, backend, Path(tmp), index)
+            return run
+
+        return _interleave([functools.partial(build, i, m) for i, m in enumerate(models)], backend, rounds, paired)
+
+
+def time_onnx_files(paths: list[Path], backend: Backend, rounds: int | None = None) -> list[list[float]]:
+    """time_interleaved for ONNX files as they are (no export, no quantization), on ONNX Runtime's
+    CPU provider with `backend`'s batch, threads, rounds and repeats (and its estimator: the
+    fastest repeat of each round on onnxruntime-int8, see _interleave)."""
+    return _interleave([functools.partial(_onnx_runner, p, backend) for p in paths], backend, rounds, paired=False)
+
+
+def _interleave(builders: list[Callable], backend: Backend, rounds: int | None, paired: bool) -> list[list[float]]:
     rounds = rounds or backend.rounds
+    # INT8 rounds keep the fastest of their repeats, as paired rounds do: on a shared x86 host (a
+    # 2-vCPU EPYC VM here) one ONNX Runtime INT8 session ran a fixed input in 2.5 or 6.5 ms, at
+    # random, while the FP32 file held 8.0 ms; the slow forwards are contention, not the file, and
+    # the median of 3 repeats flips between the modes. Other backends keep their median.
+    best = backend.name == INT8
     before = torch.get_num_threads()
     torch.set_num_threads(backend.threads)
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            runners = []
-            for i, m in enumerate(models):
-                run, backend.optimisations = _runner(m, backend, Path(tmp), i)
-                run()  # warm-up: first calls allocate and pick kernels
-                runners.append(run)
-            out: list[list[float]] = [[] for _ in models]
-            for _ in range(rounds):
-                for i, run in enumerate(runners):
-                    if paired and i > 0:
-                        reference = _timed_ms(runners[0], backend.repeats, best=True)
-                        out[0].append(reference)
-                        out[i].append(_timed_ms(run, backend.repeats, best=True) / reference)
-                    elif not paired:
-                        out[i].append(_timed_ms(run, backend.repeats, best=False))
+        runners = []
+        for build in builders:
+            run = build()
+            run()  # warm-up: first calls allocate and pick kernels
+            runners.append(run)
+        out: list[list[float]] = [[] for _ in runners]
+        for _ in range(rounds):
+            for i, run in enumerate(runners):
+                if paired and i > 0:
+                    reference = _timed_ms(runners[0], backend.repeats, best=True)
+                    out[0].append(reference)
+                    out[i].append(_timed_ms(run, backend.repeats, best=True) / reference)
+                elif not paired:
+                    out[i].append(_timed_ms(run, backend.repeats, best=best))
     finally:
         torch.set_num_threads(before)
     return out
+
+
+def file_speedups(deployed: Path, references: dict[str, Path], backend: Backend) -> dict:
+    """The `deployed` ONNX file against each reference file, timed interleaved: its median time,
+    each reference's, and `int8_speedup_vs_<name>`, the median over rounds of reference / deployed."""
+    times = time_onnx_files([deployed, *references.values()], backend)
+    out = {"int8_latency_ms": statistics.median(times[0])}
+    for name, reference in zip(references, times[1:]):
+        out[f"{name}_latency_ms"] = statistics.median(reference)
+        out[f"int8_speedup_vs_{name}"] = statistics.median(r / d for r, d in zip(reference, times[0]))
+    return out | {"rounds": len(times[0])}
 
 
 @dataclass
@@ -340,9 +453,10 @@ def _measure_table(model, example, plan, backend, grid, key) -> LatencyTable:
                 st.apply_plan(pruned, example, plan, {name: size - kept})
                 variants.append(pruned)
                 where.append((name, kept))
+    quantized = " (each quantized to INT8 first)" if backend.name == INT8 else ""
     print(
-        f"latency table: timing {len(variants)} variants of the model ({len(grid)} groups) on {backend.name}, "
-        f"batch {backend.batch_size}, {backend.threads} thread(s), {backend.rounds} interleaved rounds"
+        f"latency table: timing {len(variants)} variants of the model ({len(grid)} groups) on {backend.name}"
+        f"{quantized}, batch {backend.batch_size}, {backend.threads} thread(s), {backend.rounds} interleaved rounds"
     )
     ratios = time_interleaved(variants, backend, max(3, backend.rounds // 2), paired=True)
     base_ms = statistics.median(ratios[0])

@@ -2,6 +2,8 @@
 
     uv run python -m scripts.prune_structured --checkpoint results/train/quickstart/best_model.pth \
         --method l2 --target-macs-reduction 0.5
+    uv run python -m scripts.prune_structured --checkpoint results/train/quickstart/best_model.pth \
+        --target-latency-reduction 0.6 --set structured.latency.backend=onnxruntime-int8 quantize.qat_epochs=1
 
     check_structured_config(cfg)
     metrics = run_structured(model, data, cfg=cfg, run_dir=run_dir, device=device)
@@ -13,7 +15,10 @@ module, so plain `torch.load(path, weights_only=False)` returns it; it carries `
 `run_metrics` attributes; skipped with a notice when the model's classes cannot be pickled;
 scripts given it read its twin pruned_model_state.pth), metrics.yaml, and fit's log.csv, logs/,
 best_model.pth and last.pth for the final fine-tuning; sparsity/ and rounds/round<i>/ hold the
-same for bn_scale's sparsity phase and intermediate rounds.
+same for bn_scale's sparsity phase and intermediate rounds. With structured.latency.backend
+onnxruntime-int8 (`deploys_int8`) the run also writes model.int8.onnx (tools.runs.quantize.deploy_int8:
+QAT when quantize.qat_epochs > 0, scripts.quantize's quantization, ONNX Runtime top-1, interleaved
+speed-ups over the dense FP32 and dense INT8 files) and its figures into metrics.yaml (int8_*).
 
 All accuracies are test-split top-1 (%); reductions are percent of the baseline. With kernel
 granularities the reduction is of non-zero MACs/params, since masks leave dense counts as they were.
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import math
 import pickle
 import time
@@ -38,7 +44,17 @@ from tools.core.device import seed_everything
 from tools.core.errors import UserError, first_line
 from tools.core.io import atomic_torch_save, atomic_write_yaml
 from tools.core.lineage import LINEAGE, child_lineage, versus
-from tools.core.run_folder import BEST, LOG_CSV, LOGS, METRICS, PRUNED_MODEL, PRUNED_MODEL_STATE, RunFolder
+from tools.core.run_folder import (
+    BEST,
+    INT8_MODEL,
+    LOG_CSV,
+    LOGS,
+    METRICS,
+    PRUNED_MODEL,
+    PRUNED_MODEL_STATE,
+    RunFolder,
+)
+from tools.deploy.quantize import check_quantize_config
 from tools.measure.describe import checkpoint_selection, describe_model, test_set_record
 from tools.measure.metrics import count_macs_params, count_nonzero_macs_params, format_count
 from tools.modeling.checkpoint import MODULE_CONFIG_ATTR, read_own_checkpoint, save_checkpoint
@@ -111,10 +127,17 @@ def check_latency_config(cfg: Config) -> None:
             f"(got {s.granularity}, {s.iterative_steps}): only removed channels make a model faster"
         )
     lt.check_backend(lat.backend)
+    if lat.backend == lt.INT8:
+        check_quantize_config(cfg.quantize)  # the INT8 file is written at the end: its settings fail first
     if lat.allocation not in lt.ALLOCATIONS:
         raise UserError(
             f"unknown structured.latency.allocation {lat.allocation!r}; choose one of: {', '.join(lt.ALLOCATIONS)}"
         )
+
+
+def deploys_int8(s) -> bool:
+    """The onnxruntime-int8 backend times INT8 files, so the run ends with one: model.int8.onnx."""
+    return s.latency.backend == lt.INT8 and (s.target_latency_reduction > 0 or reports_latency(s))
 
 
 def structured_name(s, seed_form: bool = False) -> str:
@@ -171,6 +194,7 @@ def run_structured(
     start = time.perf_counter()
     config = config_to_dict(cfg)
     teacher = copy.deepcopy(model).eval() if cfg.finetune.kd.alpha > 0 else None
+    dense = copy.deepcopy(model).cpu().eval() if deploys_int8(cfg.structured) else None
     job = PruneJob(data, cfg, device, run_dir=run_dir, config=config, teacher=teacher)
     if resume is None:
         model, state = prune_model(model, job, checkpoint=checkpoint, parent=parent)
@@ -213,8 +237,20 @@ def run_structured(
         input_shape=tuple(data.input_shape),
         num_classes=data.num_classes,
     )
+    if dense is not None:
+        metrics |= int8_metrics(model, dense, cfg=cfg, data=data, run_dir=run_dir)
     atomic_write_yaml(run_dir / METRICS, metrics)
     return metrics
+
+
+def int8_metrics(model: nn.Module, dense: nn.Module, *, cfg: Config, data, run_dir: Path) -> dict:
+    """The deployable INT8 file of the onnxruntime-int8 backend (tools.runs.quantize.deploy_int8) and
+    its figures, top level in metrics.yaml: top-1 (%), size (bytes), speed-ups (x, interleaved timing)."""
+    from tools.runs.quantize import Int8Deployment, deploy_int8
+
+    int8 = deploy_int8(model, dense, Int8Deployment(cfg, data, run_dir, _backend(cfg, data)))
+    keys = ("int8_top1", "int8_file_bytes", "int8_speedup_vs_dense_fp32", "int8_speedup_vs_dense_int8")
+    return {"int8": int8, **{k: int8[k] for k in keys}}
 
 
 def prune_model(model: nn.Module, job: PruneJob, *, checkpoint: str = "", parent=None) -> tuple[nn.Module, dict]:
@@ -334,9 +370,7 @@ def _prune_channel_round(model: nn.Module, job: PruneJob, step: int, scope: Roun
             "zero-padding or lambda shortcut), so pruning them would break the model"
         )
     if latency:
-        model, info = _latency_search(
-            model, plan, cfg=cfg, example=example, input_shape=tuple(data.input_shape), run_dir=job.run_dir
-        )
+        model, info = _latency_search(model, plan, cfg=cfg, example=example, data=data, run_dir=job.run_dir)
     elif s.target_macs_reduction > 0:
         found = st.search_channels(
             model,
@@ -354,22 +388,36 @@ def _prune_channel_round(model: nn.Module, job: PruneJob, step: int, scope: Roun
         info = {"ratio": ratio}
     info["macs_reduction_pct"] = 100 * _reduction(model, baseline["macs"], example)
     if reports_latency(s):
-        info["latency"] = _latency_report(original, model, cfg=cfg, input_shape=tuple(data.input_shape))
+        info["latency"] = _latency_report(original, model, cfg=cfg, data=data)
     return model, info
 
 
-def _backend(cfg: Config, input_shape: tuple) -> lt.Backend:
+def _backend(cfg: Config, data) -> lt.Backend:
+    """structured.latency's timing settings; onnxruntime-int8 also gets the first
+    lt.INT8_CALIBRATION_BATCHES batches of the training loader, which every timed model is calibrated on."""
     lat = cfg.structured.latency
+    batches = []
+    if lat.backend == lt.INT8:
+        batches = [
+            (images.cpu(), labels) for images, labels in itertools.islice(data.train, lt.INT8_CALIBRATION_BATCHES)
+        ]
     return lt.Backend(
-        lat.backend, input_shape, lat.batch_size, threads=lat.threads, rounds=lat.rounds, repeats=lat.repeats
+        lat.backend,
+        tuple(data.input_shape),
+        lat.batch_size,
+        threads=lat.threads,
+        rounds=lat.rounds,
+        repeats=lat.repeats,
+        calibration=batches,
+        quantize=cfg.quantize,
     )
 
 
-def _latency_search(model, plan, *, cfg, example, input_shape, run_dir) -> tuple[nn.Module, dict]:
+def _latency_search(model, plan, *, cfg, example, data, run_dir) -> tuple[nn.Module, dict]:
     """structured.target_latency_reduction: the measured table, the greedy allocation and the
     measured check (tools.pruning.latency_target), on CPU copies unless the backend is cuda."""
     s, lat = cfg.structured, cfg.structured.latency
-    backend = _backend(cfg, input_shape)
+    backend = _backend(cfg, data)
     device = next(model.parameters()).device
     timed = model if lat.backend == "cuda" else copy.deepcopy(model).cpu()
     example = example.to(next(timed.parameters()).device)
@@ -397,6 +445,7 @@ def _latency_search(model, plan, *, cfg, example, input_shape, run_dir) -> tuple
         "threads": lat.threads,
         "allocation": lat.allocation,
         "fast_multiple": backend.fast_multiple,
+        **({"int8_kernels": backend.key()["int8_kernels"]} if lat.backend == lt.INT8 else {}),
         "host": lt.host_id(),
         "optimisations": backend.optimisations,
         "target_pct": 100 * s.target_latency_reduction,
@@ -409,9 +458,9 @@ def _latency_search(model, plan, *, cfg, example, input_shape, run_dir) -> tuple
     return found.model.to(device), {"latency": latency}
 
 
-def _latency_report(baseline: nn.Module, pruned: nn.Module, *, cfg, input_shape) -> dict:
+def _latency_report(baseline: nn.Module, pruned: nn.Module, *, cfg, data) -> dict:
     """structured.latency.report: the measured check of a MACs- or ratio-pruned model, no target."""
-    lat, backend = cfg.structured.latency, _backend(cfg, input_shape)
+    lat, backend = cfg.structured.latency, _backend(cfg, data)
     on = (lambda m: m) if lat.backend == "cuda" else (lambda m: copy.deepcopy(m).cpu())
     t = lt.compare(on(baseline), on(pruned), backend)
     print(
@@ -423,6 +472,7 @@ def _latency_report(baseline: nn.Module, pruned: nn.Module, *, cfg, input_shape)
         "batch_size": lat.batch_size,
         "threads": lat.threads,
         "host": lt.host_id(),
+        **({k: backend.key()[k] for k in ("fast_multiple", "int8_kernels")} if lat.backend == lt.INT8 else {}),
         "optimisations": backend.optimisations,
         "predicted_reduction_pct": None,
         **t.as_dict(),
@@ -759,12 +809,31 @@ def final_block(metrics: dict) -> str:
                 f"{lat['threads']} thread(s)",
             )
         )
+    if "int8" in metrics:
+        rows += int8_rows(metrics["int8"])
     width = max(len(k) for k, _ in rows)
     lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
     lines.append(
         st.goal_line(metrics["goal_met"], **metrics["goal"]) + (" against the original baseline" if repruned else "")
     )
     return "\n".join(lines)
+
+
+def int8_rows(int8: dict) -> list[tuple[str, str]]:
+    """The deployed INT8 file's rows of the final block."""
+    return [
+        (
+            "INT8 file",
+            f"{int8['file']} ({int8['method']}, {int8['int8_file_bytes'] / 2**20:.3f} MiB), "
+            f"top1 {int8['int8_top1']:.2f}% (ONNX Runtime, test split)",
+        ),
+        (
+            "INT8 speed-up",
+            f"{int8['int8_speedup_vs_dense_fp32']:.2f}x vs dense FP32, {int8['int8_speedup_vs_dense_int8']:.2f}x vs "
+            f"dense INT8 ({int8['dense_fp32_latency_ms']:.2f} / {int8['dense_int8_latency_ms']:.2f} -> "
+            f"{int8['int8_latency_ms']:.2f} ms, {int8['timed_on']}, median of {int8['rounds']} rounds)",
+        ),
+    ]
 
 
 def cli_flags(args) -> dict:
@@ -857,6 +926,8 @@ def prune_in(run_dir, cfg, ckpt, data, model, device, *, checkpoint: str, resume
         print(
             f"pickled:      {run_dir / PRUNED_MODEL}  (plain torch.load(path, weights_only=False) returns the module)"
         )
+    if "int8" in metrics:
+        print(f"INT8 file:    {run_dir / INT8_MODEL}  (uv run python -m scripts.eval --checkpoint <it>)")
     print(f"metrics:      {run_dir / METRICS}")
     if (run_dir / LOGS).is_dir():  # absent when nothing was trained (finetune.epochs 0, no rounds)
         print(f"fine-tuning:  {run_dir / LOG_CSV}; TensorBoard: uv run tensorboard --logdir {run_dir}")

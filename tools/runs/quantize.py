@@ -4,13 +4,20 @@ test split by ONNX Runtime, the verdict against quantize.max_drop, and QAT when 
     job = QuantizeJob(fp32_path=Path("export/model.onnx"), out_dir=Path("export"), cfg=cfg,
                       calibration_loader=unaugmented.train, test_loader=data.test)
     report = run_quantize(job)      # also writes export/model.int8.onnx and export/quantize.yaml
+
+    # scripts.prune_structured with structured.latency.backend=onnxruntime-int8 ends here:
+    uv run python -m scripts.prune_structured --checkpoint results/train/quickstart/best_model.pth \
+        --target-latency-reduction 0.6 --set structured.latency.backend=onnxruntime-int8 quantize.qat_epochs=1
+    int8 = deploy_int8(pruned, dense, Int8Deployment(cfg, data, run_dir, backend))  # run_dir/model.int8.onnx
 """
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import onnxruntime
 import torch
@@ -19,7 +26,7 @@ from torch import nn
 from tools.core.config import Config, config_to_dict, save_config
 from tools.core.errors import UserError
 from tools.core.io import atomic_write_yaml
-from tools.core.run_folder import CONFIG, QUANTIZE_RECORD
+from tools.core.run_folder import CONFIG, INT8_MODEL, QUANTIZE_RECORD
 from tools.deploy.quantize import (
     LoaderCalibrationReader,
     check_input_shape,
@@ -33,7 +40,10 @@ from tools.deploy.quantize import (
     verdict,
 )
 from tools.modeling.checkpoint_run import load_checkpoint_run
-from tools.modeling.export import load_onnx
+from tools.modeling.export import export_onnx, load_onnx
+
+if TYPE_CHECKING:  # imported where it is used: scripts.quantize alone does not need the pruning stack
+    from tools.pruning import latency_target as lt
 
 
 @dataclass
@@ -51,11 +61,16 @@ class QuantizeJob:
 
 def calibrate_and_quantize(job: QuantizeJob, fp32_path: Path, out_path: Path) -> dict:
     """BN folding (quant_pre_process), calibration and QDQ quantization of one FP32 file."""
-    q = job.cfg.quantize
+    return quantize_file(fp32_path, out_path, job.calibration_loader, job.cfg.quantize)
+
+
+def quantize_file(fp32_path: Path, out_path: Path, calibration_loader, q) -> dict:
+    """quantize.* applied to one FP32 file: prepared (BN folded), calibrated on the first
+    quantize.num_images of `calibration_loader` (unaugmented training batches), QDQ INT8."""
     input_name = load_onnx(fp32_path).graph.input[0].name
     with tempfile.TemporaryDirectory() as tmp:
         prepared, bn = prepare_fp32(fp32_path, Path(tmp) / "prepared.onnx")
-        reader = LoaderCalibrationReader(job.calibration_loader, num_images=q.num_images, input_name=input_name)
+        reader = LoaderCalibrationReader(calibration_loader, num_images=q.num_images, input_name=input_name)
         skipped = quantize_int8(prepared, out_path, reader, q)
     return {"bn_folding": bn, "calibration_images": reader.seen, "float_nodes": skipped}
 
@@ -127,27 +142,34 @@ def summary(job: QuantizeJob, report: dict, drop: float, met: str) -> dict:
     }
 
 
-def run_qat(job: QuantizeJob) -> dict:
-    """Fake-quantized fine-tuning (tools.deploy.qat), then the plain model exported and quantized as PTQ was."""
+def qat_finetune(model: nn.Module, train_data, cfg: Config, run_dir: Path) -> nn.Module:
+    """quantize.qat_epochs of fake-quantized fine-tuning (tools.deploy.qat: BN folded, quantize.qat_lr,
+    finetune.* optimiser, on the CPU) of a copy of `model`; returns the plain folded model to export."""
     from tools.deploy.qat import prepare_qat, strip_qat
-    from tools.modeling.export import export_onnx
     from tools.training.fit import FitOptions, finetune_train_config, fit
 
-    q, cfg = job.cfg.quantize, job.cfg
-    model = prepare_qat(job.model.cpu(), signed_activations=q.activation_type == "int8")
+    q = cfg.quantize
+    qat = prepare_qat(model.cpu(), signed_activations=q.activation_type == "int8")
     train_cfg = replace(
         finetune_train_config(cfg.train, cfg.finetune), epochs=q.qat_epochs, lr=q.qat_lr, device="cpu", patience=0
     )
     fit(
-        model,
-        job.train_data,
+        qat,
+        train_data,
         train_cfg=train_cfg,
-        run_dir=job.out_dir / "qat",
+        run_dir=run_dir,
         config=config_to_dict(cfg),
         device=torch.device("cpu"),
         options=FitOptions(tag="qat"),
     )
-    fp32_path = export_onnx(strip_qat(model), job.input_shape, job.out_dir / "model.qat.onnx", opset=cfg.export.opset)
+    return strip_qat(qat)
+
+
+def run_qat(job: QuantizeJob) -> dict:
+    """Fake-quantized fine-tuning (tools.deploy.qat), then the plain model exported and quantized as PTQ was."""
+    q, cfg = job.cfg.quantize, job.cfg
+    plain = qat_finetune(job.model, job.train_data, cfg, job.out_dir / "qat")
+    fp32_path = export_onnx(plain, job.input_shape, job.out_dir / "model.qat.onnx", opset=cfg.export.opset)
     out = int8_path(fp32_path, job.out_dir)
     info = calibrate_and_quantize(job, fp32_path, out)
     entry = file_entry(out, evaluate_onnx(out, job.test_loader, num_threads=cfg.train.num_threads))
@@ -159,6 +181,61 @@ def run_qat(job: QuantizeJob) -> dict:
         "fp32_path": str(fp32_path),
         "float_nodes": info["float_nodes"],
     }
+
+
+# ----------------------------------------------------------------------------- prune to the INT8 deployment
+@dataclass(frozen=True)
+class Int8Deployment:
+    """Where the pruned model's INT8 file goes and how it is checked (scripts.prune_structured with
+    structured.latency.backend=onnxruntime-int8)."""
+
+    cfg: Config
+    data: Any  # the run's DataBundle: augmented train (QAT), test (top-1)
+    run_dir: Path  # receives INT8_MODEL (and qat/ when quantize.qat_epochs > 0)
+    backend: lt.Backend  # the latency search's timing settings (batch, threads, rounds, repeats)
+
+
+def deploy_int8(pruned: nn.Module, dense: nn.Module, dep: Int8Deployment) -> dict:
+    """`pruned` (fine-tuned; QAT-fine-tuned first when quantize.qat_epochs > 0) exported, quantized as
+    scripts.quantize does into run_dir/INT8_MODEL, its ONNX Runtime top-1 on the test split, and its
+    speed-ups over the dense FP32 file and the dense model quantized the same way, timed interleaved."""
+    from datasets import build_data
+    from tools.pruning import latency_target as lt
+
+    cfg, q, shape = dep.cfg, dep.cfg.quantize, tuple(dep.data.input_shape)
+    if q.qat_epochs > 0:
+        print(f"quantization-aware fine-tuning of the pruned model: {q.qat_epochs} epoch(s), lr {q.qat_lr:g}")
+        pruned = qat_finetune(pruned, dep.data, cfg, dep.run_dir / "qat")
+    # Calibration sees training images as the model will: not cropped or flipped (as scripts.quantize).
+    calibration = build_data(replace(cfg.data, augment=False), seed=cfg.train.seed, device="cpu").train
+    out = dep.run_dir / INT8_MODEL
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {
+            name: export_onnx(copy_cpu(m), shape, Path(tmp) / f"{name}.onnx", opset=cfg.export.opset)
+            for name, m in (("pruned", pruned), ("dense_fp32", dense))
+        }
+        info = quantize_file(files["pruned"], out, calibration, q)
+        dense_int8 = Path(tmp) / "dense_int8.onnx"
+        quantize_file(files["dense_fp32"], dense_int8, calibration, q)
+        timing = lt.file_speedups(out, {"dense_fp32": files["dense_fp32"], "dense_int8": dense_int8}, dep.backend)
+    stats = evaluate_onnx(out, dep.data.test, num_threads=cfg.train.num_threads)
+    return {
+        "file": INT8_MODEL,
+        "int8_top1": stats["top1"],
+        "int8_top5": stats["top5"],
+        "int8_file_bytes": out.stat().st_size,
+        "method": "qat" if q.qat_epochs > 0 else "ptq",
+        "qat_epochs": q.qat_epochs,
+        "calibration_images": info["calibration_images"],
+        "float_nodes": info["float_nodes"],
+        **timing,
+        "timed_on": f"onnxruntime {onnxruntime.__version__} CPU, batch {dep.backend.batch_size}, "
+        f"{dep.backend.threads} thread(s), interleaved",
+    }
+
+
+def copy_cpu(model: nn.Module) -> nn.Module:
+    return copy.deepcopy(model).cpu().eval()
 
 
 def print_file(kind: str, entry: dict, fp32: dict | None = None) -> None:

@@ -28,6 +28,7 @@ from tools.core.run_folder import (
     BEST,
     EVAL_METRICS,
     EXPORT_RECORD,
+    INT8_MODEL,
     METRICS,
     PROFILE,
     PRUNED_MODEL,
@@ -166,7 +167,7 @@ def pipeline_steps(*, config: str, run_dir: Path, sets: list[str], latency_targe
             )
         ]
         latency_step[0].optional = True
-    onnx_files = [d[q] / name for q in ("quantize_dense", "quantize") for name in ("model.onnx", "model.int8.onnx")]
+    onnx_files = [d[q] / name for q in ("quantize_dense", "quantize") for name in ("model.onnx", INT8_MODEL)]
     results = [
         d["train"] / METRICS,
         d["eval"] / EVAL_METRICS,
