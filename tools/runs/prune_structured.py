@@ -239,6 +239,7 @@ def run_structured(
     )
     if dense is not None:
         metrics |= int8_metrics(model, dense, cfg=cfg, data=data, run_dir=run_dir)
+        metrics["int8_drop"] = metrics["baseline_top1"] - metrics["int8_top1"]  # the deployed file vs the FP32 baseline
     atomic_write_yaml(run_dir / METRICS, metrics)
     return metrics
 
@@ -249,7 +250,13 @@ def int8_metrics(model: nn.Module, dense: nn.Module, *, cfg: Config, data, run_d
     from tools.runs.quantize import Int8Deployment, deploy_int8
 
     int8 = deploy_int8(model, dense, Int8Deployment(cfg, data, run_dir, _backend(cfg, data)))
-    keys = ("int8_top1", "int8_file_bytes", "int8_speedup_vs_dense_fp32", "int8_speedup_vs_dense_int8")
+    keys = (
+        "int8_top1",
+        "int8_file_bytes",
+        "int8_size_ratio_vs_dense_fp32",
+        "int8_speedup_vs_dense_fp32",
+        "int8_speedup_vs_dense_int8",
+    )
     return {"int8": int8, **{k: int8[k] for k in keys}}
 
 

@@ -218,12 +218,18 @@ def deploy_int8(pruned: nn.Module, dense: nn.Module, dep: Int8Deployment) -> dic
         dense_int8 = Path(tmp) / "dense_int8.onnx"
         quantize_file(files["dense_fp32"], dense_int8, calibration, q)
         timing = lt.file_speedups(out, {"dense_fp32": files["dense_fp32"], "dense_int8": dense_int8}, dep.backend)
+        sizes = {
+            "dense_fp32_file_bytes": files["dense_fp32"].stat().st_size,
+            "dense_int8_file_bytes": dense_int8.stat().st_size,
+        }
     stats = evaluate_onnx(out, dep.data.test, num_threads=cfg.train.num_threads)
     return {
         "file": INT8_MODEL,
         "int8_top1": stats["top1"],
         "int8_top5": stats["top5"],
         "int8_file_bytes": out.stat().st_size,
+        **sizes,
+        "int8_size_ratio_vs_dense_fp32": sizes["dense_fp32_file_bytes"] / out.stat().st_size,
         "method": "qat" if q.qat_epochs > 0 else "ptq",
         "qat_epochs": q.qat_epochs,
         "calibration_images": info["calibration_images"],

@@ -209,8 +209,10 @@ def structured_rows(run: Run, benchmarks, results_root) -> list[dict]:
     spreads["macs_reduction_pct"] = run.spread.get("macs_reduction_pct")
     values["latency_reduction_pct"] = r.get("latency_reduction_pct")
     steps = s["iterative_steps"]
+    int8 = int8_columns(run, values, spreads)
     return [
         {
+            **int8,
             "method": f"{s['method']} ({'global' if s['global_pruning'] else 'per-layer'}, round_to {s['round_to']})",
             "steps": "one-shot" if steps == 1 else f"{steps} rounds",
             "MACs reduction": fmt_stat(run, "macs_reduction_pct", ".1f", "%"),
@@ -223,6 +225,24 @@ def structured_rows(run: Run, benchmarks, results_root) -> list[dict]:
             **cols,
         }
     ]
+
+
+INT8_KEYS = ("int8_drop", "int8_speedup_vs_dense_fp32", "int8_speedup_vs_dense_int8", "int8_size_ratio_vs_dense_fp32")
+
+
+def int8_columns(run: Run, values: dict, spreads: dict) -> dict:
+    """The deployed INT8 file of an onnxruntime-int8 row (none for other rows, so their tables keep
+    their columns): its drop against the FP32 baseline, speed-ups and size ratio, as target values too."""
+    if "int8_top1" not in run.result:
+        return {}
+    values |= {k: run.result.get(k) for k in INT8_KEYS}
+    spreads |= {k: run.spread.get(k) for k in INT8_KEYS}
+    return {
+        "INT8 file: top-1 (drop)": f"{fmt_stat(run, 'int8_top1')} ({fmt_stat(run, 'int8_drop', '+.2f')})",
+        "INT8 speed-up vs dense FP32 / dense INT8": f"{fmt_stat(run, 'int8_speedup_vs_dense_fp32', '.2f', 'x')} / "
+        f"{fmt_stat(run, 'int8_speedup_vs_dense_int8', '.2f', 'x')}",
+        "INT8 file smaller than dense FP32": fmt_stat(run, "int8_size_ratio_vs_dense_fp32", ".2f", "x"),
+    }
 
 
 def latency_text(r: dict) -> str:

@@ -65,7 +65,13 @@ TARGETS = {
     "max_wall_min": ("wall_min", "<=", "wall time {:.1f} min"),
     "min_speedup": ("speedup", ">=", "speed-up vs the baseline at the largest batch {:.2f}x"),
     "min_size_ratio": ("size_ratio", ">=", "file {:.2f}x smaller than the baseline's"),
+    # the deployed INT8 file of a structured.latency.backend onnxruntime-int8 row (metrics.yaml int8_*)
+    "max_int8_drop": ("int8_drop", "<=", "INT8 file's top-1 drop vs the FP32 baseline {:.2f} pts"),
+    "min_int8_speedup_vs_dense_fp32": ("int8_speedup_vs_dense_fp32", ">=", "INT8 file vs dense FP32 {:.2f}x"),
+    "min_int8_speedup_vs_dense_int8": ("int8_speedup_vs_dense_int8", ">=", "INT8 file vs dense INT8 {:.2f}x"),
+    "min_int8_size_ratio": ("int8_size_ratio_vs_dense_fp32", ">=", "INT8 file {:.2f}x smaller than dense FP32"),
 }
+DROPS = ("drop", "int8_drop")  # accuracy bounds: never judged on test-selected checkpoints
 
 
 @dataclass
@@ -250,8 +256,8 @@ def check_targets(targets: dict[str, float], values: dict, spreads: dict | None 
     (`values["selected_on"] == "test"`): that figure is the test set's own best."""
     if not targets:
         return "-"
-    if values.get("selected_on") == "test" and any(TARGETS[key][0] == "drop" for key in targets):
-        others = {key: bound for key, bound in targets.items() if TARGETS[key][0] != "drop"}
+    if values.get("selected_on") == "test" and any(TARGETS[key][0] in DROPS for key in targets):
+        others = {key: bound for key, bound in targets.items() if TARGETS[key][0] not in DROPS}
         verdict = check_targets(others, values, spreads) if others else "-"
         refused = "top-1 drop not judged: its checkpoints were chosen on the test set (data.val_split 0); rerun with data.val_split > 0"
         if verdict.startswith("MISSED") or verdict.startswith("n/a"):

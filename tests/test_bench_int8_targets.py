@@ -1,0 +1,40 @@
+"""An INT8-targeted benchmark row (structured.latency.backend onnxruntime-int8) is judged on its
+deployed file: speed-ups over dense FP32 and dense INT8, size, and the INT8 file's drop, which, like
+any accuracy, is never judged on checkpoints chosen on the test set."""
+
+from tools.workflows.bench_doc import Run, int8_columns
+from tools.workflows.bench_recipe import check_targets
+
+TARGETS = {
+    "min_int8_speedup_vs_dense_fp32": 3.0,
+    "min_int8_speedup_vs_dense_int8": 1.4,
+    "max_int8_drop": 1.0,
+    "min_int8_size_ratio": 6.0,
+}
+RESULT = {
+    "int8_top1": 86.1,
+    "int8_drop": 0.6,
+    "int8_speedup_vs_dense_fp32": 3.2,
+    "int8_speedup_vs_dense_int8": 1.3,
+    "int8_size_ratio_vs_dense_fp32": 6.5,
+}
+
+
+def test_the_int8_file_is_judged_and_shown():
+    values, spreads = {"selected_on": "val"}, {}
+    columns = int8_columns(Run(b=None, config={}, result=RESULT, record={}), values, spreads)
+    assert columns["INT8 speed-up vs dense FP32 / dense INT8"] == "3.20x / 1.30x"
+    assert columns["INT8 file: top-1 (drop)"] == "86.10 (+0.60)"
+    assert check_targets(TARGETS, values, spreads) == "MISSED: INT8 file vs dense INT8 1.30x < 1.4"
+
+
+def test_rows_without_an_int8_file_keep_their_columns():
+    values = {}
+    assert int8_columns(Run(b=None, config={}, result={"accuracy_drop": 0.5}, record={}), values, {}) == {}
+    assert values == {}
+
+
+def test_the_int8_drop_is_not_judged_on_test_selected_checkpoints():
+    values = {"selected_on": "test", **RESULT}
+    verdict = check_targets({"max_int8_drop": 1.0, "min_int8_size_ratio": 6.0}, values)
+    assert verdict.startswith("not judged") and "other targets met" in verdict
