@@ -4,6 +4,7 @@ lines and figures into docs/days/ between the pages' markers; --check compares i
     uv run python -m scripts.lessons                     # every day (minutes: each day trains or prunes)
     uv run python -m scripts.lessons --days 1 2 3 8      # these days, after the runs they need
     uv run python -m scripts.lessons --check --days 1 2 3 8
+    uv run python -m scripts.lessons --as-written        # the pages' commands as shown, at full settings
 
 --check re-runs the days and exits 2 with one line naming the page and the printed field when a
 command no longer runs or its output's structure differs from the page (numbers may move within
@@ -25,6 +26,11 @@ def parse_args(argv):
     parser = Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--days", nargs="+", metavar="DAY", help="days to run, e.g. 1 2 3 8 14b (default: all)")
     parser.add_argument("--check", action="store_true", help="compare with the pages instead of writing them")
+    parser.add_argument(
+        "--as-written",
+        action="store_true",
+        help="run every page's commands exactly as shown (full settings, slow) and report which fail; writes nothing",
+    )
     parser.add_argument("--workspace", help="scratch folder for the runs (default: a temporary one, removed after)")
     return parser.parse_args(argv)
 

@@ -74,3 +74,9 @@ def test_unknown_day_is_one_line(capsys):
     code, err = exit_code_and_error(script.main, ["--check", "--days", "99"], capsys)
     assert_one_line(code, err)
     assert "day 99" in err and "14b" in err, err
+
+
+def test_as_written_runs_the_pages_commands_without_the_small_settings():
+    lesson = lessons.as_written(LESSONS["14b"])
+    assert all(run.tiny == () for run in lesson.runs) and LESSONS["14b"].runs[0].tiny
+    assert lessons.shown(lesson.runs[0], True) == lessons.shown(LESSONS["14b"].runs[0], False)

@@ -13,6 +13,7 @@ output blocks, error lines and figures into the pages between markers (nothing t
     uv run python -m scripts.lessons                 # regenerate every page (minutes: it trains)
     uv run python -m scripts.lessons --days 1 2 3 8  # only these days (and the runs they need)
     uv run python -m scripts.lessons --check         # re-run and compare with the pages; one line on a difference
+    uv run python -m scripts.lessons --as-written    # every page's commands at the quickstart's full settings
 
 Every command runs in-process (its script's main(), as the pipeline does) inside a scratch
 workspace whose `cfgs` links to the repo's, so `results/...` paths in the pages are the paths a
@@ -173,11 +174,12 @@ class Workspaces:
     root: Path
     repo: Path
     done: dict[str, Path] = field(default_factory=dict)
+    lessons: dict[str, Lesson] = field(default_factory=lambda: dict(LESSONS))  # where a day's needs come from
 
     def prepare(self, lesson: Lesson) -> Path:
         for need in lesson.needs:
             if need not in self.done:
-                self.run_quietly(LESSONS[need])
+                self.run_quietly(self.lessons[need])
         folder = self.root / f"day{lesson.day}"
         shutil.rmtree(folder, ignore_errors=True)
         (folder / "results").mkdir(parents=True)
@@ -423,6 +425,27 @@ def steady(lesson: Lesson, lines: list[str]) -> list[str]:
     return [line for line in lines if not any(re.search(p, line) for p in lesson.volatile)]
 
 
+def as_written(lesson: Lesson) -> Lesson:
+    """The lesson's commands exactly as its page shows them: the quickstart's full settings."""
+    return replace(lesson, runs=tuple(replace(run, tiny=()) for run in lesson.runs))
+
+
+def run_as_written(days: list[str] | None, spaces: Workspaces) -> None:
+    """Every selected day's commands (and the days they need) as written, a line per page; the
+    failures are listed at the end. Nothing is written into the pages."""
+    spaces.lessons = {day: as_written(lesson) for day, lesson in LESSONS.items()}
+    failed = []
+    for lesson in selected(days):
+        try:
+            run_lesson(spaces.lessons[lesson.day], spaces)
+            print(f"{lesson_page(lesson)}: its commands ran as written", flush=True)
+        except UserError as e:
+            print(f"failed: {e}", flush=True)
+            failed.append(str(e))
+    if failed:
+        raise UserError(f"{len(failed)} page(s) whose commands fail as written, the first: {failed[0]}")
+
+
 def selected(days: list[str] | None) -> list[Lesson]:
     if not days:
         return list(LESSONS.values())
@@ -435,7 +458,11 @@ def selected(days: list[str] | None) -> list[Lesson]:
 def lessons(args) -> None:
     """scripts.lessons: its parsed flags (--days, --check, --workspace) into run_lessons, on this repository."""
     repo = Path(__file__).resolve().parents[2]
-    run_lessons(args.days, check=args.check, repo=repo, workspace=Path(args.workspace) if args.workspace else None)
+    workspace = Path(args.workspace) if args.workspace else None
+    if args.as_written:
+        with tempfile.TemporaryDirectory(prefix="lessons-") as tmp:
+            return run_as_written(args.days, Workspaces(Path(workspace or tmp).resolve(), repo.resolve()))
+    run_lessons(args.days, check=args.check, repo=repo, workspace=workspace)
 
 
 def run_lessons(days: list[str] | None, *, check: bool, repo: Path, workspace: Path | None = None) -> None:
