@@ -24,6 +24,7 @@ TINY = [
     "profile.warmup=1",
     "export.verify_batch_sizes=[1,2]",
     "pipeline.latency_target_reduction=0",
+    "pipeline.int8_latency_target_reduction=0",  # its step and row: tests/test_pipeline_int8.py
     "structured.latency.report=false",  # timing-judged: covered by test_latency_step_sits_beside_the_macs_step
 ]
 
