@@ -116,3 +116,31 @@ def test_a_bad_int8_target_is_one_line_naming_the_key(tmp_path, capsys, bad):
     err = capsys.readouterr().err.strip()
     assert exc.value.code == 2 and len(err.splitlines()) == 1
     assert "pipeline.int8_latency_target_reduction" in err and not (tmp_path / "run").exists()
+
+
+def _quantized(root: Path, name: str, macs: int, ms: dict, source: Path) -> list[dict]:
+    """quantize.yaml of `name` (its FP32 and INT8 files) and their profile entries timed at `ms`."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    files = {p: folder / f"model{'.int8' if p == 'int8' else ''}.onnx" for p in ("fp32", "int8")}
+    record = {p: {"path": str(f), "size_bytes": 1000, "top1": 80.0} for p, f in files.items()}
+    (folder / "quantize.yaml").write_text(yaml.safe_dump(record | {"macs": macs, "source": str(source)}))
+    return [{"onnx": str(f), "latency": {"onnxruntime": {64: {"median_ms": ms[p]}}}} for p, f in files.items()]
+
+
+def test_the_macs_row_is_timed_against_both_dense_files_and_flags_channels_off_the_int8_multiple(tmp_path):
+    root = _runs(tmp_path / "pipe", int8_speedup=1.6)  # its latency row recorded the INT8 multiple: 16
+    metrics = yaml.safe_load((root / "structured_int8" / "metrics.yaml").read_text())
+    metrics["latency"]["fast_multiple"] = 16
+    (root / "structured_int8" / "metrics.yaml").write_text(yaml.safe_dump(metrics))
+    _structured(root / "structured", target_macs_reduction=0.5)
+    pruned, baseline = root / "structured" / "pruned_model.pth", root / "train" / "best_model.pth"
+    models = _quantized(root, "quantize", 5_000_000, {"fp32": 9.0, "int8": 6.0}, pruned)
+    models += _quantized(root, "quantize_dense", 10_000_000, {"fp32": 15.0, "int8": 9.0}, baseline)
+    off = {"checkpoint": str(pruned), "channels_not_multiple_of_16": ["layer1.0.conv1"], "latency": {}}
+    (root / "profile").mkdir()
+    (root / "profile" / "profile.yaml").write_text(yaml.safe_dump({"models": [*models, off]}))
+    section = _deployment(write_report([root], tmp_path / "out"))
+    macs = next(line for line in section.splitlines() if line.startswith("| structured | MACs -0.5 |"))
+    assert "quantize/model.int8.onnx" in macs and "| 2.50 | 1.50 |" in macs  # 15 / 6 and 9 / 6 ms
+    assert "1 layer(s) off the INT8 fast multiple 16 (layer1.0.conv1)" in macs and "noise" not in macs

@@ -75,8 +75,35 @@ def _quantize_records(roots: list[Path]) -> list[tuple[Path, dict]]:
     return [(p, q) for p, q in found if q and "fp32" in q and "int8" in q]
 
 
-def macs_rows(roots: list[Path], profiles: list[dict]) -> list[list]:
-    """The pruned quantize.yaml files' INT8 files against the dense one (the record with the most MACs)."""
+def off_multiple_note(source: Path, profiles: list[dict], multiple: int) -> str:
+    """The layers of the quantized checkpoint `source` (as scripts.profile counted them) whose
+    channels are off the INT8 fast multiple: MLAS pads them, so they cost time they do not save."""
+    off = [
+        layer
+        for p in profiles
+        for e in p["models"]
+        if e.get("checkpoint") and Path(e["checkpoint"]).resolve() == source.resolve()
+        for layer in e.get(f"channels_not_multiple_of_{multiple}", [])
+    ]
+    if not off:
+        return ""
+    return f"{len(off)} layer(s) off the INT8 fast multiple {multiple} ({', '.join(off[:3])}): set structured.round_to to it"
+
+
+def int8_multiple(rows: list[dict]) -> int:
+    """The INT8 fast multiple an INT8 latency row recorded, else this CPU's (tools.measure.latency)."""
+    for r in rows:
+        lat = (read_yaml_mapping(Path(r["run"]) / METRICS) or {}).get("latency") or {}
+        if lat.get("backend") == "onnxruntime-int8" and lat.get("fast_multiple"):
+            return int(lat["fast_multiple"])
+    from tools.measure.latency import int8_fast_multiple
+
+    return int8_fast_multiple()
+
+
+def macs_rows(roots: list[Path], profiles: list[dict], multiple: int = 16) -> list[list]:
+    """The pruned quantize.yaml files' INT8 files against the dense one (the record with the most
+    MACs); `multiple`: the INT8 fast channel multiple the note checks the quantized model against."""
     records = _quantize_records(roots)
     ms, bs = _onnx_ms(profiles)
     if len(records) < 2 or bs is None:
@@ -89,8 +116,10 @@ def macs_rows(roots: list[Path], profiles: list[dict]) -> list[list]:
         if q is dense or mine is None:
             continue
         vs = {k: dense_ms[k] / mine if dense_ms[k] else None for k in dense_ms}
-        source = Path(q["source"]).parent if q.get("source") else path.parent  # the structured run it quantized
+        checkpoint = Path(q["source"]) if q.get("source") else path
+        source = checkpoint.parent  # the structured run it quantized
         macs = (read_yaml_mapping(source / METRICS) or {}).get("target_macs_reduction")
+        notes = [noise_note(vs["int8"]), off_multiple_note(checkpoint, profiles, multiple)]
         rows.append(
             [
                 source.name,
@@ -100,7 +129,7 @@ def macs_rows(roots: list[Path], profiles: list[dict]) -> list[list]:
                 vs["fp32"],
                 vs["int8"],
                 f"scripts.profile, batch {bs}, medians (not interleaved)",
-                noise_note(vs["int8"]),
+                "; ".join(n for n in notes if n),
             ]
         )
     return rows
@@ -125,7 +154,7 @@ def _int8_row(run: Path, metrics: dict) -> list:
     speedup = int8["int8_speedup_vs_dense_int8"]
     return [
         run.name,
-        f"INT8 latency -{metrics['target_latency_reduction']:g} (measured -{lat.get('measured_reduction_pct', 0):.1f}%)",
+        f"INT8 latency -{metrics['target_latency_reduction']:g}{_measured(lat)}",
         f"{run.name}/{INT8_MODEL} (INT8, {int8.get('method', 'ptq')})",
         int8["int8_top1"],
         int8["int8_speedup_vs_dense_fp32"],
@@ -135,23 +164,28 @@ def _int8_row(run: Path, metrics: dict) -> list:
     ]
 
 
+def _measured(lat: dict) -> str:
+    pct = lat.get("measured_reduction_pct")
+    return "" if pct is None else f" (measured -{pct:.1f}%)"
+
+
 def _fp32_row(run: Path, metrics: dict) -> list:
     lat = metrics["latency"]
     return [
         run.name,
-        f"FP32 latency -{metrics['target_latency_reduction']:g} (measured -{lat['measured_reduction_pct']:.1f}%)",
+        f"FP32 latency -{metrics['target_latency_reduction']:g}{_measured(lat)}",
         f"{run.name}/{PRUNED_MODEL_STATE}, exported to FP32 ONNX (scripts.export_onnx)",
         f"{metrics['pruned_top1']:.2f} (PyTorch)",
-        lat["baseline_ms"] / lat["pruned_ms"] if lat.get("pruned_ms") else None,
+        lat["baseline_ms"] / lat["pruned_ms"] if lat.get("pruned_ms") and lat.get("baseline_ms") else None,
         None,
-        f"{lat['backend']}, batch {lat.get('batch_size')}, interleaved, {lat.get('rounds')} rounds",
+        f"{lat['backend']}, batch {lat.get('batch_size')}, interleaved, {lat.get('rounds', '?')} rounds",
         "",
     ]
 
 
 def target_table(rows: list[dict], roots: list[Path], profiles: list[dict]) -> str | None:
     """The deployment rows by target (MACs, FP32 latency, INT8 latency) and the advice sentence."""
-    found = macs_rows(roots, profiles) + latency_rows(rows)
+    found = macs_rows(roots, profiles, int8_multiple(rows)) + latency_rows(rows)
     if not found:
         return None
     return values_table(HEADER, found) + "\n\n" + ADVICE

@@ -3,6 +3,8 @@
     uv run python -m scripts.pipeline --config cfgs/quickstart.yaml
 
     steps = pipeline_steps(config="cfgs/quickstart.yaml", run_dir=Path("results/pipeline/quickstart"), sets=[])
+    steps = pipeline_steps(config="cfgs/quickstart.yaml", run_dir=Path("results/pipeline/quickstart"), sets=[],
+                           latency_target=0.4, int8_latency_target=0.4)   # + the FP32 and the INT8 latency rows
     records = StepRecords(Path("results/pipeline/quickstart"))
     records.stale_reason(steps[0], config={})   # None when the step finished from exactly these inputs
 
@@ -10,6 +12,12 @@ A step is done when `<run_dir>/steps.yaml` records that it finished from the sam
 (resolved config, command line, input checkpoints' sha256, project version) and its result file
 is still the one it wrote. Otherwise it runs again, and so does every step after it; its folder is
 emptied first, so nothing of an earlier run is read as this run's result.
+
+The structured rows: the MACs target (structured/, quantized by scripts.quantize into quantize/),
+`pipeline.latency_target_reduction` (structured_latency/, timed as structured.latency says) and
+`pipeline.int8_latency_target_reduction` (structured_int8/, structured.latency.backend set to
+onnxruntime-int8 after the user's --set, so it writes model.int8.onnx with its speed-ups over the
+dense FP32 and dense INT8 files). The latency steps are optional and come last before the report.
 """
 
 from __future__ import annotations
