@@ -144,3 +144,18 @@ def test_the_macs_row_is_timed_against_both_dense_files_and_flags_channels_off_t
     macs = next(line for line in section.splitlines() if line.startswith("| structured | MACs -0.5 |"))
     assert "quantize/model.int8.onnx" in macs and "| 2.50 | 1.50 |" in macs  # 15 / 6 and 9 / 6 ms
     assert "1 layer(s) off the INT8 fast multiple 16 (layer1.0.conv1)" in macs and "noise" not in macs
+
+
+def test_changing_one_latency_target_leaves_the_other_latency_step_done(tmp_path):
+    config = {"structured": {"method": "l2"}, "pipeline": {"latency_target_reduction": 0.4}}
+    before = {s.name: s for s in pipeline_steps(**_args(tmp_path), latency_target=0.4, int8_latency_target=0.4)}
+    after = {s.name: s for s in pipeline_steps(**_args(tmp_path), latency_target=0.4, int8_latency_target=0.3)}
+    changed = config | {"pipeline": {"latency_target_reduction": 0.4, "int8_latency_target_reduction": 0.3}}
+    fp32 = "prune_structured_latency"
+    assert before[fp32].fingerprint(config) == after[fp32].fingerprint(changed)  # a new key stales it neither
+    int8 = "prune_structured_int8"
+    assert before[int8].fingerprint(config) != after[int8].fingerprint(config)  # its own target is its argv
+
+
+def _args(tmp_path: Path) -> dict:
+    return {"config": QUICKSTART, "run_dir": tmp_path, "sets": []}
