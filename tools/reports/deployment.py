@@ -55,7 +55,7 @@ def noise_note(speedup: float | None, spread: float | None = None) -> str:
     return ""
 
 
-def _onnx_ms(profiles: list[dict]) -> tuple[dict[Path, dict], int | None]:
+def _onnx_ms(profiles: list[dict]) -> tuple[dict[Path, float], int | None]:
     """ONNX Runtime median ms of every profiled ONNX file at the largest batch profiled, and that batch."""
     timed = {
         Path(e["onnx"]).resolve(): e["latency"].get("onnxruntime", {})
