@@ -1,7 +1,10 @@
 """The whole bootcamp in one command: train -> eval -> unstructured prune + fine-tune ->
 structured prune to the goal + fine-tune -> export (verified) -> INT8 quantization (ONNX Runtime)
-of the structured and the dense model -> profile -> [structured prune to a measured latency
-target, `pipeline.latency_target_reduction`] -> report.
+of the structured and the dense model -> profile -> [structured prune to a measured FP32 ONNX
+Runtime latency target, `pipeline.latency_target_reduction`] -> [structured prune to a measured
+INT8 latency target, `pipeline.int8_latency_target_reduction` (backend onnxruntime-int8; it
+writes structured_int8/model.int8.onnx)] -> report (its deployment section: the file to ship per
+target, with its speed-ups over the dense FP32 and dense INT8 files).
 
     uv run python -m scripts.pipeline --config cfgs/quickstart.yaml
     uv run python -m scripts.pipeline --config cfgs/quickstart.yaml --force      # redo every step

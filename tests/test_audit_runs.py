@@ -100,10 +100,10 @@ def fake_pipeline(monkeypatch, tmp_path):
 def test_pipeline_reruns_every_step_after_a_config_change(fake_pipeline, capsys):
     fake, argv, _ = fake_pipeline
     pipeline_script.main(argv)
-    assert len(fake.calls) == 9  # the quickstart's 8 scripts and its latency-targeted prune_structured step
+    assert len(fake.calls) == 10  # the quickstart's 8 scripts and its FP32 and INT8 latency-targeted steps
     fake.calls.clear()
     pipeline_script.main(argv)
-    assert fake.calls == [] and capsys.readouterr().out.count("skipped") == 10
+    assert fake.calls == [] and capsys.readouterr().out.count("skipped") == 11
     pipeline_script.main(argv + ["--set", "train.epochs=4"])
     assert fake.calls == [
         "train",
@@ -115,6 +115,7 @@ def test_pipeline_reruns_every_step_after_a_config_change(fake_pipeline, capsys)
         "quantize",
         "profile",
         "prune_structured",
+        "prune_structured",
     ]
     assert "(again: config changed)" in capsys.readouterr().out
     fake.calls.clear()
@@ -125,6 +126,7 @@ def test_pipeline_reruns_every_step_after_a_config_change(fake_pipeline, capsys)
         "quantize",
         "quantize",
         "profile",
+        "prune_structured",
         "prune_structured",
     ]  # the baseline and earlier steps stand
 
@@ -146,6 +148,7 @@ def test_killed_force_run_then_plain_rerun_reads_no_stale_figures(fake_pipeline)
         "quantize",
         "profile",
         "prune_structured",
+        "prune_structured",
     ]
     baseline = (run_dir / "train" / "best_model.pth").read_text()
     for rel in ("eval/eval_metrics.yaml", "unstructured/metrics.yaml", "structured/metrics.yaml"):
@@ -158,7 +161,15 @@ def test_a_result_rewritten_by_hand_is_not_read_as_the_steps(fake_pipeline, caps
     (run_dir / "structured" / "metrics.yaml").write_text("accuracy_drop: 0.0\n")  # another run's figures
     fake.calls.clear()
     pipeline_script.main(argv)
-    assert fake.calls == ["prune_structured", "export_onnx", "quantize", "quantize", "profile", "prune_structured"]
+    assert fake.calls == [
+        "prune_structured",
+        "export_onnx",
+        "quantize",
+        "quantize",
+        "profile",
+        "prune_structured",
+        "prune_structured",
+    ]
     assert "rewritten by another run" in capsys.readouterr().out
 
 

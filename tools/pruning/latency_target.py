@@ -315,13 +315,22 @@ def _interleave(builders: list[Callable], backend: Backend, rounds: int | None, 
 
 def file_speedups(deployed: Path, references: dict[str, Path], backend: Backend) -> dict:
     """The `deployed` ONNX file against each reference file, timed interleaved: its median time,
-    each reference's, and `int8_speedup_vs_<name>`, the median over rounds of reference / deployed."""
+    each reference's, `int8_speedup_vs_<name>`, the median over rounds of reference / deployed, and
+    `int8_speedup_vs_<name>_spread`, its notch (so a report can tell a speed-up from timing noise)."""
     times = time_onnx_files([deployed, *references.values()], backend)
     out = {"int8_latency_ms": statistics.median(times[0])}
     for name, reference in zip(references, times[1:]):
+        ratios = [r / d for r, d in zip(reference, times[0])]
         out[f"{name}_latency_ms"] = statistics.median(reference)
-        out[f"int8_speedup_vs_{name}"] = statistics.median(r / d for r, d in zip(reference, times[0]))
+        out[f"int8_speedup_vs_{name}"] = statistics.median(ratios)
+        out[f"int8_speedup_vs_{name}_spread"] = notch(ratios)
     return out | {"rounds": len(times[0])}
+
+
+def notch(values: list[float]) -> float:
+    """Half-width of the box-plot notch, 1.58 x IQR / sqrt(n): a ~95% interval of the median."""
+    q1, q3 = np.percentile(values, [25, 75])
+    return 1.58 * float(q3 - q1) / len(values) ** 0.5
 
 
 @dataclass
@@ -347,9 +356,10 @@ class Timing:
 def compare(baseline: nn.Module, pruned: nn.Module, backend: Backend, rounds: int | None = None) -> Timing:
     base, mine = time_interleaved([baseline, pruned], backend, rounds)
     per_round = [1 - p / b for b, p in zip(base, mine)]
-    q1, q3 = np.percentile(per_round, [25, 75])
-    notch = 1.58 * float(q3 - q1) / len(per_round) ** 0.5  # the box-plot notch: ~95% interval of the median
-    return Timing(statistics.median(base), statistics.median(mine), statistics.median(per_round), notch, len(per_round))
+    spread = notch(per_round)  # ~95% interval of the median
+    return Timing(
+        statistics.median(base), statistics.median(mine), statistics.median(per_round), spread, len(per_round)
+    )
 
 
 # ----------------------------------------------------------------------------- the latency table

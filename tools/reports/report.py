@@ -16,6 +16,7 @@ from tools.core.run_folder import CONFIG, LOG_CSV, METRICS, PROFILE, QUANTIZE_RE
 from tools.pruning.structured import verdict_text
 from tools.reports import findings
 from tools.reports.comparison import pareto_front
+from tools.reports.deployment import target_table
 from tools.reports.tables import values_table
 
 
@@ -307,7 +308,11 @@ def write_report(roots: list[Path], out: Path) -> Path:
         "Ablation by fine-tune budget (accuracy drop, points)", ablation_table(rows, "finetune_epochs", "epochs")
     )
     parts += _section("FLOPs vs measured latency", flops_vs_latency_table(profiles))
-    parts += _section("Deployment: FP32 and INT8 ONNX files on ONNX Runtime", deployment_table(roots, profiles))
+    by_target = target_table(rows, roots, profiles)  # the file to ship per target, beside the files above
+    files = deployment_table(roots, profiles)
+    parts += _section(
+        "Deployment: FP32 and INT8 ONNX files on ONNX Runtime", "\n\n".join(filter(None, [files, by_target])) or None
+    )
     parts += findings.failure_section(rows, roots, out)
     parts += findings.recommendation_section(rows, profiles)
     parts += _figures(rows, roots, out)

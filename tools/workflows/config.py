@@ -79,9 +79,16 @@ class BenchConfig:
 class PipelineConfig:
     # Read by scripts.pipeline only.
     latency_target_reduction: float = 0.0  # > 0: a second structured step prunes to this MEASURED latency reduction (timed as structured.latency says), beside the MACs-targeted one
+    int8_latency_target_reduction: float = 0.0  # > 0: a third structured step prunes to this MEASURED INT8 latency reduction (structured.latency.backend onnxruntime-int8) and deploys model.int8.onnx
 
     def check(self, bound: Bound) -> None:
         bound("latency_target_reduction", ge=0, lt=1, why="a fraction of latency; 0 = no latency-targeted step")
+        bound(
+            "int8_latency_target_reduction",
+            ge=0,
+            lt=1,
+            why="a fraction of INT8 latency; 0 = no INT8-targeted step",
+        )
 
 
 compose(ORDER)

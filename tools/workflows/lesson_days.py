@@ -378,7 +378,8 @@ def _advanced_days() -> tuple[Lesson, ...]:
                 LessonRun(
                     "pipeline",
                     ("--config", "cfgs/quickstart.yaml"),
-                    TINY_STRUCTURED + ("pipeline.latency_target_reduction=0",),
+                    TINY_STRUCTURED
+                    + ("pipeline.latency_target_reduction=0", "pipeline.int8_latency_target_reduction=0"),
                 ),
             ),
             figures=(

@@ -3,6 +3,8 @@
     uv run python -m scripts.pipeline --config cfgs/quickstart.yaml
 
     steps = pipeline_steps(config="cfgs/quickstart.yaml", run_dir=Path("results/pipeline/quickstart"), sets=[])
+    steps = pipeline_steps(config="cfgs/quickstart.yaml", run_dir=Path("results/pipeline/quickstart"), sets=[],
+                           latency_target=0.4, int8_latency_target=0.4)   # + the FP32 and the INT8 latency rows
     records = StepRecords(Path("results/pipeline/quickstart"))
     records.stale_reason(steps[0], config={})   # None when the step finished from exactly these inputs
 
@@ -10,6 +12,12 @@ A step is done when `<run_dir>/steps.yaml` records that it finished from the sam
 (resolved config, command line, input checkpoints' sha256, project version) and its result file
 is still the one it wrote. Otherwise it runs again, and so does every step after it; its folder is
 emptied first, so nothing of an earlier run is read as this run's result.
+
+The structured rows: the MACs target (structured/, quantized by scripts.quantize into quantize/),
+`pipeline.latency_target_reduction` (structured_latency/, timed as structured.latency says) and
+`pipeline.int8_latency_target_reduction` (structured_int8/, structured.latency.backend set to
+onnxruntime-int8 after the user's --set, so it writes model.int8.onnx with its speed-ups over the
+dense FP32 and dense INT8 files). The latency steps are optional and come last before the report.
 """
 
 from __future__ import annotations
@@ -109,7 +117,11 @@ SECTIONS = {
     "eval": ("profile",),
     "prune_unstructured": ("finetune", "unstructured", "profile"),
     "prune_structured": ("finetune", "structured"),
-    "prune_structured_latency": ("finetune", "structured", "pipeline"),
+    # Not "pipeline": a latency step's target is on its command line, so changing the other
+    # step's target (or adding a pipeline key) leaves it done.
+    "prune_structured_latency": ("finetune", "structured"),
+    # export and quantize: it exports and quantizes model.int8.onnx as scripts.quantize does
+    "prune_structured_int8": ("finetune", "structured", "export", "quantize"),
     "export": ("export",),
     "quantize": ("export", "quantize"),
     "quantize_dense": ("export", "quantize"),
@@ -121,12 +133,28 @@ def _step(name: str, script: str, result: Path, argv: list[str], inputs: list[Pa
     return Step(name, result, _script(script, argv + common), argv, inputs, BASE_SECTIONS + SECTIONS[name])
 
 
-def pipeline_steps(*, config: str, run_dir: Path, sets: list[str], latency_target: float = 0.0) -> list[Step]:
+INT8_BACKEND = "structured.latency.backend=onnxruntime-int8"  # after the user's --set: the INT8 step times INT8
+
+
+def _latency_step(name: str, folder: Path, baseline: Path, target: float, common: list[str]) -> Step:
+    """A structured prune + fine-tune of `baseline` to a measured latency reduction of `target`.
+    Last before the report and optional: a machine too busy to time it loses only this row."""
+    argv = ["--checkpoint", str(baseline), "--save-dir", str(folder), "--target-latency-reduction", f"{target:g}"]
+    step = _step(name, "prune_structured", folder / METRICS, argv, [baseline], common)
+    step.optional = True
+    return step
+
+
+def pipeline_steps(
+    *, config: str, run_dir: Path, sets: list[str], latency_target: float = 0.0, int8_latency_target: float = 0.0
+) -> list[Step]:
     """train -> eval -> unstructured prune + fine-tune -> structured prune + fine-tune (MACs target)
     -> export (verified) -> INT8 quantization of the structured and the dense model (ONNX Runtime)
     -> profile (the checkpoints and the four ONNX files) -> [with `latency_target` > 0: structured
-    prune + fine-tune to that measured latency reduction, optional] -> report, all inside
-    `run_dir`. The report shows the two structured rows side by side."""
+    prune + fine-tune to that measured FP32 ONNX Runtime latency reduction, optional] -> [with
+    `int8_latency_target` > 0: the same to that measured INT8 latency reduction (backend
+    onnxruntime-int8), which writes model.int8.onnx, optional] -> report, all inside `run_dir`.
+    The report shows the structured rows side by side."""
     from tools.reports.report import write_report
 
     d = {
@@ -137,6 +165,7 @@ def pipeline_steps(*, config: str, run_dir: Path, sets: list[str], latency_targe
             "unstructured",
             "structured",
             "structured_latency",
+            "structured_int8",
             "export",
             "quantize",
             "quantize_dense",
@@ -147,26 +176,14 @@ def pipeline_steps(*, config: str, run_dir: Path, sets: list[str], latency_targe
     common = ["--config", config] + (["--set", *sets] if sets else [])
     structured_model = d["structured"] / PRUNED_MODEL
     pruned = [structured_model, d["unstructured"] / PRUNED_MODEL]
-    latency_step = []
-    if latency_target > 0:  # last before the report and optional: a machine too busy to time it loses only this row
-        latency_step = [
-            _step(
-                "prune_structured_latency",
-                "prune_structured",
-                d["structured_latency"] / METRICS,
-                [
-                    "--checkpoint",
-                    str(baseline),
-                    "--save-dir",
-                    str(d["structured_latency"]),
-                    "--target-latency-reduction",
-                    f"{latency_target:g}",
-                ],
-                [baseline],
-                common,
-            )
-        ]
-        latency_step[0].optional = True
+    latency_steps = [
+        _latency_step(name, d[folder], baseline, target, common + extra)
+        for name, folder, target, extra in (
+            ("prune_structured_latency", "structured_latency", latency_target, []),
+            ("prune_structured_int8", "structured_int8", int8_latency_target, ["--set", INT8_BACKEND]),
+        )
+        if target > 0
+    ]
     onnx_files = [d[q] / name for q in ("quantize_dense", "quantize") for name in ("model.onnx", INT8_MODEL)]
     results = [
         d["train"] / METRICS,
@@ -247,7 +264,7 @@ def pipeline_steps(*, config: str, run_dir: Path, sets: list[str], latency_targe
             [baseline, *pruned, *onnx_files],
             common,
         ),
-        *latency_step,
+        *latency_steps,
         Step(
             "report", run_dir / REPORT, lambda: print(f"wrote {write_report([run_dir], run_dir)}"), ["report"], results
         ),  # a re-run latency step re-runs the report anyway: it comes after
@@ -304,7 +321,11 @@ def pipeline(args) -> None:
         else Path(cfg.output.root) / "pipeline" / run_name(cfg, args.config, "pipeline")
     )
     steps = pipeline_steps(
-        config=args.config, run_dir=run_dir, sets=args.set, latency_target=cfg.pipeline.latency_target_reduction
+        config=args.config,
+        run_dir=run_dir,
+        sets=args.set,
+        latency_target=cfg.pipeline.latency_target_reduction,
+        int8_latency_target=cfg.pipeline.int8_latency_target_reduction,
     )
     start = time.perf_counter()
     # Locked while it runs; COMPLETE at the end, FAILED with the failing step's error. A re-run continues
@@ -331,5 +352,12 @@ def print_verdict(run_dir: Path, elapsed_s: float) -> None:
             f"latency-targeted row: measured latency -{lat['measured_reduction_pct']:.1f}% on {lat['backend']} "
             f"batch {lat['batch_size']} (target {lat['target_pct']:g}%), {latency['flops_reduction_pct']:.1f}% of FLOPs "
             f"removed, {latency.get('accuracy_drop', 0):.2f}-point top-1 drop"
+        )
+    int8 = read_yaml_mapping(run_dir / "structured_int8" / METRICS) or {}
+    if int8.get("int8"):
+        print(
+            f"INT8-targeted row: {run_dir / 'structured_int8' / INT8_MODEL} "
+            f"{int8['int8_speedup_vs_dense_fp32']:.2f}x vs dense FP32, {int8['int8_speedup_vs_dense_int8']:.2f}x vs "
+            f"dense INT8, ONNX Runtime top-1 {int8['int8_top1']:.2f}%"
         )
     print(f"report: {run_dir / REPORT}")
