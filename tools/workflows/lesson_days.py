@@ -224,6 +224,9 @@ def _structured_days() -> tuple[Lesson, ...]:
                         "--set",
                         "structured.bn_scale.epochs=5",
                         "finetune.kd.alpha=0.7",
+                        # three rounds each take a third of the target: 16-channel steps cannot land the
+                        # first round's 33.3% within 1 pt on this model (29.1% or 34.5%); 8-channel steps can
+                        "structured.round_to=8",
                     ),
                     TINY_STRUCTURED + ("structured.bn_scale.epochs=1",),
                 ),
