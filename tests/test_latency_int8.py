@@ -12,6 +12,7 @@ import yaml
 from torch import nn
 
 import scripts.prune_structured as prune_script
+from tests.test_latency_target import tiny_net  # the same two-conv net the FP32 tests time
 from tools.core.config import Config
 from tools.core.errors import UserError, run_cli
 from tools.measure import latency
@@ -23,21 +24,6 @@ from tools.runs.prune_structured import check_structured_config
 pytestmark = pytest.mark.cpu_capability
 
 QDQ = {"QuantizeLinear", "DequantizeLinear"}
-
-
-def tiny_net() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 32, 3, padding=1),
-        nn.BatchNorm2d(32),
-        nn.ReLU(),
-        nn.Conv2d(32, 32, 3, padding=1),
-        nn.BatchNorm2d(32),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(32, 4),
-    ).eval()
 
 
 def plan_for(model: nn.Module, example: torch.Tensor, round_to: int) -> st.ChannelPlan:

@@ -430,22 +430,6 @@ def as_written(lesson: Lesson) -> Lesson:
     return replace(lesson, runs=tuple(replace(run, tiny=()) for run in lesson.runs))
 
 
-def run_as_written(days: list[str] | None, spaces: Workspaces) -> None:
-    """Every selected day's commands (and the days they need) as written, a line per page; the
-    failures are listed at the end. Nothing is written into the pages."""
-    spaces.lessons = {day: as_written(lesson) for day, lesson in LESSONS.items()}
-    failed = []
-    for lesson in selected(days):
-        try:
-            run_lesson(spaces.lessons[lesson.day], spaces)
-            print(f"{lesson_page(lesson)}: its commands ran as written", flush=True)
-        except UserError as e:
-            print(f"failed: {e}", flush=True)
-            failed.append(str(e))
-    if failed:
-        raise UserError(f"{len(failed)} page(s) whose commands fail as written, the first: {failed[0]}")
-
-
 def selected(days: list[str] | None) -> list[Lesson]:
     if not days:
         return list(LESSONS.values())
@@ -459,19 +443,21 @@ def lessons(args) -> None:
     """scripts.lessons: its parsed flags (--days, --check, --workspace) into run_lessons, on this repository."""
     repo = Path(__file__).resolve().parents[2]
     workspace = Path(args.workspace) if args.workspace else None
-    if args.as_written:
-        with tempfile.TemporaryDirectory(prefix="lessons-") as tmp:
-            return run_as_written(args.days, Workspaces(Path(workspace or tmp).resolve(), repo.resolve()))
-    run_lessons(args.days, check=args.check, repo=repo, workspace=workspace)
+    run_lessons(args.days, check=args.check, repo=repo, workspace=workspace, shown_form=args.as_written)
 
 
-def run_lessons(days: list[str] | None, *, check: bool, repo: Path, workspace: Path | None = None) -> None:
+def run_lessons(
+    days: list[str] | None, *, check: bool, repo: Path, workspace: Path | None = None, shown_form: bool = False
+) -> None:
     """Generate (or with `check`, compare) the selected lessons, printing a line per page as it is
     done. A failed check raises UserError with its one line; generating goes on past a failed day
-    and raises at the end."""
+    and raises at the end. `shown_form` (--as-written) only runs each day's commands as its page
+    shows them (and the days they need), writing nothing, and lists the failures at the end."""
     failed = []
     with tempfile.TemporaryDirectory(prefix="lessons-") as tmp:
         spaces = Workspaces(Path(workspace or tmp).resolve(), repo.resolve())
+        if shown_form:
+            spaces.lessons = {day: as_written(lesson) for day, lesson in LESSONS.items()}
         for lesson in selected(days):
             if check:
                 problem = check_lesson(lesson, run_lesson(lesson, spaces))
@@ -479,10 +465,15 @@ def run_lessons(days: list[str] | None, *, check: bool, repo: Path, workspace: P
                     raise UserError(problem)
                 print(f"{lesson_page(lesson)}: as recorded", flush=True)
                 continue
-            try:  # one day that fails leaves the others' pages regenerated
-                print(f"wrote {write_lesson(lesson, run_lesson(lesson, spaces))}", flush=True)
+            try:  # one day that fails leaves the others' pages regenerated (or checked as written)
+                if shown_form:
+                    run_lesson(spaces.lessons[lesson.day], spaces)
+                    print(f"{lesson_page(lesson)}: its commands ran as written", flush=True)
+                else:
+                    print(f"wrote {write_lesson(lesson, run_lesson(lesson, spaces))}", flush=True)
             except UserError as e:
-                print(f"not written: {e}", flush=True)
+                print(f"{'failed' if shown_form else 'not written'}: {e}", flush=True)
                 failed.append(str(e))
     if failed:
-        raise UserError(f"{len(failed)} page(s) not written, the first: {failed[0]}")
+        what = "whose commands fail as written" if shown_form else "not written"
+        raise UserError(f"{len(failed)} page(s) {what}, the first: {failed[0]}")
