@@ -38,3 +38,36 @@ def test_the_int8_drop_is_not_judged_on_test_selected_checkpoints():
     values = {"selected_on": "test", **RESULT}
     verdict = check_targets({"max_int8_drop": 1.0, "min_int8_size_ratio": 6.0}, values)
     assert verdict.startswith("not judged") and "other targets met" in verdict
+
+
+def test_the_doc_says_where_the_deployed_files_time_goes(monkeypatch):
+    """Each seed's int8.op_profile (ms per operator and file) becomes one table: means over seeds,
+    shares of each file's kernel time, an operator a file lacks as '-'."""
+    from types import SimpleNamespace
+
+    from tools.workflows import bench_doc
+
+    def profile(conv_ms):
+        return {
+            "dense_fp32": [{"op_type": "FusedConv", "time_ms": 30.0}, {"op_type": "ReorderInput", "time_ms": 10.0}],
+            "pruned_int8": [
+                {"op_type": "QLinearConv", "time_ms": conv_ms},
+                {"op_type": "QuantizeLinear", "time_ms": 2.0},
+            ],
+        }
+
+    by_seed = {0: profile(6.0), 1: profile(10.0)}
+    row = SimpleNamespace(name="r20_int8", done_seeds=lambda root: [0, 1])
+    monkeypatch.setattr(
+        bench_doc,
+        "read_run",
+        lambda b, root, seed: Run(b, {}, {"int8": {"op_profile": by_seed[seed], "timed_on": "batch 64"}}, {}),
+    )
+    text = bench_doc.op_account(row, None)
+    assert "`r20_int8`" in text and "mean of 2 seed(s)" in text
+    lines = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    assert lines["QLinearConv"].split("|")[2:4] == [" - ", " 8.00 (80%) "]  # dense FP32 has none; mean of 6 and 10
+    assert "40.00" in lines["all kernels"] and "10.00" in lines["all kernels"]
+    no_profile = SimpleNamespace(name="macs_row", done_seeds=lambda root: [0])
+    monkeypatch.setattr(bench_doc, "read_run", lambda b, root, seed: Run(b, {}, {"accuracy_drop": 0.5}, {}))
+    assert bench_doc.op_account(no_profile, None) == ""

@@ -139,6 +139,25 @@ def test_gpu_row_without_gpu_is_a_clear_error(tiny_bench, capsys):
     assert exc.value.code == 2 and "defined for a CUDA GPU" in capsys.readouterr().err
 
 
+def test_a_clean_checkout_without_the_baseline_weights_is_one_line_naming_the_file(tiny_bench, tmp_path, capsys):
+    """Git keeps a finished row's records, not its .pth: a row that starts from it says so, with both fixes."""
+    import shutil
+
+    root, _ = tiny_bench
+    results = tmp_path / "results"
+    shutil.copytree(root / "results" / "tiny_train", results / "tiny_train")
+    (results / "tiny_train" / "best_model.pth").unlink()
+    argv = ["--bench-dir", str(root / "cfgs"), "--results", str(results), "--doc", str(tmp_path / "d.md")]
+    with pytest.raises(SystemExit) as exc:
+        run_cli(benchmark_script.main, ["--run", "tiny_prune"] + argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert (
+        f"{results / 'tiny_train' / 'best_model.pth'}, which this checkout lacks" in err and "--run tiny_train" in err
+    )
+    assert not (results / "tiny_prune").exists()  # nothing started
+
+
 def test_interrupted_train_row_resumes_from_last(tmp_path):
     bench = write_bench(tmp_path / "cfgs", tiny_train=TRAIN)
     b = discover(bench)["tiny_train"]

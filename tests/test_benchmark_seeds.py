@@ -1,6 +1,8 @@
 """benchmark seeds: a seeded row runs once per seed into <row>/seed<k>/ and its table row is the mean
 +- std of the seeds' own result files; targets judged on the mean say when they are inside the noise."""
 
+from contextlib import contextmanager
+
 import pytest
 import yaml
 from test_benchmark import PRUNE, TRAIN, write_bench
@@ -135,22 +137,20 @@ def test_repeated_seed_is_refused(tmp_path):
         discover(write_bench(tmp_path, tiny_train=TRAIN, bad=SEEDED.replace("[3, 5]", "[1, 1]")))
 
 
-def test_a_second_runner_on_one_row_exits_2_naming_the_holder(seeded, tmp_path, capsys):
+@contextmanager
+def held(folder):
+    """Another process holding `folder`'s run lock for the duration of the block; yields its PID."""
     import subprocess
     import sys
 
     from conftest import ROOT
 
-    from tools.core.errors import run_cli
-
-    root, _ = seeded
-    row = tmp_path / "results" / "tiny_seeded"
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
             "import sys, time\nfrom tools.core.run_folder import RunLock\n"
-            f"with RunLock({str(row)!r}, command='scripts.benchmark --run tiny_seeded'):\n"
+            f"with RunLock({str(folder)!r}, command='scripts.benchmark --run tiny_seeded'):\n"
             "    print('held', flush=True); time.sleep(600)",
         ],
         cwd=ROOT,
@@ -159,26 +159,65 @@ def test_a_second_runner_on_one_row_exits_2_naming_the_holder(seeded, tmp_path, 
     )
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(SystemExit) as exc:
-            run_cli(
-                benchmark_script.main,
-                [
-                    "--run",
-                    "tiny_seeded",
-                    "--bench-dir",
-                    str(root / "cfgs"),
-                    "--results",
-                    str(tmp_path / "results"),
-                    "--doc",
-                    str(tmp_path / "d.md"),
-                ],
-            )
-        err = capsys.readouterr().err
-        assert exc.value.code == 2 and f"in use by PID {holder.pid}" in err and "--run tiny_seeded" in err
-        assert not (row / "seed3").exists()  # nothing was started
+        yield holder.pid
     finally:
         holder.kill()
         holder.wait()
+
+
+def run_seeded(root, results, *extra):
+    from tools.core.errors import run_cli
+
+    argv = ["--bench-dir", str(root / "cfgs"), "--results", str(results), "--doc", str(results / "d.md")]
+    run_cli(benchmark_script.main, ["--run", "tiny_seeded", *argv, *extra])
+
+
+def test_a_second_runner_on_one_row_exits_2_naming_the_holder(seeded, tmp_path, capsys):
+    root, _ = seeded
+    row = tmp_path / "results" / "tiny_seeded"
+    with held(row) as pid, pytest.raises(SystemExit) as exc:
+        run_seeded(root, tmp_path / "results")
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and f"in use by PID {pid}" in err and "--run tiny_seeded" in err
+    assert not (row / "seed3").exists()  # nothing was started
+
+
+def test_two_runners_share_a_seeded_row_one_seed_each(seeded, tmp_path, capsys):
+    """The lock is per run folder: while seed 3 is held, --seeds 5 runs; a runner wanting seed 3 exits 2."""
+    import shutil
+
+    root, _ = seeded
+    results = tmp_path / "results"
+    shutil.copytree(root / "results", results)
+    for seed in (3, 5):
+        shutil.rmtree(results / "tiny_seeded" / f"seed{seed}")
+    with held(results / "tiny_seeded" / "seed3") as pid:
+        run_seeded(root, results, "--seeds", "5")
+        assert (results / "tiny_seeded" / "seed5" / "benchmark.yaml").is_file()
+        with pytest.raises(SystemExit) as exc:
+            run_seeded(root, results)
+    assert exc.value.code == 2 and f"in use by PID {pid}" in capsys.readouterr().err
+    assert not (results / "tiny_seeded" / "seed3" / "metrics.yaml").exists()
+
+
+def test_a_runner_locks_the_run_folder_not_the_row(seeded, tmp_path, monkeypatch):
+    import shutil
+
+    from tools.core.run_folder import LOCK
+    from tools.workflows import bench_runner
+
+    root, _ = seeded
+    results = tmp_path / "results"
+    shutil.copytree(root / "results", results)
+    shutil.rmtree(results / "tiny_seeded" / "seed5")
+    row, locked = results / "tiny_seeded", []
+    monkeypatch.setattr(
+        bench_runner,
+        "run_once",
+        lambda b, _, r, seed: locked.append(((row / LOCK).exists(), (row / f"seed{seed}" / LOCK).exists())) or 0.0,
+    )
+    run_seeded(root, results)
+    assert locked == [(False, True)]  # only seed 5 was left to run, under its own lock
 
 
 def test_a_killed_prune_row_resumes_from_its_last_finished_epoch(seeded, tmp_path, capsys):

@@ -190,6 +190,10 @@ def test_one_command_writes_the_int8_file_and_its_speedups(tiny_checkpoint, tmp_
     assert all(int8[k] > 0 for k in ("int8_latency_ms", "dense_fp32_latency_ms", "dense_int8_latency_ms"))
     assert metrics["latency"]["fast_multiple"] == 8 and metrics["latency"]["int8_kernels"] == "avx2"
     assert "INT8 speed-up" in out and "x vs dense FP32" in out and "vs dense INT8" in out
+    # where the time goes: the four files profiled per operator, the INT8 ones running INT8 kernels
+    ops = {name: {r["op_type"] for r in rows} for name, rows in int8["op_profile"].items()}
+    assert set(ops) == {"pruned_int8", "pruned_fp32", "dense_int8", "dense_fp32"} and "where the time goes" in out
+    assert "QLinearConv" in ops["pruned_int8"] & ops["dense_int8"] and "QLinearConv" not in ops["dense_fp32"]
 
 
 def test_a_macs_target_with_the_int8_report_writes_the_int8_file_too(tiny_checkpoint, tmp_path, monkeypatch):

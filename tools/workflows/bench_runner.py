@@ -9,7 +9,11 @@ record (with the recipe's fingerprint) beside its result.
 
 Re-running skips finished runs, re-runs changed ones (the old folder is kept as <folder>.stale/),
 and a train or pruning run that stopped mid-way resumes from its last.pth. One runner at a time
-holds a row (a lock in its folder; a second one exits 2 naming the holder).
+holds a run folder (a lock in it; a second one exits 2 naming the holder), so the seeds of one row
+can run side by side, one runner per core or GPU:
+
+    uv run python -m scripts.benchmark --run resnet20_full_l2_macs50_kd_ft15 --seeds 0 &
+    uv run python -m scripts.benchmark --run resnet20_full_l2_macs50_kd_ft15 --seeds 1
 """
 
 from __future__ import annotations
@@ -92,8 +96,22 @@ def run_benchmark(
     for need in b.cfg.bench.needs:
         if not benchmarks[need].done(results_root):
             raise UserError(f"benchmark {b.name} needs {need}, which has not finished; run --run {need} first")
-    with RunLock(b.run_dir(results_root), command=COMMAND.format(name=b.name)):
-        return sum(run_once(b, benchmarks, results_root, seed) for seed in b.todo(results_root, only_seeds))
+        if (
+            SCRIPTS[benchmarks[need].script].model
+            and not (model := model_path(benchmarks[need], results_root)).is_file()
+        ):
+            raise UserError(
+                f"benchmark {b.name} starts from {model}, which this checkout lacks (git keeps a run's records, "
+                f"not its weights): copy it from the machine that ran {need}, or move {results_root / need} "
+                f"aside and run --run {need} (the rows built on it then read as stale)"
+            )
+    return sum(run_held(b, benchmarks, results_root, seed) for seed in b.todo(results_root, only_seeds))
+
+
+def run_held(b: Benchmark, benchmarks: dict[str, Benchmark], results_root: Path, seed: int | None) -> float:
+    """One run under its folder's lock; skipped (0 s) when another runner finished it meanwhile."""
+    with RunLock(b.run_dir(results_root, seed), command=COMMAND.format(name=b.name)):
+        return 0.0 if seed in b.done_seeds(results_root) else run_once(b, benchmarks, results_root, seed)
 
 
 def set_aside_stale(run_dir: Path, reason: str) -> None:

@@ -1,0 +1,90 @@
+"""Where an ONNX file's time goes: ONNX Runtime's own profiler, its kernel times summed per operator.
+
+    rows = op_profile(Path("model.int8.onnx"), (3, 32, 32), batch_size=64, num_threads=1)
+    print(format_op_table({"pruned INT8": rows}))
+
+One row per operator as ONNX Runtime ran it, after its graph fusions (QLinearConv, QuantizeLinear,
+FusedConv, ReorderInput, ...): `op_type`, `nodes` (how many), `time_ms` (the median over the timed
+runs of that operator's summed kernel time per run) and `share_pct` (of all kernel time). Why this,
+when a file is slower or faster than its MACs say: a pruned INT8 file keeps every QuantizeLinear,
+requantizing Add and layout reorder of the dense one, so the fixed costs that pruning cannot touch
+show here beside the convolutions it shrinks. The profiler adds a little time per node, so compare
+shares and ratios between files profiled alike, and take end-to-end latency from the interleaved
+timing, not from these sums.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import statistics
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+KERNEL = "_kernel_time"  # ONNX Runtime's profiler names each node's kernel event <node>_kernel_time
+
+
+def op_profile(
+    path: Path, input_shape: tuple, *, batch_size: int, num_threads: int = 1, warmup: int = 5, repeats: int = 20
+) -> list[dict]:
+    """Rows {op_type, nodes, time_ms, share_pct} of the ONNX file at `path`, slowest first, run on
+    ONNX Runtime's CPU provider as the latency timing runs it (same options, random inputs)."""
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = num_threads
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "ort")
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        shape = (batch_size, *input_shape)
+        feed = {session.get_inputs()[0].name: np.random.default_rng(0).standard_normal(shape, dtype=np.float32)}
+        for _ in range(warmup + repeats):
+            session.run(None, feed)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    return op_rows(events, skip_runs=warmup)
+
+
+def op_rows(events: list[dict], skip_runs: int = 0) -> list[dict]:
+    """Per-operator rows from a profiler trace: each node's kernel event belongs to the model_run
+    that started last before it; the first `skip_runs` runs (warm-up) are left out."""
+    starts = sorted(e["ts"] for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
+    runs = len(starts) - skip_runs
+    if runs < 1:
+        raise ValueError(f"the trace holds {len(starts)} runs; {skip_runs} warm-up runs leave none to summarise")
+    per_run: dict[str, list[float]] = defaultdict(lambda: [0.0] * runs)
+    nodes: dict[str, set[str]] = defaultdict(set)
+    for e in events:
+        if e.get("cat") != "Node" or not e.get("name", "").endswith(KERNEL):
+            continue
+        run = bisect.bisect_right(starts, e["ts"]) - 1 - skip_runs
+        if run >= 0:
+            op = e["args"]["op_name"]
+            per_run[op][run] += e["dur"] / 1000.0  # the trace is in microseconds
+            nodes[op].add(e["name"])
+    times = {op: statistics.median(ms) for op, ms in per_run.items()}
+    total = sum(times.values()) or 1.0
+    rows = [
+        {"op_type": op, "nodes": len(nodes[op]), "time_ms": ms, "share_pct": 100.0 * ms / total}
+        for op, ms in times.items()
+    ]
+    return sorted(rows, key=lambda r: r["time_ms"], reverse=True)
+
+
+def format_op_table(profiles: dict[str, list[dict]]) -> str:
+    """A text table: one line per operator, one column (ms and share) per profiled file."""
+    ops = list(dict.fromkeys(r["op_type"] for rows in profiles.values() for r in rows))
+    by_file = {label: {r["op_type"]: r for r in rows} for label, rows in profiles.items()}
+    lines = [f"  {'operator':<26}" + "".join(f"{label:>26}" for label in profiles)]
+    for op in ops:
+        cells = [by_file[label].get(op) for label in profiles]
+        lines.append(
+            f"  {op:<26}"
+            + "".join(f"{r['time_ms']:>16.3f} ms {r['share_pct']:5.1f}%" if r else f"{'-':>26}" for r in cells)
+        )
+    totals = [sum(r["time_ms"] for r in rows) for rows in profiles.values()]
+    lines.append(f"  {'all kernels':<26}" + "".join(f"{t:>16.3f} ms {100.0:5.1f}%" for t in totals))
+    return "\n".join(lines)
