@@ -2,7 +2,6 @@
 runs left out, shares of all kernel time; and a real file profiled end to end."""
 
 import pytest
-import torch
 from torch import nn
 
 from tools.measure.op_profile import format_op_table, op_profile, op_rows
