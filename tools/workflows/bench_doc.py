@@ -605,11 +605,11 @@ def op_account(b: Benchmark, results_root: Path) -> str:
         for op in ops
     ]
     rows.append({"operator": "all kernels"} | {OP_FILES[f]: f"{totals[f]:.2f}" for f in files})
-    batch = runs[0].get("timed_on", "")
     return (
-        f"Where the time goes in `{b.name}` (ONNX Runtime's profiler, kernel ms per batch and share of "
-        f"each file's kernel time, mean of {len(profiles)} seed(s), profiled as the files were timed: {batch}; the profiler adds a little "
-        f"per node, so read shares and ratios, and the latency from the interleaved timing above):\n\n"
+        f"Where the time goes in `{b.name}`: ONNX Runtime's profiler, kernel ms per batch and the share of "
+        f"each file's kernel time, mean of {len(profiles)} seed(s), profiled as the files were timed "
+        f"({runs[0].get('timed_on', '')}). The profiler adds a little per node: read shares and ratios "
+        "here, the latency in the interleaved timing above.\n\n"
         + records_table(rows, ["operator", *(OP_FILES[f] for f in files)])
     )
 
