@@ -95,8 +95,8 @@ def test_int8_compare_quantizes_the_dense_baseline_too(monkeypatch):
         ("AVX512", {"avx512f", "avx512_vnni", "amx_int8"}, "amx", 16),
         ("AVX512", {"avx512f", "avx512_vnni"}, "avx512_vnni", 16),
         ("AVX512", {"avx512f"}, "avx512", 16),
-        ("AVX2", {"avx2", "avx_vnni"}, "avx_vnni", 8),
-        ("AVX2", {"avx2", "avx512_vnni"}, "avx2", 8),  # ATEN_CPU_CAPABILITY=avx2 caps the tier
+        ("AVX2", {"avx2", "avx_vnni"}, "avx_vnni", 16),
+        ("AVX2", {"avx2", "avx512_vnni"}, "avx2", 16),  # ATEN_CPU_CAPABILITY=avx2 caps the tier
         ("DEFAULT", set(), "sse", 4),
     ],
 )
@@ -106,7 +106,7 @@ def test_int8_fast_multiple_is_detected(monkeypatch, capability, flags, kernels,
     assert lt.fast_multiple(lt.INT8) == latency.int8_fast_multiple() == multiple
 
 
-@pytest.mark.parametrize("capability, flags, multiple", [("AVX512", {"avx512_vnni"}, 16), ("AVX2", {"avx2"}, 8)])
+@pytest.mark.parametrize("capability, flags, multiple", [("AVX512", {"avx512_vnni"}, 16), ("DEFAULT", set(), 4)])
 def test_int8_multiple_is_in_the_table_key(tmp_path, monkeypatch, capability, flags, multiple):
     fake_cpu(monkeypatch, capability, flags)
     recording_runner(monkeypatch)
@@ -188,7 +188,7 @@ def test_one_command_writes_the_int8_file_and_its_speedups(tiny_checkpoint, tmp_
     int8 = metrics["int8"]
     assert int8["method"] == "qat" and int8["qat_epochs"] == 1 and (run_dir / "qat").is_dir()
     assert all(int8[k] > 0 for k in ("int8_latency_ms", "dense_fp32_latency_ms", "dense_int8_latency_ms"))
-    assert metrics["latency"]["fast_multiple"] == 8 and metrics["latency"]["int8_kernels"] == "avx2"
+    assert metrics["latency"]["fast_multiple"] == 16 and metrics["latency"]["int8_kernels"] == "avx2"
     assert "INT8 speed-up" in out and "x vs dense FP32" in out and "vs dense INT8" in out
     # where the time goes: the four files profiled per operator, the INT8 ones running INT8 kernels
     ops = {name: {r["op_type"] for r in rows} for name, rows in int8["op_profile"].items()}

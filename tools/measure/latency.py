@@ -306,7 +306,7 @@ def int8_kernels() -> str:
 
 
 # Output channels per fast block of MLAS's INT8 convolution (see int8_fast_multiple).
-INT8_MULTIPLES = {"amx": 16, "avx512_vnni": 16, "avx512": 16, "avx_vnni": 8, "avx2": 8, "sse": 4}
+INT8_MULTIPLES = {"amx": 16, "avx512_vnni": 16, "avx512": 16, "avx_vnni": 16, "avx2": 16, "sse": 4}
 
 
 def int8_fast_multiple() -> int:
@@ -319,9 +319,14 @@ def int8_fast_multiple() -> int:
     output channels (FilterOutputChannelPackCount), padded with zeros, and depthwise convs need
     the group count a multiple of 16. AVX-512 (Core and VNNI; AMX machines use the AVX-512 VNNI
     conv kernels, AMX tiles only in QGEMM, 16 int32 columns per tile) accumulate 16 int32 output
-    channels per zmm register: 16. AVX2 and AVX-VNNI (alignment 8, 8 int32 per ymm register): 8,
-    which keeps the fast path; the zero-padded half of a 16-block is what the measured table
-    then prices. Without AVX2 (SSE4.1 QGEMM, 4 int32 per xmm register): 4."""
+    channels per zmm register: 16. AVX2 and AVX-VNNI (alignment 8, 8 int32 per ymm register) keep
+    the fast path at 8, but the 16-channel packing still computes the zero-padded half, so 8
+    channels cost what 16 do: measured on an AMD EPYC (AVX2, ONNX Runtime 1.31, batch 64, one
+    thread, ResNet-20), six 8->8-channel 32x32 QLinearConvs took 13.6 ms against 14.1 ms for the
+    16->16 ones, 0.78x the speed of the same FP32 convs, while 16- to 64-channel layers ran
+    1.5-2.1x faster in INT8 than in FP32. With 8-channel steps the latency search removed 73-79% of
+    MACs for a 38-42% faster INT8 file; with 16, 47% for 36% (docs/benchmarks.md, int8_target). So
+    16 there too. Without AVX2 (SSE4.1 QGEMM, 4 int32 per xmm register): 4, not measured."""
     return INT8_MULTIPLES[int8_kernels()]
 
 

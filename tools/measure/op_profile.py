@@ -32,6 +32,21 @@ def op_profile(
 ) -> list[dict]:
     """Rows {op_type, nodes, time_ms, share_pct} of the ONNX file at `path`, slowest first, run on
     ONNX Runtime's CPU provider as the latency timing runs it (same options, random inputs)."""
+    return op_rows(trace(path, input_shape, batch_size, num_threads, warmup + repeats), skip_runs=warmup)
+
+
+def conv_profile(
+    path: Path, input_shape: tuple, *, batch_size: int, num_threads: int = 1, warmup: int = 5, repeats: int = 20
+) -> list[dict]:
+    """The convolutions alone, summed per shape (input -> output channels, output size): rows
+    {op_type: "8->8 ch, 32x32", nodes, time_ms, share_pct (of conv time)}. Why: the
+    same shape in an FP32 and an INT8 file shows where INT8 pays, and a pruned layer that costs what
+    the unpruned one did shows channel counts the kernels cannot use."""
+    return op_rows(trace(path, input_shape, batch_size, num_threads, warmup + repeats), warmup, key=conv_key)
+
+
+def trace(path: Path, input_shape: tuple, batch_size: int, num_threads: int, runs: int) -> list[dict]:
+    """ONNX Runtime's profiler trace of `runs` forwards of random inputs."""
     import onnxruntime as ort
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -42,15 +57,34 @@ def op_profile(
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         shape = (batch_size, *input_shape)
         feed = {session.get_inputs()[0].name: np.random.default_rng(0).standard_normal(shape, dtype=np.float32)}
-        for _ in range(warmup + repeats):
+        for _ in range(runs):
             session.run(None, feed)
-        events = json.loads(Path(session.end_profiling()).read_text())
-    return op_rows(events, skip_runs=warmup)
+        return json.loads(Path(session.end_profiling()).read_text())
 
 
-def op_rows(events: list[dict], skip_runs: int = 0) -> list[dict]:
-    """Per-operator rows from a profiler trace: each node's kernel event belongs to the model_run
-    that started last before it; the first `skip_runs` runs (warm-up) are left out."""
+def op_key(event: dict) -> str:
+    return event["args"]["op_name"]
+
+
+def conv_key(event: dict) -> str | None:
+    """The shape "16->8 ch, 32x32" of a convolution kernel event, None for any other. QLinearConv runs
+    NHWC with prepacked weights; FP32 Conv NCHW, or NCHWc blocks (N, C/b, H, W, b)."""
+    op, args = event["args"]["op_name"], event["args"]
+    if "Conv" not in op:
+        return None
+    ins = [next(iter(d.values())) for d in args["input_type_shape"]]
+    out = next(iter(args["output_type_shape"][0].values()))
+    if op == "QLinearConv":
+        c_in, (_, h, w, c_out) = ins[0][3], out
+    else:
+        c_in, c_out, h, w = ins[1][1], out[1] * (out[4] if len(out) == 5 else 1), out[2], out[3]
+    return f"{c_in}->{c_out} ch, {h}x{w}"  # no op name: one layer lines up across FP32 and INT8 files
+
+
+def op_rows(events: list[dict], skip_runs: int = 0, key=op_key) -> list[dict]:
+    """Rows per key (default: per operator) from a profiler trace: each node's kernel event belongs to
+    the model_run that started last before it; the first `skip_runs` runs (warm-up) are left out.
+    `key(event)` names the event's row, or None to leave the event out."""
     starts = sorted(e["ts"] for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
     runs = len(starts) - skip_runs
     if runs < 1:
@@ -61,24 +95,23 @@ def op_rows(events: list[dict], skip_runs: int = 0) -> list[dict]:
         if e.get("cat") != "Node" or not e.get("name", "").endswith(KERNEL):
             continue
         run = bisect.bisect_right(starts, e["ts"]) - 1 - skip_runs
-        if run >= 0:
-            op = e["args"]["op_name"]
-            per_run[op][run] += e["dur"] / 1000.0  # the trace is in microseconds
-            nodes[op].add(e["name"])
-    times = {op: statistics.median(ms) for op, ms in per_run.items()}
+        if run >= 0 and (name := key(e)) is not None:
+            per_run[name][run] += e["dur"] / 1000.0  # the trace is in microseconds
+            nodes[name].add(e["name"])
+    times = {name: statistics.median(ms) for name, ms in per_run.items()}
     total = sum(times.values()) or 1.0
     rows = [
-        {"op_type": op, "nodes": len(nodes[op]), "time_ms": ms, "share_pct": 100.0 * ms / total}
-        for op, ms in times.items()
+        {"op_type": name, "nodes": len(nodes[name]), "time_ms": ms, "share_pct": 100.0 * ms / total}
+        for name, ms in times.items()
     ]
     return sorted(rows, key=lambda r: r["time_ms"], reverse=True)
 
 
-def format_op_table(profiles: dict[str, list[dict]]) -> str:
-    """A text table: one line per operator, one column (ms and share) per profiled file."""
+def format_op_table(profiles: dict[str, list[dict]], what: str = "operator") -> str:
+    """A text table: one line per operator (or conv shape, `what`), one column (ms and share) per file."""
     ops = list(dict.fromkeys(r["op_type"] for rows in profiles.values() for r in rows))
     by_file = {label: {r["op_type"]: r for r in rows} for label, rows in profiles.items()}
-    lines = [f"  {'operator':<26}" + "".join(f"{label:>26}" for label in profiles)]
+    lines = [f"  {what:<26}" + "".join(f"{label:>26}" for label in profiles)]
     for op in ops:
         cells = [by_file[label].get(op) for label in profiles]
         lines.append(
@@ -86,5 +119,5 @@ def format_op_table(profiles: dict[str, list[dict]]) -> str:
             + "".join(f"{r['time_ms']:>16.3f} ms {r['share_pct']:5.1f}%" if r else f"{'-':>26}" for r in cells)
         )
     totals = [sum(r["time_ms"] for r in rows) for rows in profiles.values()]
-    lines.append(f"  {'all kernels':<26}" + "".join(f"{t:>16.3f} ms {100.0:5.1f}%" for t in totals))
+    lines.append(f"  {'all':<26}" + "".join(f"{t:>16.3f} ms {100.0:5.1f}%" for t in totals))
     return "\n".join(lines)

@@ -63,7 +63,7 @@ statically quantized to QDQ INT8 by tools.deploy.quantize, as scripts.quantize d
 the same few training batches (`Backend.calibration`, the first INT8_CALIBRATION_BATCHES;
 see `quantized_copy` for why a few suffice), then run by ONNX Runtime, which fuses the QDQ pairs
 into QLinearConv/QLinearAdd/QGemm. Its fast multiple is MLAS's INT8 one
-(tools.measure.latency.int8_fast_multiple: 16 with AVX-512, VNNI or AMX, 8 with AVX2 or AVX-VNNI),
+(tools.measure.latency.int8_fast_multiple: 16 with AVX2 or AVX-512, measured; 4 without AVX2),
 recorded with the kernel family in the table's key and in metrics.yaml. The run then writes the
 deployable model.int8.onnx (tools.runs.quantize.deploy_int8).
 """

@@ -16,6 +16,7 @@ from tools.core.errors import UserError
 from tools.core.io import atomic_write_yaml
 from tools.core.run_folder import PROFILE, RunFolder, RunLock
 from tools.measure.metrics import compare_metrics, format_comparison, format_count
+from tools.measure.op_profile import conv_profile, format_op_table, op_profile
 from tools.measure.profiling import (
     LatencyPlan,
     backend_list,
@@ -91,6 +92,11 @@ def profile(args) -> None:
                 repeats=max(3, prof.repeats // 5),
                 top=args.top_layers,
             )
+    ops = (
+        onnx_op_profiles(onnx_files, input_shape, max(prof.batch_sizes), prof.num_threads or 1)
+        if args.measure_latency
+        else {}
+    )
     for entry in entries:
         print_entry(entry)
 
@@ -105,14 +111,34 @@ def profile(args) -> None:
     print_onnx_speedups(baseline, [e for e in entries[1:] if "onnx" in e])
     for label, rows in layers.items():
         print_layers(label, rows)
+    if ops:
+        print(
+            f"\nwhere the ONNX files' time goes (ONNX Runtime profiler, batch {ops['batch_size']}, kernel ms per run):"
+        )
+        print(format_op_table(ops["operators"]))
+        print("\n" + format_op_table(ops["conv_shapes"], what="convolutions by shape"))
 
     results = {
         "models": entries,
         "flops_vs_latency": analysis,
         "slowest_layers": layers,
+        "onnx_op_profile": ops or None,
         "note": "MACs are multiply-accumulates per image; FLOPs = 2 x MACs; latency is per batch (ms)",
     }
     write_results(args, cfg.output.root, results, plot=args.measure_latency)
+
+
+def onnx_op_profiles(files: dict[str, Path], input_shape: tuple, batch_size: int, threads: int) -> dict:
+    """Per ONNX file, its kernel time per ONNX Runtime operator and per convolution shape (the files'
+    counterpart of the torch models' slowest layers); {} without ONNX files."""
+    if not files:
+        return {}
+    kw = {"batch_size": batch_size, "num_threads": threads}
+    return {
+        "batch_size": batch_size,
+        "operators": {label: op_profile(path, input_shape, **kw) for label, path in files.items()},
+        "conv_shapes": {label: conv_profile(path, input_shape, **kw) for label, path in files.items()},
+    }
 
 
 def write_results(args, root: str, results: dict, *, plot: bool) -> None:
