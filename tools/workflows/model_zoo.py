@@ -163,7 +163,13 @@ class _RowTimeout(BaseException):  # not an Exception: check_model must not repo
     pass
 
 
+_ALARMS: list[int] = []  # SIGPROFs seen by the row running now
+
+
 def _on_alarm(signum, frame):
+    # Noted before raising: a raise that lands inside a gc callback (another library's) is
+    # swallowed as "unraisable" and the row would look finished when its time was up.
+    _ALARMS.append(signum)
     raise _RowTimeout
 
 
@@ -179,10 +185,14 @@ def run_row(name: str, image_size: int, *, time_limit_s: float, max_params: int)
             "reason": f"{params / 1e6:.0f} M parameters, above this run's cap of {max_params / 1e6:.0f} M "
             "(memory of the shared machine)",
         }
+    _ALARMS.clear()
     previous = signal.signal(signal.SIGPROF, _on_alarm)
     signal.setitimer(signal.ITIMER_PROF, time_limit_s)
     try:
-        return check_model(name, image_size=image_size)
+        row = check_model(name, image_size=image_size)
+        if not _ALARMS:
+            return row
+        raise _RowTimeout
     except _RowTimeout:
         return {
             "model": name,
