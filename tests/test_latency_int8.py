@@ -208,3 +208,17 @@ def test_a_macs_target_with_the_int8_report_writes_the_int8_file_too(tiny_checkp
     assert metrics["latency"]["fast_multiple"] == 16 and metrics["latency"]["int8_kernels"] == "avx512_vnni"
     assert metrics["int8"]["method"] == "ptq" and (run_dir / "model.int8.onnx").is_file()
     assert metrics["int8_speedup_vs_dense_int8"] > 0 and not (run_dir / "qat").exists()
+
+
+def test_quantize_deploy_ends_a_macs_run_with_the_int8_file(tiny_checkpoint, tmp_path):
+    """quantize.deploy: a MACs-targeted run (no latency search, no INT8 backend) ends with
+    model.int8.onnx and the same figures as an INT8-targeted one, so the two deployments compare."""
+    run_dir = tmp_path / "deploy"
+    argv = ["--checkpoint", str(tiny_checkpoint), "--save-dir", str(run_dir), "--target-macs-reduction", "0.3"]
+    timing = ["structured.latency.batch_size=4", "structured.latency.rounds=3", "structured.latency.repeats=1"]
+    prune_script.main([*argv, "--epochs", "0", *FAST, *timing, "quantize.num_images=32", "quantize.deploy=true"])
+    metrics = yaml.safe_load((run_dir / "metrics.yaml").read_text())
+    int8_file = run_dir / "model.int8.onnx"
+    assert QDQ <= {n.op_type for n in onnx.load(str(int8_file)).graph.node}
+    assert metrics["int8"]["rounds"] == 3 and metrics["int8_speedup_vs_dense_fp32"] > 0
+    assert metrics["int8_drop"] == pytest.approx(metrics["baseline_top1"] - metrics["int8_top1"])

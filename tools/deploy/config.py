@@ -23,8 +23,11 @@ class QuantizeConfig:
     per_channel: bool = True  # one weight scale per output channel (false: one per tensor)
     activation_type: str = "uint8"  # uint8 (U8S8, ORT's fast x86 path incl. VNNI) | int8 (S8S8, slower on x86)
     max_drop: float = 1.0  # INT8 top-1 at most this many points below the FP32 ONNX file's, else NOT MET
+    # scripts.prune_structured: also end with model.int8.onnx, its top-1 and its speed-ups over the dense FP32 and
+    # INT8 files, whatever the target (a MACs or FP32-latency row deployed as INT8; onnxruntime-int8 always does)
+    deploy: bool = False
     qat_epochs: int = 0  # > 0: when PTQ misses max_drop, fine-tune this many epochs with fake quantization, re-quantize
-    # (scripts.prune_structured with structured.latency.backend=onnxruntime-int8: QAT before model.int8.onnx, always)
+    # (scripts.prune_structured ending with model.int8.onnx, see deploy: QAT before it, always)
     qat_lr: float = (
         0.001  # QAT learning rate (other optimiser settings from finetune.*); BN is folded, so keep it small
     )

@@ -16,7 +16,7 @@ module, so plain `torch.load(path, weights_only=False)` returns it; it carries `
 scripts given it read its twin pruned_model_state.pth), metrics.yaml, and fit's log.csv, logs/,
 best_model.pth and last.pth for the final fine-tuning; sparsity/ and rounds/round<i>/ hold the
 same for bn_scale's sparsity phase and intermediate rounds. With structured.latency.backend
-onnxruntime-int8 (`deploys_int8`) the run also writes model.int8.onnx (tools.runs.quantize.deploy_int8:
+onnxruntime-int8 or quantize.deploy (`deploys_int8`) the run also writes model.int8.onnx (tools.runs.quantize.deploy_int8:
 QAT when quantize.qat_epochs > 0, scripts.quantize's quantization, ONNX Runtime top-1, interleaved
 speed-ups over the dense FP32 and dense INT8 files) and its figures into metrics.yaml (int8_*).
 
@@ -95,6 +95,8 @@ def check_structured_config(cfg: Config) -> None:
             f"structured.granularity {s.granularity} ranks kernels by {', '.join(KERNEL_METHODS)}, "
             f"not {s.method}; pick one of those methods or granularity channel"
         )
+    if deploys_int8(cfg):
+        check_quantize_config(cfg.quantize)  # the INT8 file is written at the end: its settings fail first
     if s.target_latency_reduction > 0 or reports_latency(s):
         check_latency_config(cfg)
     elif s.latency.report:
@@ -127,17 +129,17 @@ def check_latency_config(cfg: Config) -> None:
             f"(got {s.granularity}, {s.iterative_steps}): only removed channels make a model faster"
         )
     lt.check_backend(lat.backend)
-    if lat.backend == lt.INT8:
-        check_quantize_config(cfg.quantize)  # the INT8 file is written at the end: its settings fail first
     if lat.allocation not in lt.ALLOCATIONS:
         raise UserError(
             f"unknown structured.latency.allocation {lat.allocation!r}; choose one of: {', '.join(lt.ALLOCATIONS)}"
         )
 
 
-def deploys_int8(s) -> bool:
-    """The onnxruntime-int8 backend times INT8 files, so the run ends with one: model.int8.onnx."""
-    return s.latency.backend == lt.INT8 and (s.target_latency_reduction > 0 or reports_latency(s))
+def deploys_int8(cfg: Config) -> bool:
+    """The run ends with model.int8.onnx when quantize.deploy asks, and always on the onnxruntime-int8
+    backend, which times INT8 files."""
+    s = cfg.structured
+    return cfg.quantize.deploy or (s.latency.backend == lt.INT8 and (s.target_latency_reduction > 0 or reports_latency(s)))
 
 
 def structured_name(s, seed_form: bool = False) -> str:
@@ -194,7 +196,7 @@ def run_structured(
     start = time.perf_counter()
     config = config_to_dict(cfg)
     teacher = copy.deepcopy(model).eval() if cfg.finetune.kd.alpha > 0 else None
-    dense = copy.deepcopy(model).cpu().eval() if deploys_int8(cfg.structured) else None
+    dense = copy.deepcopy(model).cpu().eval() if deploys_int8(cfg) else None
     job = PruneJob(data, cfg, device, run_dir=run_dir, config=config, teacher=teacher)
     if resume is None:
         model, state = prune_model(model, job, checkpoint=checkpoint, parent=parent)
@@ -249,7 +251,10 @@ def int8_metrics(model: nn.Module, dense: nn.Module, *, cfg: Config, data, run_d
     its figures, top level in metrics.yaml: top-1 (%), size (bytes), speed-ups (x, interleaved timing)."""
     from tools.runs.quantize import Int8Deployment, deploy_int8
 
-    int8 = deploy_int8(model, dense, Int8Deployment(cfg, data, run_dir, _backend(cfg, data)))
+    # Timed as the onnxruntime-int8 rows time it (structured.latency's batch, threads, rounds; its estimator),
+    # so an FP32-targeted twin's file and an INT8-targeted one compare.
+    timing = dataclasses.replace(_backend(cfg, data), name=lt.INT8)
+    int8 = deploy_int8(model, dense, Int8Deployment(cfg, data, run_dir, timing))
     keys = (
         "int8_top1",
         "int8_file_bytes",

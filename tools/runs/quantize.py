@@ -187,7 +187,7 @@ def run_qat(job: QuantizeJob) -> dict:
 @dataclass(frozen=True)
 class Int8Deployment:
     """Where the pruned model's INT8 file goes and how it is checked (scripts.prune_structured with
-    structured.latency.backend=onnxruntime-int8)."""
+    structured.latency.backend=onnxruntime-int8 or quantize.deploy)."""
 
     cfg: Config
     data: Any  # the run's DataBundle: augmented train (QAT), test (top-1)

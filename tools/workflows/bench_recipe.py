@@ -151,6 +151,7 @@ ADDED_KEYS = {
     "data.normalize": ("dataset", lambda recipe: True),
     "data.mean": ([], lambda recipe: True),
     "data.std": ([], lambda recipe: True),
+    "quantize.deploy": (False, lambda recipe: True),
 }
 
 
