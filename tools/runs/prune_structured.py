@@ -139,7 +139,9 @@ def deploys_int8(cfg: Config) -> bool:
     """The run ends with model.int8.onnx when quantize.deploy asks, and always on the onnxruntime-int8
     backend, which times INT8 files."""
     s = cfg.structured
-    return cfg.quantize.deploy or (s.latency.backend == lt.INT8 and (s.target_latency_reduction > 0 or reports_latency(s)))
+    return cfg.quantize.deploy or (
+        s.latency.backend == lt.INT8 and (s.target_latency_reduction > 0 or reports_latency(s))
+    )
 
 
 def structured_name(s, seed_form: bool = False) -> str:
