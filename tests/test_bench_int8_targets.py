@@ -67,7 +67,32 @@ def test_the_doc_says_where_the_deployed_files_time_goes(monkeypatch):
     assert "`r20_int8`" in text and "mean of 2 seed(s)" in text
     lines = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
     assert lines["QLinearConv"].split("|")[2:4] == [" - ", " 8.00 (80%) "]  # dense FP32 has none; mean of 6 and 10
-    assert "40.00" in lines["all kernels"] and "10.00" in lines["all kernels"]
+    assert "40.00" in lines["all operators"] and "10.00" in lines["all operators"]
+    assert "by shape" not in text  # no seed recorded int8.conv_profile
     no_profile = SimpleNamespace(name="macs_row", done_seeds=lambda root: [0])
     monkeypatch.setattr(bench_doc, "read_run", lambda b, root, seed: Run(b, {}, {"accuracy_drop": 0.5}, {}))
     assert bench_doc.op_account(no_profile, None) == ""
+
+
+def test_the_doc_shows_one_seeds_convolutions_by_shape(monkeypatch):
+    """int8.conv_profile (ms per conv shape and file) is shown for the first seed that recorded it:
+    the shapes of a pruned model differ between seeds, so they are not averaged."""
+    from types import SimpleNamespace
+
+    from tools.workflows import bench_doc
+
+    ops = {"pruned_int8": [{"op_type": "QLinearConv", "time_ms": 4.0}]}
+    shapes = {
+        "dense_int8": [{"op_type": "16->16 ch, 32x32", "time_ms": 14.0}],
+        "pruned_int8": [
+            {"op_type": "8->8 ch, 32x32", "time_ms": 13.0},
+            {"op_type": "16->16 ch, 16x16", "time_ms": 1.0},
+        ],
+    }
+    int8 = {0: {"op_profile": ops}, 1: {"op_profile": ops, "conv_profile": shapes}}
+    monkeypatch.setattr(bench_doc, "read_run", lambda b, root, seed: Run(b, {}, {"int8": int8[seed]}, {}))
+    text = bench_doc.op_account(SimpleNamespace(name="r20", done_seeds=lambda root: [0, 1]), None)
+    assert "seed 1's files by shape" in text and "mean of 2 seed(s)" in text
+    lines = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    assert lines["8->8 ch, 32x32"].split("|")[2:4] == [" - ", " 13.00 (93%) "]  # dense INT8 has no 8-ch conv
+    assert "14.00" in lines["all convolutions"] and "14.00 (100%)" in lines["16->16 ch, 32x32"]

@@ -194,6 +194,9 @@ def test_one_command_writes_the_int8_file_and_its_speedups(tiny_checkpoint, tmp_
     ops = {name: {r["op_type"] for r in rows} for name, rows in int8["op_profile"].items()}
     assert set(ops) == {"pruned_int8", "pruned_fp32", "dense_int8", "dense_fp32"} and "where the time goes" in out
     assert "QLinearConv" in ops["pruned_int8"] & ops["dense_int8"] and "QLinearConv" not in ops["dense_fp32"]
+    shapes = {name: {r["op_type"] for r in rows} for name, rows in int8["conv_profile"].items()}
+    assert set(shapes) == set(ops) and all(" ch, " in s for names in shapes.values() for s in names)
+    assert "convolutions by shape" in out
 
 
 def test_a_macs_target_with_the_int8_report_writes_the_int8_file_too(tiny_checkpoint, tmp_path, monkeypatch):

@@ -2,6 +2,8 @@
 
     rows = op_profile(Path("model.int8.onnx"), (3, 32, 32), batch_size=64, num_threads=1)
     print(format_op_table({"pruned INT8": rows}))
+    shapes = profile_files({"pruned INT8": Path("model.int8.onnx")}, (3, 32, 32), batch_size=64)["conv_shapes"]
+    print(format_op_table(shapes, what="convolutions by shape"))
 
 One row per operator as ONNX Runtime ran it, after its graph fusions (QLinearConv, QuantizeLinear,
 FusedConv, ReorderInput, ...): `op_type`, `nodes` (how many), `time_ms` (the median over the timed
@@ -32,17 +34,29 @@ def op_profile(
 ) -> list[dict]:
     """Rows {op_type, nodes, time_ms, share_pct} of the ONNX file at `path`, slowest first, run on
     ONNX Runtime's CPU provider as the latency timing runs it (same options, random inputs)."""
-    return op_rows(trace(path, input_shape, batch_size, num_threads, warmup + repeats), skip_runs=warmup)
+    return op_rows(trace(path, input_shape, batch_size, num_threads, warmup + repeats), warmup)
 
 
-def conv_profile(
-    path: Path, input_shape: tuple, *, batch_size: int, num_threads: int = 1, warmup: int = 5, repeats: int = 20
-) -> list[dict]:
-    """The convolutions alone, summed per shape (input -> output channels, output size): rows
-    {op_type: "8->8 ch, 32x32", nodes, time_ms, share_pct (of conv time)}. Why: the
-    same shape in an FP32 and an INT8 file shows where INT8 pays, and a pruned layer that costs what
-    the unpruned one did shows channel counts the kernels cannot use."""
-    return op_rows(trace(path, input_shape, batch_size, num_threads, warmup + repeats), warmup, key=conv_key)
+def profile_files(
+    files: dict[str, Path],
+    input_shape: tuple,
+    *,
+    batch_size: int,
+    num_threads: int = 1,
+    warmup: int = 5,
+    repeats: int = 20,
+) -> dict[str, dict[str, list[dict]]]:
+    """One profiler trace per file, read two ways: {"operators": {label: op_profile's rows},
+    "conv_shapes": {label: rows}}, the second the convolutions alone summed per shape (input ->
+    output channels, output size): {op_type: "8->8 ch, 32x32", nodes, time_ms, share_pct (of conv
+    time)}. Why the second: the same shape in an FP32 and an INT8 file shows where INT8 pays, and a
+    pruned layer that costs what the unpruned one did shows channel counts the kernels cannot use."""
+    views: dict[str, dict[str, list[dict]]] = {"operators": {}, "conv_shapes": {}}
+    for label, path in files.items():
+        events = trace(path, input_shape, batch_size, num_threads, warmup + repeats)
+        views["operators"][label] = op_rows(events, warmup)
+        views["conv_shapes"][label] = op_rows(events, warmup, key=conv_key)
+    return views
 
 
 def trace(path: Path, input_shape: tuple, batch_size: int, num_threads: int, runs: int) -> list[dict]:

@@ -16,7 +16,7 @@ from tools.core.errors import UserError
 from tools.core.io import atomic_write_yaml
 from tools.core.run_folder import PROFILE, RunFolder, RunLock
 from tools.measure.metrics import compare_metrics, format_comparison, format_count
-from tools.measure.op_profile import conv_profile, format_op_table, op_profile
+from tools.measure.op_profile import format_op_table, profile_files
 from tools.measure.profiling import (
     LatencyPlan,
     backend_list,
@@ -133,12 +133,7 @@ def onnx_op_profiles(files: dict[str, Path], input_shape: tuple, batch_size: int
     counterpart of the torch models' slowest layers); {} without ONNX files."""
     if not files:
         return {}
-    kw = {"batch_size": batch_size, "num_threads": threads}
-    return {
-        "batch_size": batch_size,
-        "operators": {label: op_profile(path, input_shape, **kw) for label, path in files.items()},
-        "conv_shapes": {label: conv_profile(path, input_shape, **kw) for label, path in files.items()},
-    }
+    return {"batch_size": batch_size} | profile_files(files, input_shape, batch_size=batch_size, num_threads=threads)
 
 
 def write_results(args, root: str, results: dict, *, plot: bool) -> None:

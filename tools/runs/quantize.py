@@ -218,7 +218,7 @@ def deploy_int8(pruned: nn.Module, dense: nn.Module, dep: Int8Deployment) -> dic
         dense_int8 = Path(tmp) / "dense_int8.onnx"
         quantize_file(files["dense_fp32"], dense_int8, calibration, q)
         timing = lt.file_speedups(out, {"dense_fp32": files["dense_fp32"], "dense_int8": dense_int8}, dep.backend)
-        ops = op_profiles(
+        profiles = op_profiles(
             {
                 "pruned_int8": out,
                 "pruned_fp32": files["pruned"],
@@ -246,22 +246,22 @@ def deploy_int8(pruned: nn.Module, dense: nn.Module, dep: Int8Deployment) -> dic
         **timing,
         "timed_on": f"onnxruntime {onnxruntime.__version__} CPU, batch {dep.backend.batch_size}, "
         f"{dep.backend.threads} thread(s), interleaved",
-        "op_profile": ops,
+        **profiles,
     }
 
 
-def op_profiles(files: dict[str, Path], backend) -> dict[str, list[dict]]:
-    """Where each file's time goes, per ONNX Runtime operator (tools.measure.op_profile), printed side
-    by side: the account of a speed-up that falls short of the MACs removed."""
-    from tools.measure.op_profile import format_op_table, op_profile
+def op_profiles(files: dict[str, Path], backend) -> dict[str, dict[str, list[dict]]]:
+    """Where each file's time goes, per ONNX Runtime operator and per convolution shape
+    (tools.measure.op_profile, one trace per file), printed side by side: the account of a speed-up
+    that falls short of the MACs removed. {"op_profile": {file: rows}, "conv_profile": {file: rows}}"""
+    from tools.measure.op_profile import format_op_table, profile_files
 
-    ops = {
-        name: op_profile(path, backend.input_shape, batch_size=backend.batch_size, num_threads=backend.threads)
-        for name, path in files.items()
-    }
+    views = profile_files(files, backend.input_shape, batch_size=backend.batch_size, num_threads=backend.threads)
+    ops, shapes = views["operators"], views["conv_shapes"]
     print(f"where the time goes (ONNX Runtime profiler, batch {backend.batch_size}, kernel time per run):")
     print(format_op_table(ops))
-    return ops
+    print(format_op_table(shapes, what="convolutions by shape"))
+    return {"op_profile": ops, "conv_profile": shapes}
 
 
 def copy_cpu(model: nn.Module) -> nn.Module:

@@ -582,13 +582,37 @@ OP_FILES = {
 
 
 def op_account(b: Benchmark, results_root: Path) -> str:
-    """Where the deployed files' time goes, for a row whose runs profiled them per ONNX Runtime
-    operator (metrics.yaml int8.op_profile): kernel ms per batch, mean over the seeds, and the share
-    of each file's kernel time; '' for other rows."""
-    runs = [read_run(b, results_root, s).result.get("int8") or {} for s in b.done_seeds(results_root)]
-    profiles = [r["op_profile"] for r in runs if "op_profile" in r]
+    """Where the deployed files' time goes, for a row whose runs profiled them (metrics.yaml
+    int8.op_profile, and int8.conv_profile where recorded): kernel ms per batch per ONNX Runtime
+    operator, mean over the seeds, and per convolution shape for the first seed (shapes differ
+    between seeds), each with its share of the file's time; '' for other rows."""
+    seeds = b.done_seeds(results_root)
+    runs = {s: read_run(b, results_root, s).result.get("int8") or {} for s in seeds}
+    profiles = [r["op_profile"] for r in runs.values() if "op_profile" in r]
     if not profiles:
         return ""
+    timed_on = next(iter(runs.values())).get("timed_on", "")
+    text = (
+        f"Where the time goes in `{b.name}`: ONNX Runtime's profiler, kernel ms per batch and the share of "
+        f"each file's kernel time, mean of {len(profiles)} seed(s), profiled as the files were timed "
+        f"({timed_on}). The profiler adds a little per node: read shares and ratios "
+        "here, the latency in the interleaved timing above.\n\n" + ms_table(profiles, "operator")
+    )
+    shaped = next(((s, r["conv_profile"]) for s, r in runs.items() if "conv_profile" in r), None)
+    if shaped:
+        text += (
+            f"\n\nThe convolutions of seed {shaped[0]}'s files by shape (input -> output channels, output size; "
+            "share of the file's convolution time): a pruned layer that costs what the dense one of more "
+            "channels does, or an INT8 one slower than its FP32 twin, is where the kernels lose the MACs "
+            "removed.\n\n" + ms_table([shaped[1]], "convolution")
+        )
+    return text
+
+
+def ms_table(profiles: list[dict], what: str) -> str:
+    """One Markdown table of profiler rows ({file: [{op_type, time_ms}]}, one dict per seed): a row per
+    op_type, a column per file, mean ms over the seeds with the share of the file's total; '-' where a
+    file has none."""
     files = [f for f in OP_FILES if f in profiles[0]]
     ms = {f: {} for f in files}  # file -> op -> mean kernel ms per run
     for f in files:
@@ -597,21 +621,15 @@ def op_account(b: Benchmark, results_root: Path) -> str:
     ops = sorted({op for f in files for op in ms[f]}, key=lambda op: -max(ms[f].get(op, 0.0) for f in files))
     totals = {f: sum(ms[f].values()) for f in files}
     rows = [
-        {"operator": op}
+        {what: op}
         | {
             OP_FILES[f]: f"{ms[f][op]:.2f} ({100 * ms[f][op] / totals[f]:.0f}%)" if ms[f].get(op) else "-"
             for f in files
         }
         for op in ops
     ]
-    rows.append({"operator": "all kernels"} | {OP_FILES[f]: f"{totals[f]:.2f}" for f in files})
-    return (
-        f"Where the time goes in `{b.name}`: ONNX Runtime's profiler, kernel ms per batch and the share of "
-        f"each file's kernel time, mean of {len(profiles)} seed(s), profiled as the files were timed "
-        f"({runs[0].get('timed_on', '')}). The profiler adds a little per node: read shares and ratios "
-        "here, the latency in the interleaved timing above.\n\n"
-        + records_table(rows, ["operator", *(OP_FILES[f] for f in files)])
-    )
+    rows.append({what: f"all {what}s"} | {OP_FILES[f]: f"{totals[f]:.2f}" for f in files})
+    return records_table(rows, [what, *(OP_FILES[f] for f in files)])
 
 
 def descriptions(benchmarks: dict[str, Benchmark], names: set[str]) -> str:
