@@ -213,14 +213,27 @@ def test_a_macs_target_with_the_int8_report_writes_the_int8_file_too(tiny_checkp
     assert metrics["int8_speedup_vs_dense_int8"] > 0 and not (run_dir / "qat").exists()
 
 
-def test_quantize_deploy_ends_a_macs_run_with_the_int8_file(tiny_checkpoint, tmp_path):
-    """quantize.deploy: a MACs-targeted run (no latency search, no INT8 backend) ends with
-    model.int8.onnx and the same figures as an INT8-targeted one, so the two deployments compare."""
+@pytest.mark.parametrize(
+    "target",
+    [
+        ["--target-macs-reduction", "0.3"],
+        ["--target-latency-reduction", "0.3", "--set", "structured.latency.backend=onnxruntime"],
+    ],
+    ids=["macs", "fp32_latency"],
+)
+def test_quantize_deploy_ends_any_run_with_the_int8_file(target, tiny_checkpoint, tmp_path, monkeypatch):
+    """quantize.deploy: a MACs- or FP32-latency-targeted run ends with model.int8.onnx and the same
+    figures as an INT8-targeted one, so the deployments compare (the FP32 search's timing faked)."""
+    linear_table(monkeypatch)
+    monkeypatch.setattr(lt, "compare", lambda *a, **k: lt.Timing(10.0, 7.0, reduction=0.3, spread=0.02, rounds=3))
     run_dir = tmp_path / "deploy"
-    argv = ["--checkpoint", str(tiny_checkpoint), "--save-dir", str(run_dir), "--target-macs-reduction", "0.3"]
+    argv = ["--checkpoint", str(tiny_checkpoint), "--save-dir", str(run_dir), *target, "--epochs", "0"]
     timing = ["structured.latency.batch_size=4", "structured.latency.rounds=3", "structured.latency.repeats=1"]
-    prune_script.main([*argv, "--epochs", "0", *FAST, *timing, "quantize.num_images=32", "quantize.deploy=true"])
+    fp32 = ["structured.latency.backend=onnxruntime"]  # read by the latency target only
+    prune_script.main([*argv, *FAST, *timing, *fp32, "quantize.num_images=32", "quantize.deploy=true"])
     metrics = yaml.safe_load((run_dir / "metrics.yaml").read_text())
+    if "--target-latency-reduction" in target:
+        assert metrics["latency"]["backend"] == "onnxruntime" and metrics["latency_reduction_pct"] == 30.0
     int8_file = run_dir / "model.int8.onnx"
     assert QDQ <= {n.op_type for n in onnx.load(str(int8_file)).graph.node}
     assert metrics["int8"]["rounds"] == 3 and metrics["int8_speedup_vs_dense_fp32"] > 0
