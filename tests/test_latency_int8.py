@@ -217,7 +217,7 @@ def test_a_macs_target_with_the_int8_report_writes_the_int8_file_too(tiny_checkp
     "target",
     [
         ["--target-macs-reduction", "0.3"],
-        ["--target-latency-reduction", "0.3", "--set", "structured.latency.backend=onnxruntime"],
+        ["--target-latency-reduction", "0.3"],
     ],
     ids=["macs", "fp32_latency"],
 )

@@ -4,7 +4,7 @@ runs left out, shares of all kernel time; and a real file profiled end to end.""
 import pytest
 from torch import nn
 
-from tools.measure.op_profile import format_op_table, op_profile, op_rows
+from tools.measure.op_profile import format_op_table, op_rows, profile_files
 
 
 def run(ts: int) -> dict:
@@ -54,7 +54,7 @@ def test_a_real_file_is_profiled_per_operator(tmp_path):
         nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)
     )
     path = export_onnx(net.eval(), (3, 16, 16), tmp_path / "net.onnx", opset=17)
-    rows = op_profile(path, (3, 16, 16), batch_size=2, warmup=1, repeats=3)
+    rows = profile_files({"net": path}, (3, 16, 16), batch_size=2, warmup=1, repeats=3)["operators"]["net"]
     ops = {r["op_type"] for r in rows}
     assert ops & {"Conv", "FusedConv"} and "Gemm" in ops
     assert sum(r["share_pct"] for r in rows) == pytest.approx(100.0)

@@ -1,9 +1,8 @@
 """Where an ONNX file's time goes: ONNX Runtime's own profiler, its kernel times summed per operator.
 
-    rows = op_profile(Path("model.int8.onnx"), (3, 32, 32), batch_size=64, num_threads=1)
-    print(format_op_table({"pruned INT8": rows}))
-    shapes = profile_files({"pruned INT8": Path("model.int8.onnx")}, (3, 32, 32), batch_size=64)["conv_shapes"]
-    print(format_op_table(shapes, what="convolutions by shape"))
+    views = profile_files({"pruned INT8": Path("model.int8.onnx")}, (3, 32, 32), batch_size=64, num_threads=1)
+    print(format_op_table(views["operators"]))
+    print(format_op_table(views["conv_shapes"], what="convolutions by shape"))
 
 One row per operator as ONNX Runtime ran it, after its graph fusions (QLinearConv, QuantizeLinear,
 FusedConv, ReorderInput, ...): `op_type`, `nodes` (how many), `time_ms` (the median over the timed
@@ -29,14 +28,6 @@ import numpy as np
 KERNEL = "_kernel_time"  # ONNX Runtime's profiler names each node's kernel event <node>_kernel_time
 
 
-def op_profile(
-    path: Path, input_shape: tuple, *, batch_size: int, num_threads: int = 1, warmup: int = 5, repeats: int = 20
-) -> list[dict]:
-    """Rows {op_type, nodes, time_ms, share_pct} of the ONNX file at `path`, slowest first, run on
-    ONNX Runtime's CPU provider as the latency timing runs it (same options, random inputs)."""
-    return op_rows(trace(path, input_shape, batch_size, num_threads, warmup + repeats), warmup)
-
-
 def profile_files(
     files: dict[str, Path],
     input_shape: tuple,
@@ -46,7 +37,7 @@ def profile_files(
     warmup: int = 5,
     repeats: int = 20,
 ) -> dict[str, dict[str, list[dict]]]:
-    """One profiler trace per file, read two ways: {"operators": {label: op_profile's rows},
+    """One profiler trace per file, read two ways: {"operators": {label: rows {op_type, nodes, time_ms, share_pct}, slowest first},
     "conv_shapes": {label: rows}}, the second the convolutions alone summed per shape (input ->
     output channels, output size): {op_type: "8->8 ch, 32x32", nodes, time_ms, share_pct (of conv
     time)}. Why the second: the same shape in an FP32 and an INT8 file shows where INT8 pays, and a
