@@ -169,6 +169,16 @@ def test_bad_quantize_settings_stop_an_int8_run_before_pruning():
         check_structured_config(cfg)
 
 
+def test_a_misnamed_keep_fp32_layer_stops_the_run_before_pruning(tiny_checkpoint, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    argv = ["--checkpoint", str(tiny_checkpoint), "--save-dir", str(run_dir), "--target-macs-reduction", "0.3"]
+    with pytest.raises(SystemExit) as exc:
+        run_cli(prune_script.main, [*argv, "--set", "quantize.deploy=true", "quantize.keep_fp32=[conv]"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and "\n" not in err and "quantize.keep_fp32 names 'conv'" in err
+    assert not run_dir.exists()
+
+
 def test_one_command_writes_the_int8_file_and_its_speedups(tiny_checkpoint, tmp_path, capsys, monkeypatch):
     """Checkpoint -> pruned, fine-tuned, QAT-fine-tuned, quantized model.int8.onnx. The search's
     timing is faked (3-round spreads of tiny models are noise); the final file's is real."""
@@ -230,11 +240,15 @@ def test_quantize_deploy_ends_any_run_with_the_int8_file(target, tiny_checkpoint
     argv = ["--checkpoint", str(tiny_checkpoint), "--save-dir", str(run_dir), *target, "--epochs", "0"]
     timing = ["structured.latency.batch_size=4", "structured.latency.rounds=3", "structured.latency.repeats=1"]
     fp32 = ["structured.latency.backend=onnxruntime"]  # read by the latency target only
-    prune_script.main([*argv, *FAST, *timing, *fp32, "quantize.num_images=32", "quantize.deploy=true"])
+    deploy = ["quantize.num_images=32", "quantize.deploy=true", "quantize.keep_fp32=[conv1]"]
+    prune_script.main([*argv, *FAST, *timing, *fp32, *deploy])
     metrics = yaml.safe_load((run_dir / "metrics.yaml").read_text())
     if "--target-latency-reduction" in target:
         assert metrics["latency"]["backend"] == "onnxruntime" and metrics["latency_reduction_pct"] == 30.0
-    int8_file = run_dir / "model.int8.onnx"
-    assert QDQ <= {n.op_type for n in onnx.load(str(int8_file)).graph.node}
+    graph = onnx.load(str(run_dir / "model.int8.onnx")).graph
+    assert QDQ <= {n.op_type for n in graph.node}
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    quantized = {n.name: n.input[0] in dequantized for n in graph.node if n.op_type == "Conv"}
+    assert quantized.pop("/conv1/Conv") is False and all(quantized.values())  # the stem kept FP32, as asked
     assert metrics["int8"]["rounds"] == 3 and metrics["int8_speedup_vs_dense_fp32"] > 0
     assert metrics["int8_drop"] == pytest.approx(metrics["baseline_top1"] - metrics["int8_top1"])

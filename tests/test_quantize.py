@@ -127,3 +127,44 @@ def test_onnx_file_without_a_config_exits_2(tiny_checkpoint, not_met, tmp_path, 
     with pytest.raises(SystemExit) as exc:
         run_cli(eval_script.main, ["--checkpoint", str(lonely)])
     assert exc.value.code == 2 and "pass --config" in capsys.readouterr().err
+
+
+def test_keep_fp32_leaves_the_named_modules_in_float_and_quantizes_the_rest(tiny_checkpoint, tmp_path):
+    out = tmp_path / "q"
+    keep = "quantize.keep_fp32=[conv1, layer1]"
+    quantize_script.main(["--checkpoint", str(tiny_checkpoint), "--save-dir", str(out), "--set", *FAST, keep])
+    graph = onnx.load(str(out / "model.int8.onnx")).graph
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    convs = {n.name: n.input[0] in dequantized for n in graph.node if n.op_type == "Conv"}
+    float_convs = {name for name, quantized in convs.items() if not quantized}
+    assert float_convs and all(name.startswith(("/conv1/", "/layer1/")) for name in float_convs)
+    assert all(quantized for name, quantized in convs.items() if name.startswith(("/layer2/", "/layer3/")))
+    report = yaml.safe_load((out / "quantize.yaml").read_text())
+    assert {n["name"] for n in report["float_nodes"] if n["op_type"] == "Conv"} == float_convs
+
+
+def test_keep_fp32_naming_no_module_exits_2_with_the_nearest_name(tiny_checkpoint, tmp_path, capsys):
+    argv = ["--checkpoint", str(tiny_checkpoint), "--save-dir", str(tmp_path / "q"), "--set", *FAST]
+    with pytest.raises(SystemExit) as exc:
+        run_cli(quantize_script.main, [*argv, "quantize.keep_fp32=[layr1]"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and "\n" not in err
+    assert "'layr1'" in err and "did you mean 'layer1'?" in err
+    assert not (tmp_path / "q" / "model.int8.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    "node, module",
+    [
+        ("/conv1/Conv", "conv1"),
+        ("/layer1/layer1.0/conv1/Conv", "layer1.0.conv1"),
+        ("/layer2/layer2.0/shortcut/shortcut.0/Conv", "layer2.0.shortcut.0"),  # a Sequential's child
+        ("/features/features.0/features.0.0/Conv", "features.0.0"),  # torchvision MobileNetV2
+        ("/layer1/layer1.0/Add", "layer1.0"),  # a functional op belongs to the module that calls it
+        ("/Flatten", ""),
+    ],
+)
+def test_onnx_node_names_map_back_to_torch_module_names(node, module):
+    from tools.deploy.quantize import onnx_module_name
+
+    assert onnx_module_name(node) == module

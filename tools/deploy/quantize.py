@@ -24,6 +24,7 @@ is quantized and `float_nodes` lists them.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tempfile
 from pathlib import Path
@@ -53,6 +54,34 @@ def check_quantize_config(q: QuantizeConfig) -> None:
         raise UserError(f"quantize.percentile must be in (0, 100], got {q.percentile}")
     if q.qat_epochs < 0 or q.qat_lr <= 0:
         raise UserError(f"quantize.qat_epochs must be >= 0 and quantize.qat_lr > 0, got {q.qat_epochs} and {q.qat_lr}")
+
+
+def onnx_module_name(node_name: str) -> str:
+    """The torch module an exported node came from: '/layer1/layer1.0/conv1/Conv' -> 'layer1.0.conv1'.
+    torch.onnx names each scope by the module's name relative to an ancestor, so a scope that starts
+    with the last names so far replaces them ('/features/features.0/features.0.0/Conv' -> 'features.0.0')."""
+    parts: list[str] = []
+    for scope in node_name.strip("/").split("/")[:-1]:
+        names = scope.split(".")
+        overlap = next((k for k in range(min(len(parts), len(names)), 0, -1) if parts[-k:] == names[:k]), 0)
+        parts = parts[: len(parts) - overlap] + names
+    return ".".join(parts)
+
+
+def nodes_kept_fp32(model, modules: list[str]) -> list[str]:
+    """The nodes of `modules` (quantize.keep_fp32; a container covers its children); a name that
+    no node comes from is a UserError with the nearest module name the graph has."""
+    owner = {n.name: onnx_module_name(n.name) for n in model.graph.node}
+    kept = []
+    for module in modules:
+        nodes = [n for n, m in owner.items() if m == module or m.startswith(module + ".")]
+        if not nodes:
+            known = {".".join(m.split(".")[:k]) for m in owner.values() if m for k in range(1, m.count(".") + 2)}
+            close = difflib.get_close_matches(module, sorted(known), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"module names there: {', '.join(sorted(known)[:12])}"
+            raise UserError(f"quantize.keep_fp32 names {module!r}, which no node of the ONNX graph comes from; {hint}")
+        kept += nodes
+    return kept
 
 
 def int8_path(fp32_path: Path, out_dir: Path | None = None) -> Path:
@@ -195,6 +224,7 @@ def quantize_int8(prepared_path: Path, out_path: Path, reader, q: QuantizeConfig
             activation_type=QuantType.QUInt8 if q.activation_type == "uint8" else QuantType.QInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=method,
+            nodes_to_exclude=nodes_kept_fp32(load_onnx(prepared_path), q.keep_fp32),
             extra_options=extra,
         )
         os.replace(tmp, out_path)

@@ -911,6 +911,8 @@ def prune_structured(args) -> None:
     """scripts.prune_structured's whole command: `args` as its parse_args returns them."""
     resume, checkpoint, (cfg, ckpt, data, model, device) = load_prune_run(args, "prune_structured", cli_flags(args))
     check_structured_config(cfg)
+    if deploys_int8(cfg):  # the INT8 file comes last: a misnamed layer fails now, not after fine-tuning
+        st.resolve_names(model, cfg.quantize.keep_fp32, "quantize.keep_fp32")
     if resume is not None:
         check_structured_resume(resume, model, cfg, len(data.train), args.resume)
     run = RunFolder.new(

@@ -280,7 +280,7 @@ def print_float_nodes(nodes: list[dict]) -> None:
     if nodes:
         shown = ", ".join(f"{n['op_type']} {n['name']}" for n in nodes[:8])
         print(
-            f"{len(nodes)} node(s) left in FP32 (no INT8 kernel in the quantizer): {shown}"
+            f"{len(nodes)} node(s) left in FP32 (quantize.keep_fp32, or no INT8 kernel in the quantizer): {shown}"
             + (" ..." if len(nodes) > 8 else "")
         )
 

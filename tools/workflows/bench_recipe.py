@@ -152,6 +152,7 @@ ADDED_KEYS = {
     "data.mean": ([], lambda recipe: True),
     "data.std": ([], lambda recipe: True),
     "quantize.deploy": (False, lambda recipe: True),
+    "quantize.keep_fp32": ([], lambda recipe: True),
 }
 
 
