@@ -23,7 +23,8 @@ class QuantizeConfig:
     per_channel: bool = True  # one weight scale per output channel (false: one per tensor)
     activation_type: str = "uint8"  # uint8 (U8S8, ORT's fast x86 path incl. VNNI) | int8 (S8S8, slower on x86)
     # module names (as in structured.ignored_layers; a container covers its children) whose ONNX nodes stay FP32:
-    # where the CPU's INT8 kernel is slower than its FP32 one (a 3-channel stem, 8-channel layers on AVX2)
+    # where the CPU's INT8 kernel is slower than its FP32 one, or quantizing costs the accuracy (a 3-channel stem,
+    # 8-channel layers on AVX2; docs/benchmarks.md, int8_target)
     keep_fp32: list[str] = field(default_factory=list)
     max_drop: float = 1.0  # INT8 top-1 at most this many points below the FP32 ONNX file's, else NOT MET
     # scripts.prune_structured: also end with model.int8.onnx, its top-1 and its speed-ups over the dense FP32 and
