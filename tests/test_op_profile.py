@@ -4,7 +4,7 @@ runs left out, shares of all kernel time; and a real file profiled end to end.""
 import pytest
 from torch import nn
 
-from tools.measure.op_profile import format_op_table, op_rows, profile_files
+from tools.measure.op_profile import conv_key, format_op_table, op_rows, profile_files
 
 
 def run(ts: int) -> dict:
@@ -91,3 +91,32 @@ def test_scripts_profile_says_where_an_onnx_files_time_goes(tiny_checkpoint, tmp
     assert ops["batch_size"] == 2 and len(ops["operators"]) == 2
     shapes = next(iter(ops["conv_shapes"].values()))
     assert shapes and all(" ch, " in r["op_type"] for r in shapes)
+
+
+def conv_event(op: str, x: list[int], w: list[int], out: list[int]) -> dict:
+    shapes = (
+        [{"float": x}, {"float": w}]
+        if op != "QLinearConv"
+        else [{"uint8": x}, {"float": [1]}, {"uint8": [1]}, {"int8": w}]
+    )
+    return {"args": {"op_name": op, "input_type_shape": shapes, "output_type_shape": [{"float": out}]}}
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        conv_event("Conv", [64, 384, 8, 8], [384, 1, 3, 3], [64, 384, 8, 8]),  # NCHW
+        conv_event("FusedConv", [64, 24, 8, 8, 16], [384, 1, 3, 3], [64, 24, 8, 8, 16]),  # NCHWc, 16-channel blocks
+        conv_event("QLinearConv", [64, 8, 8, 384], [384, 1, 3, 3], [64, 8, 8, 384]),  # NHWC
+    ],
+    ids=["fp32_nchw", "fp32_nchwc", "int8_nhwc"],
+)
+def test_a_depthwise_conv_has_one_shape_label_in_fp32_and_int8_files(event):
+    assert conv_key(event) == "384->384 ch, 8x8"  # not the weight's 1 input channel per group
+
+
+def test_fp32_channels_come_from_the_weight_not_the_padded_blocks():
+    padded = conv_event("FusedConv", [64, 2, 16, 16, 16], [24, 24, 3, 3], [64, 2, 16, 16, 16])  # 24 in 2 x 16
+    assert conv_key(padded) == "24->24 ch, 16x16"
+    gray_stem = conv_event("Conv", [64, 1, 32, 32], [16, 1, 3, 3], [64, 16, 32, 32])
+    assert conv_key(gray_stem) == "1->16 ch, 32x32"

@@ -73,16 +73,19 @@ def op_key(event: dict) -> str:
 
 def conv_key(event: dict) -> str | None:
     """The shape "16->8 ch, 32x32" of a convolution kernel event, None for any other. QLinearConv runs
-    NHWC with prepacked weights; FP32 Conv NCHW, or NCHWc blocks (N, C/b, H, W, b)."""
+    NHWC with prepacked weights: channels from the activations. FP32 Conv runs NCHW or in NCHWc blocks
+    (N, C/b, H, W, b) that pad the channels: channels from its OIHW weight, whose input count a
+    depthwise conv divides by its groups (1), so a layer has one label in FP32 and INT8 files."""
     op, args = event["args"]["op_name"], event["args"]
     if "Conv" not in op:
         return None
-    ins = [next(iter(d.values())) for d in args["input_type_shape"]]
+    x, weight = (next(iter(d.values())) for d in args["input_type_shape"][:2])
     out = next(iter(args["output_type_shape"][0].values()))
     if op == "QLinearConv":
-        c_in, (_, h, w, c_out) = ins[0][3], out
+        c_in, (_, h, w, c_out) = x[3], out
     else:
-        c_in, c_out, h, w = ins[1][1], out[1] * (out[4] if len(out) == 5 else 1), out[2], out[3]
+        depthwise = weight[1] == 1 and x[1] > 1
+        c_in, c_out, h, w = (weight[0] if depthwise else weight[1]), weight[0], out[2], out[3]
     return f"{c_in}->{c_out} ch, {h}x{w}"  # no op name: one layer lines up across FP32 and INT8 files
 
 
