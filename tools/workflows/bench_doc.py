@@ -557,7 +557,9 @@ def render_doc(text: str, benchmarks: dict[str, Benchmark], results_root: Path, 
             names = {row["benchmark"] for row in found}
             about = "\n\n".join(
                 filter(
-                    None, [descriptions(benchmarks, names)] + [op_account(benchmarks[n], results_root) for n in names]
+                    None,
+                    [descriptions(benchmarks, names)]
+                    + [op_account(benchmarks[n], results_root) for n in sorted(names)],
                 )
             )
         block = (
@@ -618,7 +620,7 @@ def ms_table(profiles: list[dict], what: str) -> str:
     for f in files:
         for op in dict.fromkeys(r["op_type"] for p in profiles for r in p[f]):
             ms[f][op] = statistics.mean(next((r["time_ms"] for r in p[f] if r["op_type"] == op), 0.0) for p in profiles)
-    ops = sorted({op for f in files for op in ms[f]}, key=lambda op: -max(ms[f].get(op, 0.0) for f in files))
+    ops = sorted({op for f in files for op in ms[f]}, key=lambda op: (-max(ms[f].get(op, 0.0) for f in files), op))
     totals = {f: sum(ms[f].values()) for f in files}
     rows = [
         {what: op}
