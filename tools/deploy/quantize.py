@@ -224,7 +224,7 @@ def quantize_int8(prepared_path: Path, out_path: Path, reader, q: QuantizeConfig
             activation_type=QuantType.QUInt8 if q.activation_type == "uint8" else QuantType.QInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=method,
-            nodes_to_exclude=nodes_kept_fp32(load_onnx(prepared_path), q.keep_fp32),
+            nodes_to_exclude=nodes_kept_fp32(load_onnx(prepared_path), q.keep_fp32) if q.keep_fp32 else [],
             extra_options=extra,
         )
         os.replace(tmp, out_path)
